@@ -1,0 +1,461 @@
+"""Config: the vars layers of one (app, env, comp), Jinja, origins and validation.
+
+Layers, lowest first: builder defaults, vars/<app>/common/common.yml,
+vars/<app>/common/<comp>.yml, vars/<app>/<env>/common.yml, vars/<app>/<env>/<comp>.yml,
+then `-e key=value`. Files named *.vault.yml are never layers: Ansible alone reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import jinja2
+
+from builder.errors import ConfigError, Problem, ValidationFailed
+from builder.layout import NAME_RE, Layout, check_name
+from builder.models import Combo, Settings, SourceAmiFilter
+from builder.output import table
+from builder.yamlsrc import (
+    KeyPath,
+    LocatedDoc,
+    Origin,
+    YamlError,
+    load_mapping,
+    merge,
+    parse_scalar,
+)
+
+DEFAULTS_LAYER = "<builder defaults>"
+CLI_LAYER = "<command line -e>"
+BUILTIN_LAYER = "<built-in>"
+
+# Keys the tool reads, with their defaults (Jinja, rendered like any other value).
+DEFAULTS: dict[str, Any] = {
+    "aws_profile": None,
+    "aws_role_arn": None,
+    "packer_template": "ubuntu",
+    "playbook": "playbooks/{{ app }}/packer-{{ comp }}.yml",
+    "source_ami": None,
+    "source_ami_filter": None,
+    "instance_type": "t3.micro",
+    "ssh_username": "ubuntu",
+    "ami_name": "{{ app }}-{{ env }}-{{ comp }}",
+    "encrypt_boot": True,
+    "kms_key_id": "",
+    "launch_template_name": "{{ app }}-{{ env }}-{{ comp }}",
+    "codedeploy_application": "{{ app }}",
+    "codedeploy_deployment_group": "{{ app }}-{{ env }}-{{ comp }}",
+    "promote_from": None,
+    "ami_keep": 5,
+    "rebuild_max_age_days": 30,
+    "vault_password_ssm_parameter": None,
+}
+REQUIRED = ("components", "aws_region", "aws_account_id")
+
+_REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
+_ACCOUNT_RE = re.compile(r"\d{12}")
+_ROLE_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
+_AMI_RE = re.compile(r"ami-[0-9a-f]{8,17}")
+_WHOLE_EXPR_RE = re.compile(r"\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%).)*)\}\}\s*", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ResolvedVars:
+    """Every var of one combo after layering and Jinja, each with its origin."""
+
+    root: Path
+    combo: Combo
+    values: Mapping[str, Any]
+    origins: Mapping[str, Origin]
+    files: tuple[Path, ...]
+    settings: Settings
+
+    def to_json(self) -> dict[str, Any]:
+        """`builder vars --json`: values and the file:line each came from."""
+        return {
+            "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
+            "vars": dict(self.values),
+            "origins": {key: self.origin(key) for key in self.values},
+        }
+
+    def to_text(self) -> str:
+        rows = [(key, _show(value), self.origin(key)) for key, value in sorted(self.values.items())]
+        return table(("key", "value", "origin"), rows)
+
+    def origin(self, key: str) -> str:
+        return self.origins[key].show(self.root)
+
+    def problem(self, key: str, message: str) -> ConfigError:
+        origin = self.origins.get(key)
+        return ConfigError(
+            f"{key}: {message}",
+            file=origin.file if origin else None,
+            line=origin.line if origin else None,
+        )
+
+
+@dataclass
+class ConfigLoader:
+    """Reads and caches the vars files of one infra repo; resolves combos from them.
+
+    One loader serves a whole `validate` run so each file is parsed once.
+    """
+
+    layout: Layout
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    _docs: dict[Path, LocatedDoc] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - renders YAML values, not HTML
+
+    # -- enumeration --------------------------------------------------------
+    def apps(self) -> list[str]:
+        return self.layout.apps()
+
+    def envs(self, app: str) -> list[str]:
+        check_name("app", app)
+        if not (self.layout.vars_dir / app).is_dir():
+            raise ConfigError(
+                f"unknown app {app!r}: no folder vars/{app}/ "
+                f"(apps: {', '.join(self.apps()) or 'none'})"
+            )
+        return self.layout.envs(app)
+
+    def components(self, app: str, env: str) -> list[str]:
+        """The comps of an env: its resolved `components` list."""
+        self._check_env(app, env)
+        values, origins, _ = self._layered(app, env, None)
+        resolved = _Resolver(self._jinja, values, origins).value("components")
+        return _components(resolved, origins)
+
+    def combos(
+        self, app: str | None = None, env: str | None = None, comp: str | None = None
+    ) -> Iterator[Combo | Problem]:
+        """Every (app, env, comp) in scope; a Problem where an env's comps can't be read."""
+        for each_app in [app] if app else self.apps():
+            for each_env in [env] if env else self.envs(each_app):
+                try:
+                    comps = self.components(each_app, each_env)
+                except ConfigError as exc:
+                    yield exc.problem
+                    continue
+                for each_comp in comps:
+                    if comp is None or comp == each_comp:
+                        yield Combo(each_app, each_env, each_comp)
+
+    # -- resolution ---------------------------------------------------------
+    def resolve(self, app: str, env: str, comp: str) -> ResolvedVars:
+        """Resolve one combo; every problem found is reported (ValidationFailed)."""
+        self._check_env(app, env)
+        check_name("comp", comp)
+        values, origins, files = self._layered(app, env, comp)
+        resolver = _Resolver(self._jinja, values, origins)
+        problems: list[Problem] = []
+        resolved: dict[str, Any] = {}
+        for key in values:
+            try:
+                resolved[key] = resolver.value(key)
+            except ConfigError as exc:
+                problems.append(exc.problem)
+        top_origins = {key: origins[(key,)] for key in resolved}
+        settings = None
+        if not problems:
+            settings, problems = _settings(resolved, top_origins, self, app, env, comp)
+        if problems or settings is None:
+            raise ValidationFailed(problems)
+        return ResolvedVars(self.layout.root, Combo(app, env, comp), resolved, top_origins,
+                            tuple(files), settings)
+
+    def _check_env(self, app: str, env: str) -> None:
+        check_name("env", env)
+        envs = self.envs(app)
+        if env not in envs:
+            raise ConfigError(
+                f"unknown env {env!r} of app {app!r}: no folder vars/{app}/{env}/ "
+                f"(envs: {', '.join(envs) or 'none'})"
+            )
+
+    def _layered(
+        self, app: str, env: str, comp: str | None
+    ) -> tuple[dict[str, Any], dict[KeyPath, Origin], list[Path]]:
+        doc = LocatedDoc(dict(DEFAULTS), {(key,): Origin(DEFAULTS_LAYER) for key in DEFAULTS})
+        files = []
+        for path in self.layout.layer_files(app, env, comp):
+            if path.is_file():
+                files.append(path)
+                doc = merge(doc, self._load(path))
+        cli = {key: parse_scalar(text) for key, text in self.overrides.items()}
+        doc = merge(doc, LocatedDoc(cli, {(key,): Origin(CLI_LAYER) for key in cli}))
+        builtins = {"app": app, "env": env} | ({"comp": comp} if comp else {})
+        for key, value in builtins.items():
+            if key in doc.values and doc.values[key] != value:
+                origin = doc.origins[(key,)]
+                raise ConfigError(f"{key}: is built in ({value!r}) and can't be set",
+                                  file=origin.file, line=origin.line)
+        doc = merge(doc, LocatedDoc(builtins, {(key,): Origin(BUILTIN_LAYER) for key in builtins}))
+        return doc.values, doc.origins, files
+
+    def _load(self, path: Path) -> LocatedDoc:
+        if path not in self._docs:
+            try:
+                self._docs[path] = load_mapping(path.read_text(encoding="utf-8"), path)
+            except YamlError as exc:
+                raise ConfigError(str(exc), file=path, line=exc.line) from exc
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"can't read: {exc}", file=path) from exc
+        return self._docs[path]
+
+
+class _Resolver:
+    """Renders values lazily so one var may use another, as Ansible does."""
+
+    def __init__(
+        self, env: jinja2.Environment, raw: Mapping[str, Any], origins: Mapping[KeyPath, Origin]
+    ):
+        self._env = env
+        self._raw = raw
+        self._origins = origins
+        self._done: dict[str, Any] = {}
+        self._active: list[str] = []
+
+    def value(self, key: str) -> Any:
+        if key in self._done:
+            return self._done[key]
+        if key in self._active:
+            cycle = " -> ".join([*self._active[self._active.index(key):], key])
+            raise self._error((key,), f"refers to itself: {cycle}")
+        self._active.append(key)
+        try:
+            rendered = self._render(self._raw[key], (key,))
+        finally:
+            self._active.pop()
+        self._done[key] = rendered
+        return rendered
+
+    def _render(self, value: Any, path: KeyPath) -> Any:
+        if isinstance(value, str):
+            return self._render_string(value, path)
+        if isinstance(value, Mapping):
+            return {k: self._render(v, (*path, str(k))) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._render(item, path) for item in value]
+        return value
+
+    def _render_string(self, text: str, path: KeyPath) -> Any:
+        if "{{" not in text and "{%" not in text:
+            return text
+        context = _LazyContext(self)
+        try:
+            whole = _WHOLE_EXPR_RE.fullmatch(text)
+            if whole:
+                # A value that is one expression keeps its type (a list stays a list).
+                template = self._env.from_string(f"{{% set result = ({whole['expr']}) %}}")
+                run = template.new_context(cast("dict[str, Any]", context), shared=True)
+                for _ in template.root_render_func(run):
+                    pass
+                result = run.vars["result"]
+                if isinstance(result, jinja2.Undefined):
+                    str(result)  # raises UndefinedError naming what is missing
+                return result
+            # shared=True: Jinja reads the lazy context instead of copying every var.
+            template = self._env.from_string(text)
+            run = template.new_context(cast("dict[str, Any]", context), shared=True)
+            return "".join(template.root_render_func(run))
+        except jinja2.UndefinedError as exc:
+            raise self._error(path, f"Jinja: {exc.message}") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise self._error(path, f"Jinja syntax: {exc.message}") from exc
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise self._error(path, f"Jinja: {exc}") from exc
+
+    def _error(self, path: KeyPath, message: str) -> ConfigError:
+        origin = self._origins.get(path) or self._origins.get(path[:1])
+        return ConfigError(
+            f"{'.'.join(path)}: {message}",
+            file=origin.file if origin else None,
+            line=origin.line if origin else None,
+        )
+
+
+class _LazyContext(Mapping[str, Any]):
+    """What a Jinja expression in a value sees: the other vars, rendered on first use."""
+
+    def __init__(self, resolver: _Resolver):
+        self._resolver = resolver
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._resolver._raw:
+            raise KeyError(key)
+        return self._resolver.value(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._resolver._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resolver._raw)
+
+    def __len__(self) -> int:
+        return len(self._resolver._raw)
+
+
+# -- the builder keys --------------------------------------------------------
+
+
+def _components(value: Any, origins: Mapping[KeyPath, Origin]) -> list[str]:
+    origin = origins.get(("components",))
+    file, line = (origin.file, origin.line) if origin else (None, None)
+    if value is None:
+        raise ConfigError("components: required (the list of comps of this env)",
+                          file=file, line=line)
+    if not isinstance(value, list) or not value:
+        raise ConfigError("components: must be a non-empty list of comp names",
+                          file=file, line=line)
+    for item in value:
+        if not isinstance(item, str) or not NAME_RE.fullmatch(item):
+            raise ConfigError(f"components: {item!r} must match [a-z0-9][a-z0-9-]*",
+                              file=file, line=line)
+    return list(value)
+
+
+def _settings(
+    values: Mapping[str, Any],
+    origins: Mapping[str, Origin],
+    loader: ConfigLoader,
+    app: str,
+    env: str,
+    comp: str,
+) -> tuple[Settings | None, list[Problem]]:
+    """Type-check the keys the tool reads; collect every problem, not just the first."""
+    problems: list[Problem] = []
+
+    def fail(key: str, message: str) -> None:
+        origin = origins.get(key)
+        problems.append(
+            Problem(f"{key}: {message}", origin.file if origin else None,
+                    origin.line if origin else None)
+        )
+
+    def text(key: str, *, pattern: re.Pattern[str] | None = None, what: str = "",
+             optional: bool = False) -> str:
+        value = values.get(key)
+        if value is None or value == "":
+            if not optional and key in REQUIRED:
+                fail(key, "required")
+            elif not optional:
+                fail(key, "must not be empty")
+            return ""
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            fail(key, f"must be a string, not {type(value).__name__}")
+            return ""
+        value = str(value)
+        if pattern is not None and not pattern.fullmatch(value):
+            fail(key, f"{value!r} is not {what}")
+        return value
+
+    def number(key: str, minimum: int) -> int:
+        value = values.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            fail(key, f"must be a whole number ≥ {minimum}, not {value!r}")
+            return minimum
+        return value
+
+    components: list[str] = []
+    try:
+        components = _components(values.get("components"), {(k,): o for k, o in origins.items()})
+    except ConfigError as exc:
+        problems.append(exc.problem)
+    if components and comp not in components:
+        fail("components", f"comp {comp!r} is not in this env's components {components}")
+
+    region = text("aws_region", pattern=_REGION_RE, what="a region like eu-west-1")
+    account_value = values.get("aws_account_id")
+    if isinstance(account_value, int) and len(str(account_value)) != 12:
+        fail("aws_account_id",
+             f"{account_value!r} is not 12 digits (quote account ids that start with 0)")
+        account = ""
+    else:
+        account = text("aws_account_id", pattern=_ACCOUNT_RE, what="a 12-digit account id")
+    role = text("aws_role_arn", pattern=_ROLE_RE, what="an IAM role ARN", optional=True)
+    profile = text("aws_profile", optional=True)
+    template = text("packer_template", pattern=NAME_RE, what="a template name under packer/")
+    playbook = text("playbook")
+    if playbook and (Path(playbook).is_absolute() or ".." in Path(playbook).parts):
+        fail("playbook", f"{playbook!r} must be a path inside the infra repo")
+
+    source_ami = text("source_ami", pattern=_AMI_RE, what="an AMI id", optional=True)
+    source_filter = _source_filter(values.get("source_ami_filter"), fail)
+    if bool(source_ami) == bool(source_filter):
+        fail("source_ami" if source_ami else "source_ami_filter",
+             "set exactly one of source_ami and source_ami_filter")
+
+    encrypt = values.get("encrypt_boot")
+    if not isinstance(encrypt, bool):
+        fail("encrypt_boot", f"must be true or false, not {encrypt!r}")
+    kms_key_id = text("kms_key_id", optional=True)
+    if kms_key_id and not encrypt:
+        fail("kms_key_id", "is set but encrypt_boot is false")
+
+    promote_from = text("promote_from", pattern=NAME_RE, what="an env name", optional=True)
+    if promote_from:
+        if promote_from == env:
+            fail("promote_from", "an env can't promote from itself")
+        elif promote_from not in loader.layout.envs(app):
+            fail("promote_from", f"no env {promote_from!r} in vars/{app}/")
+
+    settings = Settings(
+        components=tuple(components),
+        aws_region=region,
+        aws_account_id=account,
+        aws_profile=profile or None,
+        aws_role_arn=role or None,
+        packer_template=template,
+        playbook=playbook,
+        source_ami=source_ami or None,
+        source_ami_filter=source_filter,
+        instance_type=text("instance_type"),
+        ssh_username=text("ssh_username", pattern=re.compile(r"[a-z_][a-z0-9_-]*"),
+                          what="a user name"),
+        ami_name=text("ami_name", pattern=re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}"),
+                      what="a valid AMI name (3-100 of letters, digits, ()[] ./'@_-)"),
+        encrypt_boot=encrypt is True,
+        kms_key_id=kms_key_id,
+        launch_template_name=text("launch_template_name"),
+        codedeploy_application=text("codedeploy_application"),
+        codedeploy_deployment_group=text("codedeploy_deployment_group"),
+        promote_from=promote_from or None,
+        ami_keep=number("ami_keep", 1),
+        rebuild_max_age_days=number("rebuild_max_age_days", 1),
+        vault_password_ssm_parameter=text("vault_password_ssm_parameter", optional=True) or None,
+    )
+    return (None if problems else settings), problems
+
+
+def _source_filter(value: Any, fail: Any) -> SourceAmiFilter | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, Mapping):
+        fail("source_ami_filter", "must be a mapping {owners: [...], name: pattern}")
+        return None
+    owners, name = value.get("owners"), value.get("name")
+    unknown = sorted(set(value) - {"owners", "name"})
+    if unknown:
+        fail("source_ami_filter", f"unknown keys {unknown} (allowed: owners, name)")
+    if not (isinstance(owners, list) and owners and all(isinstance(o, str | int) for o in owners)):
+        fail("source_ami_filter", "owners: must be a non-empty list of account ids or aliases")
+        return None
+    if not isinstance(name, str) or not name:
+        fail("source_ami_filter", "name: must be an image name pattern (wildcards * and ?)")
+        return None
+    return SourceAmiFilter(owners=tuple(str(o) for o in owners), name=name)
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+

@@ -1,0 +1,143 @@
+"""Every error builder shows to a user.
+
+    BuilderError                      exit 1 unless a subclass says otherwise
+    ├── InputError                    exit 2: bad input, config or set-up
+    │   ├── ConfigError               a vars file, a key, a value (file:line)
+    │   ├── TemplateError             a Packer template: lookup, Jinja, HCL, variables
+    │   ├── ValidationFailed          several problems found at once (builder validate)
+    │   ├── RefusedError              a valid request that must not run (wrong AMI, unverified)
+    │   └── ToolMissing               packer, debootstrap, root privileges
+    ├── OperationFailed               exit 1: the work itself failed
+    │   ├── ProcessFailed             an external command exited non-zero
+    │   ├── AwsError                  an AWS call failed (translated from botocore once)
+    │   ├── ProvisionFailed           an Ansible task or an image check failed
+    │   ├── BakeFailed                packer build failed
+    │   ├── DeployFailed              a CodeDeploy deployment failed, stopped or timed out
+    │   ├── PromotionFailed           sharing or copying an AMI failed
+    │   └── LockedError               another release holds the (app, env, comp) lock
+    └── Interrupted                   exit 130 (SIGINT) / 143 (SIGTERM)
+
+Foreign exceptions are translated where they enter (builder.aws, builder.process,
+builder.ansible), so callers only ever see this tree.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem: what `validate` lists and what a ConfigError carries."""
+
+    message: str
+    file: Path | None = None
+    line: int | None = None
+
+    def where(self, root: Path | None = None) -> str:
+        if self.file is None:
+            return ""
+        shown = self.file
+        if root is not None and self.file.is_absolute() and self.file.is_relative_to(root):
+            shown = self.file.relative_to(root)
+        return f"{shown}:{self.line}" if self.line else str(shown)
+
+    def format(self, root: Path | None = None) -> str:
+        where = self.where(root)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class BuilderError(Exception):
+    """Base of every user-facing error; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, file: Path | None = None, line: int | None = None):
+        super().__init__(message)
+        self.problem = Problem(message, file, line)
+
+    @property
+    def message(self) -> str:
+        return self.problem.message
+
+    def format(self, root: Path | None = None) -> str:
+        return self.problem.format(root)
+
+
+class InputError(BuilderError):
+    exit_code = 2
+
+
+class ConfigError(InputError):
+    pass
+
+
+class TemplateError(InputError):
+    pass
+
+
+class RefusedError(InputError):
+    pass
+
+
+class ToolMissing(InputError):
+    pass
+
+
+class ValidationFailed(InputError):
+    """Several problems; `format` shows the first, `problems` holds all of them."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__(problems[0].message, file=problems[0].file, line=problems[0].line)
+        self.problems = problems
+
+    def format(self, root: Path | None = None) -> str:
+        return "\n".join(p.format(root) for p in self.problems)
+
+
+class OperationFailed(BuilderError):
+    exit_code = 1
+
+
+class ProcessFailed(OperationFailed):
+    def __init__(self, message: str, *, returncode: int, output_tail: str = ""):
+        super().__init__(message)
+        self.returncode = returncode
+        self.output_tail = output_tail
+
+
+class AwsError(OperationFailed):
+    def __init__(self, message: str, *, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+
+class ProvisionFailed(OperationFailed):
+    pass
+
+
+class BakeFailed(OperationFailed):
+    pass
+
+
+class DeployFailed(OperationFailed):
+    pass
+
+
+class PromotionFailed(OperationFailed):
+    pass
+
+
+class LockedError(OperationFailed):
+    pass
+
+
+class Interrupted(BuilderError):
+    """Raised after cleanup when SIGINT/SIGTERM stopped the work."""
+
+    def __init__(self, signum: int):
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name}; cleaned up")
+        self.exit_code = 128 + signum

@@ -1,0 +1,52 @@
+"""Frozen values passed from one step to the next (config → render → bake → release)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Combo:
+    """One (app, env, comp)."""
+
+    app: str
+    env: str
+    comp: str
+
+    def __str__(self) -> str:
+        return f"{self.app}/{self.env}/{self.comp}"
+
+
+@dataclass(frozen=True)
+class SourceAmiFilter:
+    """A base image chosen by owner and name pattern: the newest match wins."""
+
+    owners: tuple[str, ...]
+    name: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The keys the tool itself reads (DESIGN table), typed and validated."""
+
+    components: tuple[str, ...]
+    aws_region: str
+    aws_account_id: str
+    aws_profile: str | None
+    aws_role_arn: str | None
+    packer_template: str
+    playbook: str
+    source_ami: str | None
+    source_ami_filter: SourceAmiFilter | None
+    instance_type: str
+    ssh_username: str
+    ami_name: str
+    encrypt_boot: bool
+    kms_key_id: str
+    launch_template_name: str
+    codedeploy_application: str
+    codedeploy_deployment_group: str
+    promote_from: str | None
+    ami_keep: int
+    rebuild_max_age_days: int
+    vault_password_ssm_parameter: str | None

@@ -1,0 +1,152 @@
+"""Packer: its version, the argv builder runs it with, and its machine-readable output.
+
+Only this module builds Packer command lines.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from builder import process
+from builder.errors import Problem
+
+INSTALL_HINT = "run `make setup` (Debian/Ubuntu: apt-get install packer)"
+# The amazon plugin current Packer (1.7+) needs declared; 1.6 has it built in and
+# rejects the block.
+REQUIRED_PLUGINS_BLOCK = """packer {
+  required_plugins {
+    amazon = {
+      version = ">= 1.2.0"
+      source  = "github.com/hashicorp/amazon"
+    }
+  }
+}
+"""
+_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+_LOCATION_RE = re.compile(r"on (?P<file>\S+?) line (?P<line>\d+)")
+
+
+@dataclass(frozen=True, order=True)
+class PackerVersion:
+    major: int
+    minor: int
+    patch: int
+
+    @classmethod
+    def parse(cls, text: str) -> PackerVersion:
+        found = _VERSION_RE.search(text)
+        if not found:
+            raise ValueError(f"not a Packer version: {text!r}")
+        return cls(*(int(part) for part in found.groups()))
+
+    @property
+    def needs_required_plugins(self) -> bool:
+        return (self.major, self.minor) >= (1, 7)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+def executable() -> str:
+    return process.require("packer", INSTALL_HINT)
+
+
+@cache
+def installed_version() -> PackerVersion:
+    done = process.run([executable(), "version"], what="packer version")
+    return PackerVersion.parse(done.stdout)
+
+
+def init_argv(template: Path) -> list[str]:
+    return [executable(), "init", template.name]
+
+
+def validate_argv(template: Path, var_file: Path) -> list[str]:
+    return [executable(), "validate", f"-var-file={var_file.name}", template.name]
+
+
+def build_argv(template: Path, var_file: Path) -> list[str]:
+    # -on-error=cleanup: a failed build never leaves its instance running for debugging.
+    return [executable(), "build", "-machine-readable", "-color=false", "-on-error=cleanup",
+            f"-var-file={var_file.name}", template.name]
+
+
+def validate(template: Path, var_file: Path) -> list[Problem]:
+    """`packer validate` on rendered files; each error with its file and line."""
+    if installed_version().needs_required_plugins:
+        process.run(init_argv(template), what="packer init", cwd=template.parent)
+    done = process.run(validate_argv(template, var_file), what="packer validate",
+                       cwd=template.parent, check=False)
+    if done.returncode == 0:
+        return []
+    return parse_errors(done.stdout + done.stderr, template)
+
+
+def parse_errors(output: str, template: Path) -> list[Problem]:
+    """Packer prints `Error: <summary>` then `on <file> line <n>:` and the detail."""
+    problems: list[Problem] = []
+    blocks = re.split(r"^Error: ", output, flags=re.MULTILINE)
+    for block in blocks[1:]:
+        lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+        summary = lines[0] if lines else "invalid template"
+        where = _LOCATION_RE.search(block)
+        detail = next((line for line in lines[1:] if not line.startswith(("on ", "("))
+                       and not re.match(r"\d+:", line)), "")
+        message = f"packer validate: {summary}" + (f": {detail}" if detail else "")
+        if where:
+            problems.append(Problem(message, template.parent / Path(where["file"]).name,
+                                    int(where["line"])))
+        else:
+            problems.append(Problem(message, template))
+    if not problems:
+        last = output.strip().splitlines()[-1] if output.strip() else "failed"
+        problems.append(Problem(f"packer validate: {last}", template))
+    return problems
+
+
+@dataclass(frozen=True)
+class MachineLine:
+    """One line of `packer build -machine-readable`: timestamp,target,type,data..."""
+
+    timestamp: int
+    target: str
+    kind: str
+    data: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        """The text of a `ui` line (say/message/error)."""
+        return self.data[1] if self.kind == "ui" and len(self.data) > 1 else ""
+
+
+def parse_machine_line(line: str) -> MachineLine | None:
+    parts = line.rstrip("\n").split(",")
+    if len(parts) < 3 or not parts[0].isdigit():
+        return None
+    data = tuple(
+        part.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "\r")
+        for part in parts[3:]
+    )
+    return MachineLine(int(parts[0]), parts[1], parts[2], data)
+
+
+# Packer's amazon-ebs messages that open each phase a user cares about.
+_PHASES = (
+    ("Launching a source AWS instance", "launch"),
+    ("Waiting for SSH to become available", "ssh"),
+    ("Connected to SSH", "provision"),
+    ("Stopping the source instance", "stop"),
+    ("Creating AMI", "image"),
+    ("Adding tags to AMI", "tag"),
+    ("Terminating the source AWS instance", "cleanup"),
+)
+
+
+def phase_of(message: str) -> str | None:
+    for marker, phase in _PHASES:
+        if marker in message:
+            return phase
+    return None

@@ -1,0 +1,359 @@
+"""Render: a combo's resolved vars → the Packer template text and its var file.
+
+Templates are looked up in the root's packer/ first, then among the bundled ones;
+`.pkr.hcl.j2` goes through Jinja first. python-hcl2 then reads the result, and the
+declared `variable` blocks decide what goes into the var file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from builder.config import ResolvedVars
+from builder.errors import Problem, TemplateError, ValidationFailed
+from builder.layout import Layout
+from builder.packer import REQUIRED_PLUGINS_BLOCK, PackerVersion
+
+TEMPLATE_SUFFIXES = (".pkr.hcl", ".pkr.hcl.j2")
+_ERROR_LINE_RE = re.compile(r"line (\d+)")
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    type_expr: str | None
+    has_default: bool
+    line: int | None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A combo's template, rendered and parsed, and the values its variables get."""
+
+    resolved: ResolvedVars
+    template_name: str
+    source: Path
+    hcl: str
+    variables: tuple[Variable, ...]
+    var_values: Mapping[str, Any]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.template_name}.pkr.hcl"
+
+    def var_file_json(self, run_values: Mapping[str, Any] | None = None) -> str:
+        """The var file; `run_values` (builder_* of one bake) only where declared."""
+        declared = {v.name for v in self.variables}
+        values = dict(self.var_values)
+        values.update({k: v for k, v in (run_values or {}).items() if k in declared})
+        return json.dumps(values, indent=2, sort_keys=True) + "\n"
+
+    def digest(self) -> str:
+        """Hash of the rendered template and the config-derived var values."""
+        blob = self.hcl + "\0" + json.dumps(self.var_values, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RenderedFiles:
+    template: Path
+    var_file: Path
+    vars_json: Path
+
+    def to_json(self) -> dict[str, str]:
+        return {"template": str(self.template), "var_file": str(self.var_file),
+                "vars": str(self.vars_json)}
+
+    def to_text(self) -> str:
+        return "\n".join(f"{name:9} {path}" for name, path in self.to_json().items())
+
+
+@dataclass
+class Renderer:
+    """Renders combos of one infra repo for one Packer version; parses each distinct
+    template text once (python-hcl2 is slow, and most combos share a text)."""
+
+    layout: Layout
+    packer_version: PackerVersion
+    _parsed: dict[str, tuple[Variable, ...]] = field(default_factory=dict, repr=False)
+    _jinja: dict[Path, jinja2.Environment] = field(default_factory=dict, repr=False)
+
+    def find_template(self, name: str) -> Path:
+        for folder in self.layout.template_dirs():
+            for suffix in TEMPLATE_SUFFIXES:
+                candidate = folder / f"{name}{suffix}"
+                if candidate.is_file():
+                    return candidate
+        searched = ", ".join(self.layout.relative(d) for d in self.layout.template_dirs())
+        raise TemplateError(f"packer template {name!r} not found (looked in {searched})")
+
+    def render(self, resolved: ResolvedVars, *, hcl_check: bool = True) -> Rendered:
+        name = resolved.settings.packer_template
+        try:
+            source = self.find_template(name)
+        except TemplateError as exc:
+            raise resolved.problem("packer_template", exc.message) from exc
+        hcl = self._text(source, resolved)
+        variables = self._variables(hcl, source) if hcl_check else ()
+        var_values = _var_values(variables, resolved, source) if hcl_check else {}
+        return Rendered(resolved, name, source, hcl, variables, var_values)
+
+    def _text(self, source: Path, resolved: ResolvedVars) -> str:
+        text = source.read_text(encoding="utf-8")
+        if source.name.endswith(".j2"):
+            env = self._jinja.get(source.parent)
+            if env is None:
+                env = jinja2.Environment(
+                    loader=jinja2.FileSystemLoader(str(source.parent)),
+                    undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                    autoescape=False,  # noqa: S701 - renders HCL, not HTML
+                )
+                self._jinja[source.parent] = env
+            try:
+                template = env.get_template(source.name)
+                text = template.render(
+                    {**resolved.values, "packer_version": str(self.packer_version)}
+                )
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(f"Jinja syntax: {exc.message}", file=source,
+                                    line=exc.lineno) from exc
+            except jinja2.UndefinedError as exc:
+                raise TemplateError(f"Jinja: {exc.message}", file=source,
+                                    line=_jinja_line(exc, source)) from exc
+        has_plugins_block = re.search(r"^\s*required_plugins\s*\{", text, re.MULTILINE)
+        if self.packer_version.needs_required_plugins and not has_plugins_block:
+            text = REQUIRED_PLUGINS_BLOCK + "\n" + text
+        elif has_plugins_block and not self.packer_version.needs_required_plugins:
+            raise TemplateError(
+                f"declares required_plugins, which Packer {self.packer_version} rejects "
+                "(builder adds the block itself on Packer 1.7+)", file=source,
+            )
+        return text
+
+    def _variables(self, hcl: str, source: Path) -> tuple[Variable, ...]:
+        key = hashlib.sha256(hcl.encode()).hexdigest()
+        if key not in self._parsed:
+            self._parsed[key] = _parse_variables(hcl, source)
+        return self._parsed[key]
+
+
+def write(rendered: Rendered, out_dir: Path, run_values: Mapping[str, Any] | None = None
+          ) -> RenderedFiles:
+    """Write the template, the var file and the resolved vars (what Ansible gets)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    template = out_dir / rendered.file_name
+    template.write_text(rendered.hcl, encoding="utf-8")
+    var_file = out_dir / f"{rendered.template_name}.pkrvars.json"
+    var_file.write_text(rendered.var_file_json(run_values), encoding="utf-8")
+    vars_json = out_dir / "vars.json"
+    vars_json.write_text(
+        json.dumps(dict(rendered.resolved.values), indent=2, sort_keys=True, default=str) + "\n",
+        encoding="utf-8",
+    )
+    return RenderedFiles(template, var_file, vars_json)
+
+
+# -- HCL ---------------------------------------------------------------------
+
+
+def _parse_variables(hcl: str, source: Path) -> tuple[Variable, ...]:
+    import hcl2  # slow to import; only rendering needs it
+
+    try:
+        document = hcl2.loads(hcl)
+    except Exception as exc:  # python-hcl2 raises lark's exceptions
+        line = getattr(exc, "line", None)
+        if not isinstance(line, int):
+            found = _ERROR_LINE_RE.search(str(exc))
+            line = int(found.group(1)) if found else None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TemplateError(f"HCL syntax: {first}", file=source,
+                            line=source_line(line, hcl, source)) from exc
+    variables = []
+    for block in document.get("variable", []):
+        for raw_name, body in block.items():
+            name = _unquote(raw_name)
+            type_expr = body.get("type")
+            variables.append(Variable(
+                name=name,
+                type_expr=_type_text(type_expr) if type_expr is not None else None,
+                has_default="default" in body,
+                line=_declaration_line(hcl, name),
+            ))
+    return tuple(variables)
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def _type_text(expr: Any) -> str:
+    text = str(expr)
+    return text[2:-1] if text.startswith("${") and text.endswith("}") else text
+
+
+def _declaration_line(hcl: str, name: str) -> int | None:
+    found = re.search(rf'^\s*variable\s+"{re.escape(name)}"', hcl, re.MULTILINE)
+    return hcl.count("\n", 0, found.start()) + 1 if found else None
+
+
+def source_line(rendered_line: int | None, hcl: str, source: Path) -> int | None:
+    """A line of the rendered text, mapped back to the template when Jinja changed it
+    (builder's own required_plugins block shifts lines by a fixed amount)."""
+    if rendered_line is None:
+        return None
+    if hcl.startswith(REQUIRED_PLUGINS_BLOCK):
+        rendered_line -= REQUIRED_PLUGINS_BLOCK.count("\n") + 1
+    if not source.name.endswith(".j2"):
+        return rendered_line
+    wanted = hcl.splitlines()[rendered_line - 1].strip() if 0 < rendered_line <= len(
+        hcl.splitlines()) else ""
+    if wanted:
+        for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip() == wanted:
+                return number
+    return rendered_line
+
+
+def _jinja_line(exc: jinja2.UndefinedError, source: Path) -> int | None:
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename == str(source) or frame.filename.endswith(source.name):
+            return frame.lineno
+    return None
+
+
+# -- the var file ------------------------------------------------------------
+
+
+def _var_values(variables: tuple[Variable, ...], resolved: ResolvedVars, source: Path
+                ) -> dict[str, Any]:
+    """Only declared names; a declared one with no default needs a value of its type.
+
+    `builder_*` variables belong to `builder bake` (per run), never to config.
+    """
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for variable in variables:
+        if variable.name.startswith("builder_"):
+            continue
+        if variable.name not in resolved.values or resolved.values[variable.name] is None:
+            if not variable.has_default:
+                problems.append(Problem(
+                    f"variable {variable.name!r} of template {source.name} has no default and "
+                    f"no value: set {variable.name} in the vars", source, variable.line))
+            continue
+        value = resolved.values[variable.name]
+        mismatch = type_mismatch(value, variable.type_expr)
+        if mismatch:
+            origin = resolved.origins[variable.name]
+            problems.append(Problem(
+                f"{variable.name}: {mismatch} (template {source.name} declares type "
+                f"{variable.type_expr})", origin.file, origin.line))
+            continue
+        values[variable.name] = value
+    if problems:
+        raise ValidationFailed(problems)
+    return values
+
+
+def type_mismatch(value: Any, type_expr: str | None) -> str | None:
+    """Why `value` can't convert to the HCL type, or None when it can (as Packer's
+    cty conversions allow: a number or bool converts to string, "true" to bool)."""
+    if type_expr is None:
+        return None
+    kind, inner = _split_type(type_expr.strip())
+    if kind == "any":
+        return None
+    if kind == "string":
+        ok = isinstance(value, str | int | float | bool)
+        return None if ok else f"expected a string, got {_kind(value)}"
+    if kind == "number":
+        if isinstance(value, bool):
+            return "expected a number, got a bool"
+        if isinstance(value, int | float):
+            return None
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                return f"expected a number, got {value!r}"
+            return None
+        return f"expected a number, got {_kind(value)}"
+    if kind == "bool":
+        if isinstance(value, bool) or value in ("true", "false"):
+            return None
+        return f"expected true or false, got {value!r}"
+    if kind in ("list", "set", "tuple"):
+        if not isinstance(value, list):
+            return f"expected a list, got {_kind(value)}"
+        for index, item in enumerate(value):
+            element = inner if kind != "tuple" else "any"
+            why = type_mismatch(item, element)
+            if why:
+                return f"item {index}: {why}"
+        return None
+    if kind == "map":
+        if not isinstance(value, Mapping):
+            return f"expected a map, got {_kind(value)}"
+        for key, item in value.items():
+            why = type_mismatch(item, inner)
+            if why:
+                return f"key {key!r}: {why}"
+        return None
+    if kind == "object":
+        if not isinstance(value, Mapping):
+            return f"expected an object, got {_kind(value)}"
+        for attribute, attribute_type in _object_attributes(inner or ""):
+            if attribute not in value:
+                return f"missing attribute {attribute!r}"
+            why = type_mismatch(value[attribute], attribute_type)
+            if why:
+                return f"attribute {attribute!r}: {why}"
+        return None
+    return None  # a type this check doesn't know: Packer's validate will judge
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _split_type(text: str) -> tuple[str, str | None]:
+    found = re.fullmatch(r"(\w+)\s*(?:\((.*)\))?", text, re.DOTALL)
+    if not found:
+        return text, None
+    return found.group(1), found.group(2)
+
+
+def _object_attributes(text: str) -> list[tuple[str, str]]:
+    """`{ owners = list(string), name = string }` → [("owners", "list(string)"), ...]."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    attributes: list[tuple[str, str]] = []
+    depth, start = 0, 0
+    for index, char in enumerate(body + ","):
+        if char in "({[":
+            depth += 1
+        elif char in ")}]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            part = body[start:index].strip()
+            start = index + 1
+            if "=" in part:
+                name, _, type_text = part.partition("=")
+                attributes.append((name.strip(), type_text.strip()))
+    return attributes

@@ -1,0 +1,164 @@
+"""`builder validate`: every combo in scope, every problem at once."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.errors import BuilderError, Problem, ValidationFailed
+from builder.layout import Layout
+from builder.models import Combo
+from builder.project import Project
+from builder.render import Rendered, source_line, write
+
+
+@dataclass(frozen=True)
+class ComboReport:
+    app: str
+    env: str
+    comp: str | None
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class ValidateReport:
+    root: Path
+    results: tuple[ComboReport, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for r in self.results for p in r.problems]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "results": [
+                {"app": r.app, "env": r.env, "comp": r.comp, "ok": r.ok,
+                 "errors": [_problem_json(p, self.root) for p in r.problems]}
+                for r in self.results
+            ],
+        }
+
+    def to_text(self) -> str:
+        lines = []
+        for r in self.results:
+            name = "/".join(part for part in (r.app, r.env, r.comp) if part)
+            lines.append(f"{'ok  ' if r.ok else 'FAIL'} {name}")
+            lines.extend(f"     {p.format(self.root)}" for p in r.problems)
+        bad = sum(not r.ok for r in self.results)
+        lines.append(f"{len(self.results)} combos, {bad} with problems"
+                     if bad else f"{len(self.results)} combos, all valid")
+        return "\n".join(lines)
+
+
+def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
+    file = problem.file
+    if file is not None and file.is_absolute() and file.is_relative_to(root):
+        file = file.relative_to(root)
+    return {"file": str(file) if file else None, "line": problem.line, "message": problem.message}
+
+
+def validate(project: Project, app: str | None = None, env: str | None = None,
+             comp: str | None = None, *, offline: bool = False, jobs: int = 2) -> ValidateReport:
+    reports: list[ComboReport] = []
+    checks: list[tuple[int, Rendered]] = []
+    try:
+        scope = list(project.config.combos(app, env, comp))
+    except BuilderError as exc:
+        failed = ComboReport(app or "", env or "", comp, (exc.problem,))
+        return ValidateReport(project.root, (failed,))
+    renderer = None if offline and not scope else project.renderer
+    for item in scope:
+        if isinstance(item, Problem):
+            where = _env_of(item, project)
+            reports.append(ComboReport(where[0], where[1], None, (item,)))
+            continue
+        problems, rendered = _check_offline(project, item, renderer)
+        reports.append(ComboReport(item.app, item.env, item.comp, tuple(problems)))
+        if rendered is not None and not offline:
+            checks.append((len(reports) - 1, rendered))
+    if checks:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            found_all = pool.map(lambda r: _external_checks(project.layout, r),
+                                 [r for _, r in checks])
+            for index, found in zip((i for i, _ in checks), found_all, strict=True):
+                report = reports[index]
+                reports[index] = ComboReport(report.app, report.env, report.comp,
+                                             report.problems + tuple(found))
+    if comp is not None and not any(r.comp == comp for r in reports) and app and env:
+        reports.append(ComboReport(app, env, comp, (Problem(
+            f"comp {comp!r} is not in the components of {app}/{env}"),)))
+    return ValidateReport(project.root, tuple(reports))
+
+
+def _env_of(problem: Problem, project: Project) -> tuple[str, str]:
+    """The (app, env) a vars file belongs to, for problems found before any combo."""
+    if problem.file is not None and problem.file.is_relative_to(project.layout.vars_dir):
+        parts = problem.file.relative_to(project.layout.vars_dir).parts
+        if len(parts) >= 2:
+            return parts[0], parts[1]
+    return "", ""
+
+
+def _check_offline(project: Project, combo: Combo, renderer: Any
+                   ) -> tuple[list[Problem], Rendered | None]:
+    try:
+        resolved = project.resolve(combo.app, combo.env, combo.comp)
+    except ValidationFailed as exc:
+        return list(exc.problems), None
+    except BuilderError as exc:
+        return [exc.problem], None
+    problems: list[Problem] = []
+    playbook = project.root / resolved.settings.playbook
+    if not playbook.is_file():
+        origin = resolved.origins["playbook"]
+        problems.append(Problem(f"playbook: {resolved.settings.playbook} does not exist",
+                                origin.file, origin.line))
+    try:
+        rendered = renderer.render(resolved)
+    except ValidationFailed as exc:
+        return problems + list(exc.problems), None
+    except BuilderError as exc:
+        return [*problems, exc.problem], None
+    return problems, (rendered if not problems else None)
+
+
+def _external_checks(layout: Layout, rendered: Rendered) -> list[Problem]:
+    from builder import ansible, packer
+
+    problems: list[Problem] = []
+    resolved = rendered.resolved
+    with tempfile.TemporaryDirectory(prefix="builder-validate-") as tmp:
+        files = write(rendered, Path(tmp))
+        problems.extend(_relocate(p, files.template, rendered)
+                        for p in _guard(lambda: packer.validate(files.template, files.var_file)))
+    problems.extend(_guard(lambda: ansible.syntax_check(
+        layout, layout.root / resolved.settings.playbook, resolved.values)))
+    return problems
+
+
+def _guard(check: Callable[[], list[Problem]]) -> list[Problem]:
+    try:
+        return check()
+    except BuilderError as exc:
+        return [exc.problem]
+
+
+def _relocate(problem: Problem, rendered_file: Path, rendered: Rendered) -> Problem:
+    """Packer names the rendered copy in a temp dir; point at the user's template."""
+    if problem.file is not None and problem.file.name == rendered_file.name:
+        line = source_line(problem.line, rendered.hcl, rendered.source)
+        return Problem(problem.message, rendered.source, line)
+    return problem
