@@ -4,9 +4,26 @@ The CLI (`builder.cli`) and library callers share one core: open a `Project`, th
 call a step (config → render → bake → release → deploy).
 """
 
-from builder.errors import BuilderError
-from builder.models import Combo, Settings
-from builder.project import Project
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from builder.errors import BuilderError
+    from builder.models import Combo, Settings
+    from builder.project import Project
 
 __all__ = ["BuilderError", "Combo", "Project", "Settings"]
 __version__ = "0.1.0"
+
+_HOMES = {"BuilderError": "builder.errors", "Combo": "builder.models",
+          "Settings": "builder.models", "Project": "builder.project"}
+
+
+def __getattr__(name: str) -> Any:
+    """Imported on first use, so `builder --help` doesn't load the whole library."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'builder' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(_HOMES[name]), name)

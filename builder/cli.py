@@ -179,6 +179,55 @@ def validate_command(
         raise typer.Exit(2)
 
 
+@app.command("bake")
+def bake_command(
+    ctx: typer.Context, app_name: App, env: Env,
+    comp: Annotated[str | None, typer.Argument(help="Component (or --all)")] = None,
+    all_comps: Annotated[bool, typer.Option("--all", help="Every comp of the env, in parallel")
+                         ] = False,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Parallel bakes with --all "
+                                             "(default: comps, at most 4)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Bake even if an AMI with the same "
+                                        "fingerprint exists")] = False,
+    vault_password_file: Annotated[Path | None, typer.Option(
+        "--vault-password-file", help="Ansible vault password (or BUILDER_VAULT_PASSWORD_FILE, "
+        "or the vault_password_ssm_parameter var)")] = None,
+) -> None:
+    """Bake an AMI for APP ENV COMP (skipped when its inputs are unchanged)."""
+    from builder.bake import BakeOptions, bake, bake_all
+    from builder.interrupts import Cancel, handle_signals
+    from builder.models import Combo
+    from builder.output import Progress
+
+    if (comp is None) == (not all_comps):
+        raise InputError("give a COMP or --all (not both)")
+    project = _g(ctx).project()
+    options = BakeOptions(force=force, vault_password_file=vault_password_file)
+    with handle_signals(Cancel()) as cancel:
+        if comp is not None:
+            _emit(ctx, bake(project, Combo(app_name, env, comp), options=options,
+                            progress=Progress(), cancel=cancel))
+            return
+        batch = bake_all(project, app_name, env, jobs=jobs, options=options,
+                         progress=Progress(), cancel=cancel)
+    _emit(ctx, batch)
+    if batch.failures:
+        raise typer.Exit(1)
+
+
+@app.command("reap")
+def reap_command(
+    ctx: typer.Context,
+    older_than: Annotated[str, typer.Option("--older-than", help="Only what is older (30m, 2h, "
+                                            "1d)")] = "2h",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list")] = False,
+) -> None:
+    """Remove builder instances, key pairs and security groups left by crashed bakes."""
+    from builder.reap import parse_age, reap
+
+    _emit(ctx, reap(_g(ctx).project(), parse_age(older_than), dry_run=dry_run))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`builder`, `python -m builder`)."""
     try:

@@ -7,9 +7,10 @@ then `-e key=value`. Files named *.vault.yml are never layers: Ansible alone rea
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -43,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "source_ami": None,
     "source_ami_filter": None,
     "instance_type": "t3.micro",
+    # Who may reach the builder instance's SSH port (Packer's own default is the world).
+    "ssh_source_cidrs": ["0.0.0.0/0"],
     "ssh_username": "ubuntu",
     "ami_name": "{{ app }}-{{ env }}-{{ comp }}",
     "encrypt_boot": True,
@@ -392,8 +395,7 @@ def _settings(
     source_ami = text("source_ami", pattern=_AMI_RE, what="an AMI id", optional=True)
     source_filter = _source_filter(values.get("source_ami_filter"), fail)
     if bool(source_ami) == bool(source_filter):
-        fail("source_ami" if source_ami else "source_ami_filter",
-             "set exactly one of source_ami and source_ami_filter")
+        fail("source_ami_filter", "set exactly one of source_ami and source_ami_filter")
 
     encrypt = values.get("encrypt_boot")
     if not isinstance(encrypt, bool):
@@ -420,6 +422,7 @@ def _settings(
         source_ami=source_ami or None,
         source_ami_filter=source_filter,
         instance_type=text("instance_type"),
+        ssh_source_cidrs=_cidrs(values.get("ssh_source_cidrs"), fail),
         ssh_username=text("ssh_username", pattern=re.compile(r"[a-z_][a-z0-9_-]*"),
                           what="a user name"),
         ami_name=text("ami_name", pattern=re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}"),
@@ -437,7 +440,20 @@ def _settings(
     return (None if problems else settings), problems
 
 
-def _source_filter(value: Any, fail: Any) -> SourceAmiFilter | None:
+def _cidrs(value: Any, fail: Callable[[str, str], None]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        fail("ssh_source_cidrs", "must be a non-empty list of CIDR blocks")
+        return ()
+    for item in value:
+        try:
+            ipaddress.ip_network(str(item))
+        except ValueError:
+            fail("ssh_source_cidrs", f"{item!r} is not a CIDR block like 10.0.0.0/8")
+            return ()
+    return tuple(str(item) for item in value)
+
+
+def _source_filter(value: Any, fail: Callable[[str, str], None]) -> SourceAmiFilter | None:
     if value is None or value == "":
         return None
     if not isinstance(value, Mapping):

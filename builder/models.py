@@ -39,6 +39,7 @@ class Settings:
     source_ami: str | None
     source_ami_filter: SourceAmiFilter | None
     instance_type: str
+    ssh_source_cidrs: tuple[str, ...]
     ssh_username: str
     ami_name: str
     encrypt_boot: bool

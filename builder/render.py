@@ -128,7 +128,7 @@ class Renderer:
             except jinja2.UndefinedError as exc:
                 raise TemplateError(f"Jinja: {exc.message}", file=source,
                                     line=_jinja_line(exc, source)) from exc
-        has_plugins_block = re.search(r"^\s*required_plugins\s*\{", text, re.MULTILINE)
+        has_plugins_block = re.search(r"^[ \t]*required_plugins\s*\{", text, re.MULTILINE)
         if self.packer_version.needs_required_plugins and not has_plugins_block:
             text = REQUIRED_PLUGINS_BLOCK + "\n" + text
         elif has_plugins_block and not self.packer_version.needs_required_plugins:
@@ -174,10 +174,18 @@ def _parse_variables(hcl: str, source: Path) -> tuple[Variable, ...]:
         if not isinstance(line, int):
             found = _ERROR_LINE_RE.search(str(exc))
             line = int(found.group(1)) if found else None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TemplateError(f"HCL syntax: {first}", file=source,
+        column = getattr(exc, "column", None)
+        token = getattr(getattr(exc, "token", None), "value", None)
+        if token is not None:
+            message = f"unexpected {token.strip()[:20] or 'end of line'!r}"
+        else:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid HCL"
+        if isinstance(column, int):
+            message += f" at column {column}"
+        raise TemplateError(f"HCL syntax: {message}", file=source,
                             line=source_line(line, hcl, source)) from exc
     variables = []
+    source_text = source.read_text(encoding="utf-8")  # lines users see: the template's own
     for block in document.get("variable", []):
         for raw_name, body in block.items():
             name = _unquote(raw_name)
@@ -186,7 +194,7 @@ def _parse_variables(hcl: str, source: Path) -> tuple[Variable, ...]:
                 name=name,
                 type_expr=_type_text(type_expr) if type_expr is not None else None,
                 has_default="default" in body,
-                line=_declaration_line(hcl, name),
+                line=_declaration_line(source_text, name),
             ))
     return tuple(variables)
 
@@ -200,9 +208,9 @@ def _type_text(expr: Any) -> str:
     return text[2:-1] if text.startswith("${") and text.endswith("}") else text
 
 
-def _declaration_line(hcl: str, name: str) -> int | None:
-    found = re.search(rf'^\s*variable\s+"{re.escape(name)}"', hcl, re.MULTILINE)
-    return hcl.count("\n", 0, found.start()) + 1 if found else None
+def _declaration_line(text: str, name: str) -> int | None:
+    found = re.search(rf'^[ \t]*variable\s+"{re.escape(name)}"', text, re.MULTILINE)
+    return text.count("\n", 0, found.start()) + 1 if found else None
 
 
 def source_line(rendered_line: int | None, hcl: str, source: Path) -> int | None:

@@ -1,0 +1,49 @@
+# builder — set-up, demo, tests and benchmarks. Needs Debian/Ubuntu; runs as root or with sudo.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Programs builder runs, and the Debian packages that bring them.
+SYSTEM_TOOLS    := packer debootstrap ssh-keygen
+SYSTEM_PACKAGES := packer debootstrap openssh-client python3-venv
+
+.PHONY: setup system-deps demo test test-quick lint bench clean
+
+setup: system-deps $(BIN)/builder
+
+system-deps:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages: $(SYSTEM_PACKAGES))"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); \
+	fi
+
+$(BIN)/builder: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The main job on the local default: start the emulator and build host, bake the demo app.
+demo: setup
+	$(BIN)/builder --local local up
+	$(BIN)/builder --local bake demo dev --all
+
+test: setup
+	$(BIN)/pytest
+
+# The quick subset while working: no end-to-end bakes.
+test-quick: setup
+	$(BIN)/pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check builder tests
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m tests.bench
+
+clean:
+	-$(BIN)/builder local down
+	rm -rf .builder

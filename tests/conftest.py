@@ -1,0 +1,63 @@
+"""Shared fixtures: scenario repos copied into tmp_path, the CLI run for real."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from builder.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def copy_demo(dest: Path) -> Path:
+    """The repo's own infra parts (vars, playbooks, packer) as a fresh infra repo."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in ("vars", "playbooks", "packer"):
+        shutil.copytree(REPO / part, dest / part)
+    return dest
+
+
+@pytest.fixture
+def demo_root(tmp_path: Path) -> Path:
+    return copy_demo(tmp_path / "infra")
+
+
+@pytest.fixture
+def fixture_root(tmp_path: Path) -> Callable[[str], Path]:
+    """A named scenario repo from tests/fixtures/, copied so tests may change it."""
+
+    def make(name: str) -> Path:
+        dest = tmp_path / name
+        shutil.copytree(FIXTURES / name, dest)
+        return dest
+
+    return make
+
+
+@pytest.fixture
+def cli() -> Callable[..., object]:
+    """Run the CLI in-process through typer's runner; returns the click Result."""
+    runner = CliRunner()
+
+    def invoke(*args: str, root: Path | None = None) -> object:
+        argv = (["--root", str(root)] if root else []) + list(args)
+        return runner.invoke(app, argv, catch_exceptions=False)
+
+    return invoke
+
+
+def run_builder(*args: str, root: Path | None = None, env: dict[str, str] | None = None,
+                timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run `python -m builder` as a real subprocess."""
+    argv = [sys.executable, "-m", "builder"] + (["--root", str(root)] if root else []) + list(args)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, check=False)
