@@ -6,13 +6,17 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
 
 from builder.cli import app
+
+if TYPE_CHECKING:
+    from builder.project import Project
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -61,3 +65,26 @@ def run_builder(*args: str, root: Path | None = None, env: dict[str, str] | None
     argv = [sys.executable, "-m", "builder"] + (["--root", str(root)] if root else []) + list(args)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, check=False)
+
+
+@pytest.fixture(scope="module")
+def local_stack(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """A running local stack on a fresh copy of the demo repo, one per test module,
+    stopped after it. Yields the Project opened with local=True (its `.root`, and
+    `.aws.local_endpoint` for the endpoint).
+
+    AWS only: no build host image. Deployments move one state every 0.2 s; a module
+    sets `local_deploy_step_seconds = N` to slow them down.
+    """
+    from builder.local import stack
+    from builder.project import Project
+
+    root = copy_demo(tmp_path_factory.mktemp("local") / "infra")
+    project = Project.open(str(root), local=True)
+    step = getattr(request.module, "local_deploy_step_seconds", 0.2)
+    stack.up(project, build_host=False, deploy_step_seconds=step)
+    try:
+        yield project
+    finally:
+        stack.down(project.layout)

@@ -1,12 +1,44 @@
-"""The local stack as seen from a builder command: where it runs, whether it does."""
+"""The local stack as seen from a builder command: start it, stop it, look at it, and
+poke it (make a deployment fail).
+
+One emulator process per infra root, found through `<root>/.builder/local/server.json`.
+`up` is idempotent: a running stack is reused and only missing resources are made.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from builder.errors import InputError
+from builder import process
+from builder.errors import InputError, OperationFailed
 from builder.layout import Layout
+from builder.local import control
+from builder.output import silent, table
+
+if TYPE_CHECKING:
+    from builder.local.resources import ResourcesReport
+    from builder.project import Project
+
+ProgressFn = Callable[[str, str], None]
+
+SERVER_FILE = "server.json"
+LOG_FILE = "server.log"
+# `up` without the build host image (tests that only need AWS): BUILDER_LOCAL_NO_BUILD_HOST=1.
+NO_BUILD_HOST_ENV = "BUILDER_LOCAL_NO_BUILD_HOST"
+# Seconds between deployment states of a newly started stack (default 1).
+DEPLOY_STEP_ENV = "BUILDER_LOCAL_DEPLOY_STEP_SECONDS"
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 15.0
 
 
 def state_dir(layout: Layout) -> Path:
@@ -15,11 +47,251 @@ def state_dir(layout: Layout) -> Path:
 
 def running_endpoint(layout: Layout) -> str:
     """The emulator's endpoint, or a clear error when `builder local up` hasn't run."""
-    state = state_dir(layout) / "server.json"
-    try:
-        info = json.loads(state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        info = None
+    info = _server_info(layout)
     if not info or "endpoint" not in info:
         raise InputError("the local stack is not running: run `builder local up` first")
     return str(info["endpoint"])
+
+
+@dataclass(frozen=True)
+class LocalStatus:
+    """`builder local up` / `status`: whether the stack runs, where, and what it holds."""
+
+    running: bool
+    endpoint: str | None = None
+    pid: int | None = None
+    note: str = ""
+    accounts: Mapping[str, Any] = field(default_factory=dict)
+    resources: ResourcesReport | None = None
+    build_host_image: str | None = None
+    seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"running": self.running, "endpoint": self.endpoint, "pid": self.pid,
+                "note": self.note, "accounts": dict(self.accounts),
+                "resources": self.resources.to_json() if self.resources else None,
+                "build_host_image": self.build_host_image, "seconds": self.seconds}
+
+    def to_text(self) -> str:
+        if not self.running:
+            return f"local stack: not running{f' ({self.note})' if self.note else ''}"
+        lines = [f"local stack: {self.note or 'running'} at {self.endpoint} (pid {self.pid})"
+                 + (f" in {self.seconds:.1f}s" if self.seconds is not None else "")]
+        if self.resources is not None:
+            lines.append(self.resources.to_text())
+        if self.build_host_image:
+            lines.append(f"build host image: {self.build_host_image}")
+        kinds = ("images", "launch_templates", "auto_scaling_groups", "deployment_groups",
+                 "buckets", "kms_aliases", "ssm_parameters")
+        rows = [(account, region, *(len(held.get(kind, [])) for kind in kinds))
+                for account, regions in sorted(self.accounts.items())
+                for region, held in sorted(regions.items())]
+        if rows:
+            lines += ["", table(("account", "region", "images", "templates", "asgs",
+                                 "groups", "buckets", "kms", "ssm"), rows)]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class LocalDown:
+    stopped: bool
+    pid: int | None
+    build_hosts_stopped: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stopped": self.stopped, "pid": self.pid,
+                "build_hosts_stopped": self.build_hosts_stopped}
+
+    def to_text(self) -> str:
+        head = (f"local stack stopped (pid {self.pid})" if self.stopped
+                else "local stack was not running")
+        return f"{head}; build hosts stopped: {self.build_hosts_stopped}"
+
+
+@dataclass(frozen=True)
+class FailureArmed:
+    """`builder local fail-next-deployment`: which group's next deployment fails."""
+
+    account: str
+    region: str
+    application: str
+    deployment_group: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_text(self) -> str:
+        return (f"the next deployment of {self.application}/{self.deployment_group} "
+                f"({self.account} {self.region}) will fail")
+
+
+def local_project(project: Project) -> Project:
+    """The same root with every AWS call going to the local stack (the `local`
+    commands act on it whether or not --local was given)."""
+    return project if project.local else dataclasses.replace(project, local=True)
+
+
+def up(project: Project, port: int | None = None, *, progress: ProgressFn = silent,
+       build_host: bool | None = None,
+       deploy_step_seconds: float | None = None) -> LocalStatus:
+    """Start the stack (or reuse the running one), make the missing resources and the
+    build host image.
+
+    build_host None: prepare it unless BUILDER_LOCAL_NO_BUILD_HOST=1.
+    deploy_step_seconds: seconds between deployment states when the stack starts here
+    (None: BUILDER_LOCAL_DEPLOY_STEP_SECONDS, else the server's 1 s).
+    """
+    from builder.local.resources import ensure_resources
+
+    started = time.monotonic()
+    layout = project.layout
+    info = _live_server(layout)
+    note = "already running"
+    if info is None:
+        progress("local", "starting the emulator")
+        info = _start(layout, port, deploy_step_seconds)
+        note = "started"
+    progress("local", f"emulator at {info['endpoint']}; making resources")
+    report = ensure_resources(local_project(project), progress)
+    image = None
+    if build_host if build_host is not None else os.environ.get(NO_BUILD_HOST_ENV) != "1":
+        from builder.local import buildhost
+
+        image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
+    current = status(layout)
+    return dataclasses.replace(current, note=note, resources=report, build_host_image=image,
+                               seconds=round(time.monotonic() - started, 2))
+
+
+def down(layout: Layout) -> LocalDown:
+    """Stop the emulator and every build host of this root."""
+    from builder.local import buildhost
+
+    info = _server_info(layout)
+    pid = int(info["pid"]) if info and "pid" in info else None
+    stopped = False
+    if pid is not None and _is_our_server(pid, info):
+        os.kill(pid, signal.SIGTERM)
+        stopped = _wait_gone(pid, STOP_TIMEOUT_SECONDS)
+        if not stopped:
+            os.kill(pid, signal.SIGKILL)
+            stopped = _wait_gone(pid, 5)
+    (state_dir(layout) / SERVER_FILE).unlink(missing_ok=True)
+    return LocalDown(stopped, pid if stopped else None, buildhost.stop_all(layout))
+
+
+def status(layout: Layout) -> LocalStatus:
+    info = _live_server(layout)
+    if info is None:
+        return LocalStatus(running=False)
+    endpoint = str(info["endpoint"])
+    accounts = control.call(endpoint, "inventory")["accounts"]
+    return LocalStatus(running=True, endpoint=endpoint, pid=int(info["pid"]), note="running",
+                       accounts=accounts)
+
+
+def fail_next_deployment(project: Project, app: str, env: str, comp: str) -> FailureArmed:
+    """Arm a failure for the next deployment of the comp's deployment group."""
+    project = local_project(project)
+    settings = project.resolve(app, env, comp).settings
+    armed = FailureArmed(settings.aws_account_id, settings.aws_region,
+                         settings.codedeploy_application, settings.codedeploy_deployment_group)
+    endpoint = running_endpoint(project.layout)
+    control.call(endpoint, "codedeploy/fail-next", {
+        "account": armed.account, "region": armed.region,
+        "application": armed.application, "deployment_group": armed.deployment_group})
+    return armed
+
+
+def _server_info(layout: Layout) -> dict[str, Any] | None:
+    try:
+        info = json.loads((state_dir(layout) / SERVER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _live_server(layout: Layout) -> dict[str, Any] | None:
+    """server.json, when the process it names answers as that process."""
+    info = _server_info(layout)
+    if not info or "endpoint" not in info:
+        return None
+    try:
+        health = control.call(str(info["endpoint"]), "health", timeout=5)
+    except OperationFailed:
+        return None
+    return info if health.get("pid") == info.get("pid") else None
+
+
+def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) -> dict[str, Any]:
+    folder = state_dir(layout)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SERVER_FILE).unlink(missing_ok=True)  # a stale one from a killed server
+    step = deploy_step_seconds
+    if step is None and os.environ.get(DEPLOY_STEP_ENV):
+        step = float(os.environ[DEPLOY_STEP_ENV])
+    argv = [sys.executable, "-m", "builder.local.server", "--port", str(port or 0),
+            "--state-dir", str(folder)]
+    if step is not None:
+        argv += ["--deploy-step-seconds", str(step)]
+    log_path = folder / LOG_FILE
+    with log_path.open("ab") as log:
+        child = process.start(argv, stdout=log.fileno(), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise OperationFailed(f"the local emulator exited with code {child.returncode}: "
+                                  f"{_tail(log_path)}")
+        info = _live_server(layout)
+        if info is not None and info.get("pid") == child.pid:
+            return info
+        time.sleep(0.05)
+    child.kill()
+    raise OperationFailed(f"the local emulator did not answer within "
+                          f"{START_TIMEOUT_SECONDS:.0f}s: {_tail(log_path)}")
+
+
+def _tail(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return lines[-1] if lines else "(empty log)"
+
+
+def _is_our_server(pid: int, info: dict[str, Any] | None) -> bool:
+    """The pid of server.json is our emulator: it answers as that pid, or (hung) its
+    command line says so. A reused pid of another program is never signalled."""
+    if info and "endpoint" in info:
+        try:
+            if control.call(str(info["endpoint"]), "health", timeout=5).get("pid") == pid:
+                return True
+        except OperationFailed:
+            pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"builder.local.server" in cmdline
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:  # our own child (tests start the stack in-process): reap it, or it stays a zombie
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

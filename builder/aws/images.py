@@ -1,0 +1,147 @@
+"""AMIs: the typed EC2 image calls every step shares (bake, release, promote, prune,
+status), and the lineage tags of DESIGN "AMI tags"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from builder.aws.session import translate
+from builder.errors import ConfigError
+from builder.models import Combo, Settings
+
+TAG_APP = "builder:app"
+TAG_ENV = "builder:env"
+TAG_COMP = "builder:comp"
+TAG_FINGERPRINT = "builder:fingerprint"
+TAG_SOURCE_AMI = "builder:source-ami"
+TAG_SOURCE_AMI_NAME = "builder:source-ami-name"
+TAG_BUILT_AT = "builder:built-at"
+TAG_GIT_COMMIT = "builder:git-commit"
+TAG_STATUS = "builder:status"
+TAG_PROMOTED_FROM = "builder:promoted-from"
+TAG_BUILD_ID = "builder:build-id"
+TAG_RUN_ID = "builder:run-id"
+
+STATUS_BAKED = "baked"
+STATUS_RELEASED = "released"
+STATUS_VERIFIED = "verified"
+STATUS_FAILED = "failed"
+USABLE_STATUSES = (STATUS_BAKED, STATUS_RELEASED, STATUS_VERIFIED)
+
+
+@dataclass(frozen=True)
+class Image:
+    """One AMI as builder sees it."""
+
+    id: str
+    name: str
+    state: str
+    owner: str
+    created: datetime
+    tags: Mapping[str, str] = field(default_factory=dict)
+    snapshot_ids: tuple[str, ...] = ()
+    encrypted: bool = False
+    kms_key_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Image:
+        ebs = [m["Ebs"] for m in raw.get("BlockDeviceMappings", []) if "Ebs" in m]
+        return cls(
+            id=raw["ImageId"],
+            name=raw.get("Name", ""),
+            state=raw.get("State", ""),
+            owner=raw.get("OwnerId", ""),
+            created=_parse_time(raw.get("CreationDate")),
+            tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
+            snapshot_ids=tuple(e["SnapshotId"] for e in ebs if e.get("SnapshotId")),
+            encrypted=any(e.get("Encrypted") for e in ebs),
+            kms_key_ids=tuple(e["KmsKeyId"] for e in ebs if e.get("KmsKeyId")),
+        )
+
+    @property
+    def status(self) -> str:
+        return self.tags.get(TAG_STATUS, "")
+
+    @property
+    def fingerprint(self) -> str:
+        return self.tags.get(TAG_FINGERPRINT, "")
+
+    @property
+    def source_ami(self) -> str:
+        return self.tags.get(TAG_SOURCE_AMI, "")
+
+    def belongs_to(self, combo: Combo) -> bool:
+        return (self.tags.get(TAG_APP), self.tags.get(TAG_ENV), self.tags.get(TAG_COMP)) == (
+            combo.app, combo.env, combo.comp)
+
+    def age_days(self, now: datetime | None = None) -> float:
+        return ((now or datetime.now(UTC)) - self.created).total_seconds() / 86400
+
+
+def _parse_time(text: str | None) -> datetime:
+    if not text:
+        return datetime.fromtimestamp(0, UTC)
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def newest_first(images: Iterable[Image]) -> list[Image]:
+    return sorted(images, key=lambda i: (i.created, i.id), reverse=True)
+
+
+def describe(ec2: Any, *, owners: Sequence[str] | None = None, image_ids: Sequence[str] = (),
+             filters: Mapping[str, Sequence[str]] | None = None,
+             executable_users: Sequence[str] = ()) -> list[Image]:
+    """describe_images with paging, as Image values, newest first."""
+    kwargs: dict[str, Any] = {}
+    if owners:
+        kwargs["Owners"] = list(owners)
+    if image_ids:
+        kwargs["ImageIds"] = list(image_ids)
+    if executable_users:
+        kwargs["ExecutableUsers"] = list(executable_users)
+    if filters:
+        kwargs["Filters"] = [{"Name": k, "Values": list(v)} for k, v in filters.items()]
+    with translate("describing images"):
+        pages = ec2.get_paginator("describe_images").paginate(**kwargs)
+        return newest_first(Image.from_api(raw) for page in pages for raw in page["Images"])
+
+
+def resolve_source(ec2: Any, settings: Settings) -> Image:
+    """The base image: the `source_ami` id, or the newest match of `source_ami_filter`."""
+    if settings.source_ami:
+        found = describe(ec2, image_ids=[settings.source_ami])
+        if not found:
+            raise ConfigError(f"source_ami: {settings.source_ami} not found in "
+                              f"{settings.aws_region}")
+        return found[0]
+    assert settings.source_ami_filter is not None  # config guarantees one of the two
+    wanted = settings.source_ami_filter
+    found = describe(ec2, owners=wanted.owners,
+                     filters={"name": [wanted.name], "state": ["available"]})
+    if not found:
+        raise ConfigError(f"source_ami_filter: no available image named {wanted.name!r} owned "
+                          f"by {', '.join(wanted.owners)} in {settings.aws_region}")
+    return found[0]
+
+
+def images_of(ec2: Any, combo: Combo, *, fingerprint: str | None = None,
+              states: Sequence[str] = ("available",)) -> list[Image]:
+    """The AMIs builder made (or copied) for one combo in this account, newest first."""
+    filters: dict[str, Sequence[str]] = {
+        f"tag:{TAG_APP}": [combo.app], f"tag:{TAG_ENV}": [combo.env],
+        f"tag:{TAG_COMP}": [combo.comp], "state": list(states),
+    }
+    if fingerprint:
+        filters[f"tag:{TAG_FINGERPRINT}"] = [fingerprint]
+    return describe(ec2, owners=["self"], filters=filters)
+
+
+def set_tags(ec2: Any, image: Image, tags: Mapping[str, str]) -> None:
+    """Tag an AMI and its snapshots alike (lineage stays with the data)."""
+    with translate(f"tagging {image.id}"):
+        ec2.create_tags(Resources=[image.id, *image.snapshot_ids],
+                        Tags=[{"Key": k, "Value": v} for k, v in tags.items()])

@@ -1,0 +1,147 @@
+"""The temporary resources of a bake: its SSH key pair and security group (made by
+builder, tagged with the run id) and what `builder reap` finds after a crashed run.
+
+Packer makes the instance itself; `run_tags` put the same run-id tag on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from builder.aws.images import TAG_RUN_ID
+from builder.aws.session import translate
+from builder.errors import AwsError, ConfigError
+
+TAG_STARTED_AT = "builder:started-at"
+_LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
+
+
+def tag_specs(resource: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [{"ResourceType": resource,
+             "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+
+
+def import_key_pair(ec2: Any, name: str, public_key: str, tags: Mapping[str, str]) -> None:
+    with translate(f"importing key pair {name}"):
+        ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(),
+                            TagSpecifications=tag_specs("key-pair", tags))
+
+
+def delete_key_pair(ec2: Any, name: str) -> None:
+    with translate(f"deleting key pair {name}"):
+        ec2.delete_key_pair(KeyName=name)
+
+
+def vpc_for_build(ec2: Any, template_vars: Mapping[str, Any]) -> str:
+    """The VPC the builder instance will run in, so its security group is made there:
+    the subnet's, the filtered subnets' or VPC's, else the region's default VPC."""
+    with translate("finding the VPC for the builder instance"):
+        if template_vars.get("subnet_id"):
+            subnets = ec2.describe_subnets(SubnetIds=[template_vars["subnet_id"]])["Subnets"]
+            return str(subnets[0]["VpcId"])
+        subnet_filter = template_vars.get("subnet_filter") or {}
+        if subnet_filter:
+            subnets = ec2.describe_subnets(Filters=_filters(subnet_filter))["Subnets"]
+            if not subnets:
+                raise ConfigError(f"subnet_filter: no subnet matches {dict(subnet_filter)}")
+            best = max(subnets, key=lambda s: s.get("AvailableIpAddressCount", 0))
+            return str(best["VpcId"])
+        vpc_filter = template_vars.get("vpc_filter") or {}
+        filters = _filters(vpc_filter) if vpc_filter else [
+            {"Name": "isDefault", "Values": ["true"]}]
+        vpcs = ec2.describe_vpcs(Filters=filters)["Vpcs"]
+    if not vpcs:
+        raise ConfigError("no default VPC in this region: set subnet_id or subnet_filter")
+    return str(vpcs[0]["VpcId"])
+
+
+def _filters(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"Name": k, "Values": [str(v)]} for k, v in mapping.items()]
+
+
+def create_security_group(ec2: Any, name: str, vpc_id: str, ssh_cidrs: Sequence[str],
+                          tags: Mapping[str, str]) -> str:
+    with translate(f"creating security group {name}"):
+        group = ec2.create_security_group(
+            GroupName=name, VpcId=vpc_id, Description="builder: SSH to a builder instance",
+            TagSpecifications=tag_specs("security-group", tags))
+        group_id = str(group["GroupId"])
+        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[{
+            "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+            "IpRanges": [{"CidrIp": cidr} for cidr in ssh_cidrs]}])
+    return group_id
+
+
+def delete_security_group(ec2: Any, group_id: str, *, wait_s: float = 300) -> None:
+    """Delete, waiting while a terminating instance still holds the group."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with translate(f"deleting security group {group_id}"):
+                ec2.delete_security_group(GroupId=group_id)
+            return
+        except AwsError as exc:
+            if exc.code == "InvalidGroup.NotFound":
+                return
+            if exc.code != "DependencyViolation" or time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What crashed runs left in one account and region."""
+
+    instances: tuple[str, ...]
+    security_groups: tuple[str, ...]
+    key_pairs: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.instances or self.security_groups or self.key_pairs)
+
+
+def find_leftovers(ec2: Any, older_than: datetime, *, exclude_runs: Sequence[str] = ()
+                   ) -> Leftovers:
+    """Resources tagged with a builder run id, started before `older_than`."""
+    run_filter = [{"Name": "tag-key", "Values": [TAG_RUN_ID]}]
+
+    def old(tags: Sequence[Mapping[str, str]], fallback: datetime | None) -> bool:
+        values = {t["Key"]: t["Value"] for t in tags}
+        if values.get(TAG_RUN_ID) in exclude_runs:
+            return False
+        started = values.get(TAG_STARTED_AT)
+        when = datetime.fromisoformat(started) if started else fallback
+        return when is not None and when < older_than
+
+    with translate("finding leftovers of crashed bakes"):
+        reservations = ec2.describe_instances(Filters=[
+            *run_filter, {"Name": "instance-state-name", "Values": list(_LIVE_STATES)}])
+        instances = [i for r in reservations["Reservations"] for i in r["Instances"]
+                     if old(i.get("Tags", []), i.get("LaunchTime"))]
+        groups = [g for g in ec2.describe_security_groups(Filters=run_filter)["SecurityGroups"]
+                  if old(g.get("Tags", []), None)]
+        keys = [k for k in ec2.describe_key_pairs(Filters=run_filter)["KeyPairs"]
+                if old(k.get("Tags", []), k.get("CreateTime"))]
+    return Leftovers(tuple(i["InstanceId"] for i in instances),
+                     tuple(g["GroupId"] for g in groups), tuple(k["KeyName"] for k in keys))
+
+
+def remove_leftovers(ec2: Any, leftovers: Leftovers) -> None:
+    if leftovers.instances:
+        with translate("terminating leftover builder instances"):
+            ec2.terminate_instances(InstanceIds=list(leftovers.instances))
+            ec2.get_waiter("instance_terminated").wait(
+                InstanceIds=list(leftovers.instances), WaiterConfig={"Delay": 5})
+    for group_id in leftovers.security_groups:
+        delete_security_group(ec2, group_id)
+    for name in leftovers.key_pairs:
+        delete_key_pair(ec2, name)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

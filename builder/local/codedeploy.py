@@ -1,0 +1,297 @@
+"""CodeDeploy deployments that actually run, in seconds (moto only records them).
+
+A thread in the emulator process moves every deployment Created → InProgress →
+Succeeded, one step apart. A blue/green deployment whose green fleet is
+COPY_AUTO_SCALING_GROUP does what CodeDeploy does to the Auto Scaling groups: at start
+it copies the group's ASG to `CodeDeploy_<group>_<deployment-id>` (same sizes, the
+launch template version resolved then, so a later `$Default` change doesn't leak in);
+on success it deletes the original (unless the blue fleet is kept alive) and the
+deployment group names the copy from then on. A failure (armed by `builder local
+fail-next-deployment`, or a missing S3 revision) or a stop removes the copy when
+rollback applies and leaves the original in place.
+
+The thread works on moto's backends under the same lock as every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from moto.autoscaling.models import autoscaling_backends
+from moto.codedeploy.models import DeploymentGroup, DeploymentInfo, codedeploy_backends
+from moto.core.utils import utcnow
+from moto.s3.exceptions import MissingBucket
+from moto.s3.models import s3_backends
+
+from builder.local.moto_ext import (
+    FINAL_STATUSES,
+    backends,
+    deployment_extras,
+    group_extras,
+    last_deployment_info,
+)
+
+log = logging.getLogger("builder.local.codedeploy")
+
+DEFAULT_STEP_SECONDS = 1.0
+# What CodeDeploy says when instances of a blue/green deployment fail their hooks.
+HEALTH_CONSTRAINTS_MESSAGE = (
+    "The overall deployment failed because too many individual instances failed "
+    "deployment, too few healthy instances are available for deployment, or some "
+    "instances in your deployment group are experiencing problems.")
+
+
+class DeploymentFailure(Exception):
+    """Ends a deployment Failed with CodeDeploy's errorInformation."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class _Run:
+    """The emulator's own view of one active deployment."""
+
+    seen_at: float
+    started_at: float | None = None
+    original: str | None = None
+    replacement: str | None = None
+    failure: DeploymentFailure | None = None
+
+
+class DeploymentEmulator:
+    def __init__(self, lock: threading.RLock, *, step_seconds: float = DEFAULT_STEP_SECONDS):
+        self._lock = lock
+        self.step_seconds = step_seconds
+        self._runs: dict[str, _Run] = {}
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="codedeploy-emulator",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def arm_failure(self, account: str, region: str, application: str, group_name: str,
+                    *, code: str = "HEALTH_CONSTRAINTS", message: str = "") -> None:
+        """Make the group's next deployment fail (KeyError: no such group)."""
+        with self._lock:
+            groups = codedeploy_backends[account][region].deployment_groups
+            group = groups.get(application, {}).get(group_name)
+            if group is None:
+                raise KeyError(f"no deployment group {application}/{group_name} in "
+                               f"{account} {region}")
+            group_extras(group).fail_next = {
+                "code": code, "message": message or HEALTH_CONSTRAINTS_MESSAGE}
+
+    def _loop(self) -> None:
+        tick = min(0.25, max(0.02, self.step_seconds / 4))
+        while not self._stopping.wait(tick):
+            with self._lock:
+                self.advance(time.monotonic())
+
+    def advance(self, now: float) -> None:
+        """One pass over every active deployment of every account and region."""
+        for account, region, backend in list(backends(codedeploy_backends)):
+            for deployment in list(backend.deployments.values()):
+                if deployment.status in FINAL_STATUSES:
+                    self._runs.pop(deployment.deployment_id, None)
+                    continue
+                run = self._runs.setdefault(deployment.deployment_id, _Run(seen_at=now))
+                try:
+                    self._step(account, region, deployment, run, now)
+                except Exception:  # a bug here must not stall every other deployment
+                    log.exception("deployment %s", deployment.deployment_id)
+                    deployment_extras(deployment).error_information = {
+                        "code": "INTERNAL_ERROR",
+                        "message": "The local CodeDeploy emulator failed; see server.log"}
+                    deployment.status = "Failed"
+                    self._close(deployment)
+
+    def _step(self, account: str, region: str, deployment: DeploymentInfo, run: _Run,
+              now: float) -> None:
+        extras = deployment_extras(deployment)
+        if extras.stop_requested:
+            self._finish_stopped(account, region, deployment, run, extras.rollback_on_stop)
+        elif run.started_at is None and now - run.seen_at >= self.step_seconds:
+            run.started_at = now
+            self._start(account, region, deployment, run)
+        elif run.started_at is not None and now - run.started_at >= self.step_seconds:
+            if run.failure is not None:
+                self._finish_failed(account, region, deployment, run, run.failure)
+            else:
+                self._finish_succeeded(account, region, deployment, run)
+
+    def _start(self, account: str, region: str, deployment: DeploymentInfo, run: _Run) -> None:
+        group = deployment.deployment_group
+        extras = group_extras(group)
+        deployment.status = "InProgress"
+        deployment.start_time = utcnow()
+        deployment_extras(deployment).previous_revision = extras.target_revision
+        extras.last_attempted = last_deployment_info(deployment)
+        if extras.fail_next is not None:
+            armed, extras.fail_next = extras.fail_next, None
+            run.failure = DeploymentFailure(armed["code"], armed["message"])
+        try:
+            _check_revision(account, deployment.revision)
+            if _copies_asg(group):
+                run.original = _only_asg(group)
+                run.replacement = (
+                    f"CodeDeploy_{group.deployment_group_name}_{deployment.deployment_id}")
+                _copy_asg(account, region, run.original, run.replacement)
+        except DeploymentFailure as failure:
+            run.failure = failure
+        size = _fleet_size(account, region, run.replacement or run.original)
+        deployment.deployment_overview.update(InProgress=size, Pending=0)
+
+    def _finish_succeeded(self, account: str, region: str, deployment: DeploymentInfo,
+                          run: _Run) -> None:
+        group = deployment.deployment_group
+        if run.replacement is not None:
+            action = (group.blue_green_deployment_configuration
+                      .get("terminateBlueInstancesOnDeploymentSuccess", {}).get("action"))
+            if action != "KEEP_ALIVE" and run.original is not None:
+                _delete_asg(account, region, run.original)
+            group.auto_scaling_groups = [run.replacement]
+        deployment.status = "Succeeded"
+        deployment.complete_time = utcnow()
+        overview = deployment.deployment_overview
+        overview.update(Succeeded=overview["InProgress"], InProgress=0)
+        extras = group_extras(group)
+        extras.target_revision = deployment.revision
+        extras.last_successful = extras.last_attempted = last_deployment_info(deployment)
+        self._runs.pop(deployment.deployment_id, None)
+
+    def _finish_failed(self, account: str, region: str, deployment: DeploymentInfo, run: _Run,
+                       failure: DeploymentFailure) -> None:
+        extras = deployment_extras(deployment)
+        extras.error_information = {"code": failure.code, "message": failure.message}
+        if _rolls_back_on_failure(deployment):
+            self._roll_back(account, region, deployment, run)
+        deployment.status = "Failed"
+        overview = deployment.deployment_overview
+        overview.update(Failed=overview["InProgress"], InProgress=0)
+        self._close(deployment)
+
+    def _finish_stopped(self, account: str, region: str, deployment: DeploymentInfo, run: _Run,
+                        roll_back: bool) -> None:
+        extras = deployment_extras(deployment)
+        extras.error_information = {"code": "MANUAL_STOP",
+                                    "message": "The deployment was stopped by the user."}
+        if roll_back:
+            self._roll_back(account, region, deployment, run)
+        deployment.status = "Stopped"
+        overview = deployment.deployment_overview
+        overview.update(Skipped=overview["InProgress"] + overview["Pending"], InProgress=0,
+                        Pending=0)
+        self._close(deployment)
+
+    def _roll_back(self, account: str, region: str, deployment: DeploymentInfo,
+                   run: _Run) -> None:
+        """Blue/green rollback: the original fleet keeps serving, the copy goes.
+
+        CodeDeploy reports this in rollbackInfo; it makes no separate rollback
+        deployment here since there is nothing to redeploy on the original fleet.
+        """
+        if run.replacement is not None:
+            _delete_asg(account, region, run.replacement)
+        deployment_extras(deployment).rollback_info = {
+            "rollbackMessage": "Automatic rollback: the original instances keep serving "
+            + (f"({run.original}); the replacement {run.replacement} was removed."
+               if run.replacement else "traffic.")}
+
+    def _close(self, deployment: DeploymentInfo) -> None:
+        deployment.complete_time = utcnow()
+        group_extras(deployment.deployment_group).last_attempted = last_deployment_info(
+            deployment)
+        self._runs.pop(deployment.deployment_id, None)
+
+
+def _copies_asg(group: DeploymentGroup) -> bool:
+    style = group.deployment_style or {}
+    action = (group.blue_green_deployment_configuration
+              .get("greenFleetProvisioningOption", {}).get("action"))
+    return bool(style.get("deploymentType") == "BLUE_GREEN"
+                and action == "COPY_AUTO_SCALING_GROUP")
+
+
+def _only_asg(group: DeploymentGroup) -> str:
+    names = list(group.auto_scaling_groups)
+    if len(names) != 1:
+        raise DeploymentFailure(
+            "AUTO_SCALING_CONFIGURATION",
+            f"A blue/green deployment copying an Auto Scaling group needs exactly one in the "
+            f"deployment group, not {len(names)}")
+    return str(names[0])
+
+
+def _rolls_back_on_failure(deployment: DeploymentInfo) -> bool:
+    config = deployment.auto_rollback_configuration or deployment.deployment_group \
+        .auto_rollback_configuration or {}
+    return bool(config.get("enabled")) and "DEPLOYMENT_FAILURE" in config.get("events", [])
+
+
+def _check_revision(account: str, revision: dict[str, Any] | None) -> None:
+    location = (revision or {}).get("s3Location")
+    if not location:
+        return
+    bucket, key = location.get("bucket"), location.get("key")
+    try:
+        found = s3_backends[account]["aws"].get_object(bucket, key)
+    except MissingBucket:
+        found = None
+    if found is None:
+        raise DeploymentFailure("REVISION_MISSING",
+                                f"The revision s3://{bucket}/{key} does not exist")
+
+
+def _copy_asg(account: str, region: str, original_name: str, name: str) -> None:
+    backend: Any = autoscaling_backends[account][region]
+    original = backend.autoscaling_groups.get(original_name)
+    if original is None:
+        raise DeploymentFailure("AUTO_SCALING_CONFIGURATION",
+                                f"Auto Scaling group {original_name} does not exist")
+    template: dict[str, Any] = {}
+    if original.ec2_launch_template is not None:
+        version = original.ec2_launch_template.get_version(original.launch_template_version)
+        template = {"LaunchTemplateId": original.ec2_launch_template.id,
+                    "Version": str(version.number)}
+    backend.create_auto_scaling_group(
+        name=name, availability_zones=[] if original.vpc_zone_identifier
+        else list(original.availability_zones),
+        desired_capacity=original.desired_capacity, max_size=original.max_size,
+        min_size=original.min_size,
+        launch_config_name=None if template else getattr(
+            original, "launch_configuration_name", None),
+        launch_template=template, vpc_zone_identifier=original.vpc_zone_identifier,
+        default_cooldown=original.default_cooldown,
+        health_check_period=original.health_check_grace_period,
+        health_check_type=original.health_check_type,
+        load_balancers=list(original.load_balancer_names),
+        target_group_arns=list(original.target_group_arns),
+        placement_group=original.placement_group,
+        termination_policies=list(original.termination_policies),
+        tags=[{**tag, "ResourceId": name} for tag in original.tags],
+        capacity_rebalance=original.capacity_rebalance,
+        new_instances_protected_from_scale_in=original.new_instances_protected_from_scale_in,
+    )
+
+
+def _delete_asg(account: str, region: str, name: str) -> None:
+    backend = autoscaling_backends[account][region]
+    if name in backend.autoscaling_groups:
+        backend.delete_auto_scaling_group(name)
+
+
+def _fleet_size(account: str, region: str, name: str | None) -> int:
+    group = autoscaling_backends[account][region].autoscaling_groups.get(name or "")
+    return int(group.desired_capacity or 0) if group is not None else 0

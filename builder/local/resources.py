@@ -1,0 +1,495 @@
+"""What the user's Terraform would have made, made in the emulator for every (app, env,
+comp) under the root; and a newer base image on request (what a vendor's OS updates do).
+
+Every resource is made through builder.aws, inside the env's own account (assume-role),
+except the base images: they belong to the filter's owner (a vendor account such as
+Canonical's 099720109477) which no env can act as, so the emulator's control route
+publishes them there, public, as vendors do.
+
+Idempotent: what exists is left alone (found by name), what is missing is made.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from builder.aws import EnvAws, translate
+from builder.aws.images import Image, describe
+from builder.config import ResolvedVars
+from builder.errors import AwsError, BuilderError, InputError, OperationFailed, Problem
+from builder.local import control
+from builder.local.stack import local_project
+from builder.models import Settings
+from builder.output import silent, table
+
+if TYPE_CHECKING:
+    from builder.project import Project
+
+ProgressFn = Callable[[str, str], None]
+
+VAULT_PASSWORD_FILE_ENV = "BUILDER_LOCAL_VAULT_PASSWORD_FILE"  # noqa: S105 - a variable's name
+DEPLOYMENT_TIMEOUT_SECONDS = 120.0
+APPSPEC = "version: 0.0\nos: linux\n"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One pre-made resource; `made` is false when it was already there."""
+
+    account: str
+    region: str
+    kind: str
+    name: str
+    made: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"account": self.account, "region": self.region, "kind": self.kind,
+                "name": self.name, "made": self.made}
+
+
+@dataclass(frozen=True)
+class ResourcesReport:
+    resources: tuple[Resource, ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def made(self) -> list[Resource]:
+        return [r for r in self.resources if r.made]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"resources": [r.to_json() for r in self.resources],
+                "made": len(self.made), "problems": list(self.problems)}
+
+    def to_text(self) -> str:
+        lines = [f"resources: {len(self.made)} made, "
+                 f"{len(self.resources) - len(self.made)} already there"]
+        lines += [f"problem: {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PublishedImage:
+    image_id: str
+    name: str
+    owner: str
+    region: str
+    created: datetime
+    previous: str | None  # the newest match before this one
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image_id": self.image_id, "name": self.name, "owner": self.owner,
+                "region": self.region, "creation_date": self.created.isoformat(),
+                "previous": self.previous}
+
+
+@dataclass(frozen=True)
+class PublishedImages:
+    """`builder local publish-source-ami`: one new image per distinct filter of the env."""
+
+    images: tuple[PublishedImage, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"images": [image.to_json() for image in self.images]}
+
+    def to_text(self) -> str:
+        return table(("image", "name", "owner", "region", "replaces"),
+                     [(i.image_id, i.name, i.owner, i.region, i.previous or "-")
+                      for i in self.images])
+
+
+def ensure_resources(project: Project, progress: ProgressFn = silent) -> ResourcesReport:
+    """Make what is missing for every combo; wait for the groups' first deployments."""
+    maker = _Maker(project, progress)
+    problems: list[str] = []
+    for combo in project.config.combos():
+        if isinstance(combo, Problem):
+            problems.append(combo.format(project.root))
+            continue
+        try:
+            maker.combo(project.resolve(combo.app, combo.env, combo.comp))
+        except BuilderError as exc:
+            problems.append(f"{combo}: {exc.format(project.root)}")
+    problems += maker.wait_for_deployments()
+    return ResourcesReport(tuple(maker.resources.values()), tuple(problems))
+
+
+def publish_source_ami(project: Project, app: str, env: str) -> PublishedImages:
+    """A newer base image for every source_ami_filter of the env's comps, newer by name
+    and CreationDate than every image the filter matches today."""
+    project = local_project(project)
+    seen: set[tuple[str, str, str]] = set()
+    published: list[PublishedImage] = []
+    for comp in project.config.components(app, env):
+        resolved = project.resolve(app, env, comp)
+        settings = resolved.settings
+        if settings.source_ami_filter is None:
+            continue
+        base = _BaseImage(project.env_aws(resolved), settings)
+        if base.key in seen:
+            continue
+        seen.add(base.key)
+        published.append(base.publish_newer(_endpoint(project)))
+    if not published:
+        raise InputError(f"{app}/{env}: no comp uses source_ami_filter (a fixed source_ami "
+                         "never gets newer)")
+    return PublishedImages(tuple(published))
+
+
+def _endpoint(project: Project) -> str:
+    endpoint = project.aws.local_endpoint
+    if endpoint is None:  # guards against making resources in real AWS
+        raise InputError("local resources need the local stack (--local)")
+    return endpoint
+
+
+class _BaseImage:
+    """The base images one filter matches, as the env's account sees them."""
+
+    def __init__(self, env_aws: EnvAws, settings: Settings):
+        assert settings.source_ami_filter is not None
+        self.ec2 = env_aws.client("ec2")
+        self.region = settings.aws_region
+        self.pattern = settings.source_ami_filter.name
+        owners = settings.source_ami_filter.owners
+        self.owners = list(owners)
+        self.owner = _owner_account(owners[0] if owners else "", settings.aws_account_id)
+        self.key = (self.owner, self.region, self.pattern)
+
+    def matches(self) -> list[Image]:
+        """Newest first, as `most_recent` picks them."""
+        return describe(self.ec2, owners=self.owners, filters={"name": [self.pattern]})
+
+    def ensure(self, endpoint: str) -> tuple[str, Resource]:
+        images = self.matches()
+        if images:
+            return images[0].id, Resource(self.owner, self.region, "image", images[0].name,
+                                          made=False)
+        yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0,
+                                              microsecond=0) - timedelta(days=1)
+        name = _serial_name(self.pattern, yesterday.strftime("%Y%m%d"))
+        answer = _publish(endpoint, self.owner, self.region, name, yesterday)
+        return answer["image_id"], Resource(self.owner, self.region, "image", name,
+                                            made=bool(answer["made"]))
+
+    def publish_newer(self, endpoint: str) -> PublishedImage:
+        if "*" not in self.pattern:
+            raise InputError(f"source_ami_filter name {self.pattern!r} has no '*': a newer "
+                             "image could not have another name")
+        images = self.matches()
+        names = {image.name for image in images}
+        now = datetime.now(UTC).replace(microsecond=0)
+        serial = now.strftime("%Y%m%d")
+        name, counter = _serial_name(self.pattern, serial), 0
+        while name in names:
+            counter += 1
+            name = _serial_name(self.pattern, f"{serial}.{counter}")
+        created = now
+        if images:
+            created = max(now, images[0].created.replace(microsecond=0) + timedelta(seconds=1))
+        answer = _publish(endpoint, self.owner, self.region, name, created)
+        return PublishedImage(answer["image_id"], name, self.owner, self.region, created,
+                              images[0].id if images else None)
+
+
+def _publish(endpoint: str, owner: str, region: str, name: str, created: datetime,
+             **extra: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = control.call(endpoint, "images", {
+        "owner": owner, "region": region, "name": name,
+        "creation_date": created.isoformat(), **extra})
+    return answer
+
+
+def _owner_account(owner: str, account: str) -> str:
+    if owner == "self":
+        return account
+    if len(owner) == 12 and owner.isdigit():
+        return owner
+    raise InputError(f"source_ami_filter owner {owner!r}: the local stack makes base images "
+                     "for account ids and 'self' only")
+
+
+def _serial_name(pattern: str, serial: str) -> str:
+    """A name the pattern matches, with `serial` where its last '*' is."""
+    head, star, tail = pattern.rpartition("*")
+    name = head.replace("*", "") + serial + tail if star else pattern
+    return name.replace("?", "0")
+
+
+class _Maker:
+    """Makes the resources of one combo after another, each (account, region, kind,
+    name) once, and remembers the deployments to wait for."""
+
+    def __init__(self, project: Project, progress: ProgressFn):
+        self.project = project
+        self.endpoint = _endpoint(project)
+        self.progress = progress
+        self.resources: dict[tuple[str, str, str, str], Resource] = {}
+        self.images: dict[tuple[str, str, str], str] = {}
+        self.deployments: list[tuple[EnvAws, str, str]] = []
+
+    def combo(self, resolved: ResolvedVars) -> None:
+        settings = resolved.settings
+        env_aws = self.project.env_aws(resolved)
+        image_id = self._base_image(env_aws, settings)
+        if settings.kms_key_id.startswith("alias/"):
+            self._once(env_aws, "kms_alias", settings.kms_key_id,
+                       lambda: _ensure_kms_alias(env_aws, settings.kms_key_id))
+        if settings.vault_password_ssm_parameter:
+            self._vault_parameter(env_aws, settings.vault_password_ssm_parameter)
+        self._once(env_aws, "launch_template", settings.launch_template_name,
+                   lambda: _ensure_launch_template(env_aws, settings, image_id))
+        bucket = _bucket_name(resolved)
+        self._once(env_aws, "bucket", bucket, lambda: _ensure_bucket(env_aws, bucket))
+        key = f"{resolved.combo.comp}/initial.zip"
+        self._once(env_aws, "revision", f"s3://{bucket}/{key}",
+                   lambda: _ensure_revision(env_aws, bucket, key))
+        self._once(env_aws, "codedeploy_application", settings.codedeploy_application,
+                   lambda: _ensure_application(env_aws, settings.codedeploy_application))
+        self._once(env_aws, "deployment_group", settings.codedeploy_deployment_group,
+                   lambda: self._ensure_group(env_aws, settings, bucket, key))
+        self.progress("local", f"{resolved.combo}: resources ready")
+
+    def wait_for_deployments(self) -> list[str]:
+        """Wait for the first deployments; a failed one is a problem of the report."""
+        problems = []
+        deadline = time.monotonic() + DEPLOYMENT_TIMEOUT_SECONDS
+        for env_aws, deployment_id, group in self.deployments:
+            status = _wait_for_deployment(env_aws, deployment_id, deadline)
+            if status != "Succeeded":
+                problems.append(f"{group}: first deployment {deployment_id} ended {status}")
+        return problems
+
+    def _once(self, env_aws: EnvAws, kind: str, name: str, make: Callable[[], bool]) -> None:
+        key = (env_aws.account_id, env_aws.region, kind, name)
+        if key not in self.resources:
+            self.resources[key] = Resource(*key, made=make())
+
+    def _base_image(self, env_aws: EnvAws, settings: Settings) -> str:
+        if settings.source_ami is not None:
+            # A fixed id: the env's own image, made with that very id.
+            ami, account = settings.source_ami, settings.aws_account_id
+            key = (account, settings.aws_region, ami)
+            if key not in self.images:
+                answer = _publish(self.endpoint, account, settings.aws_region,
+                                  f"local-source-{ami}", datetime.now(UTC), image_id=ami,
+                                  public=False)
+                self.images[key] = answer["image_id"]
+                self._once(env_aws, "image", ami, lambda: bool(answer["made"]))
+            return self.images[key]
+        base = _BaseImage(env_aws, settings)
+        if base.key not in self.images:
+            image_id, resource = base.ensure(self.endpoint)
+            self.images[base.key] = image_id
+            self.resources.setdefault(
+                (resource.account, resource.region, resource.kind, resource.name), resource)
+        return self.images[base.key]
+
+    def _vault_parameter(self, env_aws: EnvAws, name: str) -> None:
+        password_file = os.environ.get(VAULT_PASSWORD_FILE_ENV)
+        if not password_file:
+            return  # nothing to put there; bakes then need --vault-password-file
+        self._once(env_aws, "ssm_parameter", name,
+                   lambda: _ensure_secure_parameter(env_aws, name, Path(password_file)))
+
+    def _ensure_group(self, env_aws: EnvAws, settings: Settings, bucket: str,
+                      key: str) -> bool:
+        codedeploy = env_aws.client("codedeploy")
+        application = settings.codedeploy_application
+        group_name = settings.codedeploy_deployment_group
+        group = _absent(("DeploymentGroupDoesNotExistException",),
+                        f"looking up deployment group {group_name}",
+                        lambda: codedeploy.get_deployment_group(
+                            applicationName=application,
+                            deploymentGroupName=group_name)["deploymentGroupInfo"])
+        if group is None:
+            asg = _ensure_asg(env_aws, group_name, settings.launch_template_name)
+            with translate(f"making deployment group {group_name}"):
+                codedeploy.create_deployment_group(**_group_spec(
+                    settings, application, group_name, asg))
+        elif group.get("targetRevision"):
+            return False
+        active = _active_deployments(env_aws, application, group_name)
+        if active:
+            deployment_id = active[0]
+        else:
+            with translate(f"deploying the first revision to {group_name}"):
+                deployment_id = codedeploy.create_deployment(
+                    applicationName=application, deploymentGroupName=group_name,
+                    revision=_s3_revision(bucket, key),
+                    description="the revision Terraform's first apply deployed",
+                )["deploymentId"]
+        self.deployments.append((env_aws, deployment_id, group_name))
+        return group is None
+
+
+def _absent(codes: tuple[str, ...], doing: str, call: Callable[[], Any]) -> Any:
+    """The call's answer, or None when AWS says (with one of `codes`) it isn't there."""
+    try:
+        with translate(doing):
+            return call()
+    except AwsError as exc:
+        if exc.code in codes:
+            return None
+        raise
+
+
+def _ensure_kms_alias(env_aws: EnvAws, alias: str) -> bool:
+    kms = env_aws.client("kms")
+    with translate(f"looking up KMS alias {alias}"):
+        aliases = [a["AliasName"] for page in kms.get_paginator("list_aliases").paginate()
+                   for a in page["Aliases"]]
+    if alias in aliases:
+        return False
+    with translate(f"making KMS key {alias}"):
+        key_id = kms.create_key(Description=f"AMI encryption ({alias})")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    return True
+
+
+def _ensure_secure_parameter(env_aws: EnvAws, name: str, password_file: Path) -> bool:
+    """The vault password, from the file; rewritten when the file says otherwise."""
+    try:
+        value = password_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise InputError(f"{VAULT_PASSWORD_FILE_ENV}: can't read {password_file}: "
+                         f"{exc.strerror}") from exc
+    ssm = env_aws.client("ssm")
+    current = _absent(("ParameterNotFound",), f"looking up SSM parameter {name}",
+                      lambda: ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"])
+    if current is not None and current["Value"] == value:
+        return False
+    with translate(f"putting SSM parameter {name}"):
+        ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+    return current is None
+
+
+def _ensure_launch_template(env_aws: EnvAws, settings: Settings, image_id: str) -> bool:
+    ec2 = env_aws.client("ec2")
+    name = settings.launch_template_name
+    found = _absent(("InvalidLaunchTemplateName.NotFoundException",),
+                    f"looking up launch template {name}",
+                    lambda: ec2.describe_launch_templates(LaunchTemplateNames=[name]))
+    if found is not None:
+        return False
+    with translate(f"making launch template {name}"):
+        ec2.create_launch_template(
+            LaunchTemplateName=name, VersionDescription="made by terraform",
+            LaunchTemplateData={"ImageId": image_id, "InstanceType": settings.instance_type})
+    return True
+
+
+def _ensure_asg(env_aws: EnvAws, name: str, launch_template: str) -> str:
+    autoscaling = env_aws.client("autoscaling")
+    with translate(f"looking up Auto Scaling group {name}"):
+        groups = autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        if groups:
+            return name
+        subnets = env_aws.client("ec2").describe_subnets(
+            Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    with translate(f"making Auto Scaling group {name}"):
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=name, MinSize=1, MaxSize=2, DesiredCapacity=1,
+            LaunchTemplate={"LaunchTemplateName": launch_template, "Version": "$Default"},
+            VPCZoneIdentifier=",".join(sorted(s["SubnetId"] for s in subnets)))
+    return name
+
+
+def _bucket_name(resolved: ResolvedVars) -> str:
+    combo, settings = resolved.combo, resolved.settings
+    return f"{combo.app}-{combo.env}-codedeploy-{settings.aws_account_id}"
+
+
+def _ensure_bucket(env_aws: EnvAws, bucket: str) -> bool:
+    s3 = env_aws.client("s3")
+    if _absent(("404", "NoSuchBucket"), f"looking up bucket {bucket}",
+               lambda: s3.head_bucket(Bucket=bucket)) is not None:
+        return False
+    location = ({} if env_aws.region == "us-east-1" else
+                {"CreateBucketConfiguration": {"LocationConstraint": env_aws.region}})
+    with translate(f"making bucket {bucket}"):
+        s3.create_bucket(Bucket=bucket, **location)
+    return True
+
+
+def _ensure_revision(env_aws: EnvAws, bucket: str, key: str) -> bool:
+    s3 = env_aws.client("s3")
+    if _absent(("404", "NoSuchKey"), f"looking up s3://{bucket}/{key}",
+               lambda: s3.head_object(Bucket=bucket, Key=key)) is not None:
+        return False
+    with translate(f"uploading s3://{bucket}/{key}"):
+        s3.put_object(Bucket=bucket, Key=key, Body=revision_bundle())
+    return True
+
+
+def revision_bundle(appspec: str = APPSPEC) -> bytes:
+    """A CodeDeploy revision: a zip holding appspec.yml."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr(zipfile.ZipInfo("appspec.yml", date_time=(2020, 1, 1, 0, 0, 0)),
+                        appspec)
+    return buffer.getvalue()
+
+
+def _ensure_application(env_aws: EnvAws, application: str) -> bool:
+    codedeploy = env_aws.client("codedeploy")
+    if _absent(("ApplicationDoesNotExistException",), f"looking up application {application}",
+               lambda: codedeploy.get_application(applicationName=application)) is not None:
+        return False
+    with translate(f"making CodeDeploy application {application}"):
+        codedeploy.create_application(applicationName=application, computePlatform="Server")
+    return True
+
+
+def _group_spec(settings: Settings, application: str, group: str, asg: str) -> dict[str, Any]:
+    """A blue/green group as Terraform users set it up: copy the ASG, route traffic,
+    roll back on failure."""
+    return {
+        "applicationName": application, "deploymentGroupName": group,
+        "serviceRoleArn": f"arn:aws:iam::{settings.aws_account_id}:role/codedeploy",
+        "autoScalingGroups": [asg], "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+        "deploymentStyle": {"deploymentType": "BLUE_GREEN",
+                            "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+        "blueGreenDeploymentConfiguration": {
+            "terminateBlueInstancesOnDeploymentSuccess": {
+                "action": "TERMINATE", "terminationWaitTimeInMinutes": 0},
+            "deploymentReadyOption": {"actionOnTimeout": "CONTINUE_DEPLOYMENT"},
+            "greenFleetProvisioningOption": {"action": "COPY_AUTO_SCALING_GROUP"}},
+        "loadBalancerInfo": {"targetGroupInfoList": [{"name": group}]},
+        "autoRollbackConfiguration": {"enabled": True, "events": ["DEPLOYMENT_FAILURE"]},
+    }
+
+
+def _s3_revision(bucket: str, key: str) -> dict[str, Any]:
+    return {"revisionType": "S3",
+            "s3Location": {"bucket": bucket, "key": key, "bundleType": "zip"}}
+
+
+def _active_deployments(env_aws: EnvAws, application: str, group: str) -> list[str]:
+    with translate(f"listing deployments of {group}"):
+        return list(env_aws.client("codedeploy").list_deployments(
+            applicationName=application, deploymentGroupName=group,
+            includeOnlyStatuses=["Created", "Queued", "InProgress", "Ready"])["deployments"])
+
+
+def _wait_for_deployment(env_aws: EnvAws, deployment_id: str, deadline: float) -> str:
+    codedeploy = env_aws.client("codedeploy")
+    while True:
+        with translate(f"waiting for deployment {deployment_id}"):
+            status = str(codedeploy.get_deployment(
+                deploymentId=deployment_id)["deploymentInfo"]["status"])
+        if status in ("Succeeded", "Failed", "Stopped"):
+            return status
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"deployment {deployment_id} still {status} after "
+                                  f"{DEPLOYMENT_TIMEOUT_SECONDS:.0f}s")
+        time.sleep(0.1)
+

@@ -1,0 +1,165 @@
+"""The CodeDeploy emulator: blue/green deployments that replace the ASG, fail on
+demand with rollback, and stop."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from builder.aws import EnvAws, translate
+from builder.errors import AwsError
+from builder.local.stack import fail_next_deployment
+from builder.project import Project
+
+pytestmark = pytest.mark.local
+
+# Slow enough to catch a deployment InProgress and stop it.
+local_deploy_step_seconds = 1.0
+
+GROUP = "demo-dev-app"
+
+
+@pytest.fixture(scope="module")
+def dev(local_stack: Project) -> EnvAws:
+    return local_stack.env_aws(local_stack.resolve("demo", "dev", "app"))
+
+
+def group_info(dev: EnvAws) -> dict[str, Any]:
+    info: dict[str, Any] = dev.client("codedeploy").get_deployment_group(
+        applicationName="demo", deploymentGroupName=GROUP)["deploymentGroupInfo"]
+    return info
+
+
+def asg_names(dev: EnvAws) -> list[str]:
+    groups = dev.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    return sorted(g["AutoScalingGroupName"] for g in groups if GROUP in g["AutoScalingGroupName"])
+
+
+def deploy(dev: EnvAws, revision: dict[str, Any] | None = None) -> str:
+    deployment_id: str = dev.client("codedeploy").create_deployment(
+        applicationName="demo", deploymentGroupName=GROUP,
+        revision=revision or group_info(dev)["targetRevision"])["deploymentId"]
+    return deployment_id
+
+
+def wait(dev: EnvAws, deployment_id: str, *statuses: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        info: dict[str, Any] = dev.client("codedeploy").get_deployment(
+            deploymentId=deployment_id)["deploymentInfo"]
+        if info["status"] in statuses:
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"{deployment_id} never reached {statuses}")
+
+
+def test_blue_green_deployment_replaces_the_asg(dev: EnvAws) -> None:
+    before = group_info(dev)
+    original = before["autoScalingGroups"][0]["name"]
+    ec2 = dev.client("ec2")
+    template = ec2.describe_launch_templates(LaunchTemplateNames=[GROUP])["LaunchTemplates"][0]
+    version = ec2.create_launch_template_version(
+        LaunchTemplateId=template["LaunchTemplateId"], SourceVersion="$Default",
+        LaunchTemplateData={"InstanceType": "t3.small"})["LaunchTemplateVersion"]
+    ec2.modify_launch_template(LaunchTemplateId=template["LaunchTemplateId"],
+                               DefaultVersion=str(version["VersionNumber"]))
+    # The first deployment left the group's ASG on a version number (CodeDeploy pins the
+    # copy); a release points it back at $Default before deploying.
+    dev.client("autoscaling").update_auto_scaling_group(
+        AutoScalingGroupName=original,
+        LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Default"})
+
+    deployment_id = deploy(dev)
+    assert wait(dev, deployment_id, "InProgress", "Succeeded")["status"] == "InProgress"
+    info = wait(dev, deployment_id, "Succeeded", "Failed", "Stopped")
+    assert info["status"] == "Succeeded" and "errorInformation" not in info
+    assert deployment_id.startswith("d-") and len(deployment_id) == 11
+    assert info["previousRevision"] == before["targetRevision"]
+
+    replacement = f"CodeDeploy_{GROUP}_{deployment_id}"
+    assert asg_names(dev) == [replacement]
+    after = group_info(dev)
+    assert after["autoScalingGroups"] == [{"name": replacement}]
+    assert after["lastSuccessfulDeployment"]["deploymentId"] == deployment_id
+    assert after["targetRevision"] == info["revision"]
+    asg = dev.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[replacement])["AutoScalingGroups"][0]
+    # The version was resolved when the deployment started: a number, not $Default.
+    assert asg["LaunchTemplate"]["Version"] == str(version["VersionNumber"])
+    assert (asg["MinSize"], asg["MaxSize"], asg["DesiredCapacity"]) == (1, 2, 1)
+    assert original not in asg_names(dev)
+
+
+def test_failed_deployment_rolls_back_and_keeps_the_original(local_stack: Project,
+                                                             dev: EnvAws) -> None:
+    original = group_info(dev)["autoScalingGroups"][0]["name"]
+    armed = fail_next_deployment(local_stack, "demo", "dev", "app")
+    assert (armed.account, armed.deployment_group) == ("111111111111", GROUP)
+
+    deployment_id = deploy(dev)
+    wait(dev, deployment_id, "InProgress")
+    assert asg_names(dev) == sorted([original, f"CodeDeploy_{GROUP}_{deployment_id}"])
+    info = wait(dev, deployment_id, "Succeeded", "Failed", "Stopped")
+    assert info["status"] == "Failed"
+    assert info["errorInformation"]["code"] == "HEALTH_CONSTRAINTS"
+    assert info["errorInformation"]["message"]
+    assert "rollbackMessage" in info["rollbackInfo"]
+    assert asg_names(dev) == [original]
+    group = group_info(dev)
+    assert group["autoScalingGroups"] == [{"name": original}]
+    assert group["lastAttemptedDeployment"] == {**group["lastAttemptedDeployment"],
+                                                "deploymentId": deployment_id,
+                                                "status": "Failed"}
+    assert group["lastSuccessfulDeployment"]["deploymentId"] != deployment_id
+    failed = dev.client("codedeploy").list_deployments(
+        applicationName="demo", deploymentGroupName=GROUP, includeOnlyStatuses=["Failed"])
+    assert failed["deployments"] == [deployment_id]
+
+    # Armed once: the next one succeeds again.
+    assert wait(dev, deploy(dev), "Succeeded", "Failed")["status"] == "Succeeded"
+
+
+def test_stopped_deployment_removes_the_replacement(dev: EnvAws) -> None:
+    codedeploy = dev.client("codedeploy")
+    original = group_info(dev)["autoScalingGroups"][0]["name"]
+    deployment_id = deploy(dev)
+    wait(dev, deployment_id, "InProgress")
+    answer = codedeploy.stop_deployment(deploymentId=deployment_id)
+    assert answer["status"] == "Pending"
+    info = wait(dev, deployment_id, "Stopped", "Succeeded", "Failed")
+    assert info["status"] == "Stopped"
+    assert info["errorInformation"]["code"] == "MANUAL_STOP"
+    assert asg_names(dev) == [original]
+    assert group_info(dev)["autoScalingGroups"] == [{"name": original}]
+    with pytest.raises(AwsError) as done, translate("stopping"):
+        codedeploy.stop_deployment(deploymentId=deployment_id)
+    assert done.value.code == "DeploymentAlreadyCompletedException"
+
+
+def test_a_missing_revision_fails_the_deployment(dev: EnvAws) -> None:
+    original = group_info(dev)["autoScalingGroups"][0]["name"]
+    revision = {"revisionType": "S3", "s3Location": {
+        "bucket": "demo-dev-codedeploy-111111111111", "key": "app/none.zip",
+        "bundleType": "zip"}}
+    info = wait(dev, deploy(dev, revision), "Succeeded", "Failed", "Stopped")
+    assert info["status"] == "Failed"
+    assert info["errorInformation"]["code"] == "REVISION_MISSING"
+    assert asg_names(dev) == [original]
+
+
+def test_codedeploy_refuses_what_aws_refuses(dev: EnvAws) -> None:
+    codedeploy = dev.client("codedeploy")
+    with pytest.raises(AwsError) as no_revision, translate("deploying"):
+        codedeploy.create_deployment(applicationName="demo", deploymentGroupName=GROUP)
+    assert no_revision.value.code == "RevisionRequiredException"
+    deployment_id = deploy(dev)
+    with pytest.raises(AwsError) as busy, translate("deploying"):
+        deploy(dev)
+    assert busy.value.code == "DeploymentLimitExceededException"
+    wait(dev, deployment_id, "Succeeded", "Failed", "Stopped")
+    groups = codedeploy.batch_get_deployment_groups(
+        applicationName="demo", deploymentGroupNames=[GROUP, "demo-dev-worker"])
+    assert [g["deploymentGroupName"] for g in groups["deploymentGroupsInfo"]] == [
+        GROUP, "demo-dev-worker"]

@@ -1,0 +1,165 @@
+"""Images across accounts as EC2 shares them, and newer base images on request."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from builder.aws import EnvAws, translate
+from builder.aws.images import resolve_source
+from builder.errors import AwsError
+from builder.project import Project
+
+pytestmark = pytest.mark.local
+
+STAGING, PROD = "222222222222", "333333333333"
+KEY_NOT_ACCESSIBLE = "Given key ID is not accessible"
+
+
+def env_aws(project: Project, env: str) -> EnvAws:
+    return project.env_aws(project.resolve("demo", env, "app"))
+
+
+def baked_image(project: Project, env: str, name: str, kms_key_id: str | None) -> str:
+    """An encrypted image of the env, as a bake leaves it (an encrypted copy of the base)."""
+    aws = env_aws(project, env)
+    base = resolve_source(aws.client("ec2"), project.resolve("demo", env, "app").settings)
+    encryption: dict[str, Any] = {"Encrypted": True}
+    if kms_key_id:
+        encryption["KmsKeyId"] = kms_key_id
+    image_id: str = aws.client("ec2").copy_image(
+        SourceImageId=base.id, SourceRegion=aws.region, Name=name, **encryption)["ImageId"]
+    return image_id
+
+
+def error_code(call: Any) -> str:
+    with pytest.raises(AwsError) as failed, translate("calling"):
+        call()
+    return failed.value.code
+
+
+def image(ec2: Any, image_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = ec2.describe_images(ImageIds=[image_id])["Images"][0]
+    return found
+
+
+def snapshot(ec2: Any, found: dict[str, Any]) -> dict[str, Any]:
+    snapshot_id = found["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    answer: dict[str, Any] = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+    return answer
+
+
+def test_copy_from_another_account_needs_launch_storage_and_key_permissions(
+        local_stack: Project) -> None:
+    staging = env_aws(local_stack, "staging").client("ec2")
+    prod_aws = env_aws(local_stack, "prod")
+    prod_view = prod_aws.client("ec2", region="eu-west-1")  # the source region
+    prod = prod_aws.client("ec2")
+    ami = baked_image(local_stack, "staging", "demo-staging-app-shared",
+                      "alias/demo-staging-ami")
+    staging_key = env_aws(local_stack, "staging").client("kms").describe_key(
+        KeyId="alias/demo-staging-ami")["KeyMetadata"]["Arn"]
+    assert snapshot(staging, image(staging, ami))["KmsKeyId"] == staging_key
+
+    def copy(name: str = "demo-prod-app-copy") -> str:
+        copied: str = prod.copy_image(SourceImageId=ami, SourceRegion="eu-west-1", Name=name,
+                                      Encrypted=True, KmsKeyId="alias/demo-prod-ami")["ImageId"]
+        return copied
+
+    # Not shared: another account's image doesn't exist for prod.
+    assert error_code(lambda: prod_view.describe_images(ImageIds=[ami])) == "InvalidAMIID.NotFound"
+    assert error_code(copy) == "InvalidAMIID.NotFound"
+
+    staging.modify_image_attribute(ImageId=ami,
+                                   LaunchPermission={"Add": [{"UserId": PROD}]})
+    assert image(prod_view, ami)["OwnerId"] == STAGING
+    assert ami in [i["ImageId"] for i in
+                   prod_view.describe_images(ExecutableUsers=["self"])["Images"]]
+    assert ami in [i["ImageId"] for i in prod_view.describe_images(Owners=[STAGING])["Images"]]
+    # Only the owner decides who may launch it.
+    assert error_code(lambda: prod_view.modify_image_attribute(
+        ImageId=ami, LaunchPermission={"Add": [{"UserId": "111111111111"}]})) == "AuthFailure"
+    # Launch permission alone: the snapshot is not readable.
+    assert error_code(copy) == "InvalidRequest"
+
+    staging.modify_snapshot_attribute(
+        SnapshotId=image(staging, ami)["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"],
+        Attribute="createVolumePermission", OperationType="add", UserIds=[PROD])
+    # The key is still staging's alone: EC2 accepts the copy and fails it.
+    failed = image(prod, copy("demo-prod-app-no-key"))
+    assert failed["State"] == "failed"
+    assert KEY_NOT_ACCESSIBLE in failed["StateReason"]["Message"]
+    assert snapshot(prod, failed)["StateMessage"] == KEY_NOT_ACCESSIBLE
+
+    env_aws(local_stack, "staging").client("kms").create_grant(
+        KeyId=staging_key, GranteePrincipal=f"arn:aws:iam::{PROD}:root",
+        Operations=["Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom"])
+    copied = image(prod, copy())
+    assert (copied["State"], copied["OwnerId"]) == ("available", PROD)
+    assert copied["BlockDeviceMappings"][0]["Ebs"]["Encrypted"]
+    prod_key = prod_aws.client("kms").describe_key(KeyId="alias/demo-prod-ami")["KeyMetadata"]
+    assert snapshot(prod, copied)["KmsKeyId"] == prod_key["Arn"]
+    assert snapshot(prod, copied)["OwnerId"] == PROD
+
+
+def test_a_key_policy_may_allow_the_copy_instead_of_a_grant(local_stack: Project) -> None:
+    staging_aws = env_aws(local_stack, "staging")
+    kms = staging_aws.client("kms")
+    key_id = kms.create_key(Description="policy test")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/policy-test", TargetKeyId=key_id)
+    staging = staging_aws.client("ec2")
+    ami = baked_image(local_stack, "staging", "demo-staging-app-policy", "alias/policy-test")
+    staging.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"UserId": PROD}]})
+    staging.modify_snapshot_attribute(
+        SnapshotId=image(staging, ami)["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"],
+        Attribute="createVolumePermission", OperationType="add", UserIds=[PROD])
+    prod = env_aws(local_stack, "prod").client("ec2")
+
+    def copy(name: str) -> dict[str, Any]:
+        return image(prod, prod.copy_image(SourceImageId=ami, SourceRegion="eu-west-1",
+                                           Name=name, Encrypted=True)["ImageId"])
+
+    assert copy("demo-prod-policy-denied")["State"] == "failed"
+    policy = json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
+    policy["Statement"].append({
+        "Sid": "prod may copy", "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"},
+        "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant", "kms:ReEncrypt*"],
+        "Resource": "*"})
+    kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=json.dumps(policy))
+    assert copy("demo-prod-policy-allowed")["State"] == "available"
+
+
+def test_an_image_under_the_aws_managed_key_cannot_be_shared(local_stack: Project) -> None:
+    ami = baked_image(local_stack, "dev", "demo-dev-app-default-key", None)
+    dev = env_aws(local_stack, "dev").client("ec2")
+    assert error_code(lambda: dev.modify_image_attribute(
+        ImageId=ami, LaunchPermission={"Add": [{"UserId": STAGING}]})) == "InvalidParameter"
+
+
+def test_publish_source_ami_makes_the_filter_resolve_to_a_newer_image(
+        local_stack: Project, cli: Any) -> None:
+    def newest(env: str) -> Any:
+        return resolve_source(env_aws(local_stack, env).client("ec2"),
+                              local_stack.resolve("demo", env, "app").settings)
+
+    before, prod_before = newest("dev"), newest("prod")
+    result = cli("local", "publish-source-ami", "demo", "dev", "--json", root=local_stack.root)
+    assert result.exit_code == 0, result.output
+    published = json.loads(result.stdout)["images"]
+    assert len(published) == 1  # app and worker share the filter
+    first = published[0]
+    assert first["previous"] == before.id and first["owner"] == "099720109477"
+    after = newest("dev")
+    assert after.id == first["image_id"] and after.created > before.created
+    assert after.name != before.name and after.name.startswith(before.name[:-8])
+    assert newest("staging").id == after.id  # same region, every account sees it
+    assert newest("prod").id == prod_before.id  # another region: unchanged
+
+    again = json.loads(cli("local", "publish-source-ami", "demo", "dev", "--json",
+                           root=local_stack.root).stdout)["images"][0]
+    latest = newest("dev")
+    assert latest.id == again["image_id"] and latest.name not in (before.name, after.name)
+    assert latest.created > after.created
