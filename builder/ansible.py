@@ -1,22 +1,38 @@
-"""Ansible: the syntax check, and (for bake) the playbook run through ansible-runner.
+"""Ansible: the syntax check, and the playbook runs of a bake through ansible-runner.
 
-Only this module imports ansible_runner.
+Only this module imports ansible_runner. A run gets a private folder (0700, outside the
+bake's artifacts, removed afterwards) holding everything ansible-runner and Ansible
+write on their own — the run's whole environment in artifacts/<id>/command, events with
+full results, facts — plus the inventory, the extra vars (an `-e @file`, never argv)
+and the vault password (a 0600 file named by ANSIBLE_VAULT_PASSWORD_FILE). What the bake
+keeps is written by builder itself: events as JSON lines with no result payloads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import re
+import shlex
+import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 from builder import process
-from builder.errors import Problem
+from builder.errors import Problem, ProvisionFailed
 from builder.layout import Layout
+
+Strategy = Literal["mitogen", "linear"]
+STRATEGIES: tuple[Strategy, ...] = ("mitogen", "linear")
 
 # ansible-core 2.19 says "Origin: FILE:LINE:COL"; older releases "appears to be in 'FILE': line N".
 _LOCATION_RE = re.compile(
@@ -24,6 +40,14 @@ _LOCATION_RE = re.compile(
     r"|The error appears to be in '(?P<file_old>[^']+)': line (?P<line_old>\d+))"
 )
 _ERROR_RE = re.compile(r"^(?:\[ERROR\]|ERROR!):?\s*(?P<message>.+)$", re.MULTILINE)
+# Names the run's private task-count file; in every process of the run's environment.
+_RUN_MARKER = "BUILDER_TASK_COUNT_FILE"
+_PLUGINS_DIR = Path(__file__).resolve().parent / "ansible_plugins"
+_MASK = "********"
+# How often the run checks `cancel` (ansible-runner polls between output reads).
+_CANCEL_POLL_S = 0.25
+# Inherited settings that would send a run's output or secrets elsewhere.
+_DROPPED_ENV = ("ANSIBLE_LOG_PATH", "ANSIBLE_KEEP_REMOTE_FILES", "ANSIBLE_DEBUG")
 
 
 def tool(name: str) -> str:
@@ -64,3 +88,354 @@ def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any]) -
         file, line = where["file"] or where["file_old"], where["line"] or where["line_old"]
         return [Problem(f"ansible syntax: {message}", Path(file), int(line))]
     return [Problem(f"ansible syntax: {message}", playbook)]
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where a playbook runs: direct SSH to the builder instance or the local build host."""
+
+    host: str
+    port: int
+    user: str
+    private_key: Path
+
+
+@dataclass(frozen=True)
+class TaskTiming:
+    name: str  # "role : task", as Ansible shows it
+    seconds: float
+    status: str  # ok | changed | skipped | failed | ignored | unreachable
+
+
+@dataclass(frozen=True)
+class PlaybookRun:
+    playbook: Path
+    status: str  # successful | canceled (a failure raises ProvisionFailed instead)
+    strategy: str  # the Ansible strategy that ran: mitogen_linear | linear
+    seconds: float
+    tasks: tuple[TaskTiming, ...]
+    events_file: Path
+
+    @property
+    def canceled(self) -> bool:
+        return self.status == "canceled"
+
+
+def run_playbook(
+    layout: Layout,
+    playbook: Path,
+    target: SshTarget,
+    extravars: Mapping[str, Any],
+    *,
+    artifacts_dir: Path,
+    vault_password: str | None,
+    strategy: Strategy = "mitogen",
+    progress: Callable[[str], None],
+    cancel: threading.Event,
+) -> PlaybookRun:
+    """Run one playbook against one host over direct SSH (pipelining on, become by sudo).
+
+    Progress gets "task k/N: name" as tasks start; the events go to
+    `artifacts_dir/ansible-<playbook>.jsonl`. A failed task raises ProvisionFailed naming
+    the host, the task and its message. When `cancel` is set the run stops and comes back
+    with status "canceled" (the caller raises Interrupted). Safe to call from parallel
+    threads: each run has its own folder and process, and no signal handler is touched.
+
+    `strategy="mitogen"` runs mitogen's mitogen_linear strategy (several times faster on
+    many small tasks) and falls back to `linear`, saying so, when mitogen is missing or
+    cannot load with this ansible-core.
+    """
+    mask = _masker(vault_password)
+    mitogen_dir = _mitogen_strategy_dir() if strategy == "mitogen" else None
+    if strategy == "mitogen" and mitogen_dir is None:
+        progress("mitogen is not installed: using Ansible's linear strategy")
+    attempt = _Attempt(layout, playbook, target, extravars, artifacts_dir, vault_password,
+                       progress, cancel, mask)
+    outcome = attempt.run(mitogen_dir)
+    if mitogen_dir is not None and outcome.mitogen_failed():
+        progress(f"mitogen cannot run with this ansible-core ({outcome.error_text()}); "
+                 "falling back to Ansible's linear strategy "
+                 "(set builder_ansible_strategy: linear to skip the attempt)")
+        outcome = attempt.run(None)
+    if outcome.status not in ("successful", "canceled"):
+        raise ProvisionFailed(mask(outcome.failure_message(target)))
+    return outcome.result
+
+
+def _mitogen_strategy_dir() -> Path | None:
+    """mitogen's strategy plugins, found without importing them (they import Ansible)."""
+    spec = importlib.util.find_spec("ansible_mitogen")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "plugins" / "strategy"
+    return folder if (folder / "mitogen_linear.py").is_file() else None
+
+
+def _masker(secret: str | None) -> Callable[[str], str]:
+    """Belt and braces: the vault password never reaches Ansible's output, but if a
+    playbook printed it, builder's copies of that output show a mask instead."""
+    hidden = (secret or "").strip()
+
+    def mask(text: str) -> str:
+        return text.replace(hidden, _MASK) if hidden else text
+
+    return mask
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    result: PlaybookRun
+    status: str  # ansible-runner's: successful | failed | timeout | canceled
+    sink: _EventSink
+
+    def mitogen_failed(self) -> bool:
+        """Failed before anything ran on the host, with mitogen named in the error:
+        mitogen can't load or connect, and a rerun with `linear` is safe."""
+        return (self.status == "failed" and self.sink.host_results == 0
+                and "mitogen" in self.error_text().lower())
+
+    def error_text(self) -> str:
+        if self.sink.failure is not None:
+            return self.sink.failure[2]
+        return self.sink.errors[0] if self.sink.errors else f"ansible-runner status {self.status}"
+
+    def failure_message(self, target: SshTarget) -> str:
+        """One line (the CLI shows errors on one): where, which task, why."""
+        if self.sink.failure is not None:
+            host, task, message = self.sink.failure
+            text = f"task '{task}' failed on {host}: {message}"
+        else:
+            text = (f"ansible-playbook {self.result.playbook.name} failed on {target.host}: "
+                    f"{self.error_text()}")
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One playbook run, repeatable with another strategy."""
+
+    layout: Layout
+    playbook: Path
+    target: SshTarget
+    extravars: Mapping[str, Any]
+    artifacts_dir: Path
+    vault_password: str | None
+    progress: Callable[[str], None]
+    cancel: threading.Event
+    mask: Callable[[str], str]
+
+    def run(self, mitogen_dir: Path | None) -> _Outcome:
+        import ansible_runner
+
+        strategy = "mitogen_linear" if mitogen_dir is not None else "linear"
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        events_file = self.artifacts_dir / f"ansible-{self.playbook.stem}.jsonl"
+        started = time.monotonic()
+        with _private_dir() as private, events_file.open("w", encoding="utf-8") as events:
+            env = self._env(private, strategy, mitogen_dir)
+            inventory = _write_private(private / "inventory.json",
+                                       json.dumps(_inventory(self.target)))
+            extra = _write_private(private / "extravars.json",
+                                   json.dumps(dict(self.extravars), default=str))
+            sink = _EventSink(self.progress, events, self.mask, private / "task-count")
+            try:
+                config = ansible_runner.RunnerConfig(
+                    private_data_dir=str(private), playbook=str(self.playbook),
+                    inventory=str(inventory), envvars=env, host_cwd=str(self.layout.root),
+                    cmdline=f"-e @{shlex.quote(str(extra))}",
+                    # No env/ files, no stdout copy, nothing echoed on builder's stdout.
+                    suppress_env_files=True, quiet=True,
+                    settings={"suppress_output_file": True, "pexpect_timeout": _CANCEL_POLL_S},
+                )
+                config.prepare()
+                config.env = _without_withheld(config.env)
+                # A cancel_callback also keeps ansible-runner's own SIGINT/SIGTERM
+                # handlers out: interrupts belong to builder.
+                runner = ansible_runner.Runner(config, event_handler=sink,
+                                               cancel_callback=self.cancel.is_set)
+                status, _rc = runner.run()
+            except ansible_runner.AnsibleRunnerException as exc:
+                raise ProvisionFailed(f"ansible-runner could not run {self.playbook}: "
+                                      f"{self.mask(str(exc))}") from exc
+            finally:
+                _stop_leftovers(f"{_RUN_MARKER}={env[_RUN_MARKER]}")
+        result = PlaybookRun(self.playbook, "canceled" if status == "canceled" else "successful",
+                             strategy, time.monotonic() - started, sink.timings(), events_file)
+        return _Outcome(result, str(status), sink)
+
+    def _env(self, private: Path, strategy: str, mitogen_dir: Path | None) -> dict[str, str]:
+        ansible_playbook = tool("ansible-playbook")
+        callbacks = [c for c in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
+        env = base_env(self.layout) | {
+            # ansible-runner starts `ansible-playbook` by name.
+            "PATH": os.pathsep.join([str(Path(ansible_playbook).parent),
+                                     os.environ.get("PATH", os.defpath)]),
+            "ANSIBLE_PIPELINING": "1",
+            "ANSIBLE_BECOME_METHOD": "sudo",
+            # Where Ubuntu and Debian keep it; discovery would cost a round trip per run.
+            "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+            "ANSIBLE_NOCOLOR": "1",
+            # Module invocations are not logged into the image's journal.
+            "ANSIBLE_NO_TARGET_SYSLOG": "1",
+            "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(private / "cp"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(_PLUGINS_DIR / "callback"),
+            "ANSIBLE_CALLBACKS_ENABLED": ",".join([*callbacks, "builder_tasks"]),
+            _RUN_MARKER: str(private / "task-count"),
+            "ANSIBLE_STRATEGY": strategy,
+        }
+        if mitogen_dir is not None:
+            env["ANSIBLE_STRATEGY_PLUGINS"] = str(mitogen_dir)
+        if self.vault_password is not None:
+            password = _write_private(private / "vault-password", self.vault_password)
+            env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password)
+        return env
+
+
+@contextlib.contextmanager
+def _private_dir() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="builder-ansible-"))  # 0700
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_private(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    return path
+
+
+def _inventory(target: SshTarget) -> dict[str, Any]:
+    host = {
+        "ansible_host": target.host,
+        "ansible_port": target.port,
+        "ansible_user": target.user,
+        "ansible_ssh_private_key_file": str(target.private_key),
+        # A fresh host key every bake: never checked, never recorded in known_hosts.
+        "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null "
+                                   "-o StrictHostKeyChecking=no -o IdentitiesOnly=yes",
+    }
+    return {"all": {"hosts": {target.host: host}}}
+
+
+def _without_withheld(env: Mapping[str, str]) -> dict[str, str]:
+    """ansible-runner seeds the run's environment with builder's own: keep out what
+    builder.process keeps from every child (cloud credentials, vault passwords)."""
+    passed_on = process.child_env()
+    return {key: value for key, value in env.items()
+            if (key in passed_on or key not in os.environ) and key not in _DROPPED_ENV}
+
+
+def _stop_leftovers(marker: str) -> None:
+    """Stop what a run leaves running: ssh's ControlPersist masters, and after a cancel
+    mitogen's mux process (it runs in a session of its own, out of ansible-runner's reach).
+    Every one of them inherited the run's environment, which names its private folder."""
+    needle = marker.encode()
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(entry.name), signum)
+                    found.append(entry.name)
+        if not found:
+            return
+        time.sleep(0.2)
+
+
+_RESULT_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed",
+                  "runner_on_skipped": "skipped", "runner_on_unreachable": "unreachable"}
+_RECORDED_FIELDS = ("play", "task", "role", "host", "duration")
+
+
+class _EventSink:
+    """ansible-runner's event handler: progress lines, task timings, the failure, and
+    the bake's events file — JSON lines without result payloads, secrets masked."""
+
+    def __init__(self, progress: Callable[[str], None], out: IO[str],
+                 mask: Callable[[str], str], count_file: Path):
+        self._progress = progress
+        self._out = out
+        self._mask = mask
+        self._count_file = count_file
+        self._planned = 0
+        self._started = 0
+        self._timings: dict[str, TaskTiming] = {}
+        self.host_results = 0
+        self.failure: tuple[str, str, str] | None = None  # host, task, message
+        self.errors: list[str] = []
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = str(event.get("event", ""))
+        data: Mapping[str, Any] = event.get("event_data") or {}
+        record: dict[str, Any] = {"counter": event.get("counter"), "event": kind,
+                                  "created": event.get("created")}
+        record |= {key: data[key] for key in _RECORDED_FIELDS if data.get(key) not in (None, "")}
+        if kind == "playbook_on_task_start":
+            self._started += 1
+            total = max(self._planned_tasks(), self._started)
+            self._progress(self._mask(f"task {self._started}/{total}: {_task_name(data)}"))
+        elif kind == "playbook_on_handler_task_start":
+            self._progress(self._mask(f"handler: {_task_name(data)}"))
+        elif kind in _RESULT_EVENTS:
+            record |= self._result(kind, data)
+        stdout = str(event.get("stdout") or "")
+        if stdout:
+            record["stdout"] = stdout
+            self.errors.extend(m["message"].strip() for m in _ERROR_RE.finditer(stdout))
+        masked = {k: self._mask(v) if isinstance(v, str) else v for k, v in record.items()}
+        self._out.write(json.dumps(masked, default=str) + "\n")
+        return False  # ansible-runner keeps no copy with the full results
+
+    def timings(self) -> tuple[TaskTiming, ...]:
+        return tuple(self._timings.values())
+
+    def _planned_tasks(self) -> int:
+        if not self._planned:
+            with contextlib.suppress(OSError, ValueError):
+                self._planned = int(self._count_file.read_text(encoding="utf-8"))
+        return self._planned
+
+    def _result(self, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        self.host_results += 1
+        result: Mapping[str, Any] = data.get("res") or {}
+        status = _RESULT_EVENTS[kind]
+        if status == "ok" and result.get("changed"):
+            status = "changed"
+        if status == "failed" and data.get("ignore_errors"):
+            status = "ignored"
+        name = _task_name(data)
+        seconds = float(data.get("duration") or 0.0)
+        key = str(data.get("task_uuid") or name)
+        earlier = self._timings.get(key)
+        self._timings[key] = TaskTiming(name, max(seconds, earlier.seconds if earlier else 0.0),
+                                        status)
+        if status not in ("failed", "unreachable"):
+            return {"status": status}
+        message = self._mask(_failure_message(result))
+        self.failure = (str(data.get("host", "?")), name, message)
+        return {"status": status, "msg": message}
+
+
+def _task_name(data: Mapping[str, Any]) -> str:
+    task = str(data.get("task") or data.get("task_action") or "?")
+    role = data.get("role")
+    return f"{role} : {task}" if role else task
+
+
+def _failure_message(result: Mapping[str, Any]) -> str:
+    """The one line that says why a task failed (a loop: its first failed item)."""
+    for item in result.get("results") or []:
+        if isinstance(item, Mapping) and item.get("failed"):
+            return _failure_message(item)
+    message = str(result.get("msg") or result.get("censored") or "").strip()
+    detail = str(result.get("stderr") or result.get("module_stderr") or "").strip()
+    if detail and (not message or message.startswith(("non-zero return code", "MODULE FAILURE"))):
+        last = detail.splitlines()[-1]
+        message = f"{message.splitlines()[0]}: {last}" if message else last
+    return message or "failed"

@@ -29,6 +29,7 @@ _FILE_TASK_KEYS = ("include_tasks", "import_tasks", "ansible.builtin.include_tas
                    "ansible.builtin.import_tasks", "import_playbook",
                    "ansible.builtin.import_playbook", "include_vars",
                    "ansible.builtin.include_vars")
+_PACKAGE_DIR = Path(__file__).resolve().parent
 _BLOCK_KEYS = ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always")
 
 
@@ -74,7 +75,9 @@ def _file_digest(path: Path) -> str:
 
 
 def _label(layout: Layout, path: Path) -> str:
-    for base, prefix in ((layout.root, ""), (layout.bundled, "<bundled>/")):
+    """A name for a hashed file that doesn't depend on where builder is installed."""
+    for base, prefix in ((_PACKAGE_DIR, "<builder>/"), (layout.root, ""),
+                         (layout.bundled, "<bundled>/")):
         if path.is_relative_to(base):
             return prefix + str(path.relative_to(base))
     return str(path)

@@ -139,8 +139,9 @@ _PHASES = (
     ("Waiting for SSH to become available", "ssh"),
     ("Connected to SSH", "provision"),
     ("Stopping the source instance", "stop"),
-    ("Creating AMI", "image"),
     ("Adding tags to AMI", "tag"),
+    ("Creating AMI tags", "tag"),
+    ("Creating AMI", "image"),
     ("Terminating the source AWS instance", "cleanup"),
 )
 

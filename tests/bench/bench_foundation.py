@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def generate_repo(root: Path) -> int:
-    """20 apps × 4 envs × 5 comps, sharing the bundled template."""
+    """20 apps, 4 envs and 5 comps each, sharing the bundled template."""
     for a in range(APPS):
         app_dir = root / "vars" / f"app{a:02d}"
         (app_dir / "common").mkdir(parents=True)

@@ -200,7 +200,7 @@ def test_names_are_plain(repo: Path, name: str) -> None:
 def test_unknown_app_and_env(repo: Path) -> None:
     with pytest.raises(ConfigError, match="unknown app 'nope'"):
         loader(repo).resolve("nope", "dev", "web")
-    with pytest.raises(ConfigError, match="unknown env 'qa'.*envs: dev"):
+    with pytest.raises(ConfigError, match=r"unknown env 'qa'.*envs: dev"):
         loader(repo).resolve("shop", "qa", "web")
 
 

@@ -130,7 +130,7 @@ def test_required_plugins_only_for_packer_1_7_and_later(demo_root: Path) -> None
 
 def test_template_declaring_required_plugins_is_refused_on_old_packer(demo_root: Path) -> None:
     _custom(demo_root, packer.REQUIRED_PLUGINS_BLOCK + 'variable "a" {\n  default = 1\n}\n')
-    with pytest.raises(TemplateError, match="Packer 1.6.6 rejects"):
+    with pytest.raises(TemplateError, match=r"Packer 1\.6\.6 rejects"):
         renderer(demo_root).render(resolve(demo_root, packer_template="custom"))
     rendered = renderer(demo_root, PACKER_111).render(resolve(demo_root, packer_template="custom"))
     assert rendered.hcl.count("required_plugins {") == 1

@@ -1,0 +1,513 @@
+"""Bake: config → render → source AMI → fingerprint → (skip | packer build + Ansible)
+→ a tagged AMI.
+
+Packer launches the builder instance and makes the image; its shell-local provisioner
+calls back into this process (builder.provision_hook over a unix socket) with the
+instance's SSH address, and builder provisions it with ansible-runner over direct SSH.
+The SSH key pair and security group are builder's own, tagged with the run id, and
+removed whatever happens; Packer's instance carries the same tag (`builder reap`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from builder import fingerprint as fingerprints
+from builder import packer, process
+from builder.aws import EnvAws, images, temporary
+from builder.config import ResolvedVars
+from builder.errors import (
+    BakeFailed,
+    BuilderError,
+    InputError,
+    Interrupted,
+    ProvisionFailed,
+)
+from builder.interrupts import Cancel
+from builder.models import Combo
+from builder.output import Progress, table
+from builder.project import Project
+from builder.render import Rendered, write
+
+ProgressFn = Callable[[str, str], None]
+_PACKER_STOP_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class TaskTime:
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class BakeResult:
+    combo: Combo
+    ami_id: str
+    region: str
+    account: str
+    skipped: bool
+    fingerprint: str
+    source_ami: str
+    duration_s: float
+    artifacts: Path | None
+    ami_name: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
+    slowest_tasks: tuple[TaskTime, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
+            "ami_id": self.ami_id, "region": self.region, "account": self.account,
+            "skipped": self.skipped, "fingerprint": self.fingerprint,
+            "source_ami": self.source_ami, "duration_s": round(self.duration_s, 2),
+            "artifacts": str(self.artifacts) if self.artifacts else None,
+        }
+
+    def to_text(self) -> str:
+        if self.skipped:
+            return (f"{self.combo}: unchanged, using {self.ami_id} ({self.region}, "
+                    f"fingerprint {self.fingerprint[:12]}); --force bakes anyway")
+        lines = [f"{self.combo}: baked {self.ami_id} {self.ami_name} in {self.region} "
+                 f"({self.duration_s:.1f}s)"]
+        if self.phases:
+            lines.append("  phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.phases.items()))
+        if self.slowest_tasks:
+            lines.append("  slowest tasks:")
+            lines.extend(f"    {t.seconds:6.1f}s  {t.name}" for t in self.slowest_tasks)
+        if self.artifacts:
+            lines.append(f"  artifacts: {self.artifacts}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class BakeFailure:
+    combo: Combo
+    error: BuilderError
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
+                "error": self.error.message}
+
+    def to_text(self) -> str:
+        return f"{self.combo}: FAILED: {self.error.message}"
+
+
+@dataclass(frozen=True)
+class BakeBatch:
+    """`bake APP ENV --all`: one outcome per comp."""
+
+    outcomes: tuple[BakeResult | BakeFailure, ...]
+
+    @property
+    def failures(self) -> list[BakeFailure]:
+        return [o for o in self.outcomes if isinstance(o, BakeFailure)]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [o.to_json() for o in self.outcomes]
+
+    def to_text(self) -> str:
+        rows = [(str(o.combo), "FAILED" if isinstance(o, BakeFailure) else
+                 ("skipped" if o.skipped else "baked"),
+                 o.error.message if isinstance(o, BakeFailure) else o.ami_id)
+                for o in self.outcomes]
+        return table(("combo", "result", "AMI / error"), rows)
+
+
+@dataclass(frozen=True)
+class BakeOptions:
+    force: bool = False
+    vault_password_file: Path | None = None
+
+
+# -- the steps ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything known before Packer runs: enough to decide whether to bake."""
+
+    resolved: ResolvedVars
+    env_aws: EnvAws
+    source: images.Image
+    rendered: Rendered  # pinned to the source AMI id
+    fingerprint: fingerprints.Fingerprint
+    existing: images.Image | None
+
+
+def pin_source(project: Project, resolved: ResolvedVars, source: images.Image
+               ) -> tuple[ResolvedVars, Rendered, fingerprints.Fingerprint]:
+    """The combo rendered with its base image pinned by id, and the bake's fingerprint.
+
+    No AWS calls: `rebuild` plans hundreds of combos from batched image queries.
+    """
+    from builder import provision
+
+    pinned = dataclasses.replace(resolved, values={
+        **resolved.values, "source_ami": source.id, "source_ami_filter": None})
+    rendered = project.renderer.render(pinned)
+    fingerprint = fingerprints.compute(project.layout, resolved, rendered, source.id,
+                                       provision.tool_files(project.layout, resolved))
+    return pinned, rendered, fingerprint
+
+
+def plan(project: Project, combo: Combo) -> Plan:
+    """Resolve, find the base image, render with it pinned, fingerprint, look for an
+    AMI with that fingerprint."""
+    resolved = project.resolve(combo.app, combo.env, combo.comp)
+    env_aws = project.env_aws(resolved)
+    ec2 = env_aws.client("ec2")
+    source = images.resolve_source(ec2, resolved.settings)
+    pinned, rendered, fingerprint = pin_source(project, resolved, source)
+    existing = next((image for image in images.images_of(ec2, combo,
+                                                          fingerprint=fingerprint.value)
+                     if image.status in images.USABLE_STATUSES), None)
+    return Plan(pinned, env_aws, source, rendered, fingerprint, existing)
+
+
+def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions(),
+         progress: ProgressFn | None = None, cancel: Cancel | None = None) -> BakeResult:
+    cancel = cancel or Cancel()
+    progress = progress or Progress()
+    started = time.monotonic()
+    subject = str(combo)
+    progress(subject, "resolving config, base image and fingerprint")
+    the_plan = plan(project, combo)
+    settings = the_plan.resolved.settings
+    if the_plan.existing is not None and not options.force:
+        progress(subject, f"unchanged: {the_plan.existing.id} has this fingerprint")
+        return BakeResult(combo, the_plan.existing.id, settings.aws_region,
+                          settings.aws_account_id, True, the_plan.fingerprint.value,
+                          the_plan.source.id, time.monotonic() - started, None,
+                          the_plan.existing.name)
+    cancel.raise_if_set()
+    vault_password = _vault_password(the_plan, options)
+    return _Build(project, the_plan, vault_password, progress, cancel, started).run()
+
+
+def bake_all(project: Project, app: str, env: str, *, jobs: int | None = None,
+             options: BakeOptions = BakeOptions(), progress: ProgressFn | None = None,
+             cancel: Cancel | None = None) -> BakeBatch:
+    """Every comp of the env in parallel; one failure doesn't stop the others."""
+    cancel = cancel or Cancel()
+    report = progress or Progress()
+    combos = [Combo(app, env, comp) for comp in project.config.components(app, env)]
+    workers = max(1, min(jobs or min(len(combos), 4), len(combos)))
+    project.renderer  # noqa: B018 - detect the Packer version once, before the threads
+
+    def one(combo: Combo) -> BakeResult | BakeFailure:
+        try:
+            return bake(project, combo, options=options, progress=report, cancel=cancel)
+        except Interrupted:
+            raise
+        except BuilderError as exc:
+            report(str(combo), f"FAILED: {exc.message}")
+            return BakeFailure(combo, exc)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bake") as pool:
+        outcomes = tuple(pool.map(one, combos))
+    cancel.raise_if_set()
+    return BakeBatch(outcomes)
+
+
+def _vault_password(the_plan: Plan, options: BakeOptions) -> str | None:
+    """From --vault-password-file, BUILDER_VAULT_PASSWORD_FILE, or the SSM parameter."""
+    path = options.vault_password_file or (
+        Path(os.environ["BUILDER_VAULT_PASSWORD_FILE"])
+        if os.environ.get("BUILDER_VAULT_PASSWORD_FILE") else None)
+    if path is not None:
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InputError(f"vault password file {path}: {exc.strerror}") from exc
+    parameter = the_plan.resolved.settings.vault_password_ssm_parameter
+    if parameter:
+        from builder.aws import translate
+
+        with translate(f"reading SSM parameter {parameter}"):
+            reply = the_plan.env_aws.client("ssm").get_parameter(Name=parameter,
+                                                                 WithDecryption=True)
+        return str(reply["Parameter"]["Value"])
+    return None
+
+
+class _Build:
+    """One `packer build` with everything around it; cleans up on every path."""
+
+    def __init__(self, project: Project, the_plan: Plan, vault_password: str | None,
+                 progress: ProgressFn, cancel: Cancel, started: float):
+        self.project = project
+        self.plan = the_plan
+        self.vault_password = vault_password
+        self.progress = progress
+        self.cancel = cancel
+        self.started = started
+        self.combo = the_plan.resolved.combo
+        self.subject = str(self.combo)
+        now = datetime.now(UTC)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.build_id = f"{now:%Y%m%dT%H%M%SZ}-{self.run_id}"
+        self.build_time = f"{now:%Y%m%d%H%M%S}"
+        self.built_at = now.isoformat(timespec="seconds")
+        self.artifacts = (project.layout.state_dir / "builds" / self.combo.app /
+                          self.combo.env / self.combo.comp / self.build_id)
+        self.ec2 = the_plan.env_aws.client("ec2")
+        self.phases: dict[str, float] = {}
+        self.provisioning: Any = None
+        self.provision_error: BuilderError | None = None
+
+    # -- orchestration --------------------------------------------------------
+    def run(self) -> BakeResult:
+        settings = self.plan.resolved.settings
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.progress(self.subject, f"baking from {self.plan.source.id} "
+                                    f"({self.plan.source.name}); build {self.build_id}")
+        with ExitStack() as stack:
+            private = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="builder-bake-")))
+            private.chmod(0o700)
+            key_file, public_key = _make_key(private)
+            run_values = self._run_values(key_file)
+            stack.enter_context(self._key_pair(public_key, run_values))
+            stack.enter_context(self._security_group(run_values))
+            host = self._local_build_host(stack, public_key, run_values)
+            socket_path = private / "provision.sock"
+            run_values["builder_provision_command"] = (
+                f"{shlex.quote(sys.executable)} -m builder.provision_hook "
+                f"{shlex.quote(str(socket_path))}")
+            files = write(self.plan.rendered, self.artifacts, run_values)
+            (self.artifacts / "fingerprint.json").write_text(json.dumps(
+                {"fingerprint": self.plan.fingerprint.value,
+                 "inputs": self.plan.fingerprint.inputs}, indent=2, sort_keys=True) + "\n")
+            listener = stack.enter_context(self._provision_listener(socket_path, key_file))
+            ami_id = self._packer(files.template, files.var_file)
+            listener.join(timeout=5)
+            if host is not None:
+                host.save_changes(self.project.layout.state_dir / "local" / "images" / ami_id)
+        image = self._check_image(ami_id)
+        result = BakeResult(
+            self.combo, ami_id, settings.aws_region, settings.aws_account_id, False,
+            self.plan.fingerprint.value, self.plan.source.id, time.monotonic() - self.started,
+            self.artifacts, image.name, dict(self.phases), self._slowest())
+        (self.artifacts / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        return result
+
+    def _run_values(self, key_file: Path) -> dict[str, Any]:
+        settings = self.plan.resolved.settings
+        run_tags = {images.TAG_RUN_ID: self.run_id, images.TAG_APP: self.combo.app,
+                    images.TAG_ENV: self.combo.env, images.TAG_COMP: self.combo.comp,
+                    temporary.TAG_STARTED_AT: self.built_at,
+                    "Name": f"builder {self.combo} {self.run_id}"}
+        ami_name = f"{settings.ami_name}-{self.build_time}"
+        tags = {
+            "Name": ami_name, images.TAG_APP: self.combo.app, images.TAG_ENV: self.combo.env,
+            images.TAG_COMP: self.combo.comp,
+            images.TAG_FINGERPRINT: self.plan.fingerprint.value,
+            images.TAG_SOURCE_AMI: self.plan.source.id,
+            images.TAG_SOURCE_AMI_NAME: self.plan.source.name[:255],
+            images.TAG_BUILT_AT: self.built_at, images.TAG_STATUS: images.STATUS_BAKED,
+            images.TAG_BUILD_ID: self.build_id,
+        }
+        commit = _git_commit(self.project.layout.root)
+        if commit:
+            tags[images.TAG_GIT_COMMIT] = commit
+        return {
+            "builder_tags": tags, "builder_run_tags": run_tags,
+            "builder_build_time": self.build_time,
+            "builder_ssh_keypair_name": f"builder-{self.run_id}",
+            "builder_ssh_private_key_file": str(key_file),
+            "builder_ec2_endpoint": self.project.aws.local_endpoint or "",
+            "builder_manifest": str(self.artifacts / "manifest.json"),
+        }
+
+    @contextmanager
+    def _key_pair(self, public_key: str, run_values: dict[str, Any]) -> Iterator[None]:
+        name = run_values["builder_ssh_keypair_name"]
+        temporary.import_key_pair(self.ec2, name, public_key, run_values["builder_run_tags"])
+        try:
+            yield
+        finally:
+            temporary.delete_key_pair(self.ec2, name)
+
+    @contextmanager
+    def _security_group(self, run_values: dict[str, Any]) -> Iterator[None]:
+        values = self.plan.rendered.var_values
+        vpc_id = temporary.vpc_for_build(self.ec2, values)
+        group_id = temporary.create_security_group(
+            self.ec2, f"builder-{self.run_id}", vpc_id,
+            self.plan.resolved.settings.ssh_source_cidrs, run_values["builder_run_tags"])
+        run_values["builder_security_group_id"] = group_id
+        try:
+            yield
+        finally:
+            temporary.delete_security_group(self.ec2, group_id)
+
+    def _local_build_host(self, stack: ExitStack, public_key: str,
+                          run_values: dict[str, Any]) -> Any:
+        """In local mode the instance's SSH goes to a fresh local build host."""
+        if not self.project.aws.is_local:
+            return None
+        from builder.local import buildhost
+
+        self.progress(self.subject, "starting a fresh local build host")
+        host = stack.enter_context(buildhost.build_host(
+            self.project.layout, user=self.plan.resolved.settings.ssh_username,
+            authorized_key=public_key))
+        run_values["builder_ssh_host"] = host.host
+        run_values["builder_ssh_port"] = host.port
+        return host
+
+    # -- provisioning callback --------------------------------------------------
+    @contextmanager
+    def _provision_listener(self, socket_path: Path, key_file: Path
+                            ) -> Iterator[threading.Thread]:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(socket_path))
+        server.listen(1)
+        server.settimeout(0.5)
+        done = threading.Event()
+        thread = threading.Thread(target=self._serve, args=(server, key_file, done),
+                                  name=f"provision-{self.run_id}", daemon=True)
+        thread.start()
+        try:
+            yield thread
+        finally:
+            done.set()
+            thread.join(timeout=30)
+            server.close()
+
+    def _serve(self, server: socket.socket, key_file: Path, done: threading.Event) -> None:
+        while not done.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(None)
+                request = json.loads(connection.makefile("r", encoding="utf-8").readline())
+                verdict = self._provision(request["host"], int(request["port"]), key_file)
+                # Packer may have been stopped meanwhile; the verdict is kept on self.
+                with suppress(OSError):
+                    connection.sendall(json.dumps(verdict).encode() + b"\n")
+            return
+
+    def _provision(self, host: str, port: int, key_file: Path) -> dict[str, Any]:
+        from builder import provision
+        from builder.ansible import SshTarget
+
+        target = SshTarget(host, port, self.plan.resolved.settings.ssh_username, key_file)
+        self.progress(self.subject, f"provisioning {target.user}@{host}:{port} with Ansible")
+        try:
+            self.provisioning = provision.provision(
+                self.project.layout, self.plan.resolved, target, artifacts_dir=self.artifacts,
+                vault_password=self.vault_password,
+                progress=lambda message: self.progress(self.subject, message),
+                cancel=self.cancel.event, local=self.project.aws.is_local)
+        except BuilderError as exc:
+            self.provision_error = exc
+            return {"ok": False, "message": exc.message}
+        except Exception as exc:  # a bug must still fail the bake, not hang Packer
+            self.provision_error = ProvisionFailed(f"provisioning crashed: {exc!r}")
+            return {"ok": False, "message": self.provision_error.message}
+        if self.provisioning.canceled:
+            return {"ok": False, "message": "provisioning canceled"}
+        return {"ok": True, "message": "provisioned"}
+
+    # -- packer -------------------------------------------------------------------
+    def _packer(self, template: Path, var_file: Path) -> str:
+        env = {**self.plan.env_aws.credentials_env(), "PACKER_LOG": "1",
+               "PACKER_LOG_PATH": str(self.artifacts / "packer.log"),
+               "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"}
+        self.cancel.raise_if_set()
+        child = process.start(packer.build_argv(template, var_file), cwd=self.artifacts, env=env)
+        ami_id, errors = "", []
+        phase, phase_started = "start", time.monotonic()
+        with self.cancel.on_cancel(lambda: _interrupt(child)), \
+                (self.artifacts / "packer.out").open("w", encoding="utf-8") as transcript:
+            assert child.stdout is not None
+            for raw in child.stdout:
+                transcript.write(raw)
+                line = packer.parse_machine_line(raw)
+                if line is None:
+                    continue
+                if line.kind == "ui" and line.data[:1] == ("error",):
+                    errors.append(line.message.strip())
+                new_phase = packer.phase_of(line.message) if line.kind == "ui" else None
+                if new_phase and new_phase != phase:
+                    now = time.monotonic()
+                    self.phases[phase] = self.phases.get(phase, 0.0) + now - phase_started
+                    phase, phase_started = new_phase, now
+                    self.progress(self.subject, f"packer: {new_phase}")
+                if line.kind == "artifact" and line.data[1:2] == ("id",):
+                    ami_id = line.data[2].split(":")[-1]
+            returncode = _wait(child)
+        self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - phase_started
+        self.phases.pop("start", None)
+        self.cancel.raise_if_set()
+        if self.provision_error is not None:
+            raise self.provision_error
+        if returncode != 0 or not ami_id:
+            reason = next((e for e in reversed(errors) if e), f"exit code {returncode}")
+            raise BakeFailed(f"packer build failed: {reason} (log: "
+                             f"{self.artifacts / 'packer.log'})")
+        return ami_id
+
+    def _check_image(self, ami_id: str) -> images.Image:
+        found = images.describe(self.ec2, image_ids=[ami_id])
+        if not found or found[0].status != images.STATUS_BAKED:
+            raise BakeFailed(f"{ami_id}: Packer reported it but it is missing or untagged")
+        self.progress(self.subject, f"AMI {ami_id} ({found[0].name}) is {found[0].state}")
+        return found[0]
+
+    def _slowest(self) -> tuple[TaskTime, ...]:
+        if self.provisioning is None:
+            return ()
+        return tuple(TaskTime(t.name, t.seconds) for t in self.provisioning.slowest(5))
+
+
+def _make_key(folder: Path) -> tuple[Path, str]:
+    """A per-bake ed25519 key; the private half stays in builder's 0700 temp dir."""
+    key = folder / "id_ed25519"
+    process.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "builder-bake",
+                 "-f", str(key)], what="ssh-keygen")
+    return key, key.with_suffix(".pub").read_text(encoding="utf-8").strip()
+
+
+def _git_commit(root: Path) -> str:
+    if not (root / ".git").exists():
+        return ""
+    done = process.run(["git", "-C", str(root), "rev-parse", "HEAD"], what="git rev-parse",
+                       check=False)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _interrupt(child: subprocess.Popen[str]) -> None:
+    """Packer cleans up (instance, its own temporaries) on SIGINT; give it the chance."""
+    if child.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGINT)
+
+
+def _wait(child: subprocess.Popen[str]) -> int:
+    try:
+        return child.wait(timeout=_PACKER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        return child.wait()

@@ -1,0 +1,159 @@
+"""The provisioning of one bake, over direct SSH to the builder instance:
+
+1. the comp's playbook (`playbook`, by default playbooks/<app>/packer-<comp>.yml), with
+   every resolved var — `app`, `env` and `comp` included — as extra vars;
+2. builder's finalize playbook (builder/playbooks/finalize.yml), whatever step 1 did:
+   the image_hygiene role, the generic image checks, then the comp's own checks.
+
+The comp's own checks (a convention, not a setting): playbooks/<app>/checks-<comp>.yml,
+an ordinary playbook (`hosts: all`) whose `ansible.builtin.assert` tasks are named
+"check: ..." and change nothing (`changed_when: false` on commands). They run after
+hygiene on the same connection, so they see what the image will contain; a failed assert
+fails the bake, named in the error. playbooks/demo/checks-app.yml is an example.
+
+Vars read here: builder_ansible_strategy (mitogen | linear), builder_skip_hygiene.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder import process
+from builder.ansible import STRATEGIES, PlaybookRun, SshTarget, Strategy, TaskTiming, run_playbook
+from builder.config import ResolvedVars
+from builder.layout import Layout
+
+STRATEGY_VAR = "builder_ansible_strategy"
+SKIP_HYGIENE_VAR = "builder_skip_hygiene"
+CODEDEPLOY_VAR = "codedeploy_agent_install"
+_BUNDLED = Path(__file__).resolve().parent / "playbooks"
+FINALIZE_PLAYBOOK = _BUNDLED / "finalize.yml"
+_NO_COMP_CHECKS = _BUNDLED / "no-checks.yml"
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0", "")
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """The playbook runs of one bake: the comp's, then builder's finalize (when the
+    first was not canceled)."""
+
+    runs: tuple[PlaybookRun, ...]
+
+    @property
+    def canceled(self) -> bool:
+        return any(run.canceled for run in self.runs)
+
+    @property
+    def seconds(self) -> float:
+        return sum(run.seconds for run in self.runs)
+
+    def slowest(self, count: int = 5) -> list[TaskTiming]:
+        tasks = [task for run in self.runs for task in run.tasks]
+        return sorted(tasks, key=lambda task: task.seconds, reverse=True)[:count]
+
+
+def provision(
+    layout: Layout,
+    resolved: ResolvedVars,
+    target: SshTarget,
+    *,
+    artifacts_dir: Path,
+    vault_password: str | None,
+    progress: Callable[[str], None],
+    cancel: threading.Event,
+    local: bool = False,
+) -> Provisioning:
+    """Provision the instance at `target` for one bake; ProvisionFailed names the host
+    and the failed task or check. A canceled run ends the sequence: the result's
+    `canceled` is then true and the caller raises Interrupted.
+
+    `local`: the bake runs against the local build host, where the CodeDeploy agent's
+    bucket is out of reach, so the agent is not installed unless the vars say otherwise.
+    """
+    playbook = comp_playbook(layout, resolved)
+    strategy = _strategy(resolved)
+    skip_hygiene = _flag(resolved, SKIP_HYGIENE_VAR)
+    extravars = dict(resolved.values)
+    if local and CODEDEPLOY_VAR not in extravars:
+        extravars[CODEDEPLOY_VAR] = False
+        progress(f"local mode: the CodeDeploy agent is NOT installed ({CODEDEPLOY_VAR}: false; "
+                 "its S3 bucket is out of reach)")
+
+    def run(book: Path, variables: Mapping[str, Any]) -> PlaybookRun:
+        return run_playbook(
+            layout, book, target, variables, artifacts_dir=artifacts_dir,
+            vault_password=vault_password, strategy=strategy,
+            progress=lambda message: progress(f"{book.name}: {message}"), cancel=cancel,
+        )
+
+    comp_run = run(playbook, extravars)
+    if comp_run.canceled:
+        return Provisioning((comp_run,))
+    if skip_hygiene:
+        progress(f"WARNING: image hygiene SKIPPED ({SKIP_HYGIENE_VAR}: true): ssh host keys, "
+                 "machine-id, logs, shell history and the builder's key stay unless the "
+                 "playbook removes them; the image checks still run")
+    checks = comp_checks(layout, resolved)
+    finalize_run = run(FINALIZE_PLAYBOOK, extravars | {
+        "builder_authorized_key": _public_key(target.private_key),
+        "builder_comp_checks": str(checks or _NO_COMP_CHECKS),
+        SKIP_HYGIENE_VAR: skip_hygiene,
+    })
+    return Provisioning((comp_run, finalize_run))
+
+
+def tool_files(layout: Layout, resolved: ResolvedVars) -> list[Path]:
+    """The files of the provisioning that builder adds to the comp's playbook (bundled
+    playbooks, the image_hygiene role as the roles path finds it, the comp's checks):
+    inputs of the bake's fingerprint."""
+    files = sorted(p for p in _BUNDLED.iterdir() if p.suffix == ".yml")
+    hygiene_role = next((folder / "image_hygiene" for folder in layout.roles_dirs()
+                         if (folder / "image_hygiene").is_dir()), None)
+    if hygiene_role is not None:
+        files.extend(sorted(p for p in hygiene_role.rglob("*") if p.is_file()))
+    checks = comp_checks(layout, resolved)
+    return [*files, *([checks] if checks else [])]
+
+
+def comp_playbook(layout: Layout, resolved: ResolvedVars) -> Path:
+    playbook = layout.root / resolved.settings.playbook
+    if not playbook.is_file():
+        raise resolved.problem("playbook", f"{layout.relative(playbook)} does not exist")
+    return playbook
+
+
+def comp_checks(layout: Layout, resolved: ResolvedVars) -> Path | None:
+    """playbooks/<app>/checks-<comp>.yml when the comp has its own image checks."""
+    combo = resolved.combo
+    checks = layout.root / "playbooks" / combo.app / f"checks-{combo.comp}.yml"
+    return checks if checks.is_file() else None
+
+
+def _strategy(resolved: ResolvedVars) -> Strategy:
+    value = str(resolved.values.get(STRATEGY_VAR, "mitogen"))
+    for strategy in STRATEGIES:
+        if value == strategy:
+            return strategy
+    raise resolved.problem(STRATEGY_VAR, f"must be one of {', '.join(STRATEGIES)}, not {value!r}")
+
+
+def _flag(resolved: ResolvedVars, key: str) -> bool:
+    value = resolved.values.get(key, False)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE + _FALSE:
+        return text in _TRUE
+    raise resolved.problem(key, f"must be true or false, not {value!r}")
+
+
+def _public_key(private_key: Path) -> str:
+    """The key builder logs in with, as authorized_keys holds it (hygiene removes it)."""
+    done = process.run([process.require("ssh-keygen", "install openssh-client"), "-y", "-f",
+                        str(private_key)], what="reading the builder's public key")
+    return done.stdout.strip()

@@ -1,0 +1,160 @@
+"""`builder bake` end to end: the AMI and its lineage tags, build avoidance, --force,
+--all, failures and artifacts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.aws import images
+from builder.models import Combo
+from tests.bake.conftest import NOTHING_LEFT, ec2, leftovers
+from tests.conftest import run_builder
+
+pytestmark = [pytest.mark.slow, pytest.mark.local]
+
+LINEAGE_TAGS = {"Name", "builder:app", "builder:env", "builder:comp", "builder:fingerprint",
+                "builder:source-ami", "builder:source-ami-name", "builder:built-at",
+                "builder:git-commit", "builder:status", "builder:build-id"}
+
+
+def bake(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_builder("--local", "bake", *args, "--json", root=root)
+
+
+def test_bake_tags_skip_and_force(bake_root: Path) -> None:
+    first = bake(bake_root, "demo", "dev", "app")
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = json.loads(first.stdout)
+    assert set(result) == {"app", "env", "comp", "ami_id", "region", "account", "skipped",
+                           "fingerprint", "source_ami", "duration_s", "artifacts"}
+    assert result["skipped"] is False
+    assert (result["region"], result["account"]) == ("eu-west-1", "111111111111")
+
+    client = ec2(bake_root)
+    image = images.describe(client, image_ids=[result["ami_id"]])[0]
+    assert set(image.tags) == LINEAGE_TAGS
+    assert image.tags["builder:status"] == "baked"
+    assert image.tags["builder:fingerprint"] == result["fingerprint"]
+    assert image.tags["builder:source-ami"] == result["source_ami"]
+    assert image.tags["Name"] == image.name
+    head = subprocess.run(["git", "-C", str(bake_root), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert image.tags["builder:git-commit"] == head
+    snapshots = client.describe_snapshots(SnapshotIds=list(image.snapshot_ids))["Snapshots"]
+    assert snapshots and all({t["Key"]: t["Value"] for t in s["Tags"]} == dict(image.tags)
+                             for s in snapshots)
+
+    artifacts = Path(result["artifacts"])
+    for name in ("ubuntu.pkr.hcl", "ubuntu.pkrvars.json", "packer.log", "result.json",
+                 "fingerprint.json", "ansible-packer-app.jsonl", "ansible-finalize.jsonl"):
+        assert (artifacts / name).is_file(), name
+    assert json.loads((artifacts / "result.json").read_text())["ami_id"] == result["ami_id"]
+    assert "packer: provision" in first.stderr and "slowest" not in first.stdout
+    assert leftovers(bake_root) == NOTHING_LEFT
+
+    second = bake(bake_root, "demo", "dev", "app")
+    assert second.returncode == 0, second.stderr[-2000:]
+    skipped = json.loads(second.stdout)
+    assert skipped["skipped"] is True
+    assert skipped["ami_id"] == result["ami_id"]
+    assert "packer" not in second.stderr
+
+    forced = bake(bake_root, "demo", "dev", "app", "--force")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    again = json.loads(forced.stdout)
+    assert again["skipped"] is False
+    assert again["ami_id"] != result["ami_id"]
+    assert again["fingerprint"] == result["fingerprint"]
+
+
+def test_text_summary_shows_phases_and_slowest_tasks(bake_root: Path) -> None:
+    done = run_builder("--local", "bake", "demo", "dev", "worker", "--force", root=bake_root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "baked ami-" in done.stdout
+    assert "phases: " in done.stdout and "provision" in done.stdout
+    assert "slowest tasks:" in done.stdout
+    assert "task 1/" in done.stderr
+
+
+def test_a_role_change_bakes_again(bake_root: Path) -> None:
+    before = bake(bake_root, "demo", "dev", "app")
+    assert before.returncode == 0, before.stderr[-2000:]
+    role_task = bake_root / "playbooks/roles/app_service/tasks/main.yml"
+    original = role_task.read_text()
+    role_task.write_text(original + "\n# a reviewed change\n")
+    try:
+        after = bake(bake_root, "demo", "dev", "app")
+    finally:
+        role_task.write_text(original)
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert json.loads(after.stdout)["skipped"] is False
+    assert json.loads(after.stdout)["fingerprint"] != json.loads(before.stdout)["fingerprint"]
+
+
+def test_all_comps_in_parallel(bake_root: Path) -> None:
+    done = bake(bake_root, "demo", "staging", "--all", "-j", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)
+    assert [r["comp"] for r in results] == ["app", "worker"]
+    assert all(not r["skipped"] and r["account"] == "222222222222" for r in results)
+    # Both provisioned at once: the second comp started before the first one finished.
+    lines = done.stderr.splitlines()
+    first_provision = {comp: next(i for i, line in enumerate(lines)
+                                  if f"demo/staging/{comp}: provisioning" in line)
+                       for comp in ("app", "worker")}
+    first_image = {comp: next(i for i, line in enumerate(lines)
+                              if f"demo/staging/{comp}: packer: image" in line)
+                   for comp in ("app", "worker")}
+    assert max(first_provision.values()) < min(first_image.values())
+
+
+def test_a_failing_task_fails_the_bake_and_leaves_nothing(bake_root: Path) -> None:
+    playbook = bake_root / "playbooks/demo/packer-worker.yml"
+    original = playbook.read_text()
+    playbook.write_text(original + "  tasks:\n    - name: Break on purpose\n"
+                        "      ansible.builtin.command: /bin/false\n")
+    try:
+        before = {i.id for i in images.images_of(ec2(bake_root), _combo("dev", "worker"))}
+        done = run_builder("--local", "bake", "demo", "dev", "worker", root=bake_root)
+    finally:
+        playbook.write_text(original)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "Break on purpose" in last and "127.0.0.1" in last
+    after = {i.id for i in images.images_of(ec2(bake_root), _combo("dev", "worker"))}
+    assert after == before
+    assert leftovers(bake_root) == NOTHING_LEFT
+
+
+def test_image_checks_catch_a_planted_private_key(bake_root: Path) -> None:
+    playbook = bake_root / "playbooks/demo/packer-worker.yml"
+    original = playbook.read_text()
+    playbook.write_text(original + "  tasks:\n    - name: Leave a deploy key behind\n"
+                        "      ansible.builtin.copy:\n        dest: /root/.ssh/id_ed25519\n"
+                        "        mode: '0600'\n        content: |\n"
+                        "          -----BEGIN OPENSSH PRIVATE KEY-----\n"
+                        "          b3BlbnNzaC1rZXktdjEAAAAA\n"
+                        "          -----END OPENSSH PRIVATE KEY-----\n")
+    try:
+        done = run_builder("--local", "bake", "demo", "dev", "worker", root=bake_root)
+    finally:
+        playbook.write_text(original)
+    assert done.returncode == 1
+    assert "check" in done.stderr.strip().splitlines()[-1]
+    assert "private key" in done.stderr.lower()
+    assert leftovers(bake_root) == NOTHING_LEFT
+
+
+def test_unknown_comp_is_bad_input_and_touches_nothing(bake_root: Path) -> None:
+    done = run_builder("--local", "bake", "demo", "dev", "nope", root=bake_root)
+    assert done.returncode == 2
+    assert "comp 'nope' is not in this env's components" in done.stderr
+    assert leftovers(bake_root) == NOTHING_LEFT
+
+
+def _combo(env: str, comp: str) -> Combo:
+    return Combo("demo", env, comp)
