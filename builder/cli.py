@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,7 +20,8 @@ from typer.core import TyperGroup
 from builder.errors import BuilderError, InputError
 
 if TYPE_CHECKING:
-    from builder.output import Result
+    from builder.interrupts import Cancel
+    from builder.output import Progress, Result
     from builder.project import Project
 
 # Global options may come anywhere on the line (`builder bake demo dev app --local`):
@@ -192,6 +194,9 @@ def bake_command(
     vault_password_file: Annotated[Path | None, typer.Option(
         "--vault-password-file", help="Ansible vault password (or BUILDER_VAULT_PASSWORD_FILE, "
         "or the vault_password_ssm_parameter var)")] = None,
+    release_after: Annotated[bool, typer.Option(
+        "--release", help="Then release each baked (or unchanged) AMI, as `builder release` "
+        "does")] = False,
 ) -> None:
     """Bake an AMI for APP ENV COMP (skipped when its inputs are unchanged)."""
     from builder.bake import BakeOptions, bake, bake_all
@@ -203,16 +208,72 @@ def bake_command(
         raise InputError("give a COMP or --all (not both)")
     project = _g(ctx).project()
     options = BakeOptions(force=force, vault_password_file=vault_password_file)
+    progress = Progress()
     with handle_signals(Cancel()) as cancel:
         if comp is not None:
-            _emit(ctx, bake(project, Combo(app_name, env, comp), options=options,
-                            progress=Progress(), cancel=cancel))
+            result = bake(project, Combo(app_name, env, comp), options=options,
+                          progress=progress, cancel=cancel)
+            if release_after:
+                _release_baked(ctx, project, (result,), progress, cancel)
+            else:
+                _emit(ctx, result)
             return
         batch = bake_all(project, app_name, env, jobs=jobs, options=options,
-                         progress=Progress(), cancel=cancel)
+                         progress=progress, cancel=cancel)
+        if release_after:
+            _release_baked(ctx, project, batch.outcomes, progress, cancel)
+            return
     _emit(ctx, batch)
     if batch.failures:
         raise typer.Exit(1)
+
+
+def _release_baked(ctx: typer.Context, project: Project, baked: Sequence[Any],
+                   progress: Progress, cancel: Cancel) -> None:
+    """`bake --release`: one report per comp; exit 1 (2) if any bake or release failed."""
+    from builder.release import release_baked
+
+    report = release_baked(project, baked, progress=progress, cancel=cancel)
+    _emit(ctx, report)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+@app.command("release")
+def release_command(
+    ctx: typer.Context, app_name: App, env: Env, comp: Comp,
+    ami: Annotated[str | None, typer.Option(
+        "--ami", metavar="ID", help="The AMI (default: the newest baked, released or verified "
+        "AMI of the comp in the env's account)")] = None,
+    revision: Annotated[str | None, typer.Option(
+        "--revision", metavar="s3://BUCKET/KEY", help="Deploy this revision (default: the "
+        "deployment group's current target revision)")] = None,
+    no_deploy: Annotated[bool, typer.Option(
+        "--no-deploy", help="Only the launch template (the AMI is tagged released)")] = False,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="Return once the deployment is created: not verified, lock released; "
+        "releasing the same AMI again follows it to the end")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", metavar="MIN", help="Minutes to wait for the deployment before stopping "
+        "it and rolling back")] = 30.0,
+    break_lock: Annotated[bool, typer.Option(
+        "--break-lock", help="Take the release lock even if another release holds it (when "
+        "that one is gone)")] = False,
+) -> None:
+    """Put an AMI on the comp's launch template and deploy it blue/green with CodeDeploy.
+
+    Failed, stopped or timed out: launch template and ASG go back, the AMI is tagged failed.
+    """
+    from builder.interrupts import Cancel, handle_signals
+    from builder.models import Combo
+    from builder.output import Progress
+    from builder.release import release
+
+    project = _g(ctx).project()
+    with handle_signals(Cancel()) as cancel:
+        _emit(ctx, release(project, Combo(app_name, env, comp), ami_id=ami, revision=revision,
+                           deploy=not no_deploy, wait=not no_wait, timeout_min=timeout,
+                           break_lock=break_lock, progress=Progress(), cancel=cancel))
 
 
 @app.command("reap")
@@ -226,6 +287,139 @@ def reap_command(
     from builder.reap import parse_age, reap
 
     _emit(ctx, reap(_g(ctx).project(), parse_age(older_than), dry_run=dry_run))
+
+
+@app.command("promote")
+def promote_command(
+    ctx: typer.Context, app_name: App, comp: Comp,
+    to_env: Annotated[str, typer.Option("--to", metavar="ENV", help="The env to promote to "
+                                        "(it takes from its promote_from env)")],
+    ami: Annotated[str | None, typer.Option(
+        "--ami", metavar="ID", help="The source env's AMI (default: what its launch template "
+        "launches); it must be verified there")] = None,
+    no_deploy: Annotated[bool, typer.Option(
+        "--no-deploy", help="Copy and tag only; no release in the target env")] = False,
+) -> None:
+    """Copy the AMI verified in the promote_from env into ENV's account and region,
+    re-encrypted and with its lineage, and release it there.
+
+    Checks every permission first and names what is missing (exit 2); an AMI that is not
+    verified in the source env is refused (exit 2).
+    """
+    from builder.interrupts import Cancel, handle_signals
+    from builder.output import Progress
+    from builder.pipelines.promote import promote
+
+    project = _g(ctx).project()
+    with handle_signals(Cancel()) as cancel:
+        _emit(ctx, promote(project, app_name, comp, to_env, ami_id=ami, deploy=not no_deploy,
+                           progress=Progress(), cancel=cancel))
+
+
+@app.command("rebuild")
+def rebuild_command(
+    ctx: typer.Context,
+    app_name: Annotated[str | None, typer.Argument(help="App (default: all)")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Only this env")] = None,
+    release_after: Annotated[bool, typer.Option(
+        "--release", help="Release what is baked, and deploy what is promoted")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only the plan (with --json: a list usable as a CI matrix)")] = False,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Parallel bakes "
+                                             "(default: at most 4)")] = None,
+) -> None:
+    """Bake what is stale (newer base image, changed inputs, too old), promote what the
+    source env has verified since; exit 1 if anything failed."""
+    from builder.interrupts import Cancel, handle_signals
+    from builder.output import Progress
+    from builder.pipelines.rebuild import rebuild
+
+    project = _g(ctx).project()
+    with handle_signals(Cancel()) as cancel:
+        report = rebuild(project, app_name, env, release=release_after, dry_run=dry_run,
+                         jobs=jobs, progress=Progress(), cancel=cancel)
+    _emit(ctx, report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command("prune")
+def prune_command(
+    ctx: typer.Context, app_name: App, env: Env, comp: Comp,
+    keep: Annotated[int | None, typer.Option("--keep", metavar="N", help="Newest AMIs to keep "
+                                             "(default: ami_keep)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really deregister and delete the "
+                                      "snapshots (default: only show the plan)")] = False,
+) -> None:
+    """Deregister the comp's old AMIs and delete their snapshots; anything still in use
+    (launch templates, Auto Scaling groups, instances, deployments, shares) stays."""
+    from builder.pipelines.prune import prune
+
+    report = prune(_g(ctx).project(), app_name, env, comp, keep=keep, yes=yes)
+    _emit(ctx, report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    app_name: Annotated[str | None, typer.Argument(help="App (default: all)")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Only this env")] = None,
+) -> None:
+    """What each comp runs: AMI, age, base image, whether a rebuild is due, last deployment."""
+    from builder.pipelines.status import status
+
+    _emit(ctx, status(_g(ctx).project(), app_name, env))
+
+
+@local_app.command("up")
+def local_up_command(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option("--port", help="Emulator port on 127.0.0.1 "
+                                             "(default: a free one)")] = None,
+    no_build_host: Annotated[bool, typer.Option(
+        "--no-build-host", help="Skip the build host image (or BUILDER_LOCAL_NO_BUILD_HOST=1)"
+    )] = False,
+) -> None:
+    """Start the emulator (or reuse it) and make the missing resources and build host image."""
+    from builder.local.stack import up
+    from builder.output import Progress
+
+    _emit(ctx, up(_g(ctx).project(), port, progress=Progress(),
+                  build_host=False if no_build_host else None))
+
+
+@local_app.command("down")
+def local_down_command(ctx: typer.Context) -> None:
+    """Stop the emulator and every build host of this root."""
+    from builder.local.stack import down
+
+    _emit(ctx, down(_g(ctx).project().layout))
+
+
+@local_app.command("status")
+def local_status_command(ctx: typer.Context) -> None:
+    """Whether the emulator runs, its endpoint, and the resources per account and region."""
+    from builder.local.stack import status
+
+    _emit(ctx, status(_g(ctx).project().layout))
+
+
+@local_app.command("fail-next-deployment")
+def local_fail_next_command(ctx: typer.Context, app_name: App, env: Env, comp: Comp) -> None:
+    """Make the next deployment of the comp's deployment group fail (a test control)."""
+    from builder.local.stack import fail_next_deployment
+
+    _emit(ctx, fail_next_deployment(_g(ctx).project(), app_name, env, comp))
+
+
+@local_app.command("publish-source-ami")
+def local_publish_source_ami_command(ctx: typer.Context, app_name: App, env: Env) -> None:
+    """Publish a newer base image matching the env's source_ami_filter (OS updates)."""
+    from builder.local.resources import publish_source_ami
+
+    _emit(ctx, publish_source_ami(_g(ctx).project(), app_name, env))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,14 +3,15 @@ status), and the lineage tags of DESIGN "AMI tags"."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from builder.aws.session import translate
-from builder.errors import ConfigError
-from builder.models import Combo, Settings
+from builder.errors import AwsError, ConfigError
+from builder.models import Combo, Settings, SourceAmiFilter
 
 TAG_APP = "builder:app"
 TAG_ENV = "builder:env"
@@ -24,6 +25,8 @@ TAG_STATUS = "builder:status"
 TAG_PROMOTED_FROM = "builder:promoted-from"
 TAG_BUILD_ID = "builder:build-id"
 TAG_RUN_ID = "builder:run-id"
+# builder:verified-<env>: when a release verified the AMI on that env's new fleet
+TAG_VERIFIED_PREFIX = "builder:verified-"
 
 STATUS_BAKED = "baked"
 STATUS_RELEASED = "released"
@@ -88,6 +91,10 @@ def _parse_time(text: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def verified_tag(env: str) -> str:
+    return f"{TAG_VERIFIED_PREFIX}{env}"
+
+
 def newest_first(images: Iterable[Image]) -> list[Image]:
     return sorted(images, key=lambda i: (i.created, i.id), reverse=True)
 
@@ -114,18 +121,25 @@ def resolve_source(ec2: Any, settings: Settings) -> Image:
     """The base image: the `source_ami` id, or the newest match of `source_ami_filter`."""
     if settings.source_ami:
         found = describe(ec2, image_ids=[settings.source_ami])
-        if not found:
-            raise ConfigError(f"source_ami: {settings.source_ami} not found in "
-                              f"{settings.aws_region}")
-        return found[0]
-    assert settings.source_ami_filter is not None  # config guarantees one of the two
-    wanted = settings.source_ami_filter
-    found = describe(ec2, owners=wanted.owners,
-                     filters={"name": [wanted.name], "state": ["available"]})
+    else:
+        assert settings.source_ami_filter is not None  # config guarantees one of the two
+        wanted = settings.source_ami_filter
+        found = describe(ec2, owners=wanted.owners,
+                         filters={"name": [wanted.name], "state": ["available"]})
     if not found:
-        raise ConfigError(f"source_ami_filter: no available image named {wanted.name!r} owned "
-                          f"by {', '.join(wanted.owners)} in {settings.aws_region}")
+        raise missing_source(settings)
     return found[0]
+
+
+def missing_source(settings: Settings) -> ConfigError:
+    """The error when an env's base-image setting finds nothing."""
+    if settings.source_ami:
+        return ConfigError(f"source_ami: {settings.source_ami} not found in "
+                           f"{settings.aws_region}")
+    assert settings.source_ami_filter is not None
+    wanted = settings.source_ami_filter
+    return ConfigError(f"source_ami_filter: no available image named {wanted.name!r} owned "
+                       f"by {', '.join(wanted.owners)} in {settings.aws_region}")
 
 
 def images_of(ec2: Any, combo: Combo, *, fingerprint: str | None = None,
@@ -145,3 +159,69 @@ def set_tags(ec2: Any, image: Image, tags: Mapping[str, str]) -> None:
     with translate(f"tagging {image.id}"):
         ec2.create_tags(Resources=[image.id, *image.snapshot_ids],
                         Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+
+# -- batched queries (rebuild, status: calls per account and region, not per combo) ----
+
+
+def combo_of(image: Image) -> Combo | None:
+    """The (app, env, comp) an AMI was made for, from its tags."""
+    app, env, comp = (image.tags.get(TAG_APP), image.tags.get(TAG_ENV),
+                      image.tags.get(TAG_COMP))
+    return Combo(app, env, comp) if app and env and comp else None
+
+
+def built_at(image: Image) -> datetime:
+    """When the image's content was baked: a promoted copy keeps its source's bake time."""
+    tag = image.tags.get(TAG_BUILT_AT)
+    return _parse_time(tag) if tag else image.created
+
+
+def builder_images(ec2: Any, apps: Sequence[str], *,
+                   states: Sequence[str] = ("available",)) -> list[Image]:
+    """Every AMI builder made (or copied) for these apps in this account and region, in
+    one query for all their combos; newest first."""
+    return describe(ec2, owners=["self"],
+                    filters={f"tag:{TAG_APP}": sorted(set(apps)), "state": list(states)})
+
+
+def matching_images(ec2: Any, wanted: Iterable[SourceAmiFilter]
+                    ) -> dict[SourceAmiFilter, list[Image]]:
+    """The available images each base-image filter matches, newest first: one query per
+    distinct owner set (EC2 ORs the name patterns), matched to each filter here."""
+    by_owners: dict[tuple[str, ...], set[SourceAmiFilter]] = {}
+    for each in wanted:
+        by_owners.setdefault(each.owners, set()).add(each)
+    found: dict[SourceAmiFilter, list[Image]] = {}
+    for owners, filters in by_owners.items():
+        candidates = describe(ec2, owners=owners, filters={
+            "name": sorted(f.name for f in filters), "state": ["available"]})
+        for each in filters:
+            pattern = _name_pattern(each.name)
+            found[each] = [i for i in candidates if pattern.fullmatch(i.name)]
+    return found
+
+
+def _name_pattern(wildcards: str) -> re.Pattern[str]:
+    """EC2's name filter syntax: `*` any run of characters, `?` one, all else literal."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                              for c in wildcards), re.DOTALL)
+
+
+def images_by_id(ec2: Any, image_ids: Iterable[str]) -> dict[str, Image]:
+    """The images of these ids this account can see, in one query; ids that no longer
+    exist are left out (EC2 fails the whole call for one: then they are asked singly)."""
+    wanted = sorted(set(image_ids))
+    if not wanted:
+        return {}
+    try:
+        return {i.id: i for i in describe(ec2, image_ids=wanted)}
+    except AwsError as exc:
+        if exc.code != "InvalidAMIID.NotFound":
+            raise
+        if len(wanted) == 1:
+            return {}
+    found: dict[str, Image] = {}
+    for each in wanted:
+        found.update(images_by_id(ec2, [each]))
+    return found

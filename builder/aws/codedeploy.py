@@ -1,0 +1,151 @@
+"""CodeDeploy: the typed calls of a blue/green release (group, create, status, stop)
+and the revision shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder.aws.session import translate
+from builder.errors import AwsError, InputError
+
+ACTIVE_STATUSES = ("Created", "Queued", "InProgress", "Baking", "Ready")
+SUCCEEDED = "Succeeded"
+FINAL_STATUSES = (SUCCEEDED, "Failed", "Stopped")
+_BUNDLE_TYPES = ((".tar.gz", "tgz"), (".tgz", "tgz"), (".tar", "tar"), (".zip", "zip"))
+# deploymentOverview keys, in the order a deployment moves through them.
+OVERVIEW_KEYS = ("Pending", "InProgress", "Succeeded", "Failed", "Skipped", "Ready")
+
+
+@dataclass(frozen=True)
+class DeploymentGroup:
+    application: str
+    name: str
+    asg_names: tuple[str, ...]
+    target_revision: Mapping[str, Any] | None
+    deployment_type: str  # BLUE_GREEN or IN_PLACE
+    green_fleet: str  # COPY_AUTO_SCALING_GROUP, DISCOVER_EXISTING or ""
+    last_attempted: str = ""  # id of the group's latest deployment that ended
+
+    @property
+    def copies_asg(self) -> bool:
+        return self.deployment_type == "BLUE_GREEN" and self.green_fleet == (
+            "COPY_AUTO_SCALING_GROUP")
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> DeploymentGroup:
+        blue_green = raw.get("blueGreenDeploymentConfiguration") or {}
+        return cls(
+            application=raw["applicationName"], name=raw["deploymentGroupName"],
+            asg_names=tuple(g["name"] for g in raw.get("autoScalingGroups", [])),
+            target_revision=raw.get("targetRevision"),
+            deployment_type=(raw.get("deploymentStyle") or {}).get("deploymentType", "IN_PLACE"),
+            green_fleet=(blue_green.get("greenFleetProvisioningOption") or {}).get("action", ""),
+            last_attempted=(raw.get("lastAttemptedDeployment") or {}).get("deploymentId", ""))
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment's state as one GetDeployment answer tells it."""
+
+    id: str
+    status: str
+    description: str = ""
+    overview: Mapping[str, int] = field(default_factory=dict)
+    error_code: str = ""
+    error_message: str = ""
+    rollback_message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def instances(self) -> str:
+        """Instance counts, e.g. "1 in progress, 2 succeeded" ("" before any)."""
+        return ", ".join(f"{self.overview[key]} {_words(key)}" for key in OVERVIEW_KEYS
+                         if self.overview.get(key))
+
+    @property
+    def error(self) -> str:
+        """CodeDeploy's errorInformation and rollbackInfo in one line."""
+        message = self.error_message.rstrip(". ")
+        parts = [f"{self.error_code}: {message}" if self.error_code else message]
+        if self.rollback_message:
+            parts.append(f"rollback: {self.rollback_message.rstrip('. ')}")
+        return "; ".join(part for part in parts if part)
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Deployment:
+        error = raw.get("errorInformation") or {}
+        return cls(id=raw["deploymentId"], status=raw.get("status", ""),
+                   description=raw.get("description", ""),
+                   overview={k: int(v) for k, v in (raw.get("deploymentOverview") or {}).items()},
+                   error_code=error.get("code", ""), error_message=error.get("message", ""),
+                   rollback_message=(raw.get("rollbackInfo") or {}).get("rollbackMessage", ""))
+
+
+def _words(key: str) -> str:
+    return "in progress" if key == "InProgress" else key.lower()
+
+
+def group(codedeploy: Any, application: str, name: str) -> DeploymentGroup:
+    with translate(f"reading deployment group {application}/{name}"):
+        return DeploymentGroup.from_api(codedeploy.get_deployment_group(
+            applicationName=application, deploymentGroupName=name)["deploymentGroupInfo"])
+
+
+def create(codedeploy: Any, deployment_group: DeploymentGroup, revision: Mapping[str, Any],
+           description: str) -> str:
+    with translate(f"creating a deployment of {deployment_group.application}/"
+                   f"{deployment_group.name}"):
+        return str(codedeploy.create_deployment(
+            applicationName=deployment_group.application,
+            deploymentGroupName=deployment_group.name, revision=dict(revision),
+            description=description)["deploymentId"])
+
+
+def get(codedeploy: Any, deployment_id: str) -> Deployment:
+    with translate(f"reading deployment {deployment_id}"):
+        return Deployment.from_api(
+            codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"])
+
+
+def active(codedeploy: Any, application: str, group_name: str) -> list[str]:
+    """Ids of the group's deployments that haven't ended (CodeDeploy allows one)."""
+    with translate(f"listing active deployments of {application}/{group_name}"):
+        return list(codedeploy.list_deployments(
+            applicationName=application, deploymentGroupName=group_name,
+            includeOnlyStatuses=list(ACTIVE_STATUSES))["deployments"])
+
+
+def stop(codedeploy: Any, deployment_id: str) -> None:
+    """Stop with rollback; a deployment that ended meanwhile is left as it ended."""
+    try:
+        with translate(f"stopping deployment {deployment_id}"):
+            codedeploy.stop_deployment(deploymentId=deployment_id, autoRollbackEnabled=True)
+    except AwsError as exc:
+        if exc.code != "DeploymentAlreadyCompletedException":
+            raise
+
+
+def s3_revision(uri: str) -> dict[str, Any]:
+    """`s3://bucket/key.zip` as a CodeDeploy revision (bundle type from the extension)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        raise InputError(f"--revision {uri!r}: expected s3://BUCKET/KEY")
+    bundle = next((kind for suffix, kind in _BUNDLE_TYPES if key.endswith(suffix)), None)
+    if bundle is None:
+        raise InputError(f"--revision {uri!r}: the key must end in .zip, .tar, .tar.gz or "
+                         ".tgz (the bundle type)")
+    return {"revisionType": "S3",
+            "s3Location": {"bucket": bucket, "key": key, "bundleType": bundle}}
+
+
+def revision_text(revision: Mapping[str, Any]) -> str:
+    """A revision as people write it: s3://bucket/key, or its type and fields."""
+    location = revision.get("s3Location")
+    if location:
+        return f"s3://{location.get('bucket')}/{location.get('key')}"
+    return str(revision.get("revisionType", "revision"))

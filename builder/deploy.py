@@ -1,0 +1,191 @@
+"""CodeDeploy blue/green for a release: start a deployment that copies the group's
+current Auto Scaling group at the new launch-template version, wait for it with
+progress, verify the replacement group, or roll the launch template and group back.
+
+The group's ASG is read from the deployment group every time: each successful
+blue/green deployment replaces it with a copy of another name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from builder.aws import codedeploy, fleet
+from builder.aws.codedeploy import Deployment, DeploymentGroup
+from builder.aws.fleet import AsgLaunch, TemplateVersion
+from builder.config import ResolvedVars
+from builder.errors import AwsError, OperationFailed, RefusedError
+from builder.interrupts import Cancel
+from builder.project import Project
+
+ProgressFn = Callable[[str, str], None]
+
+# Status polls back off from the first delay to the longest, and start over when
+# something changes (so a state change is reported promptly).
+POLL_FIRST_S = 0.25
+POLL_LONGEST_S = 10.0
+# After a timeout: how long CodeDeploy gets to confirm the stop.
+STOP_WAIT_S = 300.0
+_MISSING_GROUP = ("DeploymentGroupDoesNotExistException", "ApplicationDoesNotExistException")
+
+
+@dataclass(frozen=True)
+class DeployTarget:
+    """One combo's release target: its env's clients and the names its settings give."""
+
+    resolved: ResolvedVars
+    ec2: Any
+    autoscaling: Any
+    codedeploy: Any
+
+    @classmethod
+    def of(cls, project: Project, resolved: ResolvedVars) -> DeployTarget:
+        env_aws = project.env_aws(resolved)
+        return cls(resolved, env_aws.client("ec2"), env_aws.client("autoscaling"),
+                   env_aws.client("codedeploy"))
+
+    @property
+    def subject(self) -> str:
+        return str(self.resolved.combo)
+
+    @property
+    def where(self) -> str:
+        settings = self.resolved.settings
+        return f"{settings.aws_account_id} {settings.aws_region}"
+
+
+@dataclass(frozen=True)
+class Waited:
+    deployment: Deployment
+    timed_out: bool
+
+
+def deployment_group(target: DeployTarget) -> DeploymentGroup:
+    """The comp's blue/green group as it is now; refused unless it copies one ASG."""
+    settings = target.resolved.settings
+    application, name = settings.codedeploy_application, settings.codedeploy_deployment_group
+    try:
+        group = codedeploy.group(target.codedeploy, application, name)
+    except AwsError as exc:
+        if exc.code in _MISSING_GROUP:
+            raise target.resolved.problem(
+                "codedeploy_deployment_group",
+                f"{application}/{name} not found in {target.where}") from exc
+        raise
+    if not group.copies_asg:
+        raise target.resolved.problem(
+            "codedeploy_deployment_group",
+            f"{application}/{name} is not a blue/green group that copies its Auto Scaling "
+            "group (COPY_AUTO_SCALING_GROUP); release needs one")
+    if len(group.asg_names) != 1:
+        raise RefusedError(f"{application}/{name} names {len(group.asg_names)} Auto Scaling "
+                           "groups; a blue/green copy needs exactly one")
+    return group
+
+
+def current_asg(target: DeployTarget, group: DeploymentGroup,
+                template: TemplateVersion) -> AsgLaunch:
+    """The group's ASG, which must launch from the comp's launch template."""
+    asg = fleet.asg_launch(target.autoscaling, group.asg_names[0])
+    if asg.template_id != template.template_id:
+        raise target.resolved.problem(
+            "launch_template_name",
+            f"the deployment group's Auto Scaling group {asg.name} launches from "
+            f"{asg.template_id or 'no launch template'}, not {template.template_name} "
+            f"({template.template_id})")
+    return asg
+
+
+def start(target: DeployTarget, group: DeploymentGroup, asg: AsgLaunch, new: TemplateVersion,
+          revision: Mapping[str, Any], description: str) -> str:
+    """Point the group's ASG at `new` (CodeDeploy copies it with that version) and create
+    the deployment; the ASG goes back if CodeDeploy refuses."""
+    moved = asg.version != str(new.number)
+    if moved:
+        fleet.point_asg(target.autoscaling, asg.name, new.template_id, str(new.number))
+    try:
+        return codedeploy.create(target.codedeploy, group, revision, description)
+    except AwsError as exc:
+        if moved:
+            fleet.point_asg(target.autoscaling, asg.name, asg.template_id, asg.version)
+        if exc.code == "DeploymentLimitExceededException":
+            raise OperationFailed(f"{target.subject}: {group.name} is busy: {exc.message}; "
+                                  "release again when it ends") from exc
+        raise
+
+
+def wait(target: DeployTarget, deployment_id: str, *, timeout_s: float, progress: ProgressFn,
+         cancel: Cancel) -> Waited:
+    """Poll until the deployment ends, reporting status and instance counts; on timeout
+    stop it (with rollback). Ctrl-C raises Interrupted and leaves it running."""
+    deadline = time.monotonic() + timeout_s
+    delay, seen = POLL_FIRST_S, ("", "")
+    while True:
+        state = codedeploy.get(target.codedeploy, deployment_id)
+        if (state.status, state.instances) != seen:
+            seen, delay = (state.status, state.instances), POLL_FIRST_S
+            progress(target.subject, f"deployment {deployment_id}: {state.status}"
+                     + (f" (instances: {state.instances})" if state.instances else ""))
+        if state.done:
+            return Waited(state, timed_out=False)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Waited(_stop(target, deployment_id, progress), timed_out=True)
+        if cancel.event.wait(min(delay, left)):
+            progress(target.subject, f"stopped waiting; deployment {deployment_id} goes on. "
+                     "Run the same release again to follow it to the end (verify or roll "
+                     "back)")
+            cancel.raise_if_set()
+        delay = min(delay * 1.5, POLL_LONGEST_S)
+
+
+def _stop(target: DeployTarget, deployment_id: str, progress: ProgressFn) -> Deployment:
+    progress(target.subject, f"timed out: stopping deployment {deployment_id}")
+    codedeploy.stop(target.codedeploy, deployment_id)
+    deadline = time.monotonic() + STOP_WAIT_S
+    delay = POLL_FIRST_S
+    while True:
+        state = codedeploy.get(target.codedeploy, deployment_id)
+        if state.done or time.monotonic() > deadline:
+            return state
+        time.sleep(delay)
+        delay = min(delay * 1.5, POLL_LONGEST_S)
+
+
+def replacement(target: DeployTarget, new: TemplateVersion) -> tuple[str, str]:
+    """After a successful deployment: the group's (new) ASG and the AMI it launches."""
+    group = codedeploy.group(target.codedeploy, target.resolved.settings.codedeploy_application,
+                             target.resolved.settings.codedeploy_deployment_group)
+    if len(group.asg_names) != 1:
+        return ", ".join(group.asg_names), ""
+    asg = fleet.asg_launch(target.autoscaling, group.asg_names[0])
+    if asg.template_id != new.template_id:
+        return asg.name, ""
+    if asg.version == str(new.number):
+        return asg.name, new.image_id
+    # "$Default", "$Latest" or another number: ask what it stands for now.
+    launched = fleet.version(target.ec2, template_id=asg.template_id, number=asg.version)
+    return asg.name, launched.image_id
+
+
+def roll_back(target: DeployTarget, new: TemplateVersion, previous: int | None,
+              asg_version_before: str | None) -> tuple[str, list[str]]:
+    """The launch template default back to `previous` and the group's current ASG (the
+    original, after a failed blue/green deployment) off `new`. Returns the group's ASG
+    and what was done, for the error message."""
+    done = []
+    if previous is not None and previous != new.number:
+        fleet.set_default(target.ec2, new.template_id, previous)
+        done.append(f"launch template {new.template_name} default back to version {previous}")
+    group = codedeploy.group(target.codedeploy, target.resolved.settings.codedeploy_application,
+                             target.resolved.settings.codedeploy_deployment_group)
+    for name in group.asg_names:
+        asg = fleet.asg_launch(target.autoscaling, name)
+        back = asg_version_before or (str(previous) if previous is not None else None)
+        if asg.template_id == new.template_id and asg.version == str(new.number) and back:
+            fleet.point_asg(target.autoscaling, name, asg.template_id, back)
+            done.append(f"Auto Scaling group {name} back to version {back}")
+    return ", ".join(group.asg_names), done

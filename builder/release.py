@@ -1,0 +1,538 @@
+"""Release: an AMI onto its (app, env, comp)'s launch template and, through a CodeDeploy
+blue/green deployment, onto a new Auto Scaling group; verified there, or rolled back.
+
+    lock ─> AMI ─> launch template: a version copied from $Default with the new
+    ImageId, made the default ─> the group's current ASG pointed at it ─> deployment
+    (CodeDeploy copies that ASG) ─> wait ─> read back the replacement ASG ─> verified
+       └─ failed, stopped, timed out, not verified ─> default and ASG back, AMI failed
+
+What a re-run needs is kept in AWS, not on this machine: the new version's description
+names the previous default (and the ASG's earlier version), the deployment's names the
+AMI. So a re-run after an interrupt (or --no-wait) finds the default already on the AMI
+and follows that deployment to its end (in progress, or ended unseen), or deploys what
+the template already holds. Ctrl-C is honoured before anything changes and while
+waiting; the few calls from the new version to the created deployment run through.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from builder import deploy, lock
+from builder.aws import codedeploy, fleet, images
+from builder.aws.codedeploy import Deployment, DeploymentGroup
+from builder.aws.fleet import AsgLaunch, TemplateVersion
+from builder.bake import BakeFailure, BakeResult
+from builder.errors import (
+    AwsError,
+    BuilderError,
+    DeployFailed,
+    InputError,
+    Interrupted,
+    OperationFailed,
+    RefusedError,
+)
+from builder.interrupts import Cancel
+from builder.models import Combo
+from builder.output import Progress, table
+from builder.project import Project
+
+ProgressFn = Callable[[str, str], None]
+
+# The lock outlives the longest wait by this much; without a wait it is held this long.
+LOCK_MARGIN_MIN = 15.0
+
+OUTCOME_VERIFIED = "verified"  # deployed, and the new ASG launches the AMI
+OUTCOME_RELEASED = "released"  # --no-deploy: launch template only
+OUTCOME_DEPLOYING = "deploying"  # --no-wait: the deployment goes on without us
+OUTCOME_UNCHANGED = "unchanged"  # the group already runs this verified AMI
+OUTCOME_FAILED = "failed"  # rolled back (records only: the caller gets DeployFailed)
+OUTCOME_INTERRUPTED = "interrupted"  # Ctrl-C while waiting (records only)
+
+_REMEMBERED = re.compile(r"previous default (?P<previous>\d+)(?:; asg version (?P<asg>\S+))?")
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What one release did; also its record under .builder/releases/."""
+
+    combo: Combo
+    account: str
+    region: str
+    outcome: str
+    ami_id: str
+    ami_name: str
+    launch_template_id: str
+    launch_template_name: str
+    new_version: int  # the default after the release
+    previous_version: int | None  # the default before it (None: no builder version to go back to)
+    version_created: bool
+    deployment_id: str | None = None
+    deployment_status: str | None = None
+    attached: bool = False  # followed a deployment an earlier run had started
+    revision: str | None = None
+    asg_before: str | None = None
+    asg_after: str | None = None
+    error: str = ""
+    timings: Mapping[str, float] = field(default_factory=dict)  # seconds since the start
+    record: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
+            "account": self.account, "region": self.region, "outcome": self.outcome,
+            "ami_id": self.ami_id, "ami_name": self.ami_name,
+            "launch_template_id": self.launch_template_id,
+            "launch_template_name": self.launch_template_name,
+            "new_version": self.new_version, "previous_version": self.previous_version,
+            "version_created": self.version_created,
+            "deployment_id": self.deployment_id, "deployment_status": self.deployment_status,
+            "attached": self.attached, "revision": self.revision,
+            "asg_before": self.asg_before, "asg_after": self.asg_after, "error": self.error,
+            "timings": dict(self.timings),
+            "record": str(self.record) if self.record else None,
+        }
+
+    def to_text(self) -> str:
+        head = {
+            OUTCOME_VERIFIED: f"released {self.ami_id}: deployed and verified",
+            OUTCOME_RELEASED: f"released {self.ami_id} to the launch template only "
+                              "(--no-deploy)",
+            OUTCOME_DEPLOYING: f"released {self.ami_id}: deployment {self.deployment_id} "
+                               "started, not waited for (--no-wait)",
+            OUTCOME_UNCHANGED: f"{self.ami_id} is already released and verified here; "
+                               "nothing to do",
+        }.get(self.outcome, f"{self.outcome} {self.ami_id}")
+        lines = [f"{self.combo}: {head}",
+                 f"  AMI: {self.ami_id} {self.ami_name} ({self.account} {self.region})"]
+        if self.version_created:
+            lines.append(f"  launch template {self.launch_template_name} "
+                         f"({self.launch_template_id}): default version {self.new_version} "
+                         f"(was {self.previous_version})")
+        else:
+            lines.append(f"  launch template {self.launch_template_name} "
+                         f"({self.launch_template_id}): default version {self.new_version} "
+                         "already has this AMI")
+        if self.deployment_id:
+            lines.append(f"  deployment {self.deployment_id}: {self.deployment_status}"
+                         + (" (attached to the earlier run's deployment)" if self.attached
+                            else "") + (f", revision {self.revision}" if self.revision else ""))
+        if self.asg_after and self.asg_after != self.asg_before:
+            lines.append(f"  Auto Scaling group: {self.asg_before} -> {self.asg_after} "
+                         "(new name)")
+        elif self.asg_after or self.asg_before:
+            lines.append(f"  Auto Scaling group: {self.asg_after or self.asg_before}")
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        if self.timings:
+            lines.append("  seconds from the start: " + ", ".join(
+                f"{name} {seconds:.1f}" for name, seconds in self.timings.items()))
+        if self.record:
+            lines.append(f"  record: {self.record}")
+        return "\n".join(lines)
+
+
+def release(project: Project, combo: Combo, *, ami_id: str | None = None,
+            revision: str | None = None, deploy: bool = True, wait: bool = True,
+            timeout_min: float = 30.0, break_lock: bool = False,
+            progress: ProgressFn | None = None, cancel: Cancel | None = None) -> ReleaseResult:
+    """Release `ami_id` (default: the newest baked, released or verified AMI of the combo
+    in its env's account) and deploy it blue/green, under the combo's release lock.
+
+    revision: s3://bucket/key to deploy instead of the group's current target revision.
+    deploy False: the launch template only (AMI tagged released). wait False: return once
+    the deployment is created (the lock goes with it; a later release of the same AMI
+    attaches and finishes). Raises RefusedError (the AMI), LockedError, DeployFailed
+    (rolled back), Interrupted (Ctrl-C while waiting: the deployment goes on).
+    """
+    if timeout_min <= 0:
+        raise InputError(f"--timeout {timeout_min:g}: give minutes, more than 0")
+    wanted_revision = codedeploy.s3_revision(revision) if revision else None
+    if wanted_revision is not None and not deploy:
+        raise InputError("--revision needs a deployment: drop --no-deploy")
+    cancel = cancel or Cancel()
+    cancel.raise_if_set()
+    run = _Release(project, combo, _Options(ami_id, wanted_revision, deploy, wait,
+                                            timeout_min), progress or Progress(), cancel)
+    lease = timeout_min + LOCK_MARGIN_MIN if deploy and wait else LOCK_MARGIN_MIN
+    with lock.held(run.env_aws, combo, minutes=lease, break_lock=break_lock,
+                   progress=run.progress):
+        run.mark("lock")
+        return run.run()
+
+
+@dataclass(frozen=True)
+class _Options:
+    ami_id: str | None
+    revision: Mapping[str, Any] | None
+    deploy: bool
+    wait: bool
+    timeout_min: float
+
+
+class _Release:
+    """One release; its fields fill in as it goes (what the record tells)."""
+
+    def __init__(self, project: Project, combo: Combo, options: _Options, progress: ProgressFn,
+                 cancel: Cancel):
+        self.project = project
+        self.combo = combo
+        self.options = options
+        self.progress = progress
+        self.cancel = cancel
+        self.subject = str(combo)
+        resolved = project.resolve(combo.app, combo.env, combo.comp)
+        self.settings = resolved.settings
+        self.env_aws = project.env_aws(resolved)
+        self.target = deploy.DeployTarget.of(project, resolved)
+        self.started = time.monotonic()
+        self.started_at = datetime.now(UTC)
+        self.timings: dict[str, float] = {}
+        self.image: images.Image | None = None
+        self.new: TemplateVersion | None = None
+        self.previous: int | None = None
+        self.asg_version_before: str | None = None
+        self.version_created = False
+        self.deployment: Deployment | None = None
+        self.attached = False
+        self.revision: Mapping[str, Any] | None = None
+        self.asg_before: str | None = None
+        self.asg_after: str | None = None
+
+    def mark(self, name: str) -> None:
+        self.timings[name] = round(time.monotonic() - self.started, 3)
+
+    # -- the steps -----------------------------------------------------------------
+    def run(self) -> ReleaseResult:
+        image = self.image = self._choose_image()
+        default = self._default_version()
+        group = asg = None
+        if self.options.deploy:
+            group = deploy.deployment_group(self.target)
+            asg = deploy.current_asg(self.target, group, default)
+            self.asg_before = asg.name
+            self.revision = self.options.revision or group.target_revision
+            if self.revision is None:
+                raise RefusedError(f"{self.subject}: {group.name} has never deployed a "
+                                   "revision; give --revision s3://BUCKET/KEY")
+        self.cancel.raise_if_set()  # the last point where nothing has changed
+        new = self._launch_template(image, default, asg)
+        self.mark("launch_template")
+        if group is None or asg is None:
+            if image.status == images.STATUS_BAKED:
+                images.set_tags(self.target.ec2, image, {images.TAG_STATUS:
+                                                         images.STATUS_RELEASED})
+            return self._finish(OUTCOME_RELEASED)
+        earlier = None
+        if not self.version_created:  # the default had the AMI: an earlier run's work?
+            earlier = self._running(group, image)
+            if earlier is None and self._runs_verified(image, asg, new):
+                self.asg_after = asg.name
+                return self._finish(OUTCOME_UNCHANGED)
+            earlier = earlier or self._ended_unseen(group, image)
+        if earlier is not None:
+            self.deployment, self.attached = earlier, True
+            self.progress(self.subject, f"following deployment {earlier.id} "
+                                        f"({earlier.status}) an earlier run started")
+        else:
+            self.deployment = Deployment(self._start(group, asg, new, image), "Created")
+            self.progress(self.subject, f"created deployment {self.deployment.id} "
+                                        f"({codedeploy.revision_text(self.revision or {})})")
+        self.mark("deployment_created")
+        if not self.options.wait:
+            return self._finish(OUTCOME_DEPLOYING)
+        return self._follow(image, new, self.deployment.id)
+
+    def _choose_image(self) -> images.Image:
+        ec2, where = self.target.ec2, self.target.where
+        if self.options.ami_id is None:
+            usable = [image for image in images.images_of(ec2, self.combo)
+                      if image.status in images.USABLE_STATUSES]
+            if not usable:
+                raise RefusedError(f"{self.subject}: no available baked, released or verified "
+                                   f"AMI in {where}; bake one first (builder bake "
+                                   f"{self.combo.app} {self.combo.env} {self.combo.comp})")
+            self.progress(self.subject, f"newest usable AMI: {usable[0].id} "
+                                        f"({usable[0].name}, {usable[0].status})")
+            return usable[0]
+        ami_id = self.options.ami_id
+        try:
+            found = images.describe(ec2, image_ids=[ami_id])
+        except AwsError as exc:
+            if not exc.code.startswith("InvalidAMIID"):
+                raise
+            found = []
+        if not found:
+            raise RefusedError(f"{self.subject}: {ami_id}: no such AMI in {where}")
+        image = found[0]
+        if image.state != "available":
+            raise RefusedError(f"{self.subject}: {ami_id} is {image.state or 'in no state'}, "
+                               "not available")
+        if not image.belongs_to(self.combo):
+            tags = [image.tags.get(t, "") for t in (images.TAG_APP, images.TAG_ENV,
+                                                     images.TAG_COMP)]
+            if not any(tags):
+                raise RefusedError(f"{self.subject}: {ami_id} has no builder:app/env/comp "
+                                   "tags: not an AMI builder baked or promoted for it")
+            raise RefusedError(f"{self.subject}: {ami_id} is tagged for "
+                               f"{'/'.join(t or '?' for t in tags)}, not {self.combo} "
+                               "(bake it for this env, or promote it here)")
+        return image
+
+    def _default_version(self) -> TemplateVersion:
+        name = self.settings.launch_template_name
+        try:
+            return fleet.version(self.target.ec2, template_name=name)
+        except AwsError as exc:
+            if exc.code.startswith("InvalidLaunchTemplateName"):
+                raise self.target.resolved.problem(
+                    "launch_template_name", f"{name} not found in {self.target.where}") from exc
+            raise
+
+    def _launch_template(self, image: images.Image, default: TemplateVersion,
+                         asg: AsgLaunch | None) -> TemplateVersion:
+        """A new default version with the AMI, unless the default already has it."""
+        if default.image_id == image.id:
+            remembered = _REMEMBERED.search(default.description) if default.description \
+                .startswith(f"builder: {image.id} ") else None
+            self.previous = int(remembered["previous"]) if remembered else None
+            self.asg_version_before = (remembered["asg"] if remembered else None) or (
+                asg.version if asg else None)
+            self.progress(self.subject, f"launch template {default.template_name}: default "
+                                        f"version {default.number} already has {image.id}")
+            self.new = default
+            return default
+        self.previous = default.number
+        self.asg_version_before = asg.version if asg else None
+        build = image.tags.get(images.TAG_BUILD_ID) or image.name
+        description = f"builder: {image.id} ({build}); previous default {default.number}" + (
+            f"; asg version {asg.version}" if asg else "")
+        new = fleet.create_version(self.target.ec2, default, image.id, description)
+        fleet.set_default(self.target.ec2, new.template_id, new.number)
+        self.version_created = True
+        self.new = new
+        self.progress(self.subject, f"launch template {default.template_name}: default "
+                                    f"version {new.number} (was {default.number})")
+        return new
+
+    def _running(self, group: DeploymentGroup, image: images.Image) -> Deployment | None:
+        """The group's active deployment, when it is a release of this AMI (the group
+        allows one at a time: any other one is in the way)."""
+        ids = codedeploy.active(self.target.codedeploy, group.application, group.name)
+        if not ids:
+            return None
+        running = codedeploy.get(self.target.codedeploy, ids[0])
+        if not running.description.startswith(_deployment_description(image.id)):
+            raise OperationFailed(f"{self.subject}: {group.name} is busy with deployment "
+                                  f"{running.id} ({running.status}), not a release of "
+                                  f"{image.id}; release again when it ends")
+        return running
+
+    def _runs_verified(self, image: images.Image, asg: AsgLaunch,
+                       new: TemplateVersion) -> bool:
+        """Nothing to do: the group's ASG launches the AMI, a release verified it in this
+        env, and no other revision was asked for."""
+        return (self.options.revision is None
+                and images.verified_tag(self.combo.env) in image.tags
+                and asg.template_id == new.template_id
+                and asg.version in (str(new.number), "$Default"))
+
+    def _ended_unseen(self, group: DeploymentGroup, image: images.Image) -> Deployment | None:
+        """The group's last deployment, when it was a release of this AMI that ended
+        without its release watching (interrupted, --no-wait): its outcome is followed
+        up (verified, or rolled back) instead of deploying again."""
+        if self.options.revision is not None or not group.last_attempted:
+            return None
+        last = codedeploy.get(self.target.codedeploy, group.last_attempted)
+        return last if last.description.startswith(_deployment_description(image.id)) else None
+
+    def _start(self, group: DeploymentGroup, asg: AsgLaunch, new: TemplateVersion,
+               image: images.Image) -> str:
+        """The deployment; if it can't be made, the default goes back too."""
+        assert self.revision is not None
+        try:
+            return deploy.start(self.target, group, asg, new, self.revision,
+                                f"{_deployment_description(image.id)}(launch template "
+                                f"{new.template_name} version {new.number})")
+        except BuilderError:
+            if self.version_created and self.previous is not None:
+                fleet.set_default(self.target.ec2, new.template_id, self.previous)
+                self.progress(self.subject, f"no deployment: launch template default back "
+                                            f"to version {self.previous}")
+            raise
+
+    def _follow(self, image: images.Image, new: TemplateVersion, deployment_id: str
+                ) -> ReleaseResult:
+        """Wait, verify, tag; or roll back."""
+        try:
+            waited = deploy.wait(self.target, deployment_id,
+                                 timeout_s=self.options.timeout_min * 60,
+                                 progress=self.progress, cancel=self.cancel)
+        except Interrupted:
+            self._record(self._result(OUTCOME_INTERRUPTED))
+            raise
+        self.deployment = waited.deployment
+        self.mark("deployment_ended")
+        state = waited.deployment
+        if waited.timed_out:
+            self._fail(f"deployment {deployment_id} timed out after "
+                       f"{self.options.timeout_min:g} min and was stopped ({state.status}"
+                       + (f": {state.error})" if state.error else ")"))
+        if state.status != codedeploy.SUCCEEDED:
+            self._fail(f"deployment {deployment_id} {state.status}: "
+                       f"{state.error or 'CodeDeploy gave no reason'}")
+        asg_name, launched = deploy.replacement(self.target, new)
+        self.asg_after = asg_name
+        if launched != image.id:
+            self._fail(f"deployment {deployment_id} succeeded, but the group's Auto Scaling "
+                       f"group {asg_name} launches {launched or 'another launch template'}, "
+                       f"not {image.id}")
+        images.set_tags(self.target.ec2, image, {
+            images.TAG_STATUS: images.STATUS_VERIFIED,
+            images.verified_tag(self.combo.env): datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+        self.mark("verified")
+        self.progress(self.subject, f"verified: {asg_name} launches {image.id}")
+        return self._finish(OUTCOME_VERIFIED)
+
+    def _fail(self, reason: str) -> NoReturn:
+        assert self.image is not None and self.new is not None
+        self.progress(self.subject, f"{reason}; rolling back")
+        self.asg_after, done = deploy.roll_back(self.target, self.new, self.previous,
+                                                self.asg_version_before)
+        if self.previous is None:
+            done.append(f"launch template default stays at version {self.new.number} (no "
+                        "earlier builder version to go back to)")
+        images.set_tags(self.target.ec2, self.image, {images.TAG_STATUS: images.STATUS_FAILED})
+        record = self._record(self._result(OUTCOME_FAILED, error=reason))
+        raise DeployFailed(f"{self.subject}: {reason}. Rolled back: "
+                           f"{'; '.join(done) or 'nothing had changed'}; {self.image.id} "
+                           f"tagged failed (record: {record})")
+
+    # -- results -------------------------------------------------------------------
+    def _result(self, outcome: str, *, error: str = "") -> ReleaseResult:
+        assert self.image is not None and self.new is not None
+        self.mark("total")
+        return ReleaseResult(
+            combo=self.combo, account=self.settings.aws_account_id,
+            region=self.settings.aws_region, outcome=outcome, ami_id=self.image.id,
+            ami_name=self.image.name, launch_template_id=self.new.template_id,
+            launch_template_name=self.new.template_name, new_version=self.new.number,
+            previous_version=self.previous, version_created=self.version_created,
+            deployment_id=self.deployment.id if self.deployment else None,
+            deployment_status=self.deployment.status if self.deployment else None,
+            attached=self.attached,
+            revision=codedeploy.revision_text(self.revision) if self.revision else None,
+            asg_before=self.asg_before, asg_after=self.asg_after, error=error,
+            timings=dict(self.timings))
+
+    def _finish(self, outcome: str) -> ReleaseResult:
+        result = self._result(outcome)
+        return replace(result, record=self._record(result))
+
+    def _record(self, result: ReleaseResult) -> Path:
+        """<root>/.builder/releases/<app>/<env>/<comp>/<UTC time>-<deployment or AMI>.json"""
+        folder = (self.project.layout.state_dir / "releases" / self.combo.app /
+                  self.combo.env / self.combo.comp)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (f"{self.started_at:%Y%m%dT%H%M%SZ}-"
+                         f"{result.deployment_id or result.ami_id}.json")
+        document = replace(result, record=path).to_json()
+        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+def _deployment_description(ami_id: str) -> str:
+    """How a release's deployment starts its description: a re-run finds it by this."""
+    return f"builder release of {ami_id} "
+
+
+# -- bake --release ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseFailure:
+    combo: Combo
+    error: BuilderError
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
+                "error": self.error.message, "exit_code": self.error.exit_code}
+
+    def to_text(self) -> str:
+        return f"{self.combo}: release FAILED: {self.error.message}"
+
+
+Baked = BakeResult | BakeFailure
+Released = ReleaseResult | ReleaseFailure
+
+
+@dataclass(frozen=True)
+class BakeAndRelease:
+    """`bake ... --release`: per comp, its bake and (when the bake worked) its release."""
+
+    outcomes: tuple[tuple[Baked, Released | None], ...]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every comp was baked and released, else the worst failure's code."""
+        errors = [o.error for pair in self.outcomes for o in pair
+                  if isinstance(o, BakeFailure | ReleaseFailure)]
+        return max((error.exit_code for error in errors), default=0)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"bake": baked.to_json(), "release": released.to_json() if released else None}
+                for baked, released in self.outcomes]
+
+    def to_text(self) -> str:
+        rows = []
+        for baked, released in self.outcomes:
+            bake_text = ("FAILED" if isinstance(baked, BakeFailure)
+                         else "skipped" if baked.skipped else "baked")
+            if isinstance(baked, BakeFailure):
+                rows.append((str(baked.combo), bake_text, "-", "-", baked.error.message))
+            elif isinstance(released, ReleaseFailure):
+                rows.append((str(baked.combo), bake_text, baked.ami_id, "FAILED",
+                             released.error.message))
+            elif released is not None:
+                rows.append((str(baked.combo), bake_text, baked.ami_id, released.outcome,
+                             released.asg_after or released.asg_before or "-"))
+        details = [released.to_text() for _, released in self.outcomes
+                   if isinstance(released, ReleaseResult)]
+        return "\n\n".join([table(("combo", "bake", "AMI", "release",
+                                   "Auto Scaling group / error"), rows), *details])
+
+
+def release_baked(project: Project, baked: Sequence[Baked], *,
+                  progress: ProgressFn | None = None,
+                  cancel: Cancel | None = None) -> BakeAndRelease:
+    """Release the AMI of every successful bake (skipped ones too), comps in parallel:
+    each has its own lock and deployment group. One failure doesn't stop the others."""
+    cancel = cancel or Cancel()
+    report = progress or Progress()
+
+    def one(outcome: Baked) -> tuple[Baked, Released | None]:
+        if isinstance(outcome, BakeFailure):
+            return outcome, None
+        try:
+            return outcome, release(project, outcome.combo, ami_id=outcome.ami_id,
+                                    progress=report, cancel=cancel)
+        except Interrupted:
+            raise
+        except BuilderError as exc:
+            report(str(outcome.combo), f"release FAILED: {exc.message}")
+            return outcome, ReleaseFailure(outcome.combo, exc)
+
+    workers = max(1, min(len(baked), 4))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="release") as pool:
+        outcomes = tuple(pool.map(one, baked))
+    cancel.raise_if_set()
+    return BakeAndRelease(outcomes)

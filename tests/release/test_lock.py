@@ -1,0 +1,98 @@
+"""The release lock in DynamoDB (in the env's own account): made on first use, one
+holder at a time, expiry, --break-lock, and always released by its holder."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from builder.aws import EnvAws
+from builder.aws import locks as lock_items
+from builder.errors import LockedError
+from builder.lock import held, owner_name
+from builder.models import Combo
+from builder.project import Project
+from tests.release.emulated import Lines
+
+pytestmark = pytest.mark.local
+
+COMBO = Combo("demo", "dev", "app")
+
+
+@pytest.fixture(scope="module")
+def dev(local_stack: Project) -> EnvAws:
+    return local_stack.env_aws(local_stack.resolve("demo", "dev", "app"))
+
+
+def stored(dev: EnvAws, combo: Combo = COMBO) -> lock_items.LockItem | None:
+    item = dev.client("dynamodb").get_item(TableName=lock_items.TABLE, ConsistentRead=True,
+                                           Key={lock_items.KEY: {"S": str(combo)}}).get("Item")
+    return lock_items.LockItem.from_item(item) if item else None
+
+
+def test_the_first_lock_makes_the_table_in_the_envs_account(dev: EnvAws) -> None:
+    dynamodb = dev.client("dynamodb")
+    if lock_items.TABLE in dynamodb.list_tables()["TableNames"]:  # another test made it
+        dynamodb.delete_table(TableName=lock_items.TABLE)
+    progress = Lines()
+    with held(dev, COMBO, minutes=5, progress=progress) as mine:
+        assert stored(dev) == mine
+        assert mine.owner == owner_name() and "@" in mine.owner
+        assert mine.expires_at - time.time() == pytest.approx(300, abs=5)
+    assert stored(dev) is None
+    assert any("making the DynamoDB table builder-locks" in line for line in progress.lines)
+    table = dynamodb.describe_table(TableName=lock_items.TABLE)["Table"]
+    assert table["TableArn"].split(":")[4] == "111111111111"
+
+
+def test_a_second_holder_is_told_who_has_it(dev: EnvAws) -> None:
+    with held(dev, COMBO, minutes=5) as mine:
+        with pytest.raises(LockedError) as locked, held(dev, COMBO, minutes=5):
+            pass
+        assert stored(dev) == mine  # the loser leaves the holder's lock alone
+    assert locked.value.message.startswith(
+        f"demo/dev/app: locked by {mine.owner} since {mine.started_at} (expires ")
+    assert "--break-lock" in locked.value.message
+    # Other combos have their own locks.
+    with held(dev, COMBO, minutes=5), held(dev, Combo("demo", "dev", "worker"), minutes=5):
+        pass
+
+
+def test_an_expired_lock_is_taken_over(dev: EnvAws) -> None:
+    stale = lock_items.LockItem(str(COMBO), "ci@runner-7:4242", "old-token",
+                                "2020-01-01T00:00:00+00:00", int(time.time()) - 1)
+    dynamodb = dev.client("dynamodb")
+    lock_items.create_table(dynamodb)  # (already there unless this test runs alone)
+    assert lock_items.put(dynamodb, stale, now=0) is None
+    with held(dev, COMBO, minutes=5) as mine:
+        assert stored(dev) == mine
+    assert stored(dev) is None
+
+
+def test_break_lock_takes_a_live_lock(dev: EnvAws) -> None:
+    progress = Lines()
+    with held(dev, COMBO, minutes=5) as first, \
+            held(dev, COMBO, minutes=5, break_lock=True, progress=progress) as second:
+        assert stored(dev) == second
+        assert progress.lines == [f"demo/dev/app: broke the lock of {first.owner} "
+                                  f"(since {first.started_at})"]
+    assert stored(dev) is None
+
+
+def test_a_holder_whose_lock_was_broken_leaves_the_new_one(dev: EnvAws) -> None:
+    progress = Lines()
+    dynamodb = dev.client("dynamodb")
+    with held(dev, COMBO, minutes=5, progress=progress) as first:
+        theirs = lock_items.LockItem(str(COMBO), "someone@else:1", "their-token",
+                                     first.started_at, int(time.time()) + 300)
+        assert lock_items.put(dynamodb, theirs, now=0, force=True) == first
+    assert stored(dev) == theirs
+    assert "broken by someone else" in progress.lines[-1]
+    assert lock_items.delete(dynamodb, theirs)
+
+
+def test_the_lock_is_released_when_the_block_fails(dev: EnvAws) -> None:
+    with pytest.raises(RuntimeError), held(dev, COMBO, minutes=5):
+        raise RuntimeError("the release failed")
+    assert stored(dev) is None

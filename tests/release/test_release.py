@@ -1,0 +1,282 @@
+"""`builder release` against the local stack: the launch template, the blue/green
+deployment onto a new ASG, verification, rollback, refusals, the CLI and the calls made.
+
+Deployments step every 0.2 s here; tests/release/test_release_waiting.py covers what
+needs a deployment caught in progress (stop, timeout, concurrency, interrupts)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from builder.aws import images
+from builder.aws import locks as lock_items
+from builder.bake import BakeFailure, BakeResult
+from builder.errors import BakeFailed, DeployFailed, RefusedError
+from builder.local.resources import revision_bundle
+from builder.local.stack import fail_next_deployment
+from builder.lock import held
+from builder.models import Combo
+from builder.project import Project
+from builder.release import release, release_baked
+from tests.release.emulated import (
+    Lines,
+    clients,
+    fleet_state,
+    image_tags,
+    make_ami,
+    make_failed_copy,
+)
+
+pytestmark = pytest.mark.local
+
+DEV_APP = Combo("demo", "dev", "app")
+DEV_WORKER = Combo("demo", "dev", "worker")
+STAGING_APP = Combo("demo", "staging", "app")
+PROD_APP = Combo("demo", "prod", "app")
+PROD_WORKER = Combo("demo", "prod", "worker")
+# Status polls: the count of these depends on how long CodeDeploy takes.
+POLLS = ("codedeploy.GetDeployment",)
+
+
+def test_release_deploys_the_ami_on_a_new_asg_and_verifies_it(local_stack: Project) -> None:
+    project = local_stack
+    before = fleet_state(project, DEV_APP)
+    ami = make_ami(project, DEV_APP)
+
+    result = release(project, DEV_APP, ami_id=ami, progress=Lines())
+
+    after = fleet_state(project, DEV_APP)
+    assert (result.outcome, result.deployment_status) == ("verified", "Succeeded")
+    assert result.version_created and not result.attached
+    assert result.previous_version == before.default_version
+    assert after.versions == before.versions + 1
+    assert (after.default_version, after.default_image) == (result.new_version, ami)
+    # The group's ASG is CodeDeploy's copy, launching the new version; the old one is gone.
+    assert result.asg_before == before.asg != after.asg
+    assert result.asg_after == after.asg == f"CodeDeploy_demo-dev-app_{result.deployment_id}"
+    assert after.asg_version == str(result.new_version)
+    assert after.last_successful == result.deployment_id
+    tags = image_tags(project, DEV_APP, ami)
+    assert tags[images.TAG_STATUS] == images.STATUS_VERIFIED
+    assert tags["builder:verified-dev"].endswith("+00:00")
+    # The new version: copied from the default, only ImageId given, the AMI named.
+    ec2 = clients(project, DEV_APP)[0]
+    [version] = ec2.describe_launch_template_versions(
+        LaunchTemplateId=result.launch_template_id,
+        Versions=[str(result.new_version)])["LaunchTemplateVersions"]
+    assert version["VersionDescription"].startswith(f"builder: {ami} (")
+    assert f"previous default {before.default_version}" in version["VersionDescription"]
+    # The record, and the text that names the new ASG.
+    assert result.record is not None
+    assert result.record.parent == project.root / ".builder/releases/demo/dev/app"
+    assert result.record.name.endswith(f"-{result.deployment_id}.json")
+    record = json.loads(result.record.read_text())
+    assert record == result.to_json()
+    assert record["asg_after"] == after.asg and record["timings"]["total"] > 0
+    assert f"-> {after.asg} (new name)" in result.to_text()
+
+
+def test_releasing_the_same_ami_again_changes_nothing(local_stack: Project) -> None:
+    project = local_stack
+    ami = make_ami(project, PROD_APP)
+    first = release(project, PROD_APP, ami_id=ami, progress=Lines())
+    state = fleet_state(project, PROD_APP)
+
+    again = release(project, PROD_APP, ami_id=ami, progress=Lines())
+
+    assert again.outcome == "unchanged"
+    assert not again.version_created and again.deployment_id is None
+    assert (again.new_version, again.previous_version) == (first.new_version,
+                                                           first.previous_version)
+    assert again.asg_after == first.asg_after
+    assert fleet_state(project, PROD_APP) == state
+    assert "nothing to do" in again.to_text()
+
+
+def test_no_deploy_moves_only_the_launch_template_and_a_release_finishes_it(
+        local_stack: Project) -> None:
+    """The state an interrupt right after the launch-template step leaves (default on the
+    AMI, no deployment): a later release deploys it without another version."""
+    project = local_stack
+    verified = make_ami(project, DEV_WORKER, status=images.STATUS_VERIFIED)
+    time.sleep(1.1)  # CreationDate has whole seconds
+    newest = make_ami(project, DEV_WORKER)
+    time.sleep(1.1)
+    make_ami(project, DEV_WORKER, status=images.STATUS_FAILED)  # never chosen by default
+    before = fleet_state(project, DEV_WORKER)
+
+    only_template = release(project, DEV_WORKER, deploy=False, progress=Lines())
+
+    assert only_template.ami_id == newest != verified
+    assert (only_template.outcome, only_template.deployment_id) == ("released", None)
+    middle = fleet_state(project, DEV_WORKER)
+    assert (middle.default_version, middle.default_image) == (only_template.new_version, newest)
+    assert (middle.asg, middle.asg_version) == (before.asg, before.asg_version)
+    assert image_tags(project, DEV_WORKER, newest)[images.TAG_STATUS] == images.STATUS_RELEASED
+
+    finished = release(project, DEV_WORKER, progress=Lines())
+
+    assert finished.ami_id == newest and finished.outcome == "verified"
+    assert not finished.version_created
+    assert finished.previous_version == before.default_version  # from the version's description
+    after = fleet_state(project, DEV_WORKER)
+    assert after.versions == middle.versions and after.default_version == middle.default_version
+    assert after.asg == finished.asg_after != before.asg
+    assert after.asg_version == str(finished.new_version)
+
+
+def test_a_failed_deployment_rolls_the_template_and_asg_back(local_stack: Project) -> None:
+    project = local_stack
+    ami = make_ami(project, DEV_APP)
+    before = fleet_state(project, DEV_APP)
+    fail_next_deployment(project, "demo", "dev", "app")
+
+    with pytest.raises(DeployFailed) as failed:
+        release(project, DEV_APP, ami_id=ami, progress=Lines())
+
+    message = failed.value.message
+    assert failed.value.exit_code == 1
+    assert "Failed: HEALTH_CONSTRAINTS:" in message and "rollback:" in message
+    assert f"default back to version {before.default_version}" in message
+    assert f"{ami} tagged failed" in message
+    after = fleet_state(project, DEV_APP)
+    assert (after.default_version, after.default_image) == (before.default_version,
+                                                            before.default_image)
+    assert (after.asg, after.asg_version) == (before.asg, before.asg_version)
+    assert after.versions == before.versions + 1  # kept, no longer the default
+    assert image_tags(project, DEV_APP, ami)[images.TAG_STATUS] == images.STATUS_FAILED
+    records = sorted((project.root / ".builder/releases/demo/dev/app").glob("*.json"))
+    failure = json.loads(records[-1].read_text())
+    assert (failure["outcome"], failure["deployment_status"]) == ("failed", "Failed")
+    assert failure["ami_id"] == ami and "HEALTH_CONSTRAINTS" in failure["error"]
+    assert str(records[-1]) in message
+
+
+def test_a_given_revision_is_deployed_and_a_missing_one_rolls_back(local_stack: Project
+                                                                    ) -> None:
+    project = local_stack
+    settings = project.resolve("demo", "staging", "app").settings
+    bucket = f"demo-staging-codedeploy-{settings.aws_account_id}"
+    env_aws = project.env_aws(project.resolve("demo", "staging", "app"))
+    env_aws.client("s3").put_object(Bucket=bucket, Key="app/v2.zip", Body=revision_bundle())
+    codedeploy = env_aws.client("codedeploy")
+
+    done = release(project, STAGING_APP, ami_id=make_ami(project, STAGING_APP),
+                   revision=f"s3://{bucket}/app/v2.zip", progress=Lines())
+
+    assert done.outcome == "verified" and done.revision == f"s3://{bucket}/app/v2.zip"
+    group = codedeploy.get_deployment_group(applicationName="demo",
+                                            deploymentGroupName="demo-staging-app")
+    assert group["deploymentGroupInfo"]["targetRevision"]["s3Location"]["key"] == "app/v2.zip"
+
+    before = fleet_state(project, STAGING_APP)
+    with pytest.raises(DeployFailed, match="REVISION_MISSING"):
+        release(project, STAGING_APP, ami_id=make_ami(project, STAGING_APP),
+                revision=f"s3://{bucket}/app/none.zip", progress=Lines())
+    after = fleet_state(project, STAGING_APP)
+    assert (after.default_version, after.asg, after.asg_version) == (
+        before.default_version, before.asg, before.asg_version)
+
+
+def test_the_wrong_ami_is_refused_before_anything_changes(local_stack: Project) -> None:
+    project = local_stack
+    before = fleet_state(project, DEV_APP)
+    other_env = make_ami(project, DEV_APP, tags={images.TAG_ENV: "staging"})
+    other_comp = make_ami(project, DEV_APP, tags={images.TAG_COMP: "worker"})
+    untagged = make_ami(project, DEV_APP)
+    clients(project, DEV_APP)[0].delete_tags(Resources=[untagged], Tags=[
+        {"Key": images.TAG_APP}, {"Key": images.TAG_ENV}, {"Key": images.TAG_COMP}])
+    failed_copy = make_failed_copy(project, DEV_APP, source_env="staging")
+
+    refusals = {
+        other_env: "is tagged for demo/staging/app, not demo/dev/app",
+        other_comp: "is tagged for demo/dev/worker, not demo/dev/app",
+        untagged: "has no builder:app/env/comp tags",
+        failed_copy: "is failed, not available",
+        "ami-0123456789abcdef0": "no such AMI in 111111111111 eu-west-1",
+    }
+    for ami, reason in refusals.items():
+        with pytest.raises(RefusedError) as refused:
+            release(project, DEV_APP, ami_id=ami, progress=Lines())
+        assert reason in refused.value.message
+        assert refused.value.exit_code == 2
+    assert fleet_state(project, DEV_APP) == before
+
+
+def test_the_cli_exit_codes(local_stack: Project, cli: Callable[..., Any]) -> None:
+    project, root = local_stack, local_stack.root
+    ami = make_ami(project, PROD_WORKER)
+
+    done = cli("--local", "release", "demo", "prod", "worker", "--ami", ami, "--json", root=root)
+    assert done.exit_code == 0, done.output
+    document = json.loads(done.stdout)
+    assert document["outcome"] == "verified" and document["ami_id"] == ami
+    assert document["asg_after"].startswith("CodeDeploy_demo-prod-worker_d-")
+
+    wrong = make_ami(project, PROD_WORKER, tags={images.TAG_APP: "other"})
+    refused = cli("--local", "release", "demo", "prod", "worker", "--ami", wrong, root=root)
+    assert refused.exit_code == 2
+    assert "is tagged for other/prod/worker" in refused.stderr
+
+    env_aws = project.env_aws(project.resolve("demo", "prod", "worker"))
+    newer = make_ami(project, PROD_WORKER)
+    with held(env_aws, PROD_WORKER, minutes=5):
+        locked = cli("--local", "release", "demo", "prod", "worker", "--ami", newer, root=root)
+        assert locked.exit_code == 1
+        assert "demo/prod/worker: locked by " in locked.stderr and " since " in locked.stderr
+        broken = cli("--local", "release", "demo", "prod", "worker", "--ami", newer,
+                     "--break-lock", root=root)
+        assert broken.exit_code == 0, broken.output
+        assert "broke the lock of" in broken.stderr
+
+    fail_next_deployment(project, "demo", "prod", "worker")
+    failed = cli("--local", "release", "demo", "prod", "worker", "--ami",
+                 make_ami(project, PROD_WORKER), root=root)
+    assert failed.exit_code == 1
+    assert "HEALTH_CONSTRAINTS" in failed.stderr
+
+    bad_revision = cli("--local", "release", "demo", "prod", "worker", "--revision", "bucket/key",
+                       root=root)
+    assert bad_revision.exit_code == 2 and "expected s3://BUCKET/KEY" in bad_revision.stderr
+
+
+def test_one_release_makes_few_aws_calls(local_stack: Project) -> None:
+    project = local_stack
+    env_aws = project.env_aws(project.resolve("demo", "prod", "app"))
+    lock_items.create_table(env_aws.client("dynamodb"))  # made on first use; not counted here
+    ami = make_ami(project, PROD_APP)
+    fresh = Project.open(str(project.root), local=True)  # its own session: assume-role counted
+
+    result = release(fresh, PROD_APP, ami_id=ami, progress=Lines())
+
+    assert result.outcome == "verified"
+    counts = fresh.aws.call_log.counts
+    print(dict(counts))
+    assert counts["codedeploy.GetDeployment"] >= 1
+    assert fresh.aws.call_log.total(excluding=POLLS) <= 15
+    # Every non-poll call is made once.
+    assert {name: n for name, n in counts.items() if n > 1 and name not in POLLS} == {
+        "codedeploy.GetDeploymentGroup": 2, "autoscaling.DescribeAutoScalingGroups": 2}
+
+
+def test_bake_release_reports_each_comp(local_stack: Project) -> None:
+    project = local_stack
+    ami = make_ami(project, DEV_APP)
+    baked = BakeResult(DEV_APP, ami, "eu-west-1", "111111111111", True, "f" * 64, "ami-base",
+                       0.1, None)
+    broken = BakeFailure(DEV_WORKER, BakeFailed("packer build failed: boom"))
+
+    report = release_baked(project, [baked, broken], progress=Lines())
+
+    [(first, released), (second, nothing)] = report.outcomes
+    assert first is baked and second is broken and nothing is None
+    assert released is not None and released.to_json()["outcome"] == "verified"
+    assert report.exit_code == 1
+    text = report.to_text()
+    assert "demo/dev/worker" in text and "packer build failed: boom" in text
+    assert released.to_json()["asg_after"] in text
