@@ -1,0 +1,270 @@
+"""`builder promote APP COMP --to ENV`: the AMI that passed the `promote_from` env,
+copied into the target env's account and region, re-encrypted with its key, tagged
+with its lineage, and released there.
+
+Preflight first (nothing changes until every permission is known to be there or
+addable), then share → copy → wait (the tool's own deadline) → tag → unshare →
+release. A copy already made from that AMI for that env is reused, so a re-run after
+any failure picks up where the last one stopped; a failed or abandoned copy is
+deregistered and the share removed, so nothing is left half-done.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from builder.aws import EnvAws, translate
+from builder.aws import images as amis
+from builder.aws.images import Image
+from builder.config import ResolvedVars
+from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError
+from builder.interrupts import Cancel
+from builder.models import Combo
+from builder.output import Progress
+from builder.pipelines import ProgressFn, sharing, templates
+from builder.project import Project
+
+if TYPE_CHECKING:
+    from builder.release import ReleaseResult
+
+COPY_TIMEOUT_MIN = 180.0
+# Polling a copy: quick at first (small images, the emulator), then every 15 s.
+_FIRST_POLL_S, _MAX_POLL_S = 0.5, 15.0
+_UNKNOWN_GRACE_S = 60.0
+# Tags of the source that describe the source env, not the image's content.
+_NOT_INHERITED = (amis.TAG_ENV, amis.TAG_STATUS, amis.TAG_PROMOTED_FROM, amis.TAG_RUN_ID,
+                  "Name")
+
+
+@dataclass(frozen=True)
+class PromoteResult:
+    combo: Combo  # the target
+    source_env: str
+    source_ami: str
+    source_account: str
+    source_region: str
+    ami_id: str  # the copy in the target env
+    account: str
+    region: str
+    reused: bool  # the copy was made by an earlier run
+    shared: bool  # a share (and maybe a KMS grant) was added, then removed
+    released: ReleaseResult | None
+    duration_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
+            "source_env": self.source_env, "source_ami": self.source_ami,
+            "source_account": self.source_account, "source_region": self.source_region,
+            "ami_id": self.ami_id, "account": self.account, "region": self.region,
+            "reused": self.reused, "shared": self.shared,
+            "promoted_from": f"{self.source_env}/{self.source_ami}",
+            "release": self.released.to_json() if self.released is not None else None,
+            "duration_s": round(self.duration_s, 2),
+        }
+
+    def to_text(self) -> str:
+        how = "reused the copy" if self.reused else "copied"
+        lines = [f"{self.combo}: {how} {self.ami_id} ({self.account} {self.region}) of "
+                 f"{self.source_env}'s verified {self.source_ami} ({self.source_account} "
+                 f"{self.source_region}) in {self.duration_s:.1f}s"]
+        lines.append(self.released.to_text() if self.released is not None
+                     else "  not released (--no-deploy): "
+                          f"builder release {self.combo.app} {self.combo.env} "
+                          f"{self.combo.comp} --ami {self.ami_id}")
+        return "\n".join(lines)
+
+
+def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str | None = None,
+            deploy: bool = True, timeout_min: float = COPY_TIMEOUT_MIN,
+            progress: ProgressFn | None = None, cancel: Cancel | None = None) -> PromoteResult:
+    progress = progress or Progress()
+    cancel = cancel or Cancel()
+    started = time.monotonic()
+    target = project.resolve(app, to_env, comp)
+    source_env = target.settings.promote_from
+    if not source_env:
+        raise ConfigError(f"{to_env} has no promote_from: set it in vars/{app}/{to_env}/ to "
+                          "the env whose verified AMIs it takes")
+    source = project.resolve(app, source_env, comp)
+    source_aws, target_aws = project.env_aws(source), project.env_aws(target)
+    subject = str(target.combo)
+    image = _verified_source(source_aws, source, ami_id)
+    progress(subject, f"promoting {source_env}'s verified {image.id} ({image.name})")
+    earlier = _existing_copy(target_aws, target.combo, source_env, image)
+    reused = earlier is not None and earlier.state == "available"
+    if earlier is not None and reused:
+        copy, shared = earlier, False
+        progress(subject, f"reusing {copy.id}, copied by an earlier run")
+    else:
+        copy, shared = _copy(source_aws, target_aws, source, target, image, earlier,
+                             timeout_min, progress, cancel)
+    cancel.raise_if_set()
+    released = None
+    if deploy:
+        from builder.release import release
+
+        released = release(project, target.combo, ami_id=copy.id, progress=progress,
+                           cancel=cancel)
+    return PromoteResult(target.combo, source_env, image.id, source_aws.account_id,
+                         source_aws.region, copy.id, target_aws.account_id, target_aws.region,
+                         reused, shared, released, time.monotonic() - started)
+
+
+def _verified_source(source_aws: EnvAws, source: ResolvedVars, ami_id: str | None) -> Image:
+    """The AMI to promote: `--ami`, else what the source env's launch template runs;
+    either way one builder made for that combo and verified there."""
+    ec2 = source_aws.client("ec2")
+    combo, env = source.combo, source.combo.env
+    template = source.settings.launch_template_name
+    wanted = ami_id or templates.default_image(ec2, template)
+    if not wanted:
+        raise RefusedError(f"{env} has no launch template {template} to take the AMI from "
+                           f"({source_aws.account_id} {source_aws.region}); use --ami")
+    image = amis.images_by_id(ec2, [wanted]).get(wanted)
+    if image is None:
+        raise RefusedError(f"{wanted} not found in {env} ({source_aws.account_id} "
+                           f"{source_aws.region})")
+    made_for = amis.combo_of(image)
+    if made_for != combo:
+        raise RefusedError(f"{wanted} in {env} was not made by builder for {combo}"
+                           + (f" (it is {made_for}'s)" if made_for else ""))
+    if image.status != amis.STATUS_VERIFIED:
+        raise RefusedError(
+            f"{wanted} is not verified in {env} (builder:status={image.status or 'unset'}): "
+            f"only an AMI whose deployment succeeded there is promoted (builder release "
+            f"{combo.app} {env} {combo.comp} --ami {wanted})")
+    return image
+
+
+def _existing_copy(target_aws: EnvAws, combo: Combo, source_env: str,
+                   image: Image) -> Image | None:
+    found = amis.describe(target_aws.client("ec2"), owners=["self"], filters={
+        f"tag:{amis.TAG_PROMOTED_FROM}": [_lineage(source_env, image)],
+        f"tag:{amis.TAG_ENV}": [combo.env], "state": ["pending", "available", "failed"]})
+    return next((i for i in found if i.state != "failed"), found[0] if found else None)
+
+
+def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: ResolvedVars,
+          image: Image, earlier: Image | None, timeout_min: float, progress: ProgressFn,
+          cancel: Cancel) -> tuple[Image, bool]:
+    """Share, copy (or wait for an earlier run's pending copy), tag, unshare."""
+    subject = str(target.combo)
+    ec2 = target_aws.client("ec2")
+    if earlier is not None and earlier.state == "failed":
+        progress(subject, f"removing {earlier.id}, an earlier copy that failed")
+        _discard(ec2, earlier.id)
+        earlier = None
+    plan = sharing.preflight(source_aws, target_aws, image,
+                             target_key=target.settings.kms_key_id,
+                             source_env=source.combo.env, target_env=target.combo.env)
+    if plan.missing:
+        raise RefusedError(
+            f"can't promote {image.id} from {source.combo.env} ({source_aws.account_id} "
+            f"{source_aws.region}) to {target.combo.env} ({target_aws.account_id} "
+            f"{target_aws.region}); missing:\n"
+            + "\n".join(f"  - {c.what}: {c.detail}" for c in plan.missing))
+    for check in plan.checks:
+        progress(subject, f"preflight: {check.what}: {check.detail}")
+    lineage = _lineage(source.combo.env, image)
+    with sharing.shared(source_aws, plan, name=f"builder-promote-{image.id}-{target.combo.env}"
+                        ) as done:
+        copy_id = earlier.id if earlier is not None else _start_copy(
+            ec2, source_aws, target, image, lineage)
+        progress(subject, f"copying {image.id} to {copy_id} in {target_aws.account_id} "
+                          f"{target_aws.region}")
+        try:
+            copy = _wait_available(ec2, copy_id, image, timeout_min, progress, subject, cancel)
+            amis.set_tags(ec2, copy, _copy_tags(target, image, lineage, copy.name))
+        except BaseException:
+            _discard(ec2, copy_id)  # a stopped or failed copy is not left behind
+            raise
+    return copy, done.anything
+
+
+def _start_copy(ec2: Any, source_aws: EnvAws, target: ResolvedVars, image: Image,
+                lineage: str) -> str:
+    settings = target.settings
+    # An encrypted source stays encrypted; a key given means encryption with it.
+    encryption: dict[str, Any] = {
+        "Encrypted": settings.encrypt_boot or image.encrypted or bool(settings.kms_key_id)}
+    if settings.kms_key_id:
+        encryption["KmsKeyId"] = settings.kms_key_id
+    name = f"{settings.ami_name}-{amis.built_at(image):%Y%m%d%H%M%S}"
+    with translate(f"copying {image.id} into {settings.aws_account_id} "
+                   f"{settings.aws_region}"):
+        copy_id = str(ec2.copy_image(
+            SourceImageId=image.id, SourceRegion=source_aws.region, Name=name,
+            Description=f"{target.combo}: promoted from {lineage}"[:255],
+            ClientToken=f"builder-{image.id}-{target.combo.env}"[:64],
+            **encryption)["ImageId"])
+    # Tagged at once, so a re-run after a crash finds (and reuses) the pending copy.
+    pending = Image(copy_id, name, "pending", settings.aws_account_id, datetime.now(UTC))
+    amis.set_tags(ec2, pending, _copy_tags(target, image, lineage, name))
+    return copy_id
+
+
+def _wait_available(ec2: Any, copy_id: str, image: Image, timeout_min: float,
+                    progress: ProgressFn, subject: str, cancel: Cancel) -> Image:
+    """Until the copy is available, with our own deadline (boto3's image_available
+    waiter gives up after 10 minutes; big cross-region copies take longer)."""
+    waited_from = time.monotonic()
+    deadline = waited_from + timeout_min * 60
+    interval = _FIRST_POLL_S
+    last_state = ""
+    while True:
+        found = amis.images_by_id(ec2, [copy_id]).get(copy_id)
+        state = found.state if found is not None else "missing"
+        if state != last_state:
+            progress(subject, f"{copy_id} is {state}")
+            last_state = state
+        if found is not None and state == "available":
+            return found
+        # EC2 may not know a new copy for a few seconds (eventual consistency).
+        gone = state == "missing" and time.monotonic() - waited_from > _UNKNOWN_GRACE_S
+        if gone or state in ("failed", "error", "invalid", "deregistered"):
+            raise PromotionFailed(f"the copy {copy_id} of {image.id} ended {state}"
+                                  + _state_reason(ec2, copy_id))
+        if time.monotonic() > deadline:
+            raise PromotionFailed(f"the copy {copy_id} of {image.id} is still {state} after "
+                                  f"{timeout_min:g} minutes; it was stopped (run again to "
+                                  "retry, with a longer timeout)")
+        cancel.event.wait(interval)
+        cancel.raise_if_set()
+        interval = min(interval * 2, _MAX_POLL_S)
+
+
+def _state_reason(ec2: Any, copy_id: str) -> str:
+    try:
+        with translate(f"reading why {copy_id} failed"):
+            raw = ec2.describe_images(ImageIds=[copy_id])["Images"]
+    except AwsError:
+        return ""
+    reason = raw[0].get("StateReason", {}) if raw else {}
+    return f": {reason.get('Code', '')}: {reason.get('Message', '')}" if reason else ""
+
+
+def _copy_tags(target: ResolvedVars, image: Image, lineage: str, name: str) -> dict[str, str]:
+    """The source's lineage (fingerprint, source AMI, build) for the target env."""
+    tags = {k: v for k, v in image.tags.items()
+            if k.startswith("builder:") and k not in _NOT_INHERITED
+            and not k.startswith(amis.TAG_VERIFIED_PREFIX)}
+    tags.update({"Name": name, amis.TAG_ENV: target.combo.env,
+                 amis.TAG_STATUS: amis.STATUS_BAKED, amis.TAG_PROMOTED_FROM: lineage})
+    return tags
+
+
+def _discard(ec2: Any, image_id: str) -> None:
+    """Deregister a copy (which also stops a pending one) and delete its snapshots."""
+    found = amis.images_by_id(ec2, [image_id]).get(image_id)
+    with translate(f"removing the copy {image_id}"):
+        ec2.deregister_image(ImageId=image_id)
+        for snapshot in found.snapshot_ids if found is not None else ():
+            ec2.delete_snapshot(SnapshotId=snapshot)
+
+
+def _lineage(source_env: str, image: Image) -> str:
+    return f"{source_env}/{image.id}"

@@ -1,0 +1,253 @@
+"""`builder prune APP ENV COMP`: deregister a comp's old AMIs and delete their
+snapshots, never one still in use.
+
+Kept, each with the reasons shown: the newest `ami_keep` (or --keep), anything pending,
+and every AMI that any version of the comp's launch template launches, that the
+default or latest version of any launch template in the account launches, that an
+Auto Scaling group launches or an instance runs, that a deployment in progress
+involves, or that is shared with another account (a promotion may be copying it).
+A dry run unless `yes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from builder.aws import EnvAws, codedeploy, translate
+from builder.aws import images as amis
+from builder.aws.images import Image
+from builder.config import ResolvedVars
+from builder.errors import AwsError, InputError
+from builder.models import Combo
+from builder.output import table
+from builder.pipelines import templates
+from builder.project import Project
+
+# Every state an AMI can be listed in, but `deregistered`.
+_STATES = ("pending", "available", "failed", "error", "invalid", "disabled", "transient")
+_LIVE_INSTANCES = ("pending", "running", "stopping", "stopped", "shutting-down")
+_MISSING_DEPLOYMENT_GROUP = ("DeploymentGroupDoesNotExistException",
+                             "ApplicationDoesNotExistException")
+
+
+@dataclass(frozen=True)
+class PruneEntry:
+    image: Image
+    keep: bool
+    reasons: tuple[str, ...]
+    deleted: bool = False
+    error: str = ""
+
+    @property
+    def action(self) -> str:
+        if self.keep:
+            return "keep"
+        if self.error:
+            return "failed"
+        return "deleted" if self.deleted else "delete"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ami_id": self.image.id, "name": self.image.name, "state": self.image.state,
+                "status": self.image.status or None,
+                "created": self.image.created.isoformat(), "action": self.action,
+                "reasons": list(self.reasons), "snapshots": list(self.image.snapshot_ids),
+                "error": self.error or None}
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    combo: Combo
+    account: str
+    region: str
+    keep_newest: int
+    dry_run: bool
+    entries: tuple[PruneEntry, ...]
+
+    @property
+    def failed(self) -> list[PruneEntry]:
+        return [e for e in self.entries if e.error]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
+                "account": self.account, "region": self.region,
+                "keep_newest": self.keep_newest, "dry_run": self.dry_run,
+                "amis": [e.to_json() for e in self.entries]}
+
+    def to_text(self) -> str:
+        if not self.entries:
+            return f"{self.combo}: no AMIs in {self.account} {self.region}"
+        rows = [(e.image.id, e.image.name, e.image.created.strftime("%Y-%m-%d %H:%M"),
+                 e.image.status or e.image.state, e.action,
+                 e.error or "; ".join(e.reasons) or "-") for e in self.entries]
+        doomed = sum(1 for e in self.entries if not e.keep)
+        if self.dry_run:
+            tail = (f"dry run: {doomed} AMI(s) and their snapshots would go; --yes deletes them"
+                    if doomed else "nothing to prune")
+        else:
+            tail = f"deleted {doomed - len(self.failed)}, failed {len(self.failed)}"
+        return (f"{self.combo} ({self.account} {self.region}), keeping the newest "
+                f"{self.keep_newest} and everything in use:\n"
+                + table(("AMI", "name", "created", "status", "action", "why / error"), rows)
+                + f"\n\n{tail}")
+
+
+def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None = None,
+          yes: bool = False) -> PruneReport:
+    if keep is not None and keep < 1:
+        raise InputError(f"--keep {keep}: keep at least 1 AMI")
+    resolved = project.resolve(app, env, comp)
+    settings = resolved.settings
+    keep_newest = keep if keep is not None else settings.ami_keep
+    env_aws = project.env_aws(resolved)
+    ec2 = env_aws.client("ec2")
+    candidates = amis.images_of(ec2, resolved.combo, states=_STATES)
+    reasons = _in_use(env_aws, resolved, candidates)
+    listed = [i for i in candidates if i.state != "pending"]
+    for rank, image in enumerate(listed):
+        if rank < keep_newest:
+            reasons.setdefault(image.id, []).insert(0, f"one of the newest {keep_newest}")
+    for image in candidates:
+        if image.state == "pending":
+            reasons.setdefault(image.id, []).append("pending (a bake or copy in progress)")
+    entries = [PruneEntry(i, bool(reasons.get(i.id)), tuple(reasons.get(i.id, ())))
+               for i in candidates]
+    if yes:
+        entries = [e if e.keep else _delete(ec2, e) for e in entries]
+    return PruneReport(resolved.combo, settings.aws_account_id, settings.aws_region,
+                       keep_newest, not yes, tuple(entries))
+
+
+def _delete(ec2: Any, entry: PruneEntry) -> PruneEntry:
+    image = entry.image
+    try:
+        with translate(f"deregistering {image.id}"):
+            ec2.deregister_image(ImageId=image.id)
+        for snapshot in image.snapshot_ids:
+            with translate(f"deleting {snapshot} of {image.id}"):
+                ec2.delete_snapshot(SnapshotId=snapshot)
+    except AwsError as exc:
+        return PruneEntry(image, False, entry.reasons, error=exc.message)
+    return PruneEntry(image, False, entry.reasons, deleted=True)
+
+
+def _in_use(env_aws: EnvAws, resolved: ResolvedVars, candidates: Sequence[Image]
+            ) -> dict[str, list[str]]:
+    """AMI id → why it must stay, for the candidates something refers to."""
+    ids = {i.id for i in candidates}
+    reasons: dict[str, list[str]] = {}
+
+    def mark(image_id: str, reason: str) -> None:
+        if image_id in ids and reason not in reasons.setdefault(image_id, []):
+            reasons[image_id].append(reason)
+
+    ec2 = env_aws.client("ec2")
+    name = resolved.settings.launch_template_name
+    for version in [*templates.all_versions(ec2, name), *templates.every_template(
+            ec2, ("$Default", "$Latest"))]:
+        mark(version.image_id, f"launch template {version.template_name} version "
+                               f"{version.number}" + (" (default)" if version.is_default else ""))
+    asg_images, asg_of_instance = _asg_images(env_aws)
+    for asg, image_ids in asg_images.items():
+        for image_id in image_ids:
+            mark(image_id, f"Auto Scaling group {asg} launches it")
+    for instance_id, image_id in _instances(ec2, ids).items():
+        owner = asg_of_instance.get(instance_id)
+        mark(image_id, f"instance {instance_id} runs it"
+                       + (f" (Auto Scaling group {owner})" if owner else ""))
+    for deployment_id, asgs in _active_deployments(env_aws, resolved, asg_images).items():
+        for asg in asgs:
+            for image_id in asg_images.get(asg, ()):
+                mark(image_id, f"deployment {deployment_id} in progress ({asg})")
+    for image in candidates:
+        accounts = _shared_with(ec2, image.id)
+        if accounts:
+            mark(image.id, f"shared with {', '.join(accounts)}")
+    return reasons
+
+
+def _asg_images(env_aws: EnvAws) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Every Auto Scaling group's AMIs (its launch template or configuration, and its
+    instances' versions), and which group each instance belongs to."""
+    ec2, autoscaling = env_aws.client("ec2"), env_aws.client("autoscaling")
+    with translate("listing the Auto Scaling groups"):
+        groups = [g for page in autoscaling.get_paginator("describe_auto_scaling_groups")
+                  .paginate() for g in page["AutoScalingGroups"]]
+    launched: dict[tuple[str, str, str], str] = {}
+
+    def image_of(spec: Mapping[str, Any]) -> str:
+        key = (spec.get("LaunchTemplateId", ""), spec.get("LaunchTemplateName", ""),
+               str(spec.get("Version") or "$Default"))
+        if key not in launched:
+            launched[key] = templates.launched_image(ec2, spec)
+        return launched[key]
+
+    configurations = _launch_configurations(autoscaling, [
+        g["LaunchConfigurationName"] for g in groups if g.get("LaunchConfigurationName")])
+    images: dict[str, set[str]] = {}
+    instance_asg: dict[str, str] = {}
+    for group in groups:
+        name = group["AutoScalingGroupName"]
+        specs = [group.get("LaunchTemplate"),
+                 ((group.get("MixedInstancesPolicy") or {}).get("LaunchTemplate") or {})
+                 .get("LaunchTemplateSpecification"),
+                 *(instance.get("LaunchTemplate") for instance in group.get("Instances", []))]
+        found = {image_of(spec) for spec in specs if spec}
+        found.add(configurations.get(group.get("LaunchConfigurationName", ""), ""))
+        images[name] = found - {""}
+        instance_asg.update((i["InstanceId"], name) for i in group.get("Instances", []))
+    return images, instance_asg
+
+
+def _launch_configurations(autoscaling: Any, names: Sequence[str]) -> dict[str, str]:
+    if not names:
+        return {}
+    with translate("reading launch configurations"):
+        pages = autoscaling.get_paginator("describe_launch_configurations").paginate(
+            LaunchConfigurationNames=sorted(set(names)))
+        return {c["LaunchConfigurationName"]: c.get("ImageId", "")
+                for page in pages for c in page["LaunchConfigurations"]}
+
+
+def _instances(ec2: Any, image_ids: Iterable[str]) -> dict[str, str]:
+    """Instance id → AMI, for live instances of these AMIs."""
+    wanted = sorted(image_ids)
+    if not wanted:
+        return {}
+    with translate("finding instances of the AMIs"):
+        pages = ec2.get_paginator("describe_instances").paginate(Filters=[
+            {"Name": "image-id", "Values": wanted},
+            {"Name": "instance-state-name", "Values": list(_LIVE_INSTANCES)}])
+        return {i["InstanceId"]: i["ImageId"] for page in pages
+                for r in page["Reservations"] for i in r["Instances"]}
+
+
+def _active_deployments(env_aws: EnvAws, resolved: ResolvedVars,
+                        asg_images: Mapping[str, set[str]]) -> dict[str, list[str]]:
+    """Deployment id → the Auto Scaling groups it involves (the group's, and the copy a
+    blue/green deployment names after itself), for the comp's deployments in progress."""
+    settings = resolved.settings
+    client = env_aws.client("codedeploy")
+    try:
+        active = codedeploy.active(client, settings.codedeploy_application,
+                                   settings.codedeploy_deployment_group)
+        group = codedeploy.group(client, settings.codedeploy_application,
+                                 settings.codedeploy_deployment_group) if active else None
+    except AwsError as exc:
+        if exc.code in _MISSING_DEPLOYMENT_GROUP:
+            return {}
+        raise
+    involved: dict[str, list[str]] = {}
+    for deployment_id in active:
+        copies = [name for name in asg_images if deployment_id in name]
+        involved[deployment_id] = [*(group.asg_names if group else ()), *copies]
+    return involved
+
+
+def _shared_with(ec2: Any, image_id: str) -> list[str]:
+    with translate(f"reading who may launch {image_id}"):
+        permissions = ec2.describe_image_attribute(
+            ImageId=image_id, Attribute="launchPermission").get("LaunchPermissions", [])
+    return sorted(str(p.get("UserId") or p.get("Group") or p.get("OrganizationArn")
+                      or p.get("OrganizationalUnitArn")) for p in permissions)

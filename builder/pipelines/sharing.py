@@ -1,0 +1,312 @@
+"""Letting another account copy an AMI: what must be true first (the preflight, which
+changes nothing), then the share itself and its removal.
+
+Another account copies an AMI when it may launch it (launch permission), read its
+snapshots (create-volume permission) and, for encrypted snapshots, use their KMS key
+(the key policy or a grant). Only the owner changes the first two; a grant is added by
+the key's own account. An AMI encrypted with an account's AWS-managed EBS key can't be
+shared at all.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from builder.aws import EnvAws, translate
+from builder.aws.images import Image
+from builder.errors import AwsError
+
+# What the copying account does with the source key (EC2 CopyImage, re-encryption).
+GRANT_OPERATIONS = ("Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom",
+                    "GenerateDataKeyWithoutPlaintext")
+_AWS_MANAGED_ALIAS = "alias/aws/"
+_KEY_ARN = re.compile(r"arn:aws[\w-]*:kms:(?P<region>[\w-]+):(?P<account>\d{12}):key/.+")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One preflight finding: `ok` false means the promotion can't start."""
+
+    what: str
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"what": self.what, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class SharePlan:
+    """What the share adds (and removes afterwards), found by the preflight."""
+
+    image: Image
+    to_account: str
+    launch_permission: bool = False  # add one for `to_account`
+    snapshots: tuple[str, ...] = ()  # snapshots to give `to_account` create-volume permission
+    grant_key: str | None = None  # the key to grant `to_account` use of
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def missing(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+@dataclass
+class Shared:
+    """What was actually added, so exactly that is removed."""
+
+    launch_permission: bool = False
+    snapshots: list[str] = field(default_factory=list)
+    grant: tuple[str, str] | None = None  # (key ARN, grant id)
+
+    @property
+    def anything(self) -> bool:
+        return self.launch_permission or bool(self.snapshots) or self.grant is not None
+
+
+def preflight(source: EnvAws, target: EnvAws, image: Image, *, target_key: str,
+              source_env: str, target_env: str) -> SharePlan:
+    """Everything a copy of `image` by `target` needs, checked without changing anything."""
+    checks: list[Check] = []
+    cross_account = source.account_id != target.account_id
+    launch, snapshots, grant_key = False, (), None
+    snapshots_info = _snapshots(source, image)
+    if cross_account:
+        checks.append(_ownership(source, image, source_env))
+        launch = not _launch_shared(source, image, target.account_id)
+        snapshots = tuple(s["SnapshotId"] for s in snapshots_info
+                          if not _volume_shared(source, s["SnapshotId"], target.account_id))
+        if launch:
+            checks.append(_may(source, f"{source_env} may share images (ec2:ModifyImageAttribute)",
+                               lambda ec2: ec2.modify_image_attribute(
+                                   ImageId=image.id, DryRun=True,
+                                   LaunchPermission={"Add": [{"UserId": target.account_id}]})))
+        if snapshots:
+            checks.append(_may(source, f"{source_env} may share snapshots "
+                                       "(ec2:ModifySnapshotAttribute)",
+                               lambda ec2: ec2.modify_snapshot_attribute(
+                                   SnapshotId=snapshots[0], Attribute="createVolumePermission",
+                                   OperationType="add", UserIds=[target.account_id],
+                                   DryRun=True)))
+        keys = sorted({str(s["KmsKeyId"]) for s in snapshots_info
+                       if s.get("Encrypted") and s.get("KmsKeyId")})
+        for key in keys:
+            check, needs_grant = _source_key(source, key, target.account_id, source_env)
+            checks.append(check)
+            grant_key = key if needs_grant else grant_key
+    checks.append(_may(target, f"{target_env} may copy images (ec2:CopyImage)",
+                       lambda ec2: ec2.copy_image(SourceImageId=image.id,
+                                                  SourceRegion=source.region,
+                                                  Name="builder-preflight", DryRun=True)))
+    if target_key:
+        checks.append(_target_key(target, target_key, target_env))
+    return SharePlan(image, target.account_id, launch, snapshots, grant_key, tuple(checks))
+
+
+@contextmanager
+def shared(source: EnvAws, plan: SharePlan, *, name: str) -> Iterator[Shared]:
+    """Add what the plan says for the duration of the block, and remove it after,
+    whatever happens (an interrupted promotion leaves no share behind)."""
+    done = Shared()
+    ec2 = source.client("ec2")
+    try:
+        if plan.launch_permission:
+            with translate(f"sharing {plan.image.id} with {plan.to_account}"):
+                ec2.modify_image_attribute(ImageId=plan.image.id, LaunchPermission={
+                    "Add": [{"UserId": plan.to_account}]})
+            done.launch_permission = True
+        for snapshot in plan.snapshots:
+            with translate(f"sharing {snapshot} with {plan.to_account}"):
+                ec2.modify_snapshot_attribute(
+                    SnapshotId=snapshot, Attribute="createVolumePermission",
+                    OperationType="add", UserIds=[plan.to_account])
+            done.snapshots.append(snapshot)
+        if plan.grant_key:
+            kms = _kms(source, plan.grant_key)
+            with translate(f"granting {plan.to_account} use of {plan.grant_key}"):
+                grant = kms.create_grant(
+                    KeyId=plan.grant_key, GranteePrincipal=_root(plan.to_account),
+                    Operations=list(GRANT_OPERATIONS), Name=name)
+            done.grant = (plan.grant_key, str(grant["GrantId"]))
+        yield done
+    finally:
+        _unshare(source, plan, done)
+
+
+def _unshare(source: EnvAws, plan: SharePlan, done: Shared) -> None:
+    """Remove what was added; every step is tried even when one fails."""
+    ec2 = source.client("ec2")
+    steps: list[tuple[str, Callable[[], Any]]] = []
+    if done.grant is not None:
+        key, grant_id = done.grant
+        steps.append((f"revoking grant {grant_id} on {key}",
+                      lambda: _kms(source, key).revoke_grant(KeyId=key, GrantId=grant_id)))
+    steps.extend((f"unsharing {snapshot}", partial(
+        ec2.modify_snapshot_attribute, SnapshotId=snapshot, Attribute="createVolumePermission",
+        OperationType="remove", UserIds=[plan.to_account])) for snapshot in done.snapshots)
+    if done.launch_permission:
+        steps.append((f"unsharing {plan.image.id}", lambda: ec2.modify_image_attribute(
+            ImageId=plan.image.id, LaunchPermission={"Remove": [{"UserId": plan.to_account}]})))
+    failures: list[AwsError] = []
+    for doing, step in steps:
+        try:
+            with translate(doing):
+                step()
+        except AwsError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+# -- the checks ------------------------------------------------------------------------
+
+
+def _snapshots(source: EnvAws, image: Image) -> list[dict[str, Any]]:
+    if not image.snapshot_ids:
+        return []
+    with translate(f"reading the snapshots of {image.id}"):
+        found: list[dict[str, Any]] = source.client("ec2").describe_snapshots(
+            SnapshotIds=list(image.snapshot_ids))["Snapshots"]
+    return found
+
+
+def _ownership(source: EnvAws, image: Image, source_env: str) -> Check:
+    ok = image.owner == source.account_id
+    detail = (f"{image.id} belongs to {source_env}'s account {source.account_id}" if ok else
+              f"{image.id} belongs to account {image.owner}, not {source_env}'s "
+              f"{source.account_id}: only its owner can share it")
+    return Check("source AMI owned by the source account", ok, detail)
+
+
+def _launch_shared(source: EnvAws, image: Image, account: str) -> bool:
+    with translate(f"reading who may launch {image.id}"):
+        permissions = source.client("ec2").describe_image_attribute(
+            ImageId=image.id, Attribute="launchPermission").get("LaunchPermissions", [])
+    return any(p.get("UserId") == account or p.get("Group") == "all" for p in permissions)
+
+
+def _volume_shared(source: EnvAws, snapshot: str, account: str) -> bool:
+    with translate(f"reading who may read {snapshot}"):
+        permissions = source.client("ec2").describe_snapshot_attribute(
+            SnapshotId=snapshot, Attribute="createVolumePermission"
+        ).get("CreateVolumePermissions", [])
+    return any(p.get("UserId") == account or p.get("Group") == "all" for p in permissions)
+
+
+def _may(env: EnvAws, what: str, call: Callable[[Any], Any]) -> Check:
+    """An EC2 permission, asked with DryRun: AWS answers DryRunOperation when allowed."""
+    try:
+        with translate(what):
+            call(env.client("ec2"))
+    except AwsError as exc:
+        if exc.code == "DryRunOperation":
+            return Check(what, True, "allowed")
+        if exc.code in ("UnauthorizedOperation", "AccessDenied", "AuthFailure"):
+            return Check(what, False, f"denied in account {env.account_id}: {exc.message}")
+        # Anything else (e.g. the image not shared yet) is not about the permission.
+        return Check(what, True, f"not checkable before sharing ({exc.code})")
+    return Check(what, True, "allowed")
+
+
+def _source_key(source: EnvAws, key: str, account: str, source_env: str) -> tuple[Check, bool]:
+    """Whether `account` may use the snapshots' key, or a grant can make it so.
+    Returns the check and whether a grant is to be added."""
+    what = f"source snapshots' KMS key usable by {account}"
+    kms = _kms(source, key)
+    try:
+        with translate(f"reading KMS key {key}"):
+            metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
+            aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=metadata["KeyId"])["Aliases"]]
+    except AwsError as exc:
+        return Check(what, False, f"{source_env} can't read key {key}: {exc.message}"), False
+    if metadata.get("KeyManager") == "AWS" or any(
+            a.startswith(_AWS_MANAGED_ALIAS) for a in aliases):
+        return Check(what, False, (
+            f"{key} ({', '.join(aliases) or 'AWS managed'}) is {source_env}'s AWS-managed EBS "
+            f"key, which can't be shared with another account: set kms_key_id for "
+            f"{source_env} to a customer-managed key and bake again")), False
+    if metadata.get("KeyState") != "Enabled":
+        return Check(what, False, f"{key} is {metadata.get('KeyState')}, not Enabled"), False
+    if _policy_allows(kms, key, account):
+        return Check(what, True, f"the key policy of {key} allows {account}"), False
+    if _granted(kms, key, account):
+        return Check(what, True, f"a grant on {key} allows {account}"), False
+    owner = metadata.get("AWSAccountId") or _key_account(key)
+    if owner != source.account_id:
+        return Check(what, False, (
+            f"{key} belongs to account {owner}: its key policy must allow {account} "
+            "kms:Decrypt, kms:DescribeKey, kms:CreateGrant and kms:ReEncrypt*")), False
+    return Check(what, True, f"a grant on {key} for {account} will be added for the copy"), True
+
+
+def _target_key(target: EnvAws, key: str, target_env: str) -> Check:
+    what = f"{target_env}'s KMS key {key}"
+    try:
+        with translate(f"reading KMS key {key}"):
+            metadata = target.client("kms").describe_key(KeyId=key)["KeyMetadata"]
+    except AwsError as exc:
+        return Check(what, False, (f"not usable in account {target.account_id} "
+                                   f"{target.region}: {exc.message}"))
+    state = metadata.get("KeyState")
+    return Check(what, state == "Enabled", f"{metadata.get('Arn', key)} is {state}")
+
+
+def _policy_allows(kms: Any, key: str, account: str) -> bool:
+    try:
+        with translate(f"reading the key policy of {key}"):
+            policy = kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"]
+        statements = json.loads(policy or "{}").get("Statement", [])
+    except (AwsError, ValueError, AttributeError):
+        return False
+    return any(_statement_allows(s, account)
+               for s in (statements if isinstance(statements, list) else [statements]))
+
+
+def _statement_allows(statement: Any, account: str) -> bool:
+    if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+        return False
+    principal = statement.get("Principal")
+    principals = _as_list(principal.get("AWS") if isinstance(principal, dict) else principal)
+    actions = _as_list(statement.get("Action"))
+    return (any(_names_account(p, account) for p in principals)
+            and any(fnmatch.fnmatchcase("kms:decrypt", a.lower()) for a in actions))
+
+
+def _granted(kms: Any, key: str, account: str) -> bool:
+    with translate(f"listing the grants of {key}"):
+        grants = [g for page in kms.get_paginator("list_grants").paginate(KeyId=key)
+                  for g in page.get("Grants", [])]
+    return any(_names_account(str(g.get("GranteePrincipal", "")), account)
+               and "Decrypt" in g.get("Operations", []) for g in grants)
+
+
+def _names_account(principal: str, account: str) -> bool:
+    return principal in ("*", account) or bool(
+        re.match(rf"arn:aws[\w-]*:(iam|sts)::{account}:", principal))
+
+
+def _as_list(value: Any) -> Sequence[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _kms(source: EnvAws, key: str) -> Any:
+    match = _KEY_ARN.fullmatch(key)
+    return source.client("kms", region=match.group("region") if match else None)
+
+
+def _key_account(key: str) -> str:
+    match = _KEY_ARN.fullmatch(key)
+    return match.group("account") if match else ""
+
+
+def _root(account: str) -> str:
+    return f"arn:aws:iam::{account}:root"

@@ -1,0 +1,213 @@
+"""`builder status`: per (app, env, comp) the AMI its launch template launches, how old
+it is and how it got there, its base image and whether a newer one is out, whether a
+rebuild (or promotion) is due and why, and the group's last deployment.
+
+Batched like `rebuild` (one Inventory), plus one CodeDeploy query per application in
+each account and region for the last deployments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from builder.aws import AwsTarget, translate
+from builder.aws import images as amis
+from builder.config import ResolvedVars
+from builder.errors import AwsError, BuilderError
+from builder.models import Combo
+from builder.output import table
+from builder.pipelines import inventory
+from builder.pipelines.due import BAKE, PROMOTE, Due, decide
+from builder.pipelines.inventory import ComboFacts
+from builder.project import Project
+
+# BatchGetDeploymentGroups takes at most this many names.
+_GROUPS_PER_CALL = 100
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+@dataclass(frozen=True)
+class LastDeployment:
+    id: str
+    status: str
+    time: str  # when it ended (or was created, while running)
+
+
+@dataclass(frozen=True)
+class ComboStatus:
+    combo: Combo
+    account: str
+    region: str
+    ami_id: str = ""  # on the launch template's default version
+    ami_name: str = ""
+    built_at: datetime | None = None
+    status: str = ""  # its builder:status tag
+    base_ami: str = ""  # what it was baked from
+    base_name: str = ""
+    newer_base: str = ""  # a newer release of that base image, when there is one
+    due: Due | None = None
+    deployment: LastDeployment | None = None
+    promoted_from: str = ""
+    # The newest usable AMI of the comp, when it isn't the one running (not released yet).
+    unreleased: str = ""
+    error: str = ""
+
+    @property
+    def rebuild_due(self) -> bool:
+        return self.due is not None and self.due.action in (BAKE, PROMOTE)
+
+    def age_days(self, now: datetime) -> float | None:
+        return (now - self.built_at).total_seconds() / 86400 if self.built_at else None
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        age = self.age_days(now)
+        return {
+            "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
+            "account": self.account, "region": self.region,
+            "ami_id": self.ami_id or None, "ami_name": self.ami_name or None,
+            "built_at": self.built_at.isoformat() if self.built_at else None,
+            "age_days": round(age, 1) if age is not None else None,
+            "status": self.status or None,
+            "base_ami": self.base_ami or None, "base_ami_name": self.base_name or None,
+            "newer_base_ami": self.newer_base or None,
+            "due": self.due.action if self.due else None,
+            "rebuild_due": self.rebuild_due,
+            "reasons": list(self.due.reasons) if self.due else [],
+            "last_deployment": ({"id": self.deployment.id, "status": self.deployment.status,
+                                 "time": self.deployment.time} if self.deployment else None),
+            "promoted_from": self.promoted_from or None,
+            "unreleased_ami": self.unreleased or None,
+            "error": self.error or None,
+        }
+
+    def row(self, now: datetime) -> tuple[str, ...]:
+        age = self.age_days(now)
+        if self.error:
+            return (str(self.combo), "-", "-", "-", "-", f"error: {self.error}", "-", "-")
+        base = self.base_ami or "-"
+        if self.newer_base:
+            base += f" (newer: {self.newer_base})"
+        if self.due is None or not self.rebuild_due:
+            due = "no"
+        else:
+            verb = "rebuild due" if self.due.action == BAKE else "promotion due"
+            due = f"{verb}: {self.due.reason}"
+        deployment = (f"{self.deployment.status} {self.deployment.id} {self.deployment.time}"
+                      if self.deployment else "-")
+        ami = self.ami_id or "-"
+        if self.unreleased:
+            ami += f" (not released: {self.unreleased})"
+        return (str(self.combo), ami, _age(age), self.status or "-", base, due, deployment,
+                self.promoted_from or "-")
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    combos: tuple[ComboStatus, ...]
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(timespec="seconds"),
+                "combos": [c.to_json(self.at) for c in self.combos]}
+
+    def to_text(self) -> str:
+        if not self.combos:
+            return "nothing in scope"
+        due = sum(1 for c in self.combos if c.rebuild_due)
+        errors = sum(1 for c in self.combos if c.error)
+        return (table(("combo", "AMI", "age", "status", "base image", "due",
+                       "last deployment", "promoted from"),
+                      [c.row(self.at) for c in self.combos])
+                + f"\n\n{len(self.combos)} combos, {due} due"
+                + (f", {errors} with errors" if errors else ""))
+
+
+def status(project: Project, app: str | None = None, env: str | None = None) -> StatusReport:
+    now = datetime.now(UTC)
+    covered = inventory.scope(project, app, env)
+    facts = inventory.gather(project, covered.resolved)
+    deployments = _last_deployments(project, covered.resolved)
+    rows = [ComboStatus(combo, "", "", error=problem)
+            for combo, problem in covered.problems.items()]
+    for resolved in covered.resolved:
+        settings = resolved.settings
+        combo = resolved.combo
+        where = (settings.aws_account_id, settings.aws_region)
+        problem = facts.problems.get(combo)
+        if problem is not None:
+            rows.append(ComboStatus(combo, *where, error=problem))
+            continue
+        try:
+            rows.append(_row(project, facts, facts.facts[combo], now,
+                             deployments.get(combo)))
+        except BuilderError as exc:
+            rows.append(ComboStatus(combo, *where, error=exc.format(project.root)))
+    return StatusReport(tuple(sorted(rows, key=lambda r: r.combo)), now)
+
+
+def _row(project: Project, facts: inventory.Inventory, combo_facts: ComboFacts,
+         now: datetime, deployment: LastDeployment | None) -> ComboStatus:
+    settings = combo_facts.settings
+    running = combo_facts.running
+    ours = running is not None and amis.combo_of(running) == combo_facts.combo
+    base_ami = running.source_ami if running is not None and ours else ""
+    newest_base = combo_facts.newest_base
+    newest = combo_facts.newest
+    return ComboStatus(
+        combo_facts.combo, settings.aws_account_id, settings.aws_region,
+        ami_id=combo_facts.running_id, ami_name=running.name if running else "",
+        built_at=amis.built_at(running) if running is not None else None,
+        status=running.status if running is not None else "",
+        base_ami=base_ami,
+        base_name=running.tags.get(amis.TAG_SOURCE_AMI_NAME, "") if running and ours else "",
+        newer_base=newest_base.id if base_ami and base_ami != newest_base.id else "",
+        due=decide(project, facts, combo_facts, now), deployment=deployment,
+        promoted_from=running.tags.get(amis.TAG_PROMOTED_FROM, "") if running else "",
+        unreleased=newest.id if newest is not None and newest.id != combo_facts.running_id
+        and newest.created > (running.created if running is not None else _EPOCH) else "")
+
+
+def _last_deployments(project: Project, resolved: Iterable[ResolvedVars]
+                      ) -> Mapping[Combo, LastDeployment]:
+    """Each combo's group's last attempted deployment: one call per application (and
+    100 groups) in each account and region."""
+    wanted: dict[tuple[AwsTarget, str], dict[str, list[Combo]]] = {}
+    for each in resolved:
+        settings = each.settings
+        groups = wanted.setdefault((AwsTarget.of(settings), settings.codedeploy_application), {})
+        groups.setdefault(settings.codedeploy_deployment_group, []).append(each.combo)
+    found: dict[Combo, LastDeployment] = {}
+    for (target, application), groups in wanted.items():
+        codedeploy = project.aws.env(target).client("codedeploy")
+        names = sorted(groups)
+        for start in range(0, len(names), _GROUPS_PER_CALL):
+            batch = names[start:start + _GROUPS_PER_CALL]
+            try:
+                with translate(f"reading the deployment groups of {application}"):
+                    infos = codedeploy.batch_get_deployment_groups(
+                        applicationName=application, deploymentGroupNames=batch,
+                    )["deploymentGroupsInfo"]
+            except AwsError as exc:
+                if exc.code != "ApplicationDoesNotExistException":
+                    unknown = LastDeployment("", f"unreadable ({exc.code or exc.message})", "")
+                    found.update((c, unknown) for name in batch for c in groups[name])
+                continue
+            for info in infos:
+                last = info.get("lastAttemptedDeployment")
+                if not last:
+                    continue
+                when = last.get("endTime") or last.get("createTime")
+                shown = when.astimezone(UTC).isoformat(timespec="seconds") if isinstance(
+                    when, datetime) else str(when or "")
+                for combo in groups.get(info["deploymentGroupName"], []):
+                    found[combo] = LastDeployment(last["deploymentId"], last["status"], shown)
+    return found
+
+
+def _age(days: float | None) -> str:
+    if days is None:
+        return "-"
+    return f"{days:.0f}d" if days >= 1 else f"{days * 24:.0f}h"

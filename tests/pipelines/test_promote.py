@@ -1,0 +1,187 @@
+"""Promotion staging → prod: another account (222… → 333…) and region (eu-west-1 →
+eu-central-1), re-encrypted with prod's KMS key, released there; refusals and the
+preflight; nothing left shared or half-copied."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from builder.aws import EnvAws
+from builder.aws import images as amis
+from builder.errors import PromotionFailed
+from builder.models import Combo
+from builder.pipelines import templates
+from builder.pipelines.promote import promote
+from builder.project import Project
+from builder.release import release
+from tests.pipelines.conftest import bake_like
+
+pytestmark = pytest.mark.local
+
+STAGING, PROD = "222222222222", "333333333333"
+STAGING_APP = Combo("demo", "staging", "app")
+# worker is never released in this module: its launch template keeps Terraform's image.
+STAGING_WORKER = Combo("demo", "staging", "worker")
+
+
+def env_aws(project: Project, env: str) -> EnvAws:
+    return project.env_aws(project.resolve("demo", env, "app"))
+
+
+def verified_in_staging(project: Project, **bake: Any) -> amis.Image:
+    source = bake_like(project, STAGING_APP, **bake)
+    assert release(project, STAGING_APP, ami_id=source.id).outcome == "verified"
+    return amis.describe(env_aws(project, "staging").client("ec2"), image_ids=[source.id])[0]
+
+
+def copies_of(project: Project, source: amis.Image) -> list[amis.Image]:
+    return amis.describe(env_aws(project, "prod").client("ec2"), owners=["self"], filters={
+        f"tag:{amis.TAG_PROMOTED_FROM}": [f"staging/{source.id}"],
+        "state": ["pending", "available", "failed"]})
+
+
+def shares_of(project: Project, image: amis.Image) -> list[Any]:
+    """Every launch and create-volume permission the image and its snapshots carry."""
+    ec2 = env_aws(project, "staging").client("ec2")
+    found = ec2.describe_image_attribute(ImageId=image.id,
+                                         Attribute="launchPermission")["LaunchPermissions"]
+    for snapshot in image.snapshot_ids:
+        found += ec2.describe_snapshot_attribute(
+            SnapshotId=snapshot, Attribute="createVolumePermission")["CreateVolumePermissions"]
+    return list(found)
+
+
+def grants_for_prod(project: Project, key: str) -> list[Any]:
+    grants = env_aws(project, "staging").client("kms").list_grants(KeyId=key)["Grants"]
+    return [g for g in grants if PROD in g["GranteePrincipal"]]
+
+
+def test_promotes_the_verified_staging_ami_to_prod_re_encrypted_and_verified(
+        local_stack: Project, cli: Any) -> None:
+    source = verified_in_staging(local_stack)
+    staging_key = env_aws(local_stack, "staging").client("kms").describe_key(
+        KeyId="alias/demo-staging-ami")["KeyMetadata"]["Arn"]
+    assert source.encrypted
+
+    done = cli("--local", "promote", "demo", "app", "--to", "prod", "--json",
+               root=local_stack.root)
+    assert done.exit_code == 0, done.output
+    promoted = json.loads(done.stdout)
+    assert (promoted["source_ami"], promoted["account"], promoted["region"]) == (
+        source.id, PROD, "eu-central-1")
+    assert (promoted["reused"], promoted["shared"]) == (False, True)
+    assert promoted["release"]["outcome"] == "verified"
+
+    prod = env_aws(local_stack, "prod")
+    ec2 = prod.client("ec2")
+    copy = amis.describe(ec2, image_ids=[promoted["ami_id"]])[0]
+    assert (copy.owner, copy.state, copy.encrypted) == (PROD, "available", True)
+    assert copy.tags[amis.TAG_PROMOTED_FROM] == f"staging/{source.id}"
+    assert copy.fingerprint == source.fingerprint and copy.source_ami == source.source_ami
+    assert copy.tags[amis.TAG_BUILT_AT] == source.tags[amis.TAG_BUILT_AT]
+    assert (copy.tags[amis.TAG_ENV], copy.status) == ("prod", amis.STATUS_VERIFIED)
+    assert amis.verified_tag("prod") in copy.tags
+    assert amis.verified_tag("staging") not in copy.tags
+    snapshot = ec2.describe_snapshots(SnapshotIds=list(copy.snapshot_ids))["Snapshots"][0]
+    prod_key = prod.client("kms").describe_key(KeyId="alias/demo-prod-ami")["KeyMetadata"]
+    assert snapshot["KmsKeyId"] == prod_key["Arn"]
+    assert {t["Key"]: t["Value"] for t in snapshot["Tags"]}[amis.TAG_PROMOTED_FROM] == (
+        f"staging/{source.id}")
+    # On prod's launch template, through a deployment that succeeded.
+    assert templates.default_image(ec2, "demo-prod-app") == copy.id
+    deployment = prod.client("codedeploy").get_deployment(
+        deploymentId=promoted["release"]["deployment_id"])["deploymentInfo"]
+    assert deployment["status"] == "Succeeded"
+    # The share and the KMS grant were for the copy only.
+    assert shares_of(local_stack, source) == []
+    assert grants_for_prod(local_stack, staging_key) == []
+
+    again = cli("--local", "promote", "demo", "app", "--to", "prod", "--json",
+                root=local_stack.root)
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.stdout)
+    assert (second["ami_id"], second["reused"], second["shared"]) == (copy.id, True, False)
+    assert second["release"]["outcome"] == "unchanged"
+    assert [c.id for c in copies_of(local_stack, source)] == [copy.id]
+
+
+def test_an_ami_not_verified_in_staging_is_refused(local_stack: Project, cli: Any) -> None:
+    baked = bake_like(local_stack, STAGING_WORKER)
+    refused = cli("--local", "promote", "demo", "worker", "--to", "prod", "--ami", baked.id,
+                  root=local_stack.root)
+    assert refused.exit_code == 2
+    assert f"{baked.id} is not verified in staging (builder:status=baked)" in refused.stderr
+
+    # Staging's template still launches the image Terraform put there: not builder's.
+    base = templates.default_image(env_aws(local_stack, "staging").client("ec2"),
+                                   "demo-staging-worker")
+    refused = cli("--local", "promote", "demo", "worker", "--to", "prod", root=local_stack.root)
+    assert refused.exit_code == 2
+    assert f"{base} in staging was not made by builder for demo/staging/worker" in refused.stderr
+    assert copies_of(local_stack, baked) == [] and shares_of(local_stack, baked) == []
+
+
+def test_preflight_refuses_an_ami_under_the_aws_managed_key(local_stack: Project,
+                                                            cli: Any) -> None:
+    source = verified_in_staging(local_stack, kms_key_id="")  # the account's EBS key
+    refused = cli("--local", "promote", "demo", "app", "--to", "prod", "--ami", source.id,
+                  root=local_stack.root)
+    assert refused.exit_code == 2, refused.output
+    assert "missing:" in refused.stderr
+    assert "alias/aws/ebs" in refused.stderr
+    assert "AWS-managed EBS key, which can't be shared with another account: set kms_key_id " \
+           "for staging" in refused.stderr
+    assert copies_of(local_stack, source) == [] and shares_of(local_stack, source) == []
+
+
+def test_preflight_names_every_missing_piece(local_stack: Project, cli: Any) -> None:
+    kms = env_aws(local_stack, "staging").client("kms")
+    key_id = kms.create_key(Description="to be disabled")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/demo-staging-disabled", TargetKeyId=key_id)
+    source = verified_in_staging(local_stack, kms_key_id="alias/demo-staging-disabled")
+    kms.disable_key(KeyId=key_id)
+
+    refused = cli("--local", "-e", "kms_key_id=alias/demo-prod-missing", "promote", "demo",
+                  "app", "--to", "prod", "--ami", source.id, root=local_stack.root)
+    assert refused.exit_code == 2, refused.output
+    missing = [line.strip() for line in refused.stderr.splitlines()
+               if line.strip().startswith("- ")]
+    assert len(missing) == 2, refused.stderr
+    assert missing[0].startswith(f"- source snapshots' KMS key usable by {PROD}: ")
+    assert "is Disabled, not Enabled" in missing[0]
+    assert missing[1].startswith("- prod's KMS key alias/demo-prod-missing: not usable in "
+                                 f"account {PROD} eu-central-1")
+    assert copies_of(local_stack, source) == [] and shares_of(local_stack, source) == []
+
+
+def test_a_copy_that_fails_is_removed_and_the_share_with_it(local_stack: Project) -> None:
+    kms = env_aws(local_stack, "staging").client("kms")
+    key_id = kms.create_key(Description="prod may use it, for a while")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/demo-staging-shared", TargetKeyId=key_id)
+    policy = json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
+    owner_only = json.dumps(policy)
+    policy["Statement"].append({
+        "Sid": "prod copies AMIs", "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"},
+        "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant", "kms:ReEncrypt*"],
+        "Resource": "*"})
+    kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=json.dumps(policy))
+    source = verified_in_staging(local_stack, kms_key_id="alias/demo-staging-shared")
+    messages: list[str] = []
+
+    def progress(subject: str, message: str) -> None:
+        # Someone takes prod out of the key policy after the preflight saw it there:
+        # EC2 then accepts the copy and fails it.
+        if message.startswith("preflight:") and not any(
+                m.startswith("preflight:") for m in messages):
+            kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=owner_only)
+        messages.append(message)
+
+    with pytest.raises(PromotionFailed, match=r"Client\.InvalidKMSKey\.InvalidState"):
+        promote(local_stack, "demo", "app", "prod", ami_id=source.id, progress=progress)
+    assert any("policy of" in m and "allows 333333333333" in m for m in messages)
+    assert copies_of(local_stack, source) == []  # the failed copy is gone
+    assert shares_of(local_stack, source) == []

@@ -1,0 +1,101 @@
+"""`builder prune`: old AMIs go with their snapshots; nothing in use does — launch
+template versions (of the comp's template or any template's default), Auto Scaling
+groups and instances, a deployment in progress, a share with another account."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from builder.aws import images as amis
+from builder.models import Combo
+from builder.project import Project
+from builder.release import release
+from tests.pipelines.conftest import bake_like, ec2_of
+
+pytestmark = pytest.mark.local
+
+# Slow enough that a deployment started without waiting is still in progress when
+# prune looks.
+local_deploy_step_seconds = 2.0
+
+# staging: its AMIs are under a customer-managed key, so they can be shared.
+WORKER = Combo("demo", "staging", "worker")
+
+
+def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
+                                                           cli: Any) -> None:
+    ec2 = ec2_of(local_stack, WORKER)
+    (unused_old, unused, in_template, in_asg, shared, on_instance, other_template,
+     deploying) = [bake_like(local_stack, WORKER) for _ in range(8)]
+    time.sleep(1.1)  # AMI creation times count in seconds
+    newest = bake_like(local_stack, WORKER)
+    template = ec2.describe_launch_templates(
+        LaunchTemplateNames=["demo-staging-worker"])["LaunchTemplates"][0]["LaunchTemplateId"]
+    # An older version of the comp's template (not the default) launches one.
+    ec2.create_launch_template_version(LaunchTemplateId=template, SourceVersion="$Default",
+                                       LaunchTemplateData={"ImageId": in_template.id})
+    # A release: the template's default and the group's new ASG (and its instances).
+    assert release(local_stack, WORKER, ami_id=in_asg.id).outcome == "verified"
+    ec2.modify_image_attribute(ImageId=shared.id,
+                               LaunchPermission={"Add": [{"UserId": "333333333333"}]})
+    instance = ec2.run_instances(ImageId=on_instance.id, MinCount=1, MaxCount=1,
+                                 InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+    ec2.create_launch_template(LaunchTemplateName="batch-jobs",
+                               LaunchTemplateData={"ImageId": other_template.id})
+    # A release whose deployment is still going when prune looks.
+    running = release(local_stack, WORKER, ami_id=deploying.id, wait=False)
+    assert running.outcome == "deploying"
+
+    planned = cli("--local", "prune", "demo", "staging", "worker", "--keep", "1", "--json",
+                  root=local_stack.root)
+    assert planned.exit_code == 0, planned.output
+    shown = json.loads(planned.stdout)
+    assert (shown["dry_run"], shown["keep_newest"]) == (True, 1)
+    entries = {e["ami_id"]: e for e in shown["amis"]}
+    assert {i for i, e in entries.items() if e["action"] == "delete"} == {
+        unused_old.id, unused.id}
+
+    def why(image: amis.Image) -> str:
+        entry = entries[image.id]
+        assert entry["action"] == "keep", entry
+        return "; ".join(entry["reasons"])
+
+    assert why(newest) == "one of the newest 1"
+    assert "launch template demo-staging-worker version 2" in why(in_template)
+    assert "Auto Scaling group CodeDeploy_demo-staging-worker_" in why(in_asg)
+    assert "instance i-" in why(in_asg)  # the new group's instances run it
+    assert why(shared) == "shared with 333333333333"
+    assert why(on_instance) == f"instance {instance} runs it"
+    assert why(other_template) == "launch template batch-jobs version 1 (default)"
+    assert f"deployment {running.deployment_id} in progress" in why(deploying)
+    assert "(default)" in why(deploying)
+    # A dry run: still there.
+    assert len(amis.describe(ec2, image_ids=list(entries))) == 9
+
+    done = cli("--local", "prune", "demo", "staging", "worker", "--keep", "1", "--yes", "--json",
+               root=local_stack.root)
+    assert done.exit_code == 0, done.output
+    actions = {e["ami_id"]: e["action"] for e in json.loads(done.stdout)["amis"]}
+    assert {i for i, a in actions.items() if a == "deleted"} == {unused_old.id, unused.id}
+    left = {i.id for i in amis.images_of(ec2, WORKER)}
+    assert left == {in_template.id, in_asg.id, shared.id, on_instance.id, other_template.id,
+                    deploying.id, newest.id}
+    gone = [*unused_old.snapshot_ids, *unused.snapshot_ids]
+    remaining = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert gone and not set(gone) & remaining
+    assert set(newest.snapshot_ids) <= remaining
+
+
+def test_ami_keep_is_the_default_and_the_plan_is_shown(local_stack: Project,
+                                                       cli: Any) -> None:
+    app = Combo("demo", "prod", "app")  # ami_keep: 10 in vars/demo/prod/common.yml
+    made = [bake_like(local_stack, app) for _ in range(3)]
+    shown = cli("--local", "prune", "demo", "prod", "app", root=local_stack.root)
+    assert shown.exit_code == 0, shown.output
+    assert "keeping the newest 10 and everything in use" in shown.stdout
+    assert "nothing to prune" in shown.stdout
+    assert all(f"{image.id}" in shown.stdout for image in made)
