@@ -1,6 +1,8 @@
 """CodeDeploy blue/green for a release: start a deployment that copies the group's
 current Auto Scaling group at the new launch-template version, wait for it with
-progress, verify the replacement group, or roll the launch template and group back.
+progress (status, instance counts, the instances' lifecycle events), name the lifecycle
+event that failed it, verify the replacement group, or roll the launch template and
+group back.
 
 The group's ASG is read from the deployment group every time: each successful
 blue/green deployment replaces it with a copy of another name.
@@ -9,12 +11,12 @@ blue/green deployment replaces it with a copy of another name.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from builder.aws import codedeploy, fleet
-from builder.aws.codedeploy import Deployment, DeploymentGroup
+from builder.aws.codedeploy import Deployment, DeploymentGroup, FailedEvent, Target
 from builder.aws.fleet import AsgLaunch, TemplateVersion
 from builder.config import ResolvedVars
 from builder.errors import AwsError, OperationFailed, RefusedError
@@ -30,6 +32,10 @@ POLL_LONGEST_S = 10.0
 # After a timeout: how long CodeDeploy gets to confirm the stop.
 STOP_WAIT_S = 300.0
 _MISSING_GROUP = ("DeploymentGroupDoesNotExistException", "ApplicationDoesNotExistException")
+# What a wait calls on every poll (their number depends on how long CodeDeploy takes):
+# the deployment's status, and at most one of the lifecycle reads.
+STATUS_POLLS = ("codedeploy.GetDeployment", "codedeploy.ListDeploymentTargets",
+                "codedeploy.BatchGetDeploymentTargets")
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class DeployTarget:
 class Waited:
     deployment: Deployment
     timed_out: bool
+    failed_event: FailedEvent | None = None  # of a deployment that didn't succeed
 
 
 def deployment_group(target: DeployTarget) -> DeploymentGroup:
@@ -119,27 +126,93 @@ def start(target: DeployTarget, group: DeploymentGroup, asg: AsgLaunch, new: Tem
 
 def wait(target: DeployTarget, deployment_id: str, *, timeout_s: float, progress: ProgressFn,
          cancel: Cancel) -> Waited:
-    """Poll until the deployment ends, reporting status and instance counts; on timeout
-    stop it (with rollback). Ctrl-C raises Interrupted and leaves it running."""
+    """Poll until the deployment ends, reporting status, instance counts and lifecycle
+    events; on timeout stop it (with rollback). Ctrl-C raises Interrupted and leaves it
+    running. A deployment that didn't succeed comes with its failed lifecycle event."""
     deadline = time.monotonic() + timeout_s
-    delay, seen = POLL_FIRST_S, ("", "")
+    lifecycle = _LifecycleWatch(target, deployment_id, progress)
+    delay, seen = POLL_FIRST_S, ("", "", "")
     while True:
         state = codedeploy.get(target.codedeploy, deployment_id)
-        if (state.status, state.instances) != seen:
-            seen, delay = (state.status, state.instances), POLL_FIRST_S
+        events = lifecycle.poll() if state.status == "InProgress" else ""
+        if (state.status, state.instances, events) != seen:
+            seen, delay = (state.status, state.instances, events), POLL_FIRST_S
             progress(target.subject, f"deployment {deployment_id}: {state.status}"
-                     + (f" (instances: {state.instances})" if state.instances else ""))
+                     + (f" (instances: {state.instances})" if state.instances else "")
+                     + (f"; lifecycle: {events}" if events else ""))
         if state.done:
-            return Waited(state, timed_out=False)
+            return Waited(state, timed_out=False,
+                          failed_event=_failed_event(target, state, progress))
         left = deadline - time.monotonic()
         if left <= 0:
-            return Waited(_stop(target, deployment_id, progress), timed_out=True)
+            stopped = _stop(target, deployment_id, progress)
+            return Waited(stopped, timed_out=True,
+                          failed_event=_failed_event(target, stopped, progress))
         if cancel.event.wait(min(delay, left)):
             progress(target.subject, f"stopped waiting; deployment {deployment_id} goes on. "
                      "Run the same release again to follow it to the end (verify or roll "
                      "back)")
             cancel.raise_if_set()
         delay = min(delay * 1.5, POLL_LONGEST_S)
+
+
+class _LifecycleWatch:
+    """The instances' lifecycle events for the progress line, one call per poll at most:
+    the deployment's instance ids while none of those known runs an event (CodeDeploy
+    adds the replacement instances as it launches them), else the events of the first 25
+    (one BatchGetDeploymentTargets call). Lifecycle reads are extras: one refused (say
+    the role may not list targets) turns the watch off and the wait goes on."""
+
+    def __init__(self, target: DeployTarget, deployment_id: str, progress: ProgressFn):
+        self._target = target
+        self._deployment_id = deployment_id
+        self._progress = progress
+        self._ids: list[str] = []
+        self._listed = False  # the last poll listed the ids: read their events next
+        self._running = False
+        self._summary = ""
+        self._off = False
+
+    def poll(self) -> str:
+        """One call's worth of news; the summary as last read (e.g. "1 Green at Install,
+        1 Blue pending")."""
+        if self._off:
+            return ""
+        client, deployment_id = self._target.codedeploy, self._deployment_id
+        try:
+            if self._ids and (self._running or self._listed):
+                found = codedeploy.targets(client, deployment_id, self._ids)
+                self._running = any(t.running_event is not None for t in found)
+                self._summary = _lifecycle_text(found)
+                self._listed = False
+            else:
+                self._ids = codedeploy.target_ids(client, deployment_id)
+                self._listed = True
+        except AwsError as exc:
+            self._off = True
+            self._progress(self._target.subject, f"not following lifecycle events: {exc}")
+        return self._summary
+
+
+def _lifecycle_text(found: Sequence[Target]) -> str:
+    counts: dict[str, int] = {}
+    for target in found:
+        key = f"{target.label} {target.step}".strip()
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n} {key}" for key, n in counts.items())
+
+
+def _failed_event(target: DeployTarget, state: Deployment,
+                  progress: ProgressFn) -> FailedEvent | None:
+    """The lifecycle event that failed the deployment, when CodeDeploy names one; not
+    being able to read it doesn't stop the rollback."""
+    if state.status == codedeploy.SUCCEEDED:
+        return None
+    try:
+        return codedeploy.failed_event(target.codedeploy, state.id)
+    except AwsError as exc:
+        progress(target.subject, f"could not read the failed lifecycle event: {exc}")
+        return None
 
 
 def _stop(target: DeployTarget, deployment_id: str, progress: ProgressFn) -> Deployment:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,41 @@ class Fingerprint:
     inputs: Mapping[str, Any]  # what was hashed, per part (saved with the build)
 
 
+@dataclass
+class FileCache:
+    """What one command learns about files: which ones a playbook uses and their digests.
+
+    Files don't change while a command runs, and `rebuild` fingerprints hundreds of
+    combos that share a few playbooks and roles.
+    """
+
+    walks: dict[Path, frozenset[Path]] = field(default_factory=dict)
+    digests: dict[Path, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def playbook_files(self, layout: Layout, playbook: Path) -> frozenset[Path]:
+        with self._lock:
+            if playbook not in self.walks:
+                self.walks[playbook] = frozenset(_playbook_files(layout, playbook))
+            return self.walks[playbook]
+
+    def digest(self, path: Path) -> str:
+        with self._lock:
+            if path not in self.digests:
+                self.digests[path] = _file_digest(path)
+            return self.digests[path]
+
+
 def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_ami: str,
-            tool_files: Iterable[Path] = ()) -> Fingerprint:
+            tool_files: Iterable[Path] = (), cache: FileCache | None = None) -> Fingerprint:
+    cache = cache or FileCache()
     playbook = layout.root / resolved.settings.playbook
-    files = _playbook_files(layout, playbook) | set(tool_files)
+    files = cache.playbook_files(layout, playbook) | set(tool_files)
     inputs = {
         "template": rendered.digest(),
-        "files": {_label(layout, path): _file_digest(path) for path in sorted(files)},
+        "files": {_label(layout, path): cache.digest(path) for path in sorted(files)},
         "vars": _digest(json.dumps(dict(resolved.values), sort_keys=True, default=str)),
-        "vault": {_label(layout, path): _file_digest(path)
+        "vault": {_label(layout, path): cache.digest(path)
                   for path in _vault_files(layout, resolved)},
         "source_ami": source_ami,
     }

@@ -16,6 +16,7 @@ from builder.layout import Layout, find_root
 
 if TYPE_CHECKING:
     from builder.aws import Aws, EnvAws
+    from builder.fingerprint import FileCache
     from builder.render import Renderer
 
 
@@ -63,3 +64,10 @@ class Project:
         from builder.render import Renderer
 
         return Renderer(self.layout, installed_version())
+
+    @cached_property
+    def file_cache(self) -> FileCache:
+        """Playbook walks and file digests for this command's fingerprints."""
+        from builder.fingerprint import FileCache
+
+        return FileCache()

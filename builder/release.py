@@ -82,6 +82,7 @@ class ReleaseResult:
     asg_before: str | None = None
     asg_after: str | None = None
     error: str = ""
+    failed_lifecycle_event: Mapping[str, str] | None = None  # target, event, error_code, ...
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds since the start
     record: Path | None = None
 
@@ -97,6 +98,8 @@ class ReleaseResult:
             "deployment_id": self.deployment_id, "deployment_status": self.deployment_status,
             "attached": self.attached, "revision": self.revision,
             "asg_before": self.asg_before, "asg_after": self.asg_after, "error": self.error,
+            "failed_lifecycle_event": (dict(self.failed_lifecycle_event)
+                                       if self.failed_lifecycle_event else None),
             "timings": dict(self.timings),
             "record": str(self.record) if self.record else None,
         }
@@ -206,6 +209,7 @@ class _Release:
         self.revision: Mapping[str, Any] | None = None
         self.asg_before: str | None = None
         self.asg_after: str | None = None
+        self.failed_event: codedeploy.FailedEvent | None = None
 
     def mark(self, name: str) -> None:
         self.timings[name] = round(time.monotonic() - self.started, 3)
@@ -380,15 +384,17 @@ class _Release:
             self._record(self._result(OUTCOME_INTERRUPTED))
             raise
         self.deployment = waited.deployment
+        self.failed_event = waited.failed_event
         self.mark("deployment_ended")
         state = waited.deployment
+        lifecycle = f"; {waited.failed_event.text}" if waited.failed_event else ""
         if waited.timed_out:
             self._fail(f"deployment {deployment_id} timed out after "
                        f"{self.options.timeout_min:g} min and was stopped ({state.status}"
-                       + (f": {state.error})" if state.error else ")"))
+                       + (f": {state.error})" if state.error else ")") + lifecycle)
         if state.status != codedeploy.SUCCEEDED:
             self._fail(f"deployment {deployment_id} {state.status}: "
-                       f"{state.error or 'CodeDeploy gave no reason'}")
+                       f"{state.error or 'CodeDeploy gave no reason'}{lifecycle}")
         asg_name, launched = deploy.replacement(self.target, new)
         self.asg_after = asg_name
         if launched != image.id:
@@ -432,6 +438,7 @@ class _Release:
             attached=self.attached,
             revision=codedeploy.revision_text(self.revision) if self.revision else None,
             asg_before=self.asg_before, asg_after=self.asg_after, error=error,
+            failed_lifecycle_event=self.failed_event.to_json() if self.failed_event else None,
             timings=dict(self.timings))
 
     def _finish(self, outcome: str) -> ReleaseResult:

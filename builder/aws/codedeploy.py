@@ -1,9 +1,9 @@
-"""CodeDeploy: the typed calls of a blue/green release (group, create, status, stop)
-and the revision shapes."""
+"""CodeDeploy: the typed calls of a blue/green release (group, create, status, stop,
+the instances' lifecycle events) and the revision shapes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ FINAL_STATUSES = (SUCCEEDED, "Failed", "Stopped")
 _BUNDLE_TYPES = ((".tar.gz", "tgz"), (".tgz", "tgz"), (".tar", "tar"), (".zip", "zip"))
 # deploymentOverview keys, in the order a deployment moves through them.
 OVERVIEW_KEYS = ("Pending", "InProgress", "Succeeded", "Failed", "Skipped", "Ready")
+TARGET_BATCH = 25  # ids per BatchGetDeploymentTargets call
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,80 @@ class Deployment:
                    rollback_message=(raw.get("rollbackInfo") or {}).get("rollbackMessage", ""))
 
 
+@dataclass(frozen=True)
+class LifecycleEvent:
+    name: str
+    status: str  # Pending, InProgress, Succeeded, Failed, Skipped, Unknown
+    error_code: str = ""  # diagnostics: ScriptFailed, ScriptTimedOut, ...
+    message: str = ""
+    script: str = ""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One instance of a deployment and its lifecycle events."""
+
+    id: str
+    status: str
+    label: str  # Blue (original), Green (replacement), or "" (in-place)
+    events: tuple[LifecycleEvent, ...]
+
+    @property
+    def failed_event(self) -> LifecycleEvent | None:
+        return next((event for event in self.events if event.status == "Failed"), None)
+
+    @property
+    def running_event(self) -> LifecycleEvent | None:
+        return next((event for event in self.events if event.status == "InProgress"), None)
+
+    @property
+    def step(self) -> str:
+        """Where the instance is: "at Install", "failed at ValidateService", "succeeded"."""
+        if self.running_event is not None:
+            return f"at {self.running_event.name}"
+        if self.failed_event is not None:
+            return f"failed at {self.failed_event.name}"
+        return self.status.lower()
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Target:
+        events = []
+        for event in raw.get("lifecycleEvents") or []:
+            diagnostics = event.get("diagnostics") or {}
+            events.append(LifecycleEvent(
+                name=event.get("lifecycleEventName", ""), status=event.get("status", ""),
+                error_code=diagnostics.get("errorCode", ""),
+                message=diagnostics.get("message", ""), script=diagnostics.get("scriptName", "")))
+        return cls(id=raw.get("targetId", ""), status=raw.get("status", ""),
+                   label=raw.get("instanceLabel", ""), events=tuple(events))
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    """The lifecycle event that failed a deployment, on one instance."""
+
+    target: str
+    label: str
+    event: str
+    error_code: str
+    message: str
+    script: str
+
+    @property
+    def text(self) -> str:
+        """E.g. "lifecycle event ValidateService failed on i-0ab (Green): ScriptFailed: ..."."""
+        where = f"{self.target} ({self.label})" if self.label else self.target
+        detail = ": ".join(part for part in (self.error_code, self.message.rstrip(". ")) if part)
+        if self.script and self.script not in self.message:
+            detail += f" (script {self.script})"
+        return f"lifecycle event {self.event} failed on {where}" + (f": {detail}" if detail
+                                                                      else "")
+
+    def to_json(self) -> dict[str, str]:
+        return {"target": self.target, "label": self.label, "event": self.event,
+                "error_code": self.error_code, "message": self.message, "script": self.script}
+
+
 def _words(key: str) -> str:
     return "in progress" if key == "InProgress" else key.lower()
 
@@ -118,6 +193,43 @@ def active(codedeploy: Any, application: str, group_name: str) -> list[str]:
         return list(codedeploy.list_deployments(
             applicationName=application, deploymentGroupName=group_name,
             includeOnlyStatuses=list(ACTIVE_STATUSES))["deployments"])
+
+
+def target_ids(codedeploy: Any, deployment_id: str, *,
+               statuses: Sequence[str] = ()) -> list[str]:
+    """Ids of the deployment's instances (the first page), only those in `statuses` when
+    given; none before the deployment has started."""
+    filters = {"targetFilters": {"TargetStatus": list(statuses)}} if statuses else {}
+    try:
+        with translate(f"listing the instances of deployment {deployment_id}"):
+            return list(codedeploy.list_deployment_targets(
+                deploymentId=deployment_id, **filters).get("targetIds", []))
+    except AwsError as exc:
+        if exc.code == "DeploymentNotStartedException":
+            return []
+        raise
+
+
+def targets(codedeploy: Any, deployment_id: str, ids: Sequence[str]) -> list[Target]:
+    """The first TARGET_BATCH of `ids` with their lifecycle events, in one call."""
+    if not ids:
+        return []
+    with translate(f"reading the lifecycle events of deployment {deployment_id}"):
+        found = codedeploy.batch_get_deployment_targets(
+            deploymentId=deployment_id, targetIds=list(ids[:TARGET_BATCH]))
+    return [Target.from_api(raw["instanceTarget"]) for raw in found.get("deploymentTargets", [])
+            if raw.get("instanceTarget")]
+
+
+def failed_event(codedeploy: Any, deployment_id: str) -> FailedEvent | None:
+    """The failed lifecycle event of the deployment's first failed instance (two calls)."""
+    failed = target_ids(codedeploy, deployment_id, statuses=["Failed"])
+    for target in targets(codedeploy, deployment_id, failed):
+        event = target.failed_event
+        if event is not None:
+            return FailedEvent(target.id, target.label, event.name, event.error_code,
+                               event.message, event.script)
+    return None
 
 
 def stop(codedeploy: Any, deployment_id: str) -> None:

@@ -10,6 +10,12 @@ deployment group names the copy from then on. A failure (armed by `builder local
 fail-next-deployment`, or a missing S3 revision) or a stop removes the copy when
 rollback applies and leaves the original in place.
 
+The instances of a blue/green deployment are its targets: the copy's (Green) go through
+the lifecycle events from ApplicationStop to AfterAllowTraffic, then the original's
+(Blue) through BeforeBlockTraffic to AfterBlockTraffic, spread over the InProgress
+step. An armed failure stops them at ValidateService, which ends Failed on one
+instance as the agent reports a hook script that exits non-zero.
+
 The thread works on moto's backends under the same lock as every request.
 """
 
@@ -18,7 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from moto.autoscaling.models import autoscaling_backends
@@ -28,7 +36,11 @@ from moto.s3.exceptions import MissingBucket
 from moto.s3.models import s3_backends
 
 from builder.local.moto_ext import (
+    BLUE_EVENTS,
     FINAL_STATUSES,
+    GREEN_EVENTS,
+    InstanceTarget,
+    LifecycleEvent,
     backends,
     deployment_extras,
     group_extras,
@@ -43,15 +55,26 @@ HEALTH_CONSTRAINTS_MESSAGE = (
     "The overall deployment failed because too many individual instances failed "
     "deployment, too few healthy instances are available for deployment, or some "
     "instances in your deployment group are experiencing problems.")
+# The hook an armed failure fails, as the CodeDeploy agent reports a script exiting 1.
+FAILING_EVENT = "ValidateService"
+FAILING_SCRIPT = "scripts/validate_service.sh"
+FAILING_DIAGNOSTICS = {
+    "errorCode": "ScriptFailed", "scriptName": FAILING_SCRIPT,
+    "message": f"Script at specified location: {FAILING_SCRIPT} run as user root failed "
+               "with exit code 1",
+    "logTail": "[stderr]the service did not pass its health check"}
+SUCCESS_DIAGNOSTICS = {"errorCode": "Success", "message": "Succeeded"}
 
 
 class DeploymentFailure(Exception):
-    """Ends a deployment Failed with CodeDeploy's errorInformation."""
+    """Ends a deployment Failed with CodeDeploy's errorInformation; `lifecycle_event`:
+    the event that fails on one replacement instance (None: none gets that far)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, *, lifecycle_event: str | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.lifecycle_event = lifecycle_event
 
 
 @dataclass
@@ -122,14 +145,19 @@ class DeploymentEmulator:
         extras = deployment_extras(deployment)
         if extras.stop_requested:
             self._finish_stopped(account, region, deployment, run, extras.rollback_on_stop)
-        elif run.started_at is None and now - run.seen_at >= self.step_seconds:
-            run.started_at = now
-            self._start(account, region, deployment, run)
-        elif run.started_at is not None and now - run.started_at >= self.step_seconds:
+        elif run.started_at is None:
+            if now - run.seen_at >= self.step_seconds:
+                run.started_at = now
+                self._start(account, region, deployment, run)
+        elif now - run.started_at >= self.step_seconds:
+            _advance_lifecycle(extras.targets.values(), run.failure, 1.0)
             if run.failure is not None:
                 self._finish_failed(account, region, deployment, run, run.failure)
             else:
                 self._finish_succeeded(account, region, deployment, run)
+        else:
+            _advance_lifecycle(extras.targets.values(), run.failure,
+                               (now - run.started_at) / self.step_seconds)
 
     def _start(self, account: str, region: str, deployment: DeploymentInfo, run: _Run) -> None:
         group = deployment.deployment_group
@@ -140,7 +168,8 @@ class DeploymentEmulator:
         extras.last_attempted = last_deployment_info(deployment)
         if extras.fail_next is not None:
             armed, extras.fail_next = extras.fail_next, None
-            run.failure = DeploymentFailure(armed["code"], armed["message"])
+            run.failure = DeploymentFailure(armed["code"], armed["message"],
+                                            lifecycle_event=FAILING_EVENT)
         try:
             _check_revision(account, deployment.revision)
             if _copies_asg(group):
@@ -148,6 +177,8 @@ class DeploymentEmulator:
                 run.replacement = (
                     f"CodeDeploy_{group.deployment_group_name}_{deployment.deployment_id}")
                 _copy_asg(account, region, run.original, run.replacement)
+                deployment_extras(deployment).targets = _targets(
+                    account, region, green=run.replacement, blue=run.original)
         except DeploymentFailure as failure:
             run.failure = failure
         size = _fleet_size(account, region, run.replacement or run.original)
@@ -162,6 +193,7 @@ class DeploymentEmulator:
             if action != "KEEP_ALIVE" and run.original is not None:
                 _delete_asg(account, region, run.original)
             group.auto_scaling_groups = [run.replacement]
+        _end_lifecycle(deployment_extras(deployment).targets.values(), failure=None)
         deployment.status = "Succeeded"
         deployment.complete_time = utcnow()
         overview = deployment.deployment_overview
@@ -175,6 +207,7 @@ class DeploymentEmulator:
                        failure: DeploymentFailure) -> None:
         extras = deployment_extras(deployment)
         extras.error_information = {"code": failure.code, "message": failure.message}
+        _end_lifecycle(extras.targets.values(), failure=failure)
         if _rolls_back_on_failure(deployment):
             self._roll_back(account, region, deployment, run)
         deployment.status = "Failed"
@@ -187,6 +220,7 @@ class DeploymentEmulator:
         extras = deployment_extras(deployment)
         extras.error_information = {"code": "MANUAL_STOP",
                                     "message": "The deployment was stopped by the user."}
+        _end_lifecycle(extras.targets.values(), failure=None, stopped=True)
         if roll_back:
             self._roll_back(account, region, deployment, run)
         deployment.status = "Stopped"
@@ -295,3 +329,80 @@ def _delete_asg(account: str, region: str, name: str) -> None:
 def _fleet_size(account: str, region: str, name: str | None) -> int:
     group = autoscaling_backends[account][region].autoscaling_groups.get(name or "")
     return int(group.desired_capacity or 0) if group is not None else 0
+
+
+def _targets(account: str, region: str, *, green: str, blue: str) -> dict[str, InstanceTarget]:
+    """A blue/green deployment's targets: the copy's instances, then the original's."""
+    groups = autoscaling_backends[account][region].autoscaling_groups
+    targets = {}
+    for label, name, events in (("Green", green, GREEN_EVENTS), ("Blue", blue, BLUE_EVENTS)):
+        group = groups.get(name)
+        for state in group.instance_states if group is not None else []:
+            instance_id = state.instance.id
+            targets[instance_id] = InstanceTarget(
+                instance_id, f"arn:aws:ec2:{region}:{account}:instance/{instance_id}", label,
+                [LifecycleEvent(event) for event in events])
+    return targets
+
+
+def _advance_lifecycle(targets: Iterable[InstanceTarget], failure: DeploymentFailure | None,
+                       fraction: float) -> None:
+    """Move the events on to where `fraction` of the InProgress step has got: Green's
+    events one after another, then Blue's; a failing deployment stops at the failing
+    event, which stays InProgress until the deployment ends."""
+    last = len(GREEN_EVENTS) + len(BLUE_EVENTS) - 1
+    if failure is not None and failure.lifecycle_event in GREEN_EVENTS:
+        last = GREEN_EVENTS.index(failure.lifecycle_event)
+    reached = min(int(fraction * (last + 1)), last)
+    now = utcnow()
+    for target in targets:
+        first = len(GREEN_EVENTS) if target.label == "Blue" else 0
+        for phase, event in enumerate(target.events, start=first):
+            if phase < reached:
+                _set_status(target, event, "Succeeded", now)
+            elif phase == reached:
+                _set_status(target, event, "InProgress", now)
+
+
+def _end_lifecycle(targets: Iterable[InstanceTarget], *, failure: DeploymentFailure | None,
+                   stopped: bool = False) -> None:
+    """The events at the deployment's end: all Succeeded; or, on a failure, its event
+    Failed on the first replacement instance; the events that didn't run Skipped."""
+    now = utcnow()
+    failing = failure.lifecycle_event if failure is not None else None
+    for target in targets:
+        for event in target.events:
+            if event.status == "Succeeded":
+                continue
+            if failure is None and not stopped:
+                _set_status(target, event, "Succeeded", now)
+            elif failing == event.name and target.label == "Green":
+                _set_status(target, event, "Failed", now)
+                event.diagnostics = dict(FAILING_DIAGNOSTICS)
+                failing = None  # one instance fails
+            else:
+                _set_status(target, event, "Skipped", now)
+
+
+def _set_status(target: InstanceTarget, event: LifecycleEvent, status: str,
+                now: datetime) -> None:
+    if event.status == status:
+        return
+    event.status = status
+    event.start_time = event.start_time or now
+    if status != "InProgress":
+        event.end_time = now
+    if status == "Succeeded":
+        event.diagnostics = dict(SUCCESS_DIAGNOSTICS)
+    target.status = _target_status({e.status for e in target.events})
+    target.last_updated = now
+
+
+def _target_status(statuses: set[str]) -> str:
+    if "Failed" in statuses:
+        return "Failed"
+    if statuses == {"Pending"}:
+        return "Pending"
+    if statuses == {"Succeeded"}:
+        return "Succeeded"
+    return "Skipped" if statuses <= {"Succeeded", "Skipped"} else "InProgress"

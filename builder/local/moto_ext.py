@@ -7,11 +7,17 @@ moto is pinned (pyproject) because this reaches into its 5.2.5 internals:
   or carry a launch permission for it (describe_images by id, Owners, ExecutableUsers),
   and may copy them when it may also read their snapshots (create-volume permission)
   and, for an encrypted snapshot, use its KMS key (a grant or the key policy). Only the
-  owner may change an image's launch permissions. copy_image honours Encrypted/KmsKeyId.
+  owner may change or read an image's attributes. copy_image honours Encrypted/KmsKeyId
+  and, like EC2, fails the copy (not the call) when it can't use the key.
+- Launch-template versions as EC2 makes them: SourceVersion's data is the base of a new
+  version; a version that doesn't exist is EC2's error, not moto's HTTP 500.
+- KMS: an unknown alias is NotFoundException in every call (moto fails some with 500).
 - CodeDeploy fields moto leaves empty (errorInformation, rollbackInfo, targetRevision,
-  last deployments), stop_deployment, batch_get_deployment_groups, and one active
-  deployment per group (DeploymentLimitExceededException). The deployments
-  themselves are advanced by builder.local.codedeploy, which keeps its state here.
+  last deployments), stop_deployment, batch_get_deployment_groups, one active
+  deployment per group (DeploymentLimitExceededException), and the deployment targets
+  with their lifecycle events (list_deployment_targets, batch_get_deployment_targets).
+  The deployments themselves are advanced by builder.local.codedeploy, which keeps its
+  state here.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import re
 import secrets
 import string
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,13 +36,24 @@ from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.exceptions import CodeDeployException
 from moto.codedeploy.models import CodeDeployBackend, DeploymentGroup, DeploymentInfo
 from moto.codedeploy.responses import CodeDeployResponse
+from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
-from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError, MalformedAMIIdError
+from moto.core.utils import utcnow
+from moto.ec2.exceptions import (
+    EC2ClientError,
+    InvalidAMIIdError,
+    InvalidLaunchTemplateVersionNotFound,
+    MalformedAMIIdError,
+    MissingParameterError,
+)
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.responses.amis import AmisResponse
-from moto.ec2.utils import generic_filter, random_ami_id
-from moto.kms.models import kms_backends
+from moto.ec2.responses.launch_templates import LaunchTemplates
+from moto.ec2.utils import generic_filter, parse_user_data, random_ami_id
+from moto.kms.exceptions import NotFoundException
+from moto.kms.models import KmsBackend, kms_backends
 
 _ORIGINAL: dict[str, Any] = {}
 
@@ -46,6 +63,14 @@ KEY_NOT_ACCESSIBLE = "Given key ID is not accessible"
 DEFAULT_EBS_KEY_ALIAS = "alias/aws/ebs"
 FINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 DEPLOYMENT_ID_ALPHABET = string.ascii_uppercase + string.digits
+# The lifecycle events of a blue/green deployment's instances, in order: the replacement
+# (Green) instances install and take traffic, then the original (Blue) ones lose it.
+GREEN_EVENTS = ("ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall",
+                "ApplicationStart", "ValidateService", "BeforeAllowTraffic", "AllowTraffic",
+                "AfterAllowTraffic")
+BLUE_EVENTS = ("BeforeBlockTraffic", "BlockTraffic", "AfterBlockTraffic")
+TARGET_FILTERS = ("TargetStatus", "ServerInstanceLabel")
+MAX_TARGET_IDS = 25  # per BatchGetDeploymentTargets call
 
 
 def apply() -> None:
@@ -55,11 +80,19 @@ def apply() -> None:
     _replace(AmiBackend, "describe_images", _describe_images)
     _replace(AmiBackend, "copy_image", _copy_image)
     _replace(AmiBackend, "modify_image_attribute", _modify_image_attribute)
+    _replace(AmiBackend, "describe_image_attribute", _describe_image_attribute)
     _replace(AmisResponse, "copy_image", _copy_image_response)
     _replace(Ami, "block_device_mappings", property(_block_device_mappings))
+    _replace(LaunchTemplate, "get_version", _get_version)
+    _replace(LaunchTemplates, "create_launch_template_version",
+             _create_launch_template_version_response)
+    _replace(KmsBackend, "any_id_to_key_id", _any_id_to_key_id)
     _replace(CodeDeployResponse, "stop_deployment", _stop_deployment_response)
     _replace(CodeDeployResponse, "batch_get_deployment_groups",
              _batch_get_deployment_groups_response)
+    _replace(CodeDeployResponse, "list_deployment_targets", _list_deployment_targets_response)
+    _replace(CodeDeployResponse, "batch_get_deployment_targets",
+             _batch_get_deployment_targets_response)
     _replace(codedeploy_responses, "_deployment_info", _deployment_info)
     _replace(codedeploy_responses, "_deployment_group_info", _group_info)
     _replace(CodeDeployBackend, "create_deployment", _create_deployment)
@@ -126,14 +159,25 @@ def _describe_images(self: Any, ami_ids: list[str] | None = None,
     return generic_filter(filters, images) if filters else images
 
 
+def _require_own_image(backend: Any, ami_id: str) -> None:
+    """EC2's answer to a call only an image's owner may make: AuthFailure for another
+    account's image this one may see, not-found for the rest (moto: KeyError, HTTP 500)."""
+    if ami_id not in backend.amis:
+        if any(image.id == ami_id for image in _shared_images(backend)):
+            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
+        raise InvalidAMIIdError(ami_id)
+
+
+def _describe_image_attribute(self: Any, ami_id: str, attribute_name: str) -> Any:
+    _require_own_image(self, ami_id)
+    return _original(AmiBackend, "describe_image_attribute")(self, ami_id, attribute_name)
+
+
 def _modify_image_attribute(self: Any, ami_id: str, launch_permissions_to_add: list[Any],
                             launch_permissions_to_remove: list[Any]) -> None:
     """Only the owner changes who may launch an image; an image encrypted with the
     account's AWS-managed key can't be shared (EC2 refuses it too)."""
-    if ami_id not in self.amis:
-        if any(image.id == ami_id for image in _shared_images(self)):
-            raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
-        raise InvalidAMIIdError(ami_id)
+    _require_own_image(self, ami_id)
     snapshot = self.amis[ami_id].ebs_snapshot
     if launch_permissions_to_add and _is_default_ebs_key(snapshot.kms_key_id, self):
         raise EC2ClientError("InvalidParameter", "Snapshots encrypted with the AWS Managed "
@@ -151,7 +195,11 @@ def _copy_image(self: Any, source_image_id: str, source_region: str, name: str |
     refuses the call (InvalidRequest). An encrypted snapshot also needs its key usable
     by this account; without that EC2 accepts the copy and fails it afterwards (the
     snapshot copy ends in `error` with "Given key ID is not accessible", the image in
-    `failed`), so that is what happens here too.
+    `failed`), so that is what happens here too. The same goes for a KmsKeyId this
+    account can't encrypt with (no such key or alias, disabled, in another region, or
+    another account's without a grant): EC2 checks the key only after accepting the
+    copy (API reference, CopyImage KmsKeyId: "if you specify an identifier that is not
+    valid, the action can appear to complete, but eventually fails").
     """
     source = ec2_backends[self.account_id][source_region].describe_images(
         ami_ids=[source_image_id])[0]
@@ -172,7 +220,8 @@ def _copy_image(self: Any, source_image_id: str, source_region: str, name: str |
         same_home = not foreign and source_region == self.region_name
         key = kms_key_id or (source_snapshot.kms_key_id if same_home else None)
         snapshot.encrypted = True
-        snapshot.kms_key_id = _key_arn(self, key) if key else self._create_default_encryption_key()
+        snapshot.kms_key_id = (_copy_key_arn(self, key) if key
+                               else self._create_default_encryption_key())
         usable = snapshot.kms_key_id is not None and (
             not source_snapshot.encrypted or not foreign
             or _may_use_key(source_snapshot.kms_key_id, self.account_id))
@@ -208,12 +257,23 @@ def _may_read(snapshot: Any, account_id: str) -> bool:
             or "all" in snapshot.create_volume_permission_groups)
 
 
-def _key_arn(backend: Any, key_id: str) -> str | None:
-    """The ARN of a key named by id, ARN, alias or alias ARN, as EC2 records it."""
-    region, account = _key_home(key_id, backend.region_name, backend.account_id)
+def _find_key(key_id: str, region: str, account: str) -> Any | None:
+    """The KMS key an id, ARN, alias or alias ARN names, in the account and region an ARN
+    says, else in `account`/`region`; None when there is no such key. Only the backend of
+    `account`/`region` (the caller's own) may be made by looking, as AWS makes the
+    AWS-managed keys on first use; other accounts' are only read."""
+    home_region, home_account = _key_home(key_id, region, account)
+    kms: KmsBackend | None
+    if account and (home_region, home_account) == (region, account):
+        kms = kms_backends[account][region]
+    else:
+        regions = dict.get(kms_backends, home_account)
+        kms = dict.get(regions, home_region) if regions is not None else None
+    if kms is None:
+        return None
     try:
-        return str(kms_backends[account][region].describe_key(key_id).arn)
-    except (KeyError, TypeError):
+        return kms.describe_key(key_id)
+    except (JsonRESTError, KeyError, TypeError):  # moto's ways of saying "no such key"
         return None
 
 
@@ -222,33 +282,44 @@ def _key_home(key_id: str, region: str, account: str) -> tuple[str, str]:
     return (match.group(1), match.group(2)) if match else (region, account)
 
 
+def _copy_key_arn(backend: Any, key_id: str) -> str | None:
+    """The ARN of the key a copy is encrypted with, as EC2 records it; None when EC2 can't
+    use it here: it must be in the copy's region, enabled, and this account's own or
+    usable by it."""
+    key = _find_key(key_id, backend.region_name, backend.account_id)
+    if key is None or key.region != backend.region_name or key.key_state != "Enabled":
+        return None
+    if key.account_id != backend.account_id and not _may_use_key(key.arn, backend.account_id):
+        return None
+    return str(key.arn)
+
+
 def _is_default_ebs_key(key_id: str | None, backend: Any) -> bool:
-    if not key_id:
-        return False
-    region, account = _key_home(key_id, backend.region_name, backend.account_id)
-    kms = kms_backends[account][region]
-    try:
-        return DEFAULT_EBS_KEY_ALIAS in kms.describe_key(key_id).aliases
-    except (KeyError, TypeError):
-        return False
+    key = _find_key(key_id, backend.region_name, backend.account_id) if key_id else None
+    return key is not None and DEFAULT_EBS_KEY_ALIAS in key.aliases
 
 
 def _may_use_key(key_arn: str, account_id: str) -> bool:
     """Whether an account may decrypt with a key of another account: a grant to one of
     its principals, or a key policy statement allowing it kms:Decrypt."""
-    region, owner = _key_home(key_arn, "", "")
-    regions = dict.get(kms_backends, owner)
-    kms = dict.get(regions, region) if regions is not None else None
-    try:
-        key = kms.describe_key(key_arn) if kms is not None else None
-    except (KeyError, TypeError):
-        key = None
+    key = _find_key(key_arn, "", "")
     if key is None or key.key_state != "Enabled":
         return False
     if any(_names_account(grant.grantee_principal, account_id)
            and "Decrypt" in grant.operations for grant in key.grants.values()):
         return True
     return any(_allows(statement, account_id) for statement in _statements(key.policy))
+
+
+def _any_id_to_key_id(self: Any, key_id: str) -> str:
+    """KMS's NotFoundException for an alias that names no key (moto: HTTP 500 in
+    CreateGrant, ListGrants, RevokeGrant and others)."""
+    alias = self.get_alias_name(key_id)
+    if alias.startswith("alias/") and self.get_key_id_from_alias(alias) is None:
+        raise NotFoundException(
+            f"Alias arn:aws:kms:{self.region_name}:{self.account_id}:{alias} is not found.")
+    raw_id: str = _original(KmsBackend, "any_id_to_key_id")(self, key_id)
+    return raw_id
 
 
 def _statements(policy: str) -> list[dict[str, Any]]:
@@ -281,6 +352,49 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
+# -- launch templates ----------------------------------------------------------------
+
+def _get_version(self: Any, number: Any) -> Any:
+    """A version by number, $Latest or $Default; anything else is EC2's not-found error
+    (moto answers "abc" with HTTP 500 and "0" with the latest version)."""
+    spec = str(number)
+    if spec.lower() not in ("$latest", "$default") and not (
+            spec.isdigit() and 1 <= int(spec) <= len(self.versions)):
+        raise InvalidLaunchTemplateVersionNotFound(template_id=self.id, version=spec)
+    return _original(LaunchTemplate, "get_version")(self, number)
+
+
+def _create_launch_template_version_response(self: Any) -> ActionResult:
+    """CreateLaunchTemplateVersion as EC2 does it: with SourceVersion the new version
+    inherits that version's data and the given LaunchTemplateData overrides it field by
+    field (moto ignores SourceVersion: a version giving only ImageId lost the instance
+    type and the rest). UserData is kept base64 as CreateLaunchTemplate keeps it, which
+    launching from the version needs."""
+    template_id, name = self._get_param("LaunchTemplateId"), self._get_param("LaunchTemplateName")
+    if not template_id and not name:
+        raise MissingParameterError("LaunchTemplateId or LaunchTemplateName")
+    template = (self.ec2_backend.get_launch_template(template_id) if template_id
+                else self.ec2_backend.get_launch_template_by_name(name))
+    data = dict(self._get_param("LaunchTemplateData", {}))
+    if "UserData" in data:
+        data["UserData"] = parse_user_data(data["UserData"])
+    source = self._get_param("SourceVersion")
+    if source is not None:
+        data = {**template.get_version(source).data, **data}
+    self.error_on_dryrun()
+    version = template.create_version(data, self._get_param("VersionDescription"))
+    return ActionResult({"LaunchTemplateVersion": {
+        "CreateTime": version.create_time,
+        "CreatedBy": f"arn:{self.partition}:iam::{self.current_account}:root",
+        "DefaultVersion": template.is_default(version),
+        "LaunchTemplateData": version.data,
+        "LaunchTemplateId": template.id,
+        "LaunchTemplateName": template.name,
+        "VersionDescription": version.description,
+        "VersionNumber": version.number,
+    }})
+
+
 def publish_image(owner: str, region: str, name: str, created: datetime, *,
                   image_id: str | None = None, public: bool = True) -> tuple[Any, bool]:
     """An image of `owner` (a vendor account such as Canonical's), launchable and
@@ -303,6 +417,41 @@ def publish_image(owner: str, region: str, name: str, created: datetime, *,
 # -- CodeDeploy ----------------------------------------------------------------------
 
 @dataclass
+class LifecycleEvent:
+    """One lifecycle event of one instance of a deployment."""
+
+    name: str
+    status: str = "Pending"
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    diagnostics: dict[str, str] | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"lifecycleEventName": self.name, "status": self.status,
+                                "startTime": self.start_time, "endTime": self.end_time,
+                                "diagnostics": self.diagnostics}
+        return {key: value for key, value in info.items() if value is not None}
+
+
+@dataclass
+class InstanceTarget:
+    """One instance of a blue/green deployment, as BatchGetDeploymentTargets reports it."""
+
+    instance_id: str
+    arn: str
+    label: str  # Green: the replacement's instances, Blue: the original's
+    events: list[LifecycleEvent]
+    status: str = "Pending"
+    last_updated: datetime = field(default_factory=utcnow)
+
+    def to_api(self, deployment_id: str) -> dict[str, Any]:
+        return {"deploymentId": deployment_id, "targetId": self.instance_id,
+                "targetArn": self.arn, "status": self.status,
+                "lastUpdatedAt": self.last_updated, "instanceLabel": self.label,
+                "lifecycleEvents": [event.to_api() for event in self.events]}
+
+
+@dataclass
 class DeploymentExtras:
     """What CodeDeploy reports about a deployment and moto doesn't keep."""
 
@@ -311,6 +460,7 @@ class DeploymentExtras:
     previous_revision: dict[str, Any] | None = None
     stop_requested: bool = False
     rollback_on_stop: bool = True
+    targets: dict[str, InstanceTarget] = field(default_factory=dict)  # by instance id
 
 
 @dataclass
@@ -413,6 +563,57 @@ def _batch_get_deployment_groups_response(self: Any) -> ActionResult:
             infos.append(codedeploy_responses._deployment_group_info(group))
     message = f"Deployment groups not found: {', '.join(missing)}" if missing else ""
     return ActionResult({"deploymentGroupsInfo": infos, "errorMessage": message})
+
+
+def _started_deployment(response: Any) -> Any:
+    """The deployment a targets call names; CodeDeploy has targets only once it started."""
+    deployment_id = response._get_param("deploymentId")
+    if not deployment_id:
+        raise CodeDeployException("DeploymentIdRequiredException",
+                                  "At least one deployment ID must be specified.")
+    deployment = response.codedeploy_backend.get_deployment(deployment_id)
+    if deployment.status in ("Created", "Queued"):
+        raise CodeDeployException("DeploymentNotStartedException",
+                                  "The specified deployment has not started.")
+    return deployment
+
+
+def _list_deployment_targets_response(self: Any) -> ActionResult:
+    deployment = _started_deployment(self)
+    filters: dict[str, list[str]] = self._get_param("targetFilters") or {}
+    unknown = sorted(set(filters) - set(TARGET_FILTERS))
+    if unknown:
+        raise CodeDeployException("InvalidTargetFilterNameException",
+                                  f"The target filter name {unknown[0]} is invalid.")
+    statuses, labels = filters.get("TargetStatus"), filters.get("ServerInstanceLabel")
+    return ActionResult({"targetIds": [
+        target.instance_id for target in deployment_extras(deployment).targets.values()
+        if (not statuses or target.status in statuses)
+        and (not labels or target.label in labels)]})
+
+
+def _batch_get_deployment_targets_response(self: Any) -> ActionResult:
+    deployment = _started_deployment(self)
+    target_ids: list[str] = self._get_param("targetIds") or []
+    if not target_ids:
+        raise CodeDeployException("DeploymentTargetIdRequiredException",
+                                  "A deployment target ID must be specified.")
+    if len(target_ids) > MAX_TARGET_IDS:
+        # The API reference caps a call at 25 ids without naming the error for EC2
+        # targets; this is the error CodeDeploy has for too many targets.
+        raise CodeDeployException("DeploymentTargetListSizeExceededException",
+                                  f"At most {MAX_TARGET_IDS} deployment target IDs may be "
+                                  "given.")
+    targets = deployment_extras(deployment).targets
+    missing = [target_id for target_id in target_ids if target_id not in targets]
+    if missing:
+        raise CodeDeployException("DeploymentTargetDoesNotExistException",
+                                  f"The deployment target {missing[0]} does not belong to "
+                                  f"deployment {deployment.deployment_id}.")
+    return ActionResult({"deploymentTargets": [
+        {"deploymentTargetType": "InstanceTarget",
+         "instanceTarget": targets[target_id].to_api(deployment.deployment_id)}
+        for target_id in target_ids]})
 
 
 def _deployment_info(deployment: DeploymentInfo) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 every 0.2 s):
 
 - AWS API calls of one release (fresh session: assume-role included; lock table already
-  there), excluding the status polls (codedeploy.GetDeployment) whose number depends on
-  how long CodeDeploy takes. Target: at most 15.
+  there), excluding the status polls (codedeploy.GetDeployment and the lifecycle reads
+  made with it) whose number depends on how long CodeDeploy takes. Target: at most 15.
 - the extra calls of the first release in an account (it makes the lock table).
 - seconds from "AMI available" to "deployment created".
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.aws import images
+from builder.deploy import STATUS_POLLS
 from builder.local import stack
 from builder.models import Combo
 from builder.project import Project
@@ -28,7 +29,7 @@ from builder.release import release
 from tests.conftest import copy_demo
 from tests.release.emulated import make_ami
 
-POLLS = ("codedeploy.GetDeployment",)
+POLLS = STATUS_POLLS
 TARGET_CALLS = 15
 DEPLOY_STEP_SECONDS = 0.2
 

@@ -1,5 +1,5 @@
 """The CodeDeploy emulator: blue/green deployments that replace the ASG, fail on
-demand with rollback, and stop."""
+demand with rollback, and stop; their instances' lifecycle events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from builder.aws import EnvAws, translate
+from builder.aws import EnvAws, codedeploy, translate
 from builder.errors import AwsError
 from builder.local.stack import fail_next_deployment
 from builder.project import Project
@@ -19,6 +19,10 @@ pytestmark = pytest.mark.local
 local_deploy_step_seconds = 1.0
 
 GROUP = "demo-dev-app"
+GREEN_EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall",
+                "ApplicationStart", "ValidateService", "BeforeAllowTraffic", "AllowTraffic",
+                "AfterAllowTraffic"]
+BLUE_EVENTS = ["BeforeBlockTraffic", "BlockTraffic", "AfterBlockTraffic"]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +46,22 @@ def deploy(dev: EnvAws, revision: dict[str, Any] | None = None) -> str:
         applicationName="demo", deploymentGroupName=GROUP,
         revision=revision or group_info(dev)["targetRevision"])["deploymentId"]
     return deployment_id
+
+
+def instance_ids(dev: EnvAws, asg: str) -> list[str]:
+    [group] = dev.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[asg])["AutoScalingGroups"]
+    return sorted(i["InstanceId"] for i in group["Instances"])
+
+
+def targets(dev: EnvAws, deployment_id: str) -> dict[str, dict[str, Any]]:
+    """The deployment's instance targets by id, as BatchGetDeploymentTargets tells them."""
+    client = dev.client("codedeploy")
+    ids = client.list_deployment_targets(deploymentId=deployment_id)["targetIds"]
+    found = client.batch_get_deployment_targets(deploymentId=deployment_id, targetIds=ids)
+    assert {t["deploymentTargetType"] for t in found["deploymentTargets"]} == {"InstanceTarget"}
+    return {t["instanceTarget"]["targetId"]: t["instanceTarget"]
+            for t in found["deploymentTargets"]}
 
 
 def wait(dev: EnvAws, deployment_id: str, *statuses: str) -> dict[str, Any]:
@@ -72,13 +92,33 @@ def test_blue_green_deployment_replaces_the_asg(dev: EnvAws) -> None:
         LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Default"})
 
     deployment_id = deploy(dev)
+    # Not started yet: CodeDeploy has no targets to tell about.
+    with pytest.raises(AwsError) as not_started, translate("listing targets"):
+        dev.client("codedeploy").list_deployment_targets(deploymentId=deployment_id)
+    assert not_started.value.code == "DeploymentNotStartedException"
+    assert codedeploy.target_ids(dev.client("codedeploy"), deployment_id) == []
     assert wait(dev, deployment_id, "InProgress", "Succeeded")["status"] == "InProgress"
+    replacement = f"CodeDeploy_{GROUP}_{deployment_id}"
+    running = targets(dev, deployment_id)
+    green = sorted(i for i, t in running.items() if t["instanceLabel"] == "Green")
+    blue = sorted(i for i, t in running.items() if t["instanceLabel"] == "Blue")
+    assert green == instance_ids(dev, replacement) and blue == instance_ids(dev, original)
+    assert all(t["targetArn"].endswith(f":instance/{i}") for i, t in running.items())
     info = wait(dev, deployment_id, "Succeeded", "Failed", "Stopped")
     assert info["status"] == "Succeeded" and "errorInformation" not in info
+    ended = targets(dev, deployment_id)
+    for target_id, target in ended.items():
+        events = target["lifecycleEvents"]
+        assert [e["lifecycleEventName"] for e in events] == (
+            GREEN_EVENTS if target_id in green else BLUE_EVENTS)
+        assert target["status"] == "Succeeded"
+        assert {(e["status"], e["diagnostics"]["errorCode"]) for e in events} == {
+            ("Succeeded", "Success")}
+        assert all(e["startTime"] <= e["endTime"] for e in events)
+    assert codedeploy.failed_event(dev.client("codedeploy"), deployment_id) is None
     assert deployment_id.startswith("d-") and len(deployment_id) == 11
     assert info["previousRevision"] == before["targetRevision"]
 
-    replacement = f"CodeDeploy_{GROUP}_{deployment_id}"
     assert asg_names(dev) == [replacement]
     after = group_info(dev)
     assert after["autoScalingGroups"] == [{"name": replacement}]
@@ -106,6 +146,26 @@ def test_failed_deployment_rolls_back_and_keeps_the_original(local_stack: Projec
     assert info["errorInformation"]["code"] == "HEALTH_CONSTRAINTS"
     assert info["errorInformation"]["message"]
     assert "rollbackMessage" in info["rollbackInfo"]
+    # One replacement instance failed its ValidateService hook; what would have come
+    # after it (and the original instances' traffic events) was skipped.
+    client = dev.client("codedeploy")
+    [failed_id] = client.list_deployment_targets(
+        deploymentId=deployment_id, targetFilters={"TargetStatus": ["Failed"]})["targetIds"]
+    failed_target = targets(dev, deployment_id)[failed_id]
+    assert failed_target["instanceLabel"] == "Green"
+    statuses = {e["lifecycleEventName"]: e["status"] for e in failed_target["lifecycleEvents"]}
+    assert statuses == {**dict.fromkeys(GREEN_EVENTS[:6], "Succeeded"),
+                        "ValidateService": "Failed",
+                        **dict.fromkeys(GREEN_EVENTS[7:], "Skipped")}
+    blue = client.list_deployment_targets(
+        deploymentId=deployment_id, targetFilters={"ServerInstanceLabel": ["Blue"]})["targetIds"]
+    assert {e["status"] for i in blue for e in targets(dev, deployment_id)[i]["lifecycleEvents"]
+            } == {"Skipped"}
+    failed = codedeploy.failed_event(client, deployment_id)
+    assert failed is not None
+    assert (failed.target, failed.label, failed.event, failed.error_code) == (
+        failed_id, "Green", "ValidateService", "ScriptFailed")
+    assert failed.script and f"{failed.script} run as user root failed" in failed.message
     assert asg_names(dev) == [original]
     group = group_info(dev)
     assert group["autoScalingGroups"] == [{"name": original}]
@@ -122,19 +182,22 @@ def test_failed_deployment_rolls_back_and_keeps_the_original(local_stack: Projec
 
 
 def test_stopped_deployment_removes_the_replacement(dev: EnvAws) -> None:
-    codedeploy = dev.client("codedeploy")
+    client = dev.client("codedeploy")
     original = group_info(dev)["autoScalingGroups"][0]["name"]
     deployment_id = deploy(dev)
     wait(dev, deployment_id, "InProgress")
-    answer = codedeploy.stop_deployment(deploymentId=deployment_id)
+    answer = client.stop_deployment(deploymentId=deployment_id)
     assert answer["status"] == "Pending"
     info = wait(dev, deployment_id, "Stopped", "Succeeded", "Failed")
     assert info["status"] == "Stopped"
     assert info["errorInformation"]["code"] == "MANUAL_STOP"
+    # The original instances never lost their traffic: their events were skipped.
+    stopped = targets(dev, deployment_id).values()
+    assert {t["status"] for t in stopped if t["instanceLabel"] == "Blue"} == {"Skipped"}
     assert asg_names(dev) == [original]
     assert group_info(dev)["autoScalingGroups"] == [{"name": original}]
     with pytest.raises(AwsError) as done, translate("stopping"):
-        codedeploy.stop_deployment(deploymentId=deployment_id)
+        client.stop_deployment(deploymentId=deployment_id)
     assert done.value.code == "DeploymentAlreadyCompletedException"
 
 
@@ -150,16 +213,33 @@ def test_a_missing_revision_fails_the_deployment(dev: EnvAws) -> None:
 
 
 def test_codedeploy_refuses_what_aws_refuses(dev: EnvAws) -> None:
-    codedeploy = dev.client("codedeploy")
+    client = dev.client("codedeploy")
     with pytest.raises(AwsError) as no_revision, translate("deploying"):
-        codedeploy.create_deployment(applicationName="demo", deploymentGroupName=GROUP)
+        client.create_deployment(applicationName="demo", deploymentGroupName=GROUP)
     assert no_revision.value.code == "RevisionRequiredException"
     deployment_id = deploy(dev)
     with pytest.raises(AwsError) as busy, translate("deploying"):
         deploy(dev)
     assert busy.value.code == "DeploymentLimitExceededException"
     wait(dev, deployment_id, "Succeeded", "Failed", "Stopped")
-    groups = codedeploy.batch_get_deployment_groups(
+    groups = client.batch_get_deployment_groups(
         applicationName="demo", deploymentGroupNames=[GROUP, "demo-dev-worker"])
     assert [g["deploymentGroupName"] for g in groups["deploymentGroupsInfo"]] == [
         GROUP, "demo-dev-worker"]
+    target_id = client.list_deployment_targets(deploymentId=deployment_id)["targetIds"][0]
+    refusals = {
+        "DeploymentTargetDoesNotExistException": lambda: client.batch_get_deployment_targets(
+            deploymentId=deployment_id, targetIds=["i-0123456789abcdef0"]),
+        "DeploymentTargetIdRequiredException": lambda: client.batch_get_deployment_targets(
+            deploymentId=deployment_id, targetIds=[]),
+        "DeploymentTargetListSizeExceededException": lambda: client
+        .batch_get_deployment_targets(deploymentId=deployment_id, targetIds=[target_id] * 26),
+        "InvalidTargetFilterNameException": lambda: client.list_deployment_targets(
+            deploymentId=deployment_id, targetFilters={"Color": ["Blue"]}),
+        "DeploymentDoesNotExistException": lambda: client.list_deployment_targets(
+            deploymentId="d-AAAAAAAAA"),
+    }
+    for code, call in refusals.items():
+        with pytest.raises(AwsError) as refused, translate("reading targets"):
+            call()
+        assert refused.value.code == code

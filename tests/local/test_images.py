@@ -163,3 +163,60 @@ def test_publish_source_ami_makes_the_filter_resolve_to_a_newer_image(
     latest = newest("dev")
     assert latest.id == again["image_id"] and latest.name not in (before.name, after.name)
     assert latest.created > after.created
+
+
+def test_a_copy_with_a_key_the_account_cannot_use_fails_after_it_is_accepted(
+        local_stack: Project) -> None:
+    """EC2 checks KmsKeyId only after accepting CopyImage: the copy ends `failed`."""
+    staging_aws, prod_aws = env_aws(local_stack, "staging"), env_aws(local_stack, "prod")
+    staging = staging_aws.client("ec2")
+    base = resolve_source(staging, local_stack.resolve("demo", "staging", "app").settings)
+    kms = staging_aws.client("kms")
+    disabled = kms.create_key(Description="disabled")["KeyMetadata"]["KeyId"]
+    kms.disable_key(KeyId=disabled)
+    prod_key = prod_aws.client("kms").describe_key(KeyId="alias/demo-prod-ami")["KeyMetadata"]
+    dev_key = env_aws(local_stack, "dev").client("kms").create_key(
+        Description="another account's")["KeyMetadata"]["Arn"]
+    unusable = {
+        "alias/no-such-alias": "unknown alias",
+        "1234abcd-12ab-34cd-56ef-1234567890ab": "unknown key id",
+        disabled: "disabled",
+        prod_key["Arn"]: "another region",
+        dev_key: "another account's, not granted",
+    }
+    for key_id, why in unusable.items():
+        copy_id = staging.copy_image(SourceImageId=base.id, SourceRegion=staging_aws.region,
+                                     Name=f"demo-staging-bad-key-{why.replace(' ', '-')}"[:60],
+                                     Encrypted=True, KmsKeyId=key_id)["ImageId"]
+        failed = image(staging, copy_id)
+        assert failed["State"] == "failed", why
+        assert KEY_NOT_ACCESSIBLE in failed["StateReason"]["Message"], why
+        assert snapshot(staging, failed)["State"] == "error", why
+
+    good = image(staging, staging.copy_image(
+        SourceImageId=base.id, SourceRegion=staging_aws.region, Name="demo-staging-good-key",
+        Encrypted=True, KmsKeyId="alias/demo-staging-ami")["ImageId"])
+    assert good["State"] == "available"
+
+
+def test_calls_only_the_owner_may_make_and_unknown_aliases_are_client_errors(
+        local_stack: Project) -> None:
+    dev_aws = env_aws(local_stack, "dev")
+    dev = dev_aws.client("ec2")
+    base = resolve_source(dev, local_stack.resolve("demo", "dev", "app").settings)
+    # Canonical's image: visible to every account, its attributes only to Canonical.
+    assert error_code(lambda: dev.describe_image_attribute(
+        ImageId=base.id, Attribute="launchPermission")) == "AuthFailure"
+    assert error_code(lambda: dev.describe_image_attribute(
+        ImageId="ami-0123456789abcdef0", Attribute="launchPermission")) == "InvalidAMIID.NotFound"
+    own = dev.copy_image(SourceImageId=base.id, SourceRegion=dev_aws.region,
+                         Name="demo-dev-app-attributes")["ImageId"]
+    assert dev.describe_image_attribute(ImageId=own, Attribute="launchPermission")[
+        "LaunchPermissions"] == []
+
+    kms = dev_aws.client("kms")
+    for call in (lambda: kms.list_grants(KeyId="alias/no-such-alias"),
+                 lambda: kms.create_grant(KeyId="alias/no-such-alias", Operations=["Decrypt"],
+                                          GranteePrincipal=f"arn:aws:iam::{PROD}:root"),
+                 lambda: kms.revoke_grant(KeyId="alias/no-such-alias", GrantId="x")):
+        assert error_code(call) == "NotFoundException"

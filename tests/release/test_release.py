@@ -6,7 +6,9 @@ needs a deployment caught in progress (stop, timeout, concurrency, interrupts)."
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 from builder.aws import images
 from builder.aws import locks as lock_items
 from builder.bake import BakeFailure, BakeResult
+from builder.deploy import STATUS_POLLS
 from builder.errors import BakeFailed, DeployFailed, RefusedError
 from builder.local.resources import revision_bundle
 from builder.local.stack import fail_next_deployment
@@ -37,10 +40,12 @@ pytestmark = pytest.mark.local
 DEV_APP = Combo("demo", "dev", "app")
 DEV_WORKER = Combo("demo", "dev", "worker")
 STAGING_APP = Combo("demo", "staging", "app")
+STAGING_WORKER = Combo("demo", "staging", "worker")
 PROD_APP = Combo("demo", "prod", "app")
 PROD_WORKER = Combo("demo", "prod", "worker")
-# Status polls: the count of these depends on how long CodeDeploy takes.
-POLLS = ("codedeploy.GetDeployment",)
+# Status polls (the deployment's status and lifecycle events): the count of these
+# depends on how long CodeDeploy takes.
+POLLS = STATUS_POLLS
 
 
 def test_release_deploys_the_ami_on_a_new_asg_and_verifies_it(local_stack: Project) -> None:
@@ -79,6 +84,48 @@ def test_release_deploys_the_ami_on_a_new_asg_and_verifies_it(local_stack: Proje
     assert record == result.to_json()
     assert record["asg_after"] == after.asg and record["timings"]["total"] > 0
     assert f"-> {after.asg} (new name)" in result.to_text()
+
+
+def test_a_release_changes_only_the_ami_of_the_default_version(local_stack: Project) -> None:
+    """The launch template as Terraform users keep it (instance type, security groups,
+    user data, tags...): the released version and the instances of the new ASG keep all
+    of it and change only the AMI."""
+    project = local_stack
+    settings = project.resolve("demo", "staging", "worker").settings
+    ec2, autoscaling, _ = clients(project, STAGING_WORKER)
+    before = fleet_state(project, STAGING_WORKER)
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    group = ec2.create_security_group(GroupName="worker", Description="worker",
+                                      VpcId=vpc["VpcId"])["GroupId"]
+    terraform = ec2.create_launch_template_version(
+        LaunchTemplateName=settings.launch_template_name, VersionDescription="terraform",
+        LaunchTemplateData={
+            "ImageId": before.default_image, "InstanceType": "t3.small",
+            "SecurityGroupIds": [group], "Monitoring": {"Enabled": True},
+            "UserData": base64.b64encode(b"#!/bin/sh\necho worker\n").decode(),
+            "MetadataOptions": {"HttpTokens": "required"},
+            "TagSpecifications": [{"ResourceType": "instance",
+                                   "Tags": [{"Key": "Role", "Value": "worker"}]}]},
+    )["LaunchTemplateVersion"]
+    ec2.modify_launch_template(LaunchTemplateName=settings.launch_template_name,
+                               DefaultVersion=str(terraform["VersionNumber"]))
+    ami = make_ami(project, STAGING_WORKER)
+
+    result = release(project, STAGING_WORKER, ami_id=ami, progress=Lines())
+
+    assert result.outcome == "verified"
+    assert result.previous_version == terraform["VersionNumber"]
+    [released] = ec2.describe_launch_template_versions(
+        LaunchTemplateName=settings.launch_template_name,
+        Versions=[str(result.new_version)])["LaunchTemplateVersions"]
+    assert released["DefaultVersion"]
+    assert released["LaunchTemplateData"] == {**terraform["LaunchTemplateData"], "ImageId": ami}
+    [asg] = autoscaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[result.asg_after])["AutoScalingGroups"]
+    instances = ec2.describe_instances(InstanceIds=[i["InstanceId"] for i in asg["Instances"]])
+    launched = [i for r in instances["Reservations"] for i in r["Instances"]]
+    assert launched and {(i["ImageId"], i["InstanceType"]) for i in launched} == {
+        (ami, "t3.small")}
 
 
 def test_releasing_the_same_ami_again_changes_nothing(local_stack: Project) -> None:
@@ -142,6 +189,10 @@ def test_a_failed_deployment_rolls_the_template_and_asg_back(local_stack: Projec
     message = failed.value.message
     assert failed.value.exit_code == 1
     assert "Failed: HEALTH_CONSTRAINTS:" in message and "rollback:" in message
+    # The lifecycle event that failed, on which instance, and why.
+    assert re.search(r"lifecycle event ValidateService failed on i-\w+ \(Green\): "
+                     r"ScriptFailed: Script at specified location: \S+ run as user root "
+                     r"failed with exit code 1", message), message
     assert f"default back to version {before.default_version}" in message
     assert f"{ami} tagged failed" in message
     after = fleet_state(project, DEV_APP)
@@ -154,6 +205,11 @@ def test_a_failed_deployment_rolls_the_template_and_asg_back(local_stack: Projec
     failure = json.loads(records[-1].read_text())
     assert (failure["outcome"], failure["deployment_status"]) == ("failed", "Failed")
     assert failure["ami_id"] == ami and "HEALTH_CONSTRAINTS" in failure["error"]
+    event = failure["failed_lifecycle_event"]
+    assert (event["event"], event["label"], event["error_code"]) == (
+        "ValidateService", "Green", "ScriptFailed")
+    assert event["target"].startswith("i-") and event["script"] in event["message"]
+    assert "lifecycle event ValidateService failed" in failure["error"]
     assert str(records[-1]) in message
 
 
@@ -258,6 +314,9 @@ def test_one_release_makes_few_aws_calls(local_stack: Project) -> None:
     counts = fresh.aws.call_log.counts
     print(dict(counts))
     assert counts["codedeploy.GetDeployment"] >= 1
+    # Lifecycle events cost at most one more call per status poll.
+    assert counts["codedeploy.ListDeploymentTargets"] + counts[
+        "codedeploy.BatchGetDeploymentTargets"] <= counts["codedeploy.GetDeployment"]
     assert fresh.aws.call_log.total(excluding=POLLS) <= 15
     # Every non-poll call is made once.
     assert {name: n for name, n in counts.items() if n > 1 and name not in POLLS} == {

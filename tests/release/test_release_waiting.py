@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,6 +195,26 @@ def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stac
     assert followed.attached and followed.deployment_id == started.deployment_id
     assert followed.outcome == "verified" and followed.deployment_status == "Succeeded"
     assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_VERIFIED
+
+
+def test_following_a_deployment_shows_its_lifecycle_events(local_stack: Project) -> None:
+    project, combo = local_stack, Combo("demo", "prod", "app")
+    ami = make_ami(project, combo)
+    started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
+    codedeploy = clients(project, combo)[2]
+    deadline = time.monotonic() + 30
+    while codedeploy.get_deployment(deploymentId=started.deployment_id)["deploymentInfo"][
+            "status"] == "Created" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = Lines()
+
+    followed = release(project, combo, ami_id=ami, progress=lines)
+
+    assert followed.attached and followed.outcome == "verified"
+    lifecycle = [line for line in lines.lines if "; lifecycle: " in line]
+    assert lifecycle, lines.lines
+    assert re.search(r"InProgress \(instances: 1 in progress\); lifecycle: "
+                     r"1 Green (at \w+|succeeded), 1 Blue (pending|at \w+)$", lifecycle[0])
 
 
 def test_a_killed_release_keeps_its_lock_until_it_expires_or_is_broken(local_stack: Project
