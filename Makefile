@@ -30,12 +30,13 @@ demo: setup
 	$(BIN)/builder --local local up
 	$(BIN)/builder --local bake demo dev --all
 
+# Two workers; a test file stays on one worker so its local stack is made once.
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # The quick subset while working: no end-to-end bakes.
 test-quick: setup
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n 2 --dist loadfile -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check builder tests

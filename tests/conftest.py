@@ -88,3 +88,24 @@ def local_stack(request: pytest.FixtureRequest,
         yield project
     finally:
         stack.down(project.layout)
+
+
+@pytest.fixture(scope="module")
+def bake_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A demo repo (a git checkout, so bakes tag the commit) with a running local stack
+    and the build host image, one per test module: for real bakes (needs root)."""
+    if os.geteuid() != 0:
+        pytest.fail("bake tests need root (the local build host mounts and chroots)")
+    from builder.local import stack
+    from builder.project import Project
+
+    root = copy_demo(tmp_path_factory.mktemp("bake") / "infra")
+    for argv in (["init", "-q"], ["add", "-A"],
+                 ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "demo"]):
+        subprocess.run(["git", "-C", str(root), *argv], check=True)
+    project = Project.open(str(root), local=True)
+    stack.up(project, build_host=True, deploy_step_seconds=0.2)
+    try:
+        yield root
+    finally:
+        stack.down(project.layout)

@@ -11,7 +11,7 @@ import pytest
 
 from builder.aws import images
 from builder.models import Combo
-from tests.bake.conftest import NOTHING_LEFT, ec2, leftovers
+from tests.bake.leftovers import NOTHING_LEFT, ec2, leftovers
 from tests.conftest import run_builder
 
 pytestmark = [pytest.mark.slow, pytest.mark.local]

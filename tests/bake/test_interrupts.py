@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake.conftest import NOTHING_LEFT, leftovers
+from tests.bake.leftovers import NOTHING_LEFT, leftovers
 from tests.conftest import run_builder
 
 pytestmark = [pytest.mark.slow, pytest.mark.local]

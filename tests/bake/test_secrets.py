@@ -3,23 +3,20 @@ process's argv, a log, an artifact, the output or the image."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.bake.conftest import NOTHING_LEFT, leftovers
+from tests.bake.leftovers import NOTHING_LEFT, leftovers
 from tests.conftest import run_builder
+from tests.leaks import ProcessScanner, files_containing
 
 pytestmark = [pytest.mark.slow, pytest.mark.local]
 
 PRIVATE_KEY_MARK = b"PRIVATE KEY-----"
-# A real key block, not just the header string every ssh/TLS library carries.
-PRIVATE_KEY_BLOCK = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\s*\n[A-Za-z0-9+/=]{40,}")
 
 
 @pytest.fixture
@@ -53,58 +50,10 @@ def vaulted(bake_root: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
         vault.unlink()
 
 
-class ArgvWatch:
-    """Reads every process's argv and environment while a bake runs."""
-
-    def __init__(self, needles: list[bytes]):
-        self.needles = needles
-        self.hits: list[str] = []
-        self.scans = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ArgvWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.scans += 1
-            for proc in Path("/proc").glob("[0-9]*"):
-                for part in ("cmdline", "environ"):
-                    try:
-                        data = (proc / part).read_bytes()
-                    except OSError:
-                        continue
-                    for needle in self.needles:
-                        if needle in data:
-                            self.hits.append(f"{proc.name}/{part}: {data[:200]!r}")
-            self._stop.wait(0.05)
-
-
-def files_containing(folder: Path, needles: list[bytes]) -> list[str]:
-    """Files holding a needle or a private key block."""
-    found = []
-    for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            found += [f"{path}: {needle!r}" for needle in needles if needle in data]
-            if PRIVATE_KEY_BLOCK.search(data):
-                found.append(f"{path}: a private key")
-    return found
-
-
 def test_vault_password_and_values_stay_secret(bake_root: Path, vaulted) -> None:  # type: ignore[no-untyped-def]
     password, token, password_file = vaulted
     needles = [password.encode(), token.encode()]
-    with ArgvWatch([*needles, PRIVATE_KEY_MARK]) as watch:
+    with ProcessScanner([*needles, PRIVATE_KEY_MARK]) as watch:
         done = run_builder("--local", "bake", "demo", "dev", "worker", "--force",
                            "--vault-password-file", str(password_file), "--json", root=bake_root)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -5,8 +5,6 @@ comp still built on the old base image, and releases it."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from builder.aws import images
 from builder.models import Combo
 from builder.pipelines import templates
 from builder.project import Project
-from tests.conftest import copy_demo, run_builder
+from tests.conftest import run_builder
 from tests.pipelines.conftest import bake_like, ec2_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.local]
@@ -25,19 +23,8 @@ PROD = "333333333333"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    """A demo root with a running local stack and build host image."""
-    if os.geteuid() != 0:
-        pytest.fail("bakes need root (the local build host mounts and chroots)")
-    from builder.local import stack
-
-    root = copy_demo(tmp_path_factory.mktemp("rebuild") / "infra")
-    opened = Project.open(str(root), local=True)
-    stack.up(opened, build_host=True, deploy_step_seconds=0.2)
-    try:
-        yield opened
-    finally:
-        stack.down(opened.layout)
+def project(bake_root: Path) -> Project:
+    return Project.open(str(bake_root), local=True)
 
 
 def rebuild(root: Path, *args: str) -> dict[str, dict[str, object]]:

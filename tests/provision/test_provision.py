@@ -19,6 +19,7 @@ from builder.layout import Layout
 from builder.local.buildhost import build_host
 from builder.project import Project
 from builder.provision import Provisioning, provision
+from tests.leaks import ProcessScanner, files_containing
 from tests.provision.conftest import Host
 
 pytestmark = pytest.mark.slow
@@ -84,34 +85,6 @@ def test_an_unknown_strategy_is_a_config_error(probe_root: Path, tmp_path: Path)
                   cancel=threading.Event())
 
 
-class _ProcessScanner(threading.Thread):
-    """Reads every process's argv and environment while provisioning runs."""
-
-    def __init__(self, needles: list[bytes]):
-        super().__init__(daemon=True)
-        self.needles = needles
-        self.hits: list[str] = []
-        self.scans = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            for proc in Path("/proc").glob("[0-9]*"):
-                for part in ("cmdline", "environ"):
-                    try:
-                        data = (proc / part).read_bytes()
-                    except OSError:
-                        continue
-                    self.hits.extend(f"{proc.name}/{part}" for n in self.needles if n in data)
-            self.scans += 1
-
-
-def _files_containing(folder: Path, needles: list[bytes]) -> list[str]:
-    return [str(path) for path in folder.rglob("*")
-            if path.is_file() and not path.is_symlink()
-            and any(n in path.read_bytes() for n in needles)]
-
-
 def test_the_vault_password_is_nowhere(host: Host, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     password, secret = f"vault-{uuid.uuid4().hex}", f"db-{uuid.uuid4().hex}"
@@ -128,14 +101,9 @@ def test_the_vault_password_is_nowhere(host: Host, tmp_path: Path,
     private_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     needles = [password.encode(), secret.encode()]
-    scanner = _ProcessScanner(needles)
-    scanner.start()
     progress: list[str] = []
-    try:
+    with ProcessScanner(needles) as scanner:
         _provision(host, "secret", tmp_path, progress=progress, vault_password=password)
-    finally:
-        scanner.stop.set()
-        scanner.join()
 
     # The playbook read the secret (its hash is in the image) ...
     recorded = (host.build.rootfs / "etc" / "probe-secret.sha256").read_text()
@@ -143,9 +111,9 @@ def test_the_vault_password_is_nowhere(host: Host, tmp_path: Path,
     # ... and neither the password nor the no_log'd secret went anywhere.
     assert scanner.scans > 10 and scanner.hits == []
     assert not any(password in line or secret in line for line in progress)
-    assert _files_containing(tmp_path / "artifacts", needles) == []
+    assert files_containing(tmp_path / "artifacts", needles) == []
     assert list((tmp_path / "artifacts").glob("*.jsonl"))
-    assert _files_containing(host.build.changes, needles) == []
+    assert files_containing(host.build.changes, needles) == []
     assert list(private_tmp.iterdir()) == [], "ansible-runner's private data is removed"
 
 

@@ -11,7 +11,6 @@ import pytest
 from builder.aws import images
 from builder.models import Combo
 from builder.project import Project
-from tests.bake.conftest import bake_root  # noqa: F401 - the fixture, shared with the bake tests
 from tests.conftest import run_builder
 from tests.release.emulated import fleet_state, image_tags
 
@@ -20,7 +19,7 @@ pytestmark = [pytest.mark.local, pytest.mark.slow]
 DEV_APP = Combo("demo", "dev", "app")
 
 
-def test_bake_release_takes_the_comp_from_source_to_a_new_asg(bake_root: Path  # noqa: F811
+def test_bake_release_takes_the_comp_from_source_to_a_new_asg(bake_root: Path
                                                               ) -> None:
     project = Project.open(str(bake_root), local=True)
     before = fleet_state(project, DEV_APP)

@@ -1,40 +1,15 @@
-"""Bakes end to end in local mode: real Packer, real ansible-runner, the real build host."""
+"""What a bake may leave behind, read from the emulator and the machine (the
+`bake_root` fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from builder.aws import AwsTarget
 from builder.project import Project
-from tests.conftest import copy_demo
 
 DEV = AwsTarget("111111111111", "eu-west-1")
-
-
-@pytest.fixture(scope="module")
-def bake_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A demo repo (a git checkout, so bakes tag the commit) with a running local stack
-    and build host image, one per test module."""
-    if os.geteuid() != 0:
-        pytest.fail("bake tests need root (the local build host mounts and chroots)")
-    from builder.local import stack
-
-    root = copy_demo(tmp_path_factory.mktemp("bake") / "infra")
-    for argv in (["init", "-q"], ["add", "-A"],
-                 ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "demo"]):
-        subprocess.run(["git", "-C", str(root), *argv], check=True)
-    project = Project.open(str(root), local=True)
-    stack.up(project, build_host=True, deploy_step_seconds=0.2)
-    try:
-        yield root
-    finally:
-        stack.down(project.layout)
 
 
 def ec2(root: Path, target: AwsTarget = DEV) -> Any:
