@@ -83,7 +83,8 @@ def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any]) -
     output = done.stderr + done.stdout
     where = _LOCATION_RE.search(output)
     found = _ERROR_RE.search(output)
-    message = found["message"].strip() if found else output.strip().splitlines()[-1]
+    last = output.strip().splitlines()[-1] if output.strip() else f"exit code {done.returncode}"
+    message = found["message"].strip() if found else last
     if where:
         file, line = where["file"] or where["file_old"], where["line"] or where["line_old"]
         return [Problem(f"ansible syntax: {message}", Path(file), int(line))]

@@ -28,7 +28,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder import fingerprint as fingerprints
 from builder import packer, process
@@ -43,11 +43,14 @@ from builder.errors import (
 )
 from builder.interrupts import Cancel
 from builder.models import Combo
-from builder.output import Progress, table
+from builder.output import ProgressFn, silent, table
 from builder.project import Project
 from builder.render import Rendered, write
 
-ProgressFn = Callable[[str, str], None]
+if TYPE_CHECKING:
+    from builder.local.buildhost import BuildHost
+    from builder.provision import Provisioning
+
 _PACKER_STOP_TIMEOUT_S = 600
 
 
@@ -184,9 +187,8 @@ def plan(project: Project, combo: Combo) -> Plan:
 
 
 def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions(),
-         progress: ProgressFn | None = None, cancel: Cancel | None = None) -> BakeResult:
+         progress: ProgressFn = silent, cancel: Cancel | None = None) -> BakeResult:
     cancel = cancel or Cancel()
-    progress = progress or Progress()
     started = time.monotonic()
     subject = str(combo)
     progress(subject, "resolving config, base image and fingerprint")
@@ -204,22 +206,20 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
 
 
 def bake_all(project: Project, app: str, env: str, *, jobs: int | None = None,
-             options: BakeOptions = BakeOptions(), progress: ProgressFn | None = None,
+             options: BakeOptions = BakeOptions(), progress: ProgressFn = silent,
              cancel: Cancel | None = None) -> BakeBatch:
     """Every comp of the env in parallel; one failure doesn't stop the others."""
     cancel = cancel or Cancel()
-    report = progress or Progress()
     combos = [Combo(app, env, comp) for comp in project.config.components(app, env)]
     workers = max(1, min(jobs or min(len(combos), 4), len(combos)))
-    project.renderer  # noqa: B018 - detect the Packer version once, before the threads
 
     def one(combo: Combo) -> BakeResult | BakeFailure:
         try:
-            return bake(project, combo, options=options, progress=report, cancel=cancel)
+            return bake(project, combo, options=options, progress=progress, cancel=cancel)
         except Interrupted:
             raise
         except BuilderError as exc:
-            report(str(combo), f"FAILED: {exc.message}")
+            progress(str(combo), f"FAILED: {exc.message}")
             return BakeFailure(combo, exc)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bake") as pool:
@@ -271,7 +271,7 @@ class _Build:
                           self.combo.env / self.combo.comp / self.build_id)
         self.ec2 = the_plan.env_aws.client("ec2")
         self.phases: dict[str, float] = {}
-        self.provisioning: Any = None
+        self.provisioning: Provisioning | None = None
         self.provision_error: BuilderError | None = None
 
     # -- orchestration --------------------------------------------------------
@@ -342,10 +342,8 @@ class _Build:
     def _key_pair(self, public_key: str, run_values: dict[str, Any]) -> Iterator[None]:
         name = run_values["builder_ssh_keypair_name"]
         temporary.import_key_pair(self.ec2, name, public_key, run_values["builder_run_tags"])
-        try:
+        with self._removing(f"key pair {name}", lambda: temporary.delete_key_pair(self.ec2, name)):
             yield
-        finally:
-            temporary.delete_key_pair(self.ec2, name)
 
     @contextmanager
     def _security_group(self, run_values: dict[str, Any]) -> Iterator[None]:
@@ -355,13 +353,27 @@ class _Build:
             self.ec2, f"builder-{self.run_id}", vpc_id,
             self.plan.resolved.settings.ssh_source_cidrs, run_values["builder_run_tags"])
         run_values["builder_security_group_id"] = group_id
+        with self._removing(f"security group {group_id}",
+                            lambda: temporary.delete_security_group(self.ec2, group_id)):
+            yield
+
+    @contextmanager
+    def _removing(self, what: str, remove: Callable[[], None]) -> Iterator[None]:
+        """Remove a temporary resource when the block ends. When the block failed, its
+        error stays the one shown: a removal failing too is said and left to `builder reap`."""
         try:
             yield
-        finally:
-            temporary.delete_security_group(self.ec2, group_id)
+        except BaseException:
+            try:
+                remove()
+            except BuilderError as exc:
+                self.progress(self.subject, f"could not remove {what} ({exc.message}); "
+                                            "`builder reap` will")
+            raise
+        remove()
 
     def _local_build_host(self, stack: ExitStack, public_key: str,
-                          run_values: dict[str, Any]) -> Any:
+                          run_values: dict[str, Any]) -> BuildHost | None:
         """In local mode the instance's SSH goes to a fresh local build host."""
         if not self.project.aws.is_local:
             return None

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from builder.errors import BuilderError, InputError
 
 if TYPE_CHECKING:
+    from builder.bake import BakeFailure, BakeResult
     from builder.interrupts import Cancel
     from builder.output import Progress, Result
     from builder.project import Project
@@ -36,15 +37,16 @@ def hoist_globals(args: list[str]) -> list[str]:
     items = iter(args)
     for arg in items:
         if arg == "--":
-            rest.append(arg)
-            rest.extend(items)
+            rest += [arg, *items]
             break
-        attached = arg.startswith("--") and arg.split("=", 1)[0] in _GLOBAL_OPTIONS
-        if arg in _GLOBAL_FLAGS or (attached and "=" in arg):
+        name, attached, _ = arg.partition("=")
+        if arg in _GLOBAL_FLAGS or (attached and arg.startswith("--") and name in _GLOBAL_OPTIONS):
             front.append(arg)
         elif arg in _GLOBAL_OPTIONS:
-            front.append(arg)
-            front.append(next(items, ""))
+            value = next(items, None)
+            if value is None:  # moved in front, it would take the command's name as value
+                raise typer.BadParameter("a value is required", param_hint=f"'{arg}'")
+            front += [arg, value]
         else:
             rest.append(arg)
     return front + rest
@@ -228,8 +230,9 @@ def bake_command(
         raise typer.Exit(1)
 
 
-def _release_baked(ctx: typer.Context, project: Project, baked: Sequence[Any],
-                   progress: Progress, cancel: Cancel) -> None:
+def _release_baked(ctx: typer.Context, project: Project,
+                   baked: Sequence[BakeResult | BakeFailure], progress: Progress,
+                   cancel: Cancel) -> None:
     """`bake --release`: one report per comp; exit 1 (2) if any bake or release failed."""
     from builder.release import release_baked
 

@@ -64,6 +64,9 @@ _REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 _ACCOUNT_RE = re.compile(r"\d{12}")
 _ROLE_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
 _AMI_RE = re.compile(r"ami-[0-9a-f]{8,17}")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]*")
+# EC2's rule for AMI names is 3-128 characters; a bake appends "-<yyyymmddHHMMSS>".
+_AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}")
 _WHOLE_EXPR_RE = re.compile(r"\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%).)*)\}\}\s*", re.DOTALL)
 
 
@@ -90,16 +93,16 @@ class ResolvedVars:
         rows = [(key, _show(value), self.origin(key)) for key, value in sorted(self.values.items())]
         return table(("key", "value", "origin"), rows)
 
+    @property
+    def playbook_path(self) -> Path:
+        """The comp's provisioning playbook in the infra repo (it may not exist)."""
+        return self.root / self.settings.playbook
+
     def origin(self, key: str) -> str:
         return self.origins[key].show(self.root)
 
     def problem(self, key: str, message: str) -> ConfigError:
-        origin = self.origins.get(key)
-        return ConfigError(
-            f"{key}: {message}",
-            file=origin.file if origin else None,
-            line=origin.line if origin else None,
-        )
+        return _error_at(self.origins.get(key), f"{key}: {message}")
 
 
 @dataclass
@@ -134,13 +137,21 @@ class ConfigLoader:
         self._check_env(app, env)
         values, origins, _ = self._layered(app, env, None)
         resolved = _Resolver(self._jinja, values, origins).value("components")
-        return _components(resolved, origins)
+        return _components(resolved, origins.get(("components",)))
 
     def combos(
         self, app: str | None = None, env: str | None = None, comp: str | None = None
     ) -> Iterator[Combo | Problem]:
-        """Every (app, env, comp) in scope; a Problem where an env's comps can't be read."""
-        for each_app in [app] if app else self.apps():
+        """Every (app, env, comp) in scope; a Problem where an env's comps can't be read.
+
+        `env` without `app` means that env of every app that has one.
+        """
+        apps = [app] if app else self.apps()
+        if env and not app and not any(env in self.layout.envs(each) for each in apps):
+            raise ConfigError(f"no env {env!r} in any app (vars/*/{env}/)")
+        for each_app in apps:
+            if env and not app and env not in self.layout.envs(each_app):
+                continue
             for each_env in [env] if env else self.envs(each_app):
                 try:
                     comps = self.components(each_app, each_env)
@@ -168,7 +179,7 @@ class ConfigLoader:
         top_origins = {key: origins[(key,)] for key in resolved}
         settings = None
         if not problems:
-            settings, problems = _settings(resolved, top_origins, self, app, env, comp)
+            settings, problems = _settings(resolved, top_origins, self.layout, app, env, comp)
         if problems or settings is None:
             raise ValidationFailed(problems)
         return ResolvedVars(self.layout.root, Combo(app, env, comp), resolved, top_origins,
@@ -197,9 +208,8 @@ class ConfigLoader:
         builtins = {"app": app, "env": env} | ({"comp": comp} if comp else {})
         for key, value in builtins.items():
             if key in doc.values and doc.values[key] != value:
-                origin = doc.origins[(key,)]
-                raise ConfigError(f"{key}: is built in ({value!r}) and can't be set",
-                                  file=origin.file, line=origin.line)
+                raise _error_at(doc.origins[(key,)],
+                                f"{key}: is built in ({value!r}) and can't be set")
         doc = merge(doc, LocatedDoc(builtins, {(key,): Origin(BUILTIN_LAYER) for key in builtins}))
         return doc.values, doc.origins, files
 
@@ -280,11 +290,7 @@ class _Resolver:
 
     def _error(self, path: KeyPath, message: str) -> ConfigError:
         origin = self._origins.get(path) or self._origins.get(path[:1])
-        return ConfigError(
-            f"{'.'.join(path)}: {message}",
-            file=origin.file if origin else None,
-            line=origin.line if origin else None,
-        )
+        return _error_at(origin, f"{'.'.join(path)}: {message}")
 
 
 class _LazyContext(Mapping[str, Any]):
@@ -308,29 +314,30 @@ class _LazyContext(Mapping[str, Any]):
         return len(self._resolver._raw)
 
 
+def _error_at(origin: Origin | None, message: str) -> ConfigError:
+    """A ConfigError at the file and line a value came from (none for built-in layers)."""
+    return ConfigError(message, file=origin.file if origin else None,
+                       line=origin.line if origin else None)
+
+
 # -- the builder keys --------------------------------------------------------
 
 
-def _components(value: Any, origins: Mapping[KeyPath, Origin]) -> list[str]:
-    origin = origins.get(("components",))
-    file, line = (origin.file, origin.line) if origin else (None, None)
+def _components(value: Any, origin: Origin | None) -> list[str]:
     if value is None:
-        raise ConfigError("components: required (the list of comps of this env)",
-                          file=file, line=line)
+        raise _error_at(origin, "components: required (the list of comps of this env)")
     if not isinstance(value, list) or not value:
-        raise ConfigError("components: must be a non-empty list of comp names",
-                          file=file, line=line)
+        raise _error_at(origin, "components: must be a non-empty list of comp names")
     for item in value:
         if not isinstance(item, str) or not NAME_RE.fullmatch(item):
-            raise ConfigError(f"components: {item!r} must match [a-z0-9][a-z0-9-]*",
-                              file=file, line=line)
+            raise _error_at(origin, f"components: {item!r} must match [a-z0-9][a-z0-9-]*")
     return list(value)
 
 
 def _settings(
     values: Mapping[str, Any],
     origins: Mapping[str, Origin],
-    loader: ConfigLoader,
+    layout: Layout,
     app: str,
     env: str,
     comp: str,
@@ -339,11 +346,7 @@ def _settings(
     problems: list[Problem] = []
 
     def fail(key: str, message: str) -> None:
-        origin = origins.get(key)
-        problems.append(
-            Problem(f"{key}: {message}", origin.file if origin else None,
-                    origin.line if origin else None)
-        )
+        problems.append(_error_at(origins.get(key), f"{key}: {message}").problem)
 
     def text(key: str, *, pattern: re.Pattern[str] | None = None, what: str = "",
              optional: bool = False) -> str:
@@ -371,7 +374,7 @@ def _settings(
 
     components: list[str] = []
     try:
-        components = _components(values.get("components"), {(k,): o for k, o in origins.items()})
+        components = _components(values.get("components"), origins.get("components"))
     except ConfigError as exc:
         problems.append(exc.problem)
     if components and comp not in components:
@@ -408,7 +411,7 @@ def _settings(
     if promote_from:
         if promote_from == env:
             fail("promote_from", "an env can't promote from itself")
-        elif promote_from not in loader.layout.envs(app):
+        elif promote_from not in layout.envs(app):
             fail("promote_from", f"no env {promote_from!r} in vars/{app}/")
 
     settings = Settings(
@@ -423,9 +426,8 @@ def _settings(
         source_ami_filter=source_filter,
         instance_type=text("instance_type"),
         ssh_source_cidrs=_cidrs(values.get("ssh_source_cidrs"), fail),
-        ssh_username=text("ssh_username", pattern=re.compile(r"[a-z_][a-z0-9_-]*"),
-                          what="a user name"),
-        ami_name=text("ami_name", pattern=re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}"),
+        ssh_username=text("ssh_username", pattern=_USER_RE, what="a user name"),
+        ami_name=text("ami_name", pattern=_AMI_NAME_RE,
                       what="a valid AMI name (3-100 of letters, digits, ()[] ./'@_-)"),
         encrypt_boot=encrypt is True,
         kms_key_id=kms_key_id,

@@ -11,7 +11,7 @@ blue/green deployment replaces it with a copy of another name.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +21,8 @@ from builder.aws.fleet import AsgLaunch, TemplateVersion
 from builder.config import ResolvedVars
 from builder.errors import AwsError, OperationFailed, RefusedError
 from builder.interrupts import Cancel
+from builder.output import ProgressFn
 from builder.project import Project
-
-ProgressFn = Callable[[str, str], None]
 
 # Status polls back off from the first delay to the longest, and start over when
 # something changes (so a state change is reported promptly).
@@ -70,12 +69,19 @@ class Waited:
     failed_event: FailedEvent | None = None  # of a deployment that didn't succeed
 
 
+def _group(target: DeployTarget) -> DeploymentGroup:
+    """The comp's deployment group as it is now."""
+    settings = target.resolved.settings
+    return codedeploy.group(target.codedeploy, settings.codedeploy_application,
+                            settings.codedeploy_deployment_group)
+
+
 def deployment_group(target: DeployTarget) -> DeploymentGroup:
     """The comp's blue/green group as it is now; refused unless it copies one ASG."""
     settings = target.resolved.settings
     application, name = settings.codedeploy_application, settings.codedeploy_deployment_group
     try:
-        group = codedeploy.group(target.codedeploy, application, name)
+        group = _group(target)
     except AwsError as exc:
         if exc.code in _MISSING_GROUP:
             raise target.resolved.problem(
@@ -230,8 +236,7 @@ def _stop(target: DeployTarget, deployment_id: str, progress: ProgressFn) -> Dep
 
 def replacement(target: DeployTarget, new: TemplateVersion) -> tuple[str, str]:
     """After a successful deployment: the group's (new) ASG and the AMI it launches."""
-    group = codedeploy.group(target.codedeploy, target.resolved.settings.codedeploy_application,
-                             target.resolved.settings.codedeploy_deployment_group)
+    group = _group(target)
     if len(group.asg_names) != 1:
         return ", ".join(group.asg_names), ""
     asg = fleet.asg_launch(target.autoscaling, group.asg_names[0])
@@ -253,12 +258,12 @@ def roll_back(target: DeployTarget, new: TemplateVersion, previous: int | None,
     if previous is not None and previous != new.number:
         fleet.set_default(target.ec2, new.template_id, previous)
         done.append(f"launch template {new.template_name} default back to version {previous}")
-    group = codedeploy.group(target.codedeploy, target.resolved.settings.codedeploy_application,
-                             target.resolved.settings.codedeploy_deployment_group)
+    back = asg_version_before or (str(previous) if previous is not None else None)
+    group = _group(target)
     for name in group.asg_names:
         asg = fleet.asg_launch(target.autoscaling, name)
-        back = asg_version_before or (str(previous) if previous is not None else None)
-        if asg.template_id == new.template_id and asg.version == str(new.number) and back:
+        on_new = asg.template_id == new.template_id and asg.version == str(new.number)
+        if on_new and back and back != asg.version:
             fleet.point_asg(target.autoscaling, name, asg.template_id, back)
             done.append(f"Auto Scaling group {name} back to version {back}")
     return ", ".join(group.asg_names), done

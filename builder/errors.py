@@ -28,6 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def shown_path(path: Path, root: Path | None) -> Path:
+    """A path as users see it: relative to the infra repo's root when inside it."""
+    if root is not None and path.is_absolute() and path.is_relative_to(root):
+        return path.relative_to(root)
+    return path
+
+
+def location(file: Path, line: int | None, root: Path | None = None) -> str:
+    """`file:line` (or just the file) as users see it."""
+    shown = shown_path(file, root)
+    return f"{shown}:{line}" if line else str(shown)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One located problem: what `validate` lists and what a ConfigError carries."""
@@ -37,12 +50,7 @@ class Problem:
     line: int | None = None
 
     def where(self, root: Path | None = None) -> str:
-        if self.file is None:
-            return ""
-        shown = self.file
-        if root is not None and self.file.is_absolute() and self.file.is_relative_to(root):
-            shown = self.file.relative_to(root)
-        return f"{shown}:{self.line}" if self.line else str(shown)
+        return "" if self.file is None else location(self.file, self.line, root)
 
     def format(self, root: Path | None = None) -> str:
         where = self.where(root)

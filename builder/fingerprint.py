@@ -68,8 +68,10 @@ class FileCache:
 def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_ami: str,
             tool_files: Iterable[Path] = (), cache: FileCache | None = None) -> Fingerprint:
     cache = cache or FileCache()
-    playbook = layout.root / resolved.settings.playbook
-    files = cache.playbook_files(layout, playbook) | set(tool_files)
+    # A playbook's vars_files that are config layers of this combo count through the
+    # resolved vars (Ansible gets each of their values as an extra var), not as text.
+    files = ((cache.playbook_files(layout, resolved.playbook_path) | set(tool_files))
+             - {layer.resolve() for layer in resolved.files})
     inputs = {
         "template": rendered.digest(),
         "files": {_label(layout, path): cache.digest(path) for path in sorted(files)},
@@ -123,7 +125,7 @@ def _playbook_files(layout: Layout, playbook: Path) -> set[Path]:
     _walk_yaml_file(playbook, found, roles)
     done: set[str] = set()
     while roles - done:
-        name = sorted(roles - done)[0]
+        name = min(roles - done)
         done.add(name)
         folder = _role_dir(layout, playbook.parent, name)
         if folder is None:

@@ -24,7 +24,9 @@ class Cancel:
         self.event = threading.Event()
         self.signum: int | None = None
         self._hooks: dict[int, Callable[[], None]] = {}
-        self._lock = threading.Lock()
+        # Reentrant: the signal handler runs `trigger` on the main thread, possibly while
+        # that thread is inside `on_cancel` holding the lock.
+        self._lock = threading.RLock()
         self._next = 0
 
     def is_set(self) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from builder.errors import ConfigError, InputError
+from builder.errors import ConfigError, InputError, shown_path
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 
@@ -36,7 +36,7 @@ def check_name(kind: str, name: str, *, file: Path | None = None, line: int | No
     return name
 
 
-def find_root(start: Path | None = None, explicit: str | None = None) -> Path:
+def find_root(explicit: str | None = None) -> Path:
     """`--root`, else BUILDER_ROOT, else the nearest folder upward holding `vars/`."""
     given = explicit or os.environ.get("BUILDER_ROOT")
     if given:
@@ -44,7 +44,7 @@ def find_root(start: Path | None = None, explicit: str | None = None) -> Path:
         if not (root / "vars").is_dir():
             raise InputError(f"{root}: not an infra repo (no vars/ folder)")
         return root
-    here = (start or Path.cwd()).resolve()
+    here = Path.cwd().resolve()
     for candidate in (here, *here.parents):
         if (candidate / "vars").is_dir():
             return candidate
@@ -97,9 +97,7 @@ class Layout:
 
     def relative(self, path: Path) -> str:
         """A path as users see it: relative to the root when inside it."""
-        if path.is_absolute() and path.is_relative_to(self.root):
-            return str(path.relative_to(self.root))
-        return str(path)
+        return str(shown_path(path, self.root))
 
 
 def _subfolders(folder: Path) -> list[str]:

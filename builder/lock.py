@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +24,7 @@ from builder.aws import EnvAws
 from builder.aws import locks as lock_items
 from builder.errors import AwsError, LockedError
 from builder.models import Combo
-from builder.output import silent
-
-ProgressFn = Callable[[str, str], None]
+from builder.output import ProgressFn, silent
 
 
 def owner_name() -> str:
@@ -59,6 +57,8 @@ def held(env_aws: EnvAws, combo: Combo, *, minutes: float, break_lock: bool = Fa
                              f"locks in {env_aws.account_id} {env_aws.region} (first use)")
         lock_items.create_table(dynamodb)
         other = lock_items.put(dynamodb, mine, now=int(now), force=break_lock)
+    if other is not None and other.expires_at < int(now):
+        other = None  # --break-lock overwrote a lock that had expired: nobody's to break
     if other is not None and not break_lock:
         raise LockedError(f"{combo}: locked by {other.owner} since {other.started_at} "
                           f"(expires {_utc(other.expires_at)}); if that release is gone, "

@@ -8,8 +8,11 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+# What steps report progress to: progress(subject, message); `Progress` or `silent`.
+ProgressFn = Callable[[str, str], None]
 
 
 class Result(Protocol):
@@ -20,8 +23,8 @@ class Result(Protocol):
     def to_text(self) -> str: ...
 
 
-def emit(result: Result, *, as_json: bool, stream: TextIO | None = None) -> None:
-    out = stream or sys.stdout
+def emit(result: Result, *, as_json: bool) -> None:
+    out = sys.stdout
     if as_json:
         out.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
     else:
@@ -47,8 +50,7 @@ class Progress:
     `quiet` keeps them out (tests that read stderr for errors only).
     """
 
-    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False):
-        self._stream = stream
+    def __init__(self, *, quiet: bool = False):
         self._quiet = quiet
         self._lock = threading.Lock()
         self._start = time.monotonic()
@@ -57,10 +59,9 @@ class Progress:
         if self._quiet:
             return
         elapsed = time.monotonic() - self._start
-        stream = self._stream or sys.stderr
         with self._lock:
-            stream.write(f"[{elapsed:6.1f}s] {subject}: {message}\n")
-            stream.flush()
+            sys.stderr.write(f"[{elapsed:6.1f}s] {subject}: {message}\n")
+            sys.stderr.flush()
 
 
 def silent(subject: str, message: str) -> None:

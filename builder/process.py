@@ -80,17 +80,16 @@ def start(
     env: Mapping[str, str] | None = None,
     stdout: int | None = subprocess.PIPE,
     stderr: int | None = subprocess.STDOUT,
-    new_session: bool = True,
 ) -> subprocess.Popen[str]:
     """Start a long-running child whose output the caller reads (Packer, sshd, the
-    emulator). A new session by default, so a terminal's Ctrl-C reaches builder first
+    emulator). In a session of its own, so a terminal's Ctrl-C reaches builder first
     and builder decides how the child stops."""
     argv = [str(a) for a in argv]
     log.debug("start: %s", " ".join(argv))
     try:
         return subprocess.Popen(
             argv, cwd=cwd, env=child_env(env), stdout=stdout, stderr=stderr,
-            stdin=subprocess.DEVNULL, text=True, start_new_session=new_session, bufsize=1,
+            stdin=subprocess.DEVNULL, text=True, start_new_session=True, bufsize=1,
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{argv[0]} not found") from exc

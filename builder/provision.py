@@ -48,10 +48,6 @@ class Provisioning:
     def canceled(self) -> bool:
         return any(run.canceled for run in self.runs)
 
-    @property
-    def seconds(self) -> float:
-        return sum(run.seconds for run in self.runs)
-
     def slowest(self, count: int = 5) -> list[TaskTiming]:
         tasks = [task for run in self.runs for task in run.tasks]
         return sorted(tasks, key=lambda task: task.seconds, reverse=True)[:count]
@@ -121,7 +117,8 @@ def tool_files(layout: Layout, resolved: ResolvedVars) -> list[Path]:
 
 
 def comp_playbook(layout: Layout, resolved: ResolvedVars) -> Path:
-    playbook = layout.root / resolved.settings.playbook
+    """The comp's playbook; a ConfigError at the `playbook` setting when it is missing."""
+    playbook = resolved.playbook_path
     if not playbook.is_file():
         raise resolved.problem("playbook", f"{layout.relative(playbook)} does not exist")
     return playbook

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from builder.aws import AwsTarget, temporary
-from builder.errors import BuilderError, ConfigError, InputError
+from builder.errors import BuilderError, InputError
 from builder.output import table
 from builder.project import Project
 
@@ -23,7 +23,7 @@ class ReapedPlace:
 @dataclass(frozen=True)
 class ReapReport:
     places: tuple[ReapedPlace, ...]
-    skipped: tuple[str, ...]  # envs whose config could not be read
+    skipped: tuple[str, ...]  # envs (or single comps) whose config could not be read
     dry_run: bool
     local_build_hosts: int = 0  # build hosts of dead bakes torn down (local mode)
 
@@ -42,15 +42,16 @@ class ReapReport:
         rows = [(p.account, p.region, ", ".join(p.leftovers.instances) or "-",
                  ", ".join(p.leftovers.security_groups) or "-",
                  ", ".join(p.leftovers.key_pairs) or "-") for p in self.places]
-        verb = "would remove" if self.dry_run else "removed"
-        text = (table(("account", "region", "instances", "security groups", "key pairs"), rows)
-                if rows else "nothing to reap")
         if rows:
-            text = f"{verb}:\n{text}"
+            verb = "would remove" if self.dry_run else "removed"
+            text = f"{verb}:\n" + table(
+                ("account", "region", "instances", "security groups", "key pairs"), rows)
+        else:
+            text = "nothing to reap"
         if self.local_build_hosts:
             text += f"\ntore down {self.local_build_hosts} local build host(s) of dead bakes"
-        for env in self.skipped:
-            text += f"\nskipped {env}: its config has errors (builder validate)"
+        for where in self.skipped:
+            text += f"\nskipped {where}: its config has errors (builder validate)"
         return text
 
 
@@ -64,23 +65,12 @@ def parse_age(text: str) -> timedelta:
 
 
 def reap(project: Project, older_than: timedelta, *, dry_run: bool = False) -> ReapReport:
-    targets: dict[AwsTarget, None] = {}
-    skipped: list[str] = []
-    for app in project.config.apps():
-        for env in project.config.envs(app):
-            try:
-                comp = project.config.components(app, env)[0]
-                settings = project.resolve(app, env, comp).settings
-            except (ConfigError, BuilderError):
-                skipped.append(f"{app}/{env}")
-                continue
-            targets[AwsTarget.of(settings)] = None
-    if project.local:
+    targets, skipped = _targets(project)
+    build_hosts = 0
+    if project.local and not dry_run:
         from builder.local import buildhost
 
-        build_hosts = 0 if dry_run else buildhost.stop_orphans(project.layout)
-    else:
-        build_hosts = 0
+        build_hosts = buildhost.stop_orphans(project.layout)
     cutoff = datetime.now(UTC) - older_than
     places = []
     for target in targets:
@@ -92,3 +82,23 @@ def reap(project: Project, older_than: timedelta, *, dry_run: bool = False) -> R
             temporary.remove_leftovers(ec2, leftovers)
         places.append(ReapedPlace(target.account_id, target.region, leftovers))
     return ReapReport(tuple(places), tuple(skipped), dry_run, build_hosts)
+
+
+def _targets(project: Project) -> tuple[list[AwsTarget], list[str]]:
+    """Every account and region a comp bakes in (a comp's own vars file may move it),
+    and what could not be read."""
+    targets: dict[AwsTarget, None] = {}
+    skipped: list[str] = []
+    for app in project.config.apps():
+        for env in project.config.envs(app):
+            try:
+                comps = project.config.components(app, env)
+            except BuilderError:
+                skipped.append(f"{app}/{env}")
+                continue
+            for comp in comps:
+                try:
+                    targets[AwsTarget.of(project.resolve(app, env, comp).settings)] = None
+                except BuilderError:
+                    skipped.append(f"{app}/{env}/{comp}")
+    return list(targets), skipped

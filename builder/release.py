@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,10 +42,8 @@ from builder.errors import (
 )
 from builder.interrupts import Cancel
 from builder.models import Combo
-from builder.output import Progress, table
+from builder.output import Progress, ProgressFn, table
 from builder.project import Project
-
-ProgressFn = Callable[[str, str], None]
 
 # The lock outlives the longest wait by this much; without a wait it is held this long.
 LOCK_MARGIN_MIN = 15.0
@@ -116,14 +114,10 @@ class ReleaseResult:
         }.get(self.outcome, f"{self.outcome} {self.ami_id}")
         lines = [f"{self.combo}: {head}",
                  f"  AMI: {self.ami_id} {self.ami_name} ({self.account} {self.region})"]
-        if self.version_created:
-            lines.append(f"  launch template {self.launch_template_name} "
-                         f"({self.launch_template_id}): default version {self.new_version} "
-                         f"(was {self.previous_version})")
-        else:
-            lines.append(f"  launch template {self.launch_template_name} "
-                         f"({self.launch_template_id}): default version {self.new_version} "
-                         "already has this AMI")
+        lines.append(f"  launch template {self.launch_template_name} "
+                     f"({self.launch_template_id}): default version {self.new_version} "
+                     + (f"(was {self.previous_version})" if self.version_created
+                        else "already has this AMI"))
         if self.deployment_id:
             lines.append(f"  deployment {self.deployment_id}: {self.deployment_status}"
                          + (" (attached to the earlier run's deployment)" if self.attached
@@ -352,11 +346,16 @@ class _Release:
     def _ended_unseen(self, group: DeploymentGroup, image: images.Image) -> Deployment | None:
         """The group's last deployment, when it was a release of this AMI that ended
         without its release watching (interrupted, --no-wait): its outcome is followed
-        up (verified, or rolled back) instead of deploying again."""
+        up (verified, or rolled back) instead of deploying again. A failure a release
+        saw and rolled back (the AMI is tagged failed) is not followed again: the AMI is
+        deployed anew."""
         if self.options.revision is not None or not group.last_attempted:
             return None
         last = codedeploy.get(self.target.codedeploy, group.last_attempted)
-        return last if last.description.startswith(_deployment_description(image.id)) else None
+        if not last.description.startswith(_deployment_description(image.id)):
+            return None
+        seen = last.status != codedeploy.SUCCEEDED and image.status == images.STATUS_FAILED
+        return None if seen else last
 
     def _start(self, group: DeploymentGroup, asg: AsgLaunch, new: TemplateVersion,
                image: images.Image) -> str:

@@ -95,16 +95,16 @@ class Renderer:
         searched = ", ".join(self.layout.relative(d) for d in self.layout.template_dirs())
         raise TemplateError(f"packer template {name!r} not found (looked in {searched})")
 
-    def render(self, resolved: ResolvedVars, *, hcl_check: bool = True) -> Rendered:
+    def render(self, resolved: ResolvedVars) -> Rendered:
         name = resolved.settings.packer_template
         try:
             source = self.find_template(name)
         except TemplateError as exc:
             raise resolved.problem("packer_template", exc.message) from exc
         hcl = self._text(source, resolved)
-        variables = self._variables(hcl, source) if hcl_check else ()
-        var_values = _var_values(variables, resolved, source) if hcl_check else {}
-        return Rendered(resolved, name, source, hcl, variables, var_values)
+        variables = self._variables(hcl, source)
+        return Rendered(resolved, name, source, hcl, variables,
+                        _var_values(variables, resolved, source))
 
     def _text(self, source: Path, resolved: ResolvedVars) -> str:
         text = source.read_text(encoding="utf-8")
@@ -215,15 +215,20 @@ def _declaration_line(text: str, name: str) -> int | None:
 
 def source_line(rendered_line: int | None, hcl: str, source: Path) -> int | None:
     """A line of the rendered text, mapped back to the template when Jinja changed it
-    (builder's own required_plugins block shifts lines by a fixed amount)."""
+    (builder's own required_plugins block shifts lines by a fixed amount; a line inside
+    that block is in no file of the user's)."""
     if rendered_line is None:
         return None
+    body = hcl
     if hcl.startswith(REQUIRED_PLUGINS_BLOCK):
+        body = hcl[len(REQUIRED_PLUGINS_BLOCK) + 1:]
         rendered_line -= REQUIRED_PLUGINS_BLOCK.count("\n") + 1
+        if rendered_line < 1:
+            return None
     if not source.name.endswith(".j2"):
         return rendered_line
-    wanted = hcl.splitlines()[rendered_line - 1].strip() if 0 < rendered_line <= len(
-        hcl.splitlines()) else ""
+    lines = body.splitlines()
+    wanted = lines[rendered_line - 1].strip() if rendered_line <= len(lines) else ""
     if wanted:
         for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip() == wanted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.errors import BuilderError, Problem, ValidationFailed
+from builder.errors import BuilderError, ConfigError, Problem, ValidationFailed, shown_path
 from builder.layout import Layout
 from builder.models import Combo
 from builder.project import Project
+from builder.provision import comp_playbook
 from builder.render import Rendered, source_line, write
 
 
@@ -37,10 +39,6 @@ class ValidateReport:
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
 
-    @property
-    def problems(self) -> list[Problem]:
-        return [p for r in self.results for p in r.problems]
-
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -64,10 +62,8 @@ class ValidateReport:
 
 
 def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
-    file = problem.file
-    if file is not None and file.is_absolute() and file.is_relative_to(root):
-        file = file.relative_to(root)
-    return {"file": str(file) if file else None, "line": problem.line, "message": problem.message}
+    return {"file": str(shown_path(problem.file, root)) if problem.file else None,
+            "line": problem.line, "message": problem.message}
 
 
 def validate(project: Project, app: str | None = None, env: str | None = None,
@@ -79,24 +75,22 @@ def validate(project: Project, app: str | None = None, env: str | None = None,
     except BuilderError as exc:
         failed = ComboReport(app or "", env or "", comp, (exc.problem,))
         return ValidateReport(project.root, (failed,))
-    renderer = None if offline and not scope else project.renderer
     for item in scope:
         if isinstance(item, Problem):
             where = _env_of(item, project)
             reports.append(ComboReport(where[0], where[1], None, (item,)))
             continue
-        problems, rendered = _check_offline(project, item, renderer)
+        problems, rendered = _check_offline(project, item)
         reports.append(ComboReport(item.app, item.env, item.comp, tuple(problems)))
         if rendered is not None and not offline:
             checks.append((len(reports) - 1, rendered))
     if checks:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            found_all = pool.map(lambda r: _external_checks(project.layout, r),
-                                 [r for _, r in checks])
-            for index, found in zip((i for i, _ in checks), found_all, strict=True):
-                report = reports[index]
-                reports[index] = ComboReport(report.app, report.env, report.comp,
-                                             report.problems + tuple(found))
+            found_all = pool.map(lambda check: _external_checks(project.layout, check[1]),
+                                 checks)
+            for (index, _), found in zip(checks, found_all, strict=True):
+                reports[index] = dataclasses.replace(
+                    reports[index], problems=reports[index].problems + tuple(found))
     if comp is not None and not any(r.comp == comp for r in reports) and app and env:
         reports.append(ComboReport(app, env, comp, (Problem(
             f"comp {comp!r} is not in the components of {app}/{env}"),)))
@@ -112,8 +106,7 @@ def _env_of(problem: Problem, project: Project) -> tuple[str, str]:
     return "", ""
 
 
-def _check_offline(project: Project, combo: Combo, renderer: Any
-                   ) -> tuple[list[Problem], Rendered | None]:
+def _check_offline(project: Project, combo: Combo) -> tuple[list[Problem], Rendered | None]:
     try:
         resolved = project.resolve(combo.app, combo.env, combo.comp)
     except ValidationFailed as exc:
@@ -121,11 +114,13 @@ def _check_offline(project: Project, combo: Combo, renderer: Any
     except BuilderError as exc:
         return [exc.problem], None
     problems: list[Problem] = []
-    playbook = project.root / resolved.settings.playbook
-    if not playbook.is_file():
-        origin = resolved.origins["playbook"]
-        problems.append(Problem(f"playbook: {resolved.settings.playbook} does not exist",
-                                origin.file, origin.line))
+    try:
+        comp_playbook(project.layout, resolved)
+    except ConfigError as exc:
+        problems.append(exc.problem)
+    # Outside the try below: without Packer (its version decides the rendering) the
+    # whole run stops with ToolMissing instead of one problem per combo.
+    renderer = project.renderer
     try:
         rendered = renderer.render(resolved)
     except ValidationFailed as exc:
@@ -145,7 +140,7 @@ def _external_checks(layout: Layout, rendered: Rendered) -> list[Problem]:
         problems.extend(_relocate(p, files.template, rendered)
                         for p in _guard(lambda: packer.validate(files.template, files.var_file)))
     problems.extend(_guard(lambda: ansible.syntax_check(
-        layout, layout.root / resolved.settings.playbook, resolved.values)))
+        layout, resolved.playbook_path, resolved.values)))
     return problems
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from builder.errors import location
+
 KeyPath = tuple[str, ...]
 
 
@@ -21,12 +23,7 @@ class Origin:
     line: int | None = None
 
     def show(self, root: Path | None = None) -> str:
-        if self.file is None:
-            return self.layer
-        shown = self.file
-        if root is not None and shown.is_relative_to(root):
-            shown = shown.relative_to(root)
-        return f"{shown}:{self.line}" if self.line else str(shown)
+        return self.layer if self.file is None else location(self.file, self.line, root)
 
 
 @dataclass(frozen=True)

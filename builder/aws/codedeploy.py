@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from builder.aws.session import translate
@@ -17,6 +18,7 @@ _BUNDLE_TYPES = ((".tar.gz", "tgz"), (".tgz", "tgz"), (".tar", "tar"), (".zip", 
 # deploymentOverview keys, in the order a deployment moves through them.
 OVERVIEW_KEYS = ("Pending", "InProgress", "Succeeded", "Failed", "Skipped", "Ready")
 TARGET_BATCH = 25  # ids per BatchGetDeploymentTargets call
+GROUP_BATCH = 100  # names per BatchGetDeploymentGroups call
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,9 @@ class DeploymentGroup:
     target_revision: Mapping[str, Any] | None
     deployment_type: str  # BLUE_GREEN or IN_PLACE
     green_fleet: str  # COPY_AUTO_SCALING_GROUP, DISCOVER_EXISTING or ""
-    last_attempted: str = ""  # id of the group's latest deployment that ended
+    last_attempted: str = ""  # id of the group's latest deployment (ended or not)
+    last_attempted_status: str = ""
+    last_attempted_at: datetime | None = None  # when it ended (or was created, while running)
 
     @property
     def copies_asg(self) -> bool:
@@ -37,13 +41,17 @@ class DeploymentGroup:
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> DeploymentGroup:
         blue_green = raw.get("blueGreenDeploymentConfiguration") or {}
+        last = raw.get("lastAttemptedDeployment") or {}
+        when = last.get("endTime") or last.get("createTime")
         return cls(
             application=raw["applicationName"], name=raw["deploymentGroupName"],
             asg_names=tuple(g["name"] for g in raw.get("autoScalingGroups", [])),
             target_revision=raw.get("targetRevision"),
             deployment_type=(raw.get("deploymentStyle") or {}).get("deploymentType", "IN_PLACE"),
             green_fleet=(blue_green.get("greenFleetProvisioningOption") or {}).get("action", ""),
-            last_attempted=(raw.get("lastAttemptedDeployment") or {}).get("deploymentId", ""))
+            last_attempted=last.get("deploymentId", ""),
+            last_attempted_status=last.get("status", ""),
+            last_attempted_at=when if isinstance(when, datetime) else None)
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,19 @@ def group(codedeploy: Any, application: str, name: str) -> DeploymentGroup:
     with translate(f"reading deployment group {application}/{name}"):
         return DeploymentGroup.from_api(codedeploy.get_deployment_group(
             applicationName=application, deploymentGroupName=name)["deploymentGroupInfo"])
+
+
+def groups(codedeploy: Any, application: str, names: Sequence[str]) -> list[DeploymentGroup]:
+    """The application's groups of these names (those that exist), GROUP_BATCH a call."""
+    found: list[DeploymentGroup] = []
+    for start in range(0, len(names), GROUP_BATCH):
+        with translate(f"reading the deployment groups of {application}"):
+            infos = codedeploy.batch_get_deployment_groups(
+                applicationName=application,
+                deploymentGroupNames=list(names[start:start + GROUP_BATCH]),
+            )["deploymentGroupsInfo"]
+        found += [DeploymentGroup.from_api(info) for info in infos]
+    return found
 
 
 def create(codedeploy: Any, deployment_group: DeploymentGroup, revision: Mapping[str, Any],

@@ -1,17 +1,28 @@
-"""Launch templates and Auto Scaling groups: the typed calls `release` makes.
+"""Launch templates, Auto Scaling groups and their instances: the typed calls of
+`release` (one version, one group) and the bulk reads of `rebuild`, `status` and
+`prune` (every template's default in one query, every version of one template, every
+group and what it launches).
 
-The user's Terraform owns both; builder only adds launch-template versions, moves the
-default, and points the deployment group's current ASG at a version.
+The user's Terraform owns templates and groups; builder only adds launch-template
+versions, moves the default, and points the deployment group's current ASG at a version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from builder.aws.session import translate
 from builder.errors import AwsError
+
+# EC2's largest page for DescribeLaunchTemplateVersions.
+_VERSIONS_PAGE = 200
+# What EC2 answers when a template, or the version asked for, isn't there.
+_TEMPLATE_NOT_FOUND = (
+    "InvalidLaunchTemplateName.NotFoundException", "InvalidLaunchTemplateId.NotFound",
+    "InvalidLaunchTemplateId.Malformed", "InvalidLaunchTemplateVersion.NotFound")
+_LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 
 @dataclass(frozen=True)
@@ -101,3 +112,109 @@ def point_asg(autoscaling: Any, name: str, template_id: str, version_spec: str) 
         autoscaling.update_auto_scaling_group(
             AutoScalingGroupName=name,
             LaunchTemplate={"LaunchTemplateId": template_id, "Version": version_spec})
+
+
+# -- bulk reads (rebuild, status, prune) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsgLaunchSpecs:
+    """Everything an Auto Scaling group launches from: launch template specifications
+    (its own, its mixed instances policy's and their overrides, each instance's) and
+    its launch configuration."""
+
+    name: str
+    templates: tuple[Mapping[str, Any], ...]
+    configuration: str  # launch configuration name, or ""
+    instance_ids: tuple[str, ...]
+
+
+def _versions(ec2: Any, doing: str, **kwargs: Any) -> list[TemplateVersion]:
+    with translate(doing):
+        pages = ec2.get_paginator("describe_launch_template_versions").paginate(
+            **kwargs, PaginationConfig={"PageSize": _VERSIONS_PAGE})
+        return [TemplateVersion.from_api(raw)
+                for page in pages for raw in page["LaunchTemplateVersions"]]
+
+
+def every_template(ec2: Any, which: tuple[str, ...] = ("$Default",)) -> list[TemplateVersion]:
+    """The `which` versions ($Default, $Latest) of every launch template of the account
+    and region, in one query."""
+    return _versions(ec2, "reading the launch templates", Versions=list(which))
+
+
+def default_images(ec2: Any) -> dict[str, str]:
+    """Template name → the AMI of its default version, for every launch template."""
+    return {v.template_name: v.image_id for v in every_template(ec2)}
+
+
+def all_versions(ec2: Any, name: str) -> list[TemplateVersion]:
+    """Every version of one template; none when it doesn't exist."""
+    try:
+        return _versions(ec2, f"reading the versions of launch template {name}",
+                         LaunchTemplateName=name)
+    except AwsError as exc:
+        if exc.code in _TEMPLATE_NOT_FOUND:
+            return []
+        raise
+
+
+def default_image(ec2: Any, name: str) -> str:
+    """The AMI of a template's default version ("" when there is no such template)."""
+    return launched_image(ec2, {"LaunchTemplateName": name})
+
+
+def launched_image(ec2: Any, spec: Mapping[str, Any]) -> str:
+    """The AMI a launch template specification (as an Auto Scaling group holds it)
+    launches; "" when its template or version is gone."""
+    try:
+        return version(ec2, template_id=spec.get("LaunchTemplateId", ""),
+                       template_name=spec.get("LaunchTemplateName", ""),
+                       number=str(spec.get("Version") or "$Default")).image_id
+    except AwsError as exc:
+        if exc.code in _TEMPLATE_NOT_FOUND:
+            return ""
+        raise
+
+
+def every_asg(autoscaling: Any) -> list[AsgLaunchSpecs]:
+    """Every Auto Scaling group of the account and region and what it launches from."""
+    with translate("listing the Auto Scaling groups"):
+        groups = [g for page in autoscaling.get_paginator("describe_auto_scaling_groups")
+                  .paginate() for g in page["AutoScalingGroups"]]
+    found = []
+    for group in groups:
+        mixed = (group.get("MixedInstancesPolicy") or {}).get("LaunchTemplate") or {}
+        specs = [group.get("LaunchTemplate"), mixed.get("LaunchTemplateSpecification"),
+                 *(o.get("LaunchTemplateSpecification") for o in mixed.get("Overrides") or []),
+                 *(i.get("LaunchTemplate") for i in group.get("Instances", []))]
+        found.append(AsgLaunchSpecs(
+            group["AutoScalingGroupName"], tuple(spec for spec in specs if spec),
+            group.get("LaunchConfigurationName") or "",
+            tuple(i["InstanceId"] for i in group.get("Instances", []))))
+    return found
+
+
+def configuration_images(autoscaling: Any, names: Iterable[str]) -> dict[str, str]:
+    """Launch configuration name → its AMI."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    with translate("reading launch configurations"):
+        pages = autoscaling.get_paginator("describe_launch_configurations").paginate(
+            LaunchConfigurationNames=wanted)
+        return {c["LaunchConfigurationName"]: c.get("ImageId", "")
+                for page in pages for c in page["LaunchConfigurations"]}
+
+
+def instances_of(ec2: Any, image_ids: Iterable[str]) -> dict[str, str]:
+    """Instance id → AMI, for the live (not terminated) instances of these AMIs."""
+    wanted = sorted(image_ids)
+    if not wanted:
+        return {}
+    with translate("finding instances of the AMIs"):
+        pages = ec2.get_paginator("describe_instances").paginate(Filters=[
+            {"Name": "image-id", "Values": wanted},
+            {"Name": "instance-state-name", "Values": list(_LIVE_INSTANCE_STATES)}])
+        return {i["InstanceId"]: i["ImageId"] for page in pages
+                for r in page["Reservations"] for i in r["Instances"]}

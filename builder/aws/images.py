@@ -225,3 +225,12 @@ def images_by_id(ec2: Any, image_ids: Iterable[str]) -> dict[str, Image]:
     for each in wanted:
         found.update(images_by_id(ec2, [each]))
     return found
+
+
+def deregister(ec2: Any, image: Image) -> None:
+    """Deregister an AMI (a pending copy stops) and delete its snapshots."""
+    with translate(f"deregistering {image.id}"):
+        ec2.deregister_image(ImageId=image.id)
+    for snapshot in image.snapshot_ids:
+        with translate(f"deleting {snapshot} of {image.id}"):
+            ec2.delete_snapshot(SnapshotId=snapshot)

@@ -44,8 +44,7 @@ class LockItem:
                    int(item.get("expires_at", {}).get("N", "0")))
 
 
-def put(dynamodb: Any, lock: LockItem, *, now: int, force: bool = False,
-        table: str = TABLE) -> LockItem | None:
+def put(dynamodb: Any, lock: LockItem, *, now: int, force: bool = False) -> LockItem | None:
     """Write `lock` unless another holder's unexpired lock is there.
 
     Returns None when written without taking anyone's lock, else the other holder: the
@@ -54,13 +53,13 @@ def put(dynamodb: Any, lock: LockItem, *, now: int, force: bool = False,
     """
     with translate(f"taking the release lock {lock.key}"):
         if force:
-            answer = dynamodb.put_item(TableName=table, Item=lock.to_item(),
+            answer = dynamodb.put_item(TableName=TABLE, Item=lock.to_item(),
                                        ReturnValues="ALL_OLD")
             old = answer.get("Attributes")
             return LockItem.from_item(old) if old else None
         try:
             dynamodb.put_item(
-                TableName=table, Item=lock.to_item(),
+                TableName=TABLE, Item=lock.to_item(),
                 ConditionExpression="attribute_not_exists(#key) OR #expires < :now",
                 ExpressionAttributeNames={"#key": KEY, "#expires": "expires_at"},
                 ExpressionAttributeValues={":now": {"N": str(now)}},
@@ -74,12 +73,12 @@ def put(dynamodb: Any, lock: LockItem, *, now: int, force: bool = False,
     return None
 
 
-def delete(dynamodb: Any, lock: LockItem, *, table: str = TABLE) -> bool:
+def delete(dynamodb: Any, lock: LockItem) -> bool:
     """Remove our own lock; False when it is no longer ours (broken by someone else)."""
     try:
         with translate(f"releasing the release lock {lock.key}"):
             dynamodb.delete_item(
-                TableName=table, Key={KEY: {"S": lock.key}},
+                TableName=TABLE, Key={KEY: {"S": lock.key}},
                 ConditionExpression="#token = :token",
                 ExpressionAttributeNames={"#token": "token"},
                 ExpressionAttributeValues={":token": {"S": lock.token}})
@@ -90,19 +89,19 @@ def delete(dynamodb: Any, lock: LockItem, *, table: str = TABLE) -> bool:
     return True
 
 
-def create_table(dynamodb: Any, *, table: str = TABLE) -> None:
+def create_table(dynamodb: Any) -> None:
     """Make the lock table and wait until it takes writes; another process making it at
     the same moment is fine."""
     try:
-        with translate(f"making the DynamoDB table {table}"):
+        with translate(f"making the DynamoDB table {TABLE}"):
             dynamodb.create_table(
-                TableName=table, BillingMode="PAY_PER_REQUEST",
+                TableName=TABLE, BillingMode="PAY_PER_REQUEST",
                 AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
                 KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
                 Tags=[{"Key": "builder:purpose", "Value": "release locks"}])
     except AwsError as exc:
         if exc.code != "ResourceInUseException":
             raise
-    with translate(f"waiting for the DynamoDB table {table}"):
+    with translate(f"waiting for the DynamoDB table {TABLE}"):
         dynamodb.get_waiter("table_exists").wait(
-            TableName=table, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+            TableName=TABLE, WaiterConfig={"Delay": 2, "MaxAttempts": 60})

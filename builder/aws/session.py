@@ -98,7 +98,7 @@ class Aws:
 
 class EnvAws:
     """Clients of one env, all on one session (boto3 sessions are not thread-safe: the
-    lock guards client creation; clients themselves are)."""
+    lock guards every use of the session; clients themselves are)."""
 
     def __init__(self, aws: Aws, target: AwsTarget):
         self.aws = aws
@@ -129,7 +129,8 @@ class EnvAws:
     def credentials_env(self) -> dict[str, str]:
         """Frozen credentials as environment variables, for Packer."""
         with translate("getting AWS credentials"):
-            credentials = self._session.get_credentials()
+            with self._lock:
+                credentials = self._session.get_credentials()
             if credentials is None:
                 raise NoCredentialsError()
             frozen = credentials.get_frozen_credentials()

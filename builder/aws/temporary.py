@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from builder.aws.images import TAG_RUN_ID
@@ -20,7 +21,7 @@ TAG_STARTED_AT = "builder:started-at"
 _LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 
-def tag_specs(resource: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
+def _tag_specs(resource: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
     return [{"ResourceType": resource,
              "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
 
@@ -28,7 +29,7 @@ def tag_specs(resource: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
 def import_key_pair(ec2: Any, name: str, public_key: str, tags: Mapping[str, str]) -> None:
     with translate(f"importing key pair {name}"):
         ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(),
-                            TagSpecifications=tag_specs("key-pair", tags))
+                            TagSpecifications=_tag_specs("key-pair", tags))
 
 
 def delete_key_pair(ec2: Any, name: str) -> None:
@@ -65,14 +66,23 @@ def _filters(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def create_security_group(ec2: Any, name: str, vpc_id: str, ssh_cidrs: Sequence[str],
                           tags: Mapping[str, str]) -> str:
+    """A group letting `ssh_cidrs` (IPv4 and IPv6) reach port 22; none is left behind
+    when the rule can't be added."""
     with translate(f"creating security group {name}"):
         group = ec2.create_security_group(
             GroupName=name, VpcId=vpc_id, Description="builder: SSH to a builder instance",
-            TagSpecifications=tag_specs("security-group", tags))
-        group_id = str(group["GroupId"])
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[{
-            "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-            "IpRanges": [{"CidrIp": cidr} for cidr in ssh_cidrs]}])
+            TagSpecifications=_tag_specs("security-group", tags))
+    group_id = str(group["GroupId"])
+    try:
+        with translate(f"allowing SSH into security group {name}"):
+            ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[{
+                "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                "IpRanges": [{"CidrIp": c} for c in ssh_cidrs if ":" not in c],
+                "Ipv6Ranges": [{"CidrIpv6": c} for c in ssh_cidrs if ":" in c]}])
+    except AwsError:
+        with suppress(AwsError):  # the rule's error is the one to show; reap gets the rest
+            delete_security_group(ec2, group_id)
+        raise
     return group_id
 
 
@@ -105,15 +115,12 @@ class Leftovers:
         return not (self.instances or self.security_groups or self.key_pairs)
 
 
-def find_leftovers(ec2: Any, older_than: datetime, *, exclude_runs: Sequence[str] = ()
-                   ) -> Leftovers:
+def find_leftovers(ec2: Any, older_than: datetime) -> Leftovers:
     """Resources tagged with a builder run id, started before `older_than`."""
     run_filter = [{"Name": "tag-key", "Values": [TAG_RUN_ID]}]
 
     def old(tags: Sequence[Mapping[str, str]], fallback: datetime | None) -> bool:
         values = {t["Key"]: t["Value"] for t in tags}
-        if values.get(TAG_RUN_ID) in exclude_runs:
-            return False
         started = values.get(TAG_STARTED_AT)
         when = datetime.fromisoformat(started) if started else fallback
         return when is not None and when < older_than
@@ -142,6 +149,3 @@ def remove_leftovers(ec2: Any, leftovers: Leftovers) -> None:
     for name in leftovers.key_pairs:
         delete_key_pair(ec2, name)
 
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -195,13 +195,12 @@ class DeploymentEmulator:
             group.auto_scaling_groups = [run.replacement]
         _end_lifecycle(deployment_extras(deployment).targets.values(), failure=None)
         deployment.status = "Succeeded"
-        deployment.complete_time = utcnow()
         overview = deployment.deployment_overview
         overview.update(Succeeded=overview["InProgress"], InProgress=0)
+        self._close(deployment)
         extras = group_extras(group)
         extras.target_revision = deployment.revision
-        extras.last_successful = extras.last_attempted = last_deployment_info(deployment)
-        self._runs.pop(deployment.deployment_id, None)
+        extras.last_successful = extras.last_attempted
 
     def _finish_failed(self, account: str, region: str, deployment: DeploymentInfo, run: _Run,
                        failure: DeploymentFailure) -> None:

@@ -617,28 +617,26 @@ def _batch_get_deployment_targets_response(self: Any) -> ActionResult:
 
 
 def _deployment_info(deployment: DeploymentInfo) -> dict[str, Any]:
-    info: dict[str, Any] = _original(codedeploy_responses, "_deployment_info")(deployment)
     extras = deployment_extras(deployment)
-    for key, value in (("errorInformation", extras.error_information),
-                       ("rollbackInfo", extras.rollback_info),
-                       ("previousRevision", extras.previous_revision)):
-        if value:
-            info[key] = value
-        else:
-            info.pop(key, None)
-    return {key: value for key, value in info.items() if value is not None}
+    return _with_extras(_original(codedeploy_responses, "_deployment_info")(deployment), {
+        "errorInformation": extras.error_information, "rollbackInfo": extras.rollback_info,
+        "previousRevision": extras.previous_revision})
 
 
 def _group_info(group: DeploymentGroup) -> dict[str, Any]:
-    info: dict[str, Any] = _original(codedeploy_responses, "_deployment_group_info")(group)
     extras = group_extras(group)
+    info = _with_extras(_original(codedeploy_responses, "_deployment_group_info")(group), {
+        "targetRevision": extras.target_revision,
+        "lastSuccessfulDeployment": extras.last_successful,
+        "lastAttemptedDeployment": extras.last_attempted})
     # CodeDeploy lists the group's Auto Scaling groups as objects, moto as bare names.
     info["autoScalingGroups"] = [{"name": name} for name in group.auto_scaling_groups]
-    for key, value in (("targetRevision", extras.target_revision),
-                       ("lastSuccessfulDeployment", extras.last_successful),
-                       ("lastAttemptedDeployment", extras.last_attempted)):
-        if value:
-            info[key] = value
-        else:
-            info.pop(key, None)
-    return {key: value for key, value in info.items() if value is not None}
+    return info
+
+
+def _with_extras(info: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
+    """moto's answer with these fields ours; like CodeDeploy, it leaves out a field it
+    has no value for (ours when empty, any when null)."""
+    merged = {**info, **extras}
+    return {key: value for key, value in merged.items()
+            if value is not None and (key not in extras or value)}

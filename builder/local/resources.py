@@ -21,19 +21,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.aws import EnvAws, translate
+from builder.aws import EnvAws, codedeploy, translate
 from builder.aws.images import Image, describe
 from builder.config import ResolvedVars
 from builder.errors import AwsError, BuilderError, InputError, OperationFailed, Problem
 from builder.local import control
 from builder.local.stack import local_project
 from builder.models import Settings
-from builder.output import silent, table
+from builder.output import ProgressFn, silent, table
 
 if TYPE_CHECKING:
     from builder.project import Project
-
-ProgressFn = Callable[[str, str], None]
 
 VAULT_PASSWORD_FILE_ENV = "BUILDER_LOCAL_VAULT_PASSWORD_FILE"  # noqa: S105 - a variable's name
 DEPLOYMENT_TIMEOUT_SECONDS = 120.0
@@ -301,29 +299,27 @@ class _Maker:
 
     def _ensure_group(self, env_aws: EnvAws, settings: Settings, bucket: str,
                       key: str) -> bool:
-        codedeploy = env_aws.client("codedeploy")
+        client = env_aws.client("codedeploy")
         application = settings.codedeploy_application
         group_name = settings.codedeploy_deployment_group
         group = _absent(("DeploymentGroupDoesNotExistException",),
                         f"looking up deployment group {group_name}",
-                        lambda: codedeploy.get_deployment_group(
-                            applicationName=application,
-                            deploymentGroupName=group_name)["deploymentGroupInfo"])
+                        lambda: codedeploy.group(client, application, group_name))
         if group is None:
             asg = _ensure_asg(env_aws, group_name, settings.launch_template_name)
             with translate(f"making deployment group {group_name}"):
-                codedeploy.create_deployment_group(**_group_spec(
+                client.create_deployment_group(**_group_spec(
                     settings, application, group_name, asg))
-        elif group.get("targetRevision"):
+        elif group.target_revision:
             return False
-        active = _active_deployments(env_aws, application, group_name)
+        active = codedeploy.active(client, application, group_name)
         if active:
             deployment_id = active[0]
         else:
             with translate(f"deploying the first revision to {group_name}"):
-                deployment_id = codedeploy.create_deployment(
+                deployment_id = client.create_deployment(
                     applicationName=application, deploymentGroupName=group_name,
-                    revision=_s3_revision(bucket, key),
+                    revision=codedeploy.s3_revision(f"s3://{bucket}/{key}"),
                     description="the revision Terraform's first apply deployed",
                 )["deploymentId"]
         self.deployments.append((env_aws, deployment_id, group_name))
@@ -468,28 +464,13 @@ def _group_spec(settings: Settings, application: str, group: str, asg: str) -> d
     }
 
 
-def _s3_revision(bucket: str, key: str) -> dict[str, Any]:
-    return {"revisionType": "S3",
-            "s3Location": {"bucket": bucket, "key": key, "bundleType": "zip"}}
-
-
-def _active_deployments(env_aws: EnvAws, application: str, group: str) -> list[str]:
-    with translate(f"listing deployments of {group}"):
-        return list(env_aws.client("codedeploy").list_deployments(
-            applicationName=application, deploymentGroupName=group,
-            includeOnlyStatuses=["Created", "Queued", "InProgress", "Ready"])["deployments"])
-
-
 def _wait_for_deployment(env_aws: EnvAws, deployment_id: str, deadline: float) -> str:
-    codedeploy = env_aws.client("codedeploy")
+    client = env_aws.client("codedeploy")
     while True:
-        with translate(f"waiting for deployment {deployment_id}"):
-            status = str(codedeploy.get_deployment(
-                deploymentId=deployment_id)["deploymentInfo"]["status"])
-        if status in ("Succeeded", "Failed", "Stopped"):
+        status = codedeploy.get(client, deployment_id).status
+        if status in codedeploy.FINAL_STATUSES:
             return status
         if time.monotonic() > deadline:
             raise OperationFailed(f"deployment {deployment_id} still {status} after "
                                   f"{DEPLOYMENT_TIMEOUT_SECONDS:.0f}s")
         time.sleep(0.1)
-

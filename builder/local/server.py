@@ -35,6 +35,7 @@ from typing import Any
 
 HOST = "127.0.0.1"
 CONTROL_PREFIX = "/_builder/"
+# In --state-dir; builder.local.stack reads them.
 SERVER_FILE = "server.json"
 LOG_FILE = "server.log"
 
@@ -196,9 +197,9 @@ def _publish_image(body: dict[str, Any]) -> dict[str, Any]:
         created = datetime.fromisoformat(_field(body, "creation_date"))
     except ValueError as exc:
         raise ControlError(400, f"creation_date: {exc}") from exc
-    image, made = publish_image(_field(body, "owner"), _field(body, "region"), _field(body, "name"),
-                          created, image_id=body.get("image_id"),
-                          public=body.get("public") is not False)
+    image, made = publish_image(_field(body, "owner"), _field(body, "region"),
+                                _field(body, "name"), created, image_id=body.get("image_id"),
+                                public=body.get("public") is not False)
     return {"image_id": image.id, "name": image.name, "made": made}
 
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,16 +23,13 @@ from builder import process
 from builder.errors import InputError, OperationFailed
 from builder.layout import Layout
 from builder.local import control
-from builder.output import silent, table
+from builder.local.server import LOG_FILE, SERVER_FILE
+from builder.output import ProgressFn, silent, table
 
 if TYPE_CHECKING:
     from builder.local.resources import ResourcesReport
     from builder.project import Project
 
-ProgressFn = Callable[[str, str], None]
-
-SERVER_FILE = "server.json"
-LOG_FILE = "server.log"
 # `up` without the build host image (tests that only need AWS): BUILDER_LOCAL_NO_BUILD_HOST=1.
 NO_BUILD_HOST_ENV = "BUILDER_LOCAL_NO_BUILD_HOST"
 # Seconds between deployment states of a newly started stack (default 1).

@@ -17,13 +17,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from builder.aws import AwsTarget
+from builder.aws import AwsTarget, fleet
 from builder.aws import images as amis
 from builder.aws.images import Image
 from builder.config import ResolvedVars
 from builder.errors import BuilderError, InputError
 from builder.models import Combo, Settings
-from builder.pipelines import templates
 from builder.project import Project
 
 _PARALLEL_PLACES = 8
@@ -60,7 +59,6 @@ class ComboFacts:
 class Inventory:
     facts: Mapping[Combo, ComboFacts]
     problems: Mapping[Combo, str] = field(default_factory=dict)
-    places: int = 0  # distinct (account, region, credentials) queried
 
 
 @dataclass(frozen=True)
@@ -122,14 +120,14 @@ def gather(project: Project, in_scope: Sequence[ResolvedVars]) -> Inventory:
     for resolved in wanted.values():
         by_place.setdefault(AwsTarget.of(resolved.settings), []).append(resolved)
     facts: dict[Combo, ComboFacts] = {}
-    project.aws  # noqa: B018 - made once, before the threads share it
+    project.aws  # noqa: B018 - no local stack: one error, not a problem per place
     with ThreadPoolExecutor(max_workers=max(1, min(_PARALLEL_PLACES, len(by_place))),
                             thread_name_prefix="inventory") as pool:
         for place_facts, place_problems in pool.map(
                 lambda item: _place(project, *item), by_place.items()):
             facts.update(place_facts)
             problems.update(place_problems)
-    return Inventory(facts, problems, len(by_place))
+    return Inventory(facts, problems)
 
 
 def _place(project: Project, target: AwsTarget, members: Sequence[ResolvedVars]
@@ -141,7 +139,7 @@ def _place(project: Project, target: AwsTarget, members: Sequence[ResolvedVars]
         matches = amis.matching_images(ec2, [f for f in filters if f is not None])
         fixed = amis.images_by_id(ec2, [r.settings.source_ami for r in members
                                         if r.settings.source_ami])
-        defaults = templates.default_images(ec2)
+        defaults = fleet.default_images(ec2)
         # Terraform's templates often launch the base image itself: already at hand.
         known = {image.id: image for found in (own, fixed.values(), *matches.values())
                  for image in found}

@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from builder.aws import EnvAws, translate
+from builder.aws import EnvAws, fleet, sharing, translate
 from builder.aws import images as amis
 from builder.aws.images import Image
 from builder.config import ResolvedVars
 from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError
 from builder.interrupts import Cancel
 from builder.models import Combo
-from builder.output import Progress
-from builder.pipelines import ProgressFn, sharing, templates
+from builder.output import Progress, ProgressFn
 from builder.project import Project
 
 if TYPE_CHECKING:
@@ -120,7 +119,7 @@ def _verified_source(source_aws: EnvAws, source: ResolvedVars, ami_id: str | Non
     ec2 = source_aws.client("ec2")
     combo, env = source.combo, source.combo.env
     template = source.settings.launch_template_name
-    wanted = ami_id or templates.default_image(ec2, template)
+    wanted = ami_id or fleet.default_image(ec2, template)
     if not wanted:
         raise RefusedError(f"{env} has no launch template {template} to take the AMI from "
                            f"({source_aws.account_id} {source_aws.region}); use --ami")
@@ -180,7 +179,10 @@ def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: 
             copy = _wait_available(ec2, copy_id, image, timeout_min, progress, subject, cancel)
             amis.set_tags(ec2, copy, _copy_tags(target, image, lineage, copy.name))
         except BaseException:
-            _discard(ec2, copy_id)  # a stopped or failed copy is not left behind
+            try:  # a stopped or failed copy is not left behind
+                _discard(ec2, copy_id)
+            except AwsError as exc:  # the promotion's own error is the one to tell
+                progress(subject, f"could not remove the copy {copy_id}: {exc.message}")
             raise
     return copy, done.anything
 
@@ -258,12 +260,10 @@ def _copy_tags(target: ResolvedVars, image: Image, lineage: str, name: str) -> d
 
 
 def _discard(ec2: Any, image_id: str) -> None:
-    """Deregister a copy (which also stops a pending one) and delete its snapshots."""
+    """Remove a copy (a pending one stops) with its snapshots."""
     found = amis.images_by_id(ec2, [image_id]).get(image_id)
-    with translate(f"removing the copy {image_id}"):
-        ec2.deregister_image(ImageId=image_id)
-        for snapshot in found.snapshot_ids if found is not None else ():
-            ec2.delete_snapshot(SnapshotId=snapshot)
+    if found is not None:
+        amis.deregister(ec2, found)
 
 
 def _lineage(source_env: str, image: Image) -> str:

@@ -1,33 +1,32 @@
 """`builder prune APP ENV COMP`: deregister a comp's old AMIs and delete their
 snapshots, never one still in use.
 
-Kept, each with the reasons shown: the newest `ami_keep` (or --keep), anything pending,
-and every AMI that any version of the comp's launch template launches, that the
-default or latest version of any launch template in the account launches, that an
-Auto Scaling group launches or an instance runs, that a deployment in progress
-involves, or that is shared with another account (a promotion may be copying it).
+Kept, each with the reasons shown: the newest `ami_keep` (or --keep) available ones,
+anything pending, and every AMI that any version of the comp's launch template
+launches, that the default or latest version of any launch template in the account
+launches, that an Auto Scaling group launches or an instance runs, that a deployment
+in progress involves, or that is shared with another account (a promotion may be
+copying it).
 A dry run unless `yes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from builder.aws import EnvAws, codedeploy, translate
+from builder.aws import EnvAws, codedeploy, fleet, sharing
 from builder.aws import images as amis
 from builder.aws.images import Image
 from builder.config import ResolvedVars
 from builder.errors import AwsError, InputError
 from builder.models import Combo
 from builder.output import table
-from builder.pipelines import templates
 from builder.project import Project
 
 # Every state an AMI can be listed in, but `deregistered`.
 _STATES = ("pending", "available", "failed", "error", "invalid", "disabled", "transient")
-_LIVE_INSTANCES = ("pending", "running", "stopping", "stopped", "shutting-down")
 _MISSING_DEPLOYMENT_GROUP = ("DeploymentGroupDoesNotExistException",
                              "ApplicationDoesNotExistException")
 
@@ -104,10 +103,9 @@ def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None =
     ec2 = env_aws.client("ec2")
     candidates = amis.images_of(ec2, resolved.combo, states=_STATES)
     reasons = _in_use(env_aws, resolved, candidates)
-    listed = [i for i in candidates if i.state != "pending"]
-    for rank, image in enumerate(listed):
-        if rank < keep_newest:
-            reasons.setdefault(image.id, []).insert(0, f"one of the newest {keep_newest}")
+    # The newest that can launch: a copy or bake that ended failed takes no place of theirs.
+    for image in [i for i in candidates if i.state == "available"][:keep_newest]:
+        reasons.setdefault(image.id, []).insert(0, f"one of the newest {keep_newest}")
     for image in candidates:
         if image.state == "pending":
             reasons.setdefault(image.id, []).append("pending (a bake or copy in progress)")
@@ -122,11 +120,7 @@ def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None =
 def _delete(ec2: Any, entry: PruneEntry) -> PruneEntry:
     image = entry.image
     try:
-        with translate(f"deregistering {image.id}"):
-            ec2.deregister_image(ImageId=image.id)
-        for snapshot in image.snapshot_ids:
-            with translate(f"deleting {snapshot} of {image.id}"):
-                ec2.delete_snapshot(SnapshotId=snapshot)
+        amis.deregister(ec2, image)
     except AwsError as exc:
         return PruneEntry(image, False, entry.reasons, error=exc.message)
     return PruneEntry(image, False, entry.reasons, deleted=True)
@@ -144,22 +138,24 @@ def _in_use(env_aws: EnvAws, resolved: ResolvedVars, candidates: Sequence[Image]
 
     ec2 = env_aws.client("ec2")
     name = resolved.settings.launch_template_name
-    for version in [*templates.all_versions(ec2, name), *templates.every_template(
-            ec2, ("$Default", "$Latest"))]:
+    for version in [*fleet.all_versions(ec2, name),
+                    *fleet.every_template(ec2, ("$Default", "$Latest"))]:
         mark(version.image_id, f"launch template {version.template_name} version "
                                f"{version.number}" + (" (default)" if version.is_default else ""))
-    asg_images, asg_of_instance = _asg_images(env_aws)
+    asgs = fleet.every_asg(env_aws.client("autoscaling"))
+    asg_images = _asg_images(env_aws, asgs)
     for asg, image_ids in asg_images.items():
         for image_id in image_ids:
             mark(image_id, f"Auto Scaling group {asg} launches it")
-    for instance_id, image_id in _instances(ec2, ids).items():
+    asg_of_instance = {instance: asg.name for asg in asgs for instance in asg.instance_ids}
+    for instance_id, image_id in fleet.instances_of(ec2, ids).items():
         owner = asg_of_instance.get(instance_id)
         mark(image_id, f"instance {instance_id} runs it"
                        + (f" (Auto Scaling group {owner})" if owner else ""))
-    for deployment_id, asgs in _active_deployments(env_aws, resolved, asg_images).items():
-        for asg in asgs:
-            for image_id in asg_images.get(asg, ()):
-                mark(image_id, f"deployment {deployment_id} in progress ({asg})")
+    for deployment_id, involved in _active_deployments(env_aws, resolved, asg_images).items():
+        for asg_name in involved:
+            for image_id in asg_images.get(asg_name, ()):
+                mark(image_id, f"deployment {deployment_id} in progress ({asg_name})")
     for image in candidates:
         accounts = _shared_with(ec2, image.id)
         if accounts:
@@ -167,60 +163,24 @@ def _in_use(env_aws: EnvAws, resolved: ResolvedVars, candidates: Sequence[Image]
     return reasons
 
 
-def _asg_images(env_aws: EnvAws) -> tuple[dict[str, set[str]], dict[str, str]]:
-    """Every Auto Scaling group's AMIs (its launch template or configuration, and its
-    instances' versions), and which group each instance belongs to."""
-    ec2, autoscaling = env_aws.client("ec2"), env_aws.client("autoscaling")
-    with translate("listing the Auto Scaling groups"):
-        groups = [g for page in autoscaling.get_paginator("describe_auto_scaling_groups")
-                  .paginate() for g in page["AutoScalingGroups"]]
+def _asg_images(env_aws: EnvAws, asgs: Sequence[fleet.AsgLaunchSpecs]) -> dict[str, set[str]]:
+    """Every Auto Scaling group's AMIs: its launch templates' (each specification read
+    once) and its launch configuration's."""
+    ec2 = env_aws.client("ec2")
     launched: dict[tuple[str, str, str], str] = {}
 
     def image_of(spec: Mapping[str, Any]) -> str:
         key = (spec.get("LaunchTemplateId", ""), spec.get("LaunchTemplateName", ""),
                str(spec.get("Version") or "$Default"))
         if key not in launched:
-            launched[key] = templates.launched_image(ec2, spec)
+            launched[key] = fleet.launched_image(ec2, spec)
         return launched[key]
 
-    configurations = _launch_configurations(autoscaling, [
-        g["LaunchConfigurationName"] for g in groups if g.get("LaunchConfigurationName")])
-    images: dict[str, set[str]] = {}
-    instance_asg: dict[str, str] = {}
-    for group in groups:
-        name = group["AutoScalingGroupName"]
-        specs = [group.get("LaunchTemplate"),
-                 ((group.get("MixedInstancesPolicy") or {}).get("LaunchTemplate") or {})
-                 .get("LaunchTemplateSpecification"),
-                 *(instance.get("LaunchTemplate") for instance in group.get("Instances", []))]
-        found = {image_of(spec) for spec in specs if spec}
-        found.add(configurations.get(group.get("LaunchConfigurationName", ""), ""))
-        images[name] = found - {""}
-        instance_asg.update((i["InstanceId"], name) for i in group.get("Instances", []))
-    return images, instance_asg
-
-
-def _launch_configurations(autoscaling: Any, names: Sequence[str]) -> dict[str, str]:
-    if not names:
-        return {}
-    with translate("reading launch configurations"):
-        pages = autoscaling.get_paginator("describe_launch_configurations").paginate(
-            LaunchConfigurationNames=sorted(set(names)))
-        return {c["LaunchConfigurationName"]: c.get("ImageId", "")
-                for page in pages for c in page["LaunchConfigurations"]}
-
-
-def _instances(ec2: Any, image_ids: Iterable[str]) -> dict[str, str]:
-    """Instance id → AMI, for live instances of these AMIs."""
-    wanted = sorted(image_ids)
-    if not wanted:
-        return {}
-    with translate("finding instances of the AMIs"):
-        pages = ec2.get_paginator("describe_instances").paginate(Filters=[
-            {"Name": "image-id", "Values": wanted},
-            {"Name": "instance-state-name", "Values": list(_LIVE_INSTANCES)}])
-        return {i["InstanceId"]: i["ImageId"] for page in pages
-                for r in page["Reservations"] for i in r["Instances"]}
+    configurations = fleet.configuration_images(
+        env_aws.client("autoscaling"), [asg.configuration for asg in asgs if asg.configuration])
+    return {asg.name: ({image_of(spec) for spec in asg.templates}
+                       | {configurations.get(asg.configuration, "")}) - {""}
+            for asg in asgs}
 
 
 def _active_deployments(env_aws: EnvAws, resolved: ResolvedVars,
@@ -246,8 +206,6 @@ def _active_deployments(env_aws: EnvAws, resolved: ResolvedVars,
 
 
 def _shared_with(ec2: Any, image_id: str) -> list[str]:
-    with translate(f"reading who may launch {image_id}"):
-        permissions = ec2.describe_image_attribute(
-            ImageId=image_id, Attribute="launchPermission").get("LaunchPermissions", [])
     return sorted(str(p.get("UserId") or p.get("Group") or p.get("OrganizationArn")
-                      or p.get("OrganizationalUnitArn")) for p in permissions)
+                      or p.get("OrganizationalUnitArn"))
+                  for p in sharing.launch_permissions(ec2, image_id))

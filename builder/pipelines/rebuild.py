@@ -23,12 +23,13 @@ from builder.config import ResolvedVars
 from builder.errors import BuilderError, Interrupted
 from builder.interrupts import Cancel
 from builder.models import Combo
-from builder.output import Progress, table
-from builder.pipelines import ProgressFn, inventory
+from builder.output import Progress, ProgressFn, table
+from builder.pipelines import inventory
 from builder.pipelines.due import BAKE, PROMOTE, SKIP, Due, decide
 from builder.project import Project
 
 ERROR = "error"  # the combo's config or AWS view failed: neither planned nor run
+_DEFAULT_JOBS = 4  # bakes (or promotions) at once without -j
 
 RESULT_PLANNED, RESULT_DONE, RESULT_FAILED, RESULT_SKIPPED = (
     "planned", "done", "failed", "skipped")
@@ -158,8 +159,8 @@ def rebuild(project: Project, app: str | None = None, env: str | None = None, *,
     outcomes = {e.combo: Outcome(e, RESULT_SKIPPED) for e in entries}
     bakes = [e for e in entries if e.action == BAKE]
     if bakes:
-        project.renderer  # noqa: B018 - detect the Packer version once, before the threads
-    workers = max(1, jobs or min(len(bakes) or 1, 4))
+        project.renderer  # noqa: B018 - no Packer: one error up front, not one per bake
+    workers = max(1, jobs or _DEFAULT_JOBS)
     for wave in [bakes, *_promotion_waves(entries)]:
         if not wave:
             continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from builder.aws import AwsTarget, translate
+from builder.aws import AwsTarget, codedeploy
 from builder.aws import images as amis
 from builder.config import ResolvedVars
 from builder.errors import AwsError, BuilderError
@@ -24,8 +24,6 @@ from builder.pipelines.due import BAKE, PROMOTE, Due, decide
 from builder.pipelines.inventory import ComboFacts
 from builder.project import Project
 
-# BatchGetDeploymentGroups takes at most this many names.
-_GROUPS_PER_CALL = 100
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -181,29 +179,21 @@ def _last_deployments(project: Project, resolved: Iterable[ResolvedVars]
         groups.setdefault(settings.codedeploy_deployment_group, []).append(each.combo)
     found: dict[Combo, LastDeployment] = {}
     for (target, application), groups in wanted.items():
-        codedeploy = project.aws.env(target).client("codedeploy")
-        names = sorted(groups)
-        for start in range(0, len(names), _GROUPS_PER_CALL):
-            batch = names[start:start + _GROUPS_PER_CALL]
-            try:
-                with translate(f"reading the deployment groups of {application}"):
-                    infos = codedeploy.batch_get_deployment_groups(
-                        applicationName=application, deploymentGroupNames=batch,
-                    )["deploymentGroupsInfo"]
-            except AwsError as exc:
-                if exc.code != "ApplicationDoesNotExistException":
-                    unknown = LastDeployment("", f"unreadable ({exc.code or exc.message})", "")
-                    found.update((c, unknown) for name in batch for c in groups[name])
+        client = project.aws.env(target).client("codedeploy")
+        try:
+            infos = codedeploy.groups(client, application, sorted(groups))
+        except AwsError as exc:
+            if exc.code != "ApplicationDoesNotExistException":
+                unknown = LastDeployment("", f"unreadable ({exc.code or exc.message})", "")
+                found.update((c, unknown) for combos in groups.values() for c in combos)
+            continue
+        for info in infos:
+            if not info.last_attempted:
                 continue
-            for info in infos:
-                last = info.get("lastAttemptedDeployment")
-                if not last:
-                    continue
-                when = last.get("endTime") or last.get("createTime")
-                shown = when.astimezone(UTC).isoformat(timespec="seconds") if isinstance(
-                    when, datetime) else str(when or "")
-                for combo in groups.get(info["deploymentGroupName"], []):
-                    found[combo] = LastDeployment(last["deploymentId"], last["status"], shown)
+            when = info.last_attempted_at
+            shown = when.astimezone(UTC).isoformat(timespec="seconds") if when else ""
+            last = LastDeployment(info.last_attempted, info.last_attempted_status, shown)
+            found.update((combo, last) for combo in groups.get(info.name, []))
     return found
 
 

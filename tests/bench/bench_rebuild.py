@@ -35,7 +35,7 @@ def place(app: int, env: int) -> tuple[str, str]:
     return f"{200000000000 + index}", REGIONS[index % len(REGIONS)]
 
 
-def generate_repo(root: Path) -> int:
+def generate_repo(root: Path) -> None:
     for a in range(APPS):
         app_dir = root / "vars" / f"app{a}"
         (app_dir / "common").mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,6 @@ def generate_repo(root: Path) -> int:
                 f"components: [{', '.join(f'c{c}' for c in range(COMPS))}]\n"
                 f"aws_region: {region}\naws_account_id: '{account}'\n"
                 + (f"promote_from: e{e - 1}\n" if e == ENVS - 1 else ""))
-    return APPS * ENVS * COMPS
 
 
 def seed_amis(project: Project) -> int:

@@ -29,7 +29,6 @@ from builder.release import release
 from tests.conftest import copy_demo
 from tests.release.emulated import make_ami
 
-POLLS = STATUS_POLLS
 TARGET_CALLS = 15
 DEPLOY_STEP_SECONDS = 0.2
 
@@ -52,9 +51,9 @@ def one_release(root: Path, setup: Project, combo: Combo) -> dict[str, Any]:
     log = project.aws.call_log
     return {
         "outcome": result.outcome,
-        "calls_excluding_polls": log.total(excluding=POLLS),
+        "calls_excluding_polls": log.total(excluding=STATUS_POLLS),
         "calls": dict(sorted(log.counts.items())),
-        "polls": {name: log.counts[name] for name in POLLS},
+        "polls": {name: log.counts[name] for name in STATUS_POLLS},
         "ami_available_to_deployment_created_s": round(created[0] - available, 3),
         "release_s": result.timings["total"],
     }
@@ -85,7 +84,7 @@ def main() -> None:
         "first_release_in_account_calls_excluding_polls": first["calls_excluding_polls"],
         "first_release_extra_calls": {
             name: n - steady["calls"].get(name, 0) for name, n in first["calls"].items()
-            if name not in POLLS and n != steady["calls"].get(name, 0)},
+            if name not in STATUS_POLLS and n != steady["calls"].get(name, 0)},
         "ami_available_to_deployment_created_s": {
             "median": statistics.median(r["ami_available_to_deployment_created_s"]
                                         for r in runs),

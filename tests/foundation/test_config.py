@@ -212,6 +212,17 @@ def test_envs_and_combos(repo: Path) -> None:
     assert [str(c) for c in config.combos(comp="web")] == ["shop/dev/web", "shop/prod/web"]
 
 
+def test_one_env_across_apps_leaves_out_apps_without_it(repo: Path) -> None:
+    write(repo, "vars/blog/qa/common.yml", "components: [web]\n")
+    config = loader(repo)
+    assert [str(c) for c in config.combos(env="dev")] == ["shop/dev/web", "shop/dev/worker"]
+    assert [str(c) for c in config.combos(env="qa")] == ["blog/qa/web"]
+    with pytest.raises(ConfigError, match="no env 'prod' in any app"):
+        list(config.combos(env="prod"))
+    problems = list(loader(repo).combos("blog", "dev"))
+    assert len(problems) == 1 and "unknown env 'dev' of app 'blog'" in str(problems[0])
+
+
 def test_settings_are_typed(repo: Path) -> None:
     settings = loader(repo).resolve("shop", "dev", "web").settings
     assert settings.components == ("web", "worker")

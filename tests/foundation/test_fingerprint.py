@@ -80,3 +80,15 @@ def test_a_comment_in_a_vars_file_does_not_change_it(demo_root: Path) -> None:
     vars_file = demo_root / "vars/demo/dev/common.yml"
     vars_file.write_text("# reviewed\n" + vars_file.read_text())
     assert fingerprint(demo_root).value == before
+
+
+def test_a_comment_in_a_vars_file_the_playbook_loads_does_not_change_it(demo_root: Path
+                                                                        ) -> None:
+    # packer-app.yml lists vars/demo/common/common.yml in vars_files: its values count
+    # through the resolved vars, its text does not.
+    before = fingerprint(demo_root)
+    vars_file = demo_root / "vars/demo/common/common.yml"
+    vars_file.write_text("# reviewed\n" + vars_file.read_text())
+    after = fingerprint(demo_root)
+    assert changed_parts(before.inputs, after.inputs) == []
+    assert after.value == before.value

@@ -111,6 +111,20 @@ def test_hcl_syntax_error_has_file_and_line(demo_root: Path) -> None:
     assert caught.value.message.startswith("HCL syntax:")
 
 
+def test_an_error_line_in_a_jinja_template_is_the_same_on_every_packer(demo_root: Path
+                                                                      ) -> None:
+    # Packer 1.7+ gets builder's required_plugins block on top of the rendered text.
+    (demo_root / "packer" / "custom.pkr.hcl.j2").write_text(
+        '# {{ app }}\nvariable "a" {\n  type = string\n}\n\n'
+        'variable "b" {\n  type = string\n  default =\n}\n')
+    lines = set()
+    for version in (PACKER_166, PACKER_111):
+        with pytest.raises(TemplateError) as caught:
+            renderer(demo_root, version).render(resolve(demo_root, packer_template="custom"))
+        lines.add(caught.value.problem.line)
+    assert lines in ({8}, {9})
+
+
 def test_jinja_error_in_template(demo_root: Path) -> None:
     (demo_root / "packer" / "custom.pkr.hcl.j2").write_text('# ok\n{{ no_such_var }}\n')
     with pytest.raises(TemplateError) as caught:

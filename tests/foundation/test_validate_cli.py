@@ -166,3 +166,10 @@ def test_every_command_has_help() -> None:
 )
 def test_global_options_are_hoisted(args: list[str], expected: list[str]) -> None:
     assert hoist_globals(args) == expected
+
+
+def test_a_global_option_without_its_value_is_a_usage_error(cli: Any) -> None:
+    # Hoisted in front of the command it would otherwise take `vars` as its value.
+    result = cli("vars", "demo", "dev", "app", "--root")
+    assert result.exit_code == 2
+    assert "Invalid value for '--root': a value is required" in result.output

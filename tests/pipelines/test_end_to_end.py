@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.aws import images
+from builder.aws import fleet, images
 from builder.models import Combo
-from builder.pipelines import templates
 from builder.project import Project
 from tests.conftest import run_builder
 from tests.pipelines.conftest import bake_like, ec2_of
@@ -57,7 +56,7 @@ def test_rebuild_release_bakes_only_what_the_new_base_image_affects(project: Pro
     baked = images.describe(ec2, image_ids=[str(entry["ami_id"])])[0]
     assert (baked.source_ami, baked.status) == (new_base, images.STATUS_VERIFIED)
     assert baked.id != old_app.id
-    assert templates.default_image(ec2, "demo-dev-app") == baked.id
+    assert fleet.default_image(ec2, "demo-dev-app") == baked.id
 
     settled = rebuild(project.root, "--dry-run")
     assert {e["action"] for e in settled.values()} == {"skip"}
@@ -84,4 +83,4 @@ def test_a_staging_bake_is_promoted_to_prod_and_verified_there(project: Project)
         KeyId="alias/demo-prod-ami")["KeyMetadata"]["Arn"]
     snapshot = ec2.describe_snapshots(SnapshotIds=list(copy.snapshot_ids))["Snapshots"][0]
     assert snapshot["KmsKeyId"] == key
-    assert templates.default_image(ec2, "demo-prod-app") == copy.id
+    assert fleet.default_image(ec2, "demo-prod-app") == copy.id

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from builder.aws import EnvAws
+from builder.aws import EnvAws, fleet
 from builder.aws import images as amis
 from builder.errors import PromotionFailed
 from builder.models import Combo
-from builder.pipelines import templates
 from builder.pipelines.promote import promote
 from builder.project import Project
 from builder.release import release
@@ -91,7 +90,7 @@ def test_promotes_the_verified_staging_ami_to_prod_re_encrypted_and_verified(
     assert {t["Key"]: t["Value"] for t in snapshot["Tags"]}[amis.TAG_PROMOTED_FROM] == (
         f"staging/{source.id}")
     # On prod's launch template, through a deployment that succeeded.
-    assert templates.default_image(ec2, "demo-prod-app") == copy.id
+    assert fleet.default_image(ec2, "demo-prod-app") == copy.id
     deployment = prod.client("codedeploy").get_deployment(
         deploymentId=promoted["release"]["deployment_id"])["deploymentInfo"]
     assert deployment["status"] == "Succeeded"
@@ -116,7 +115,7 @@ def test_an_ami_not_verified_in_staging_is_refused(local_stack: Project, cli: An
     assert f"{baked.id} is not verified in staging (builder:status=baked)" in refused.stderr
 
     # Staging's template still launches the image Terraform put there: not builder's.
-    base = templates.default_image(env_aws(local_stack, "staging").client("ec2"),
+    base = fleet.default_image(env_aws(local_stack, "staging").client("ec2"),
                                    "demo-staging-worker")
     refused = cli("--local", "promote", "demo", "worker", "--to", "prod", root=local_stack.root)
     assert refused.exit_code == 2

@@ -12,6 +12,7 @@ import pytest
 
 from builder.aws import images as amis
 from builder.models import Combo
+from builder.pipelines.prune import prune
 from builder.project import Project
 from builder.release import release
 from tests.pipelines.conftest import bake_like, ec2_of
@@ -99,3 +100,54 @@ def test_ami_keep_is_the_default_and_the_plan_is_shown(local_stack: Project,
     assert "keeping the newest 10 and everything in use" in shown.stdout
     assert "nothing to prune" in shown.stdout
     assert all(f"{image.id}" in shown.stdout for image in made)
+
+
+def test_an_ami_that_failed_takes_no_place_among_the_newest(local_stack: Project) -> None:
+    worker = Combo("demo", "dev", "worker")
+    ec2 = ec2_of(local_stack, worker)
+    older = bake_like(local_stack, worker)
+    time.sleep(1.1)  # AMI creation times count in seconds
+    newest = bake_like(local_stack, worker)
+    time.sleep(1.1)
+    # A copy EC2 accepted and then failed (a key it can't use), tagged for the comp.
+    failed_id = ec2.copy_image(SourceImageId=newest.id, SourceRegion="eu-west-1",
+                               Name="demo-dev-worker-failed-copy", Encrypted=True,
+                               KmsKeyId="alias/no-such-key")["ImageId"]
+    [failed] = amis.describe(ec2, image_ids=[failed_id])
+    assert failed.state == "failed"
+    amis.set_tags(ec2, failed, {amis.TAG_APP: "demo", amis.TAG_ENV: "dev",
+                                amis.TAG_COMP: "worker", amis.TAG_STATUS: amis.STATUS_BAKED})
+
+    report = prune(local_stack, "demo", "dev", "worker", keep=1)
+
+    assert {e.image.id: e.action for e in report.entries} == {
+        failed_id: "delete", newest.id: "keep", older.id: "delete"}
+
+
+def test_an_ami_only_a_mixed_instances_override_launches_is_kept(local_stack: Project) -> None:
+    app = Combo("demo", "dev", "app")
+    ec2 = ec2_of(local_stack, app)
+    autoscaling = local_stack.env_aws(local_stack.resolve("demo", "dev", "app")).client(
+        "autoscaling")
+    old, current = bake_like(local_stack, app), bake_like(local_stack, app)
+    template = ec2.create_launch_template(
+        LaunchTemplateName="spot-fleet", LaunchTemplateData={"ImageId": old.id},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    ec2.create_launch_template_version(LaunchTemplateId=template, SourceVersion="1",
+                                       LaunchTemplateData={"ImageId": current.id})
+    ec2.modify_launch_template(LaunchTemplateId=template, DefaultVersion="2")
+    subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
+    # Version 1 (the old AMI) is neither the default nor the latest: only the override
+    # of the group's mixed instances policy still launches it.
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="spot-fleet", MinSize=0, MaxSize=1, DesiredCapacity=0,
+        VPCZoneIdentifier=subnets["Subnets"][0]["SubnetId"],
+        MixedInstancesPolicy={"LaunchTemplate": {
+            "LaunchTemplateSpecification": {"LaunchTemplateId": template, "Version": "2"},
+            "Overrides": [{"InstanceType": "t3.small", "LaunchTemplateSpecification": {
+                "LaunchTemplateId": template, "Version": "1"}}]}})
+
+    report = prune(local_stack, "demo", "dev", "app", keep=1)
+
+    reasons = {e.image.id: e.reasons for e in report.entries}
+    assert "Auto Scaling group spot-fleet launches it" in reasons[old.id]

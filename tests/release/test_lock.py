@@ -70,6 +70,18 @@ def test_an_expired_lock_is_taken_over(dev: EnvAws) -> None:
     assert stored(dev) is None
 
 
+def test_break_lock_over_an_expired_lock_breaks_nobodys(dev: EnvAws) -> None:
+    stale = lock_items.LockItem(str(COMBO), "ci@runner-7:4242", "old-token",
+                                "2020-01-01T00:00:00+00:00", int(time.time()) - 1)
+    dynamodb = dev.client("dynamodb")
+    lock_items.create_table(dynamodb)  # (already there unless this test runs alone)
+    assert lock_items.put(dynamodb, stale, now=0) is None
+    progress = Lines()
+    with held(dev, COMBO, minutes=5, break_lock=True, progress=progress) as mine:
+        assert stored(dev) == mine
+    assert progress.lines == []
+
+
 def test_break_lock_takes_a_live_lock(dev: EnvAws) -> None:
     progress = Lines()
     with held(dev, COMBO, minutes=5) as first, \

@@ -43,9 +43,6 @@ STAGING_APP = Combo("demo", "staging", "app")
 STAGING_WORKER = Combo("demo", "staging", "worker")
 PROD_APP = Combo("demo", "prod", "app")
 PROD_WORKER = Combo("demo", "prod", "worker")
-# Status polls (the deployment's status and lifecycle events): the count of these
-# depends on how long CodeDeploy takes.
-POLLS = STATUS_POLLS
 
 
 def test_release_deploys_the_ami_on_a_new_asg_and_verifies_it(local_stack: Project) -> None:
@@ -317,9 +314,9 @@ def test_one_release_makes_few_aws_calls(local_stack: Project) -> None:
     # Lifecycle events cost at most one more call per status poll.
     assert counts["codedeploy.ListDeploymentTargets"] + counts[
         "codedeploy.BatchGetDeploymentTargets"] <= counts["codedeploy.GetDeployment"]
-    assert fresh.aws.call_log.total(excluding=POLLS) <= 15
+    assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 15
     # Every non-poll call is made once.
-    assert {name: n for name, n in counts.items() if n > 1 and name not in POLLS} == {
+    assert {name: n for name, n in counts.items() if n > 1 and name not in STATUS_POLLS} == {
         "codedeploy.GetDeploymentGroup": 2, "autoscaling.DescribeAutoScalingGroups": 2}
 
 
@@ -339,3 +336,33 @@ def test_bake_release_reports_each_comp(local_stack: Project) -> None:
     text = report.to_text()
     assert "demo/dev/worker" in text and "packer build failed: boom" in text
     assert released.to_json()["asg_after"] in text
+
+
+def test_a_failed_release_of_the_default_terraform_set_deploys_again(local_stack: Project
+                                                                     ) -> None:
+    """Terraform's own version launches the AMI: a failed release has no builder version
+    to take the default back to, so the default keeps the AMI. The next release deploys
+    it again; the failure it saw and rolled back is not followed a second time."""
+    project = local_stack
+    name = project.resolve("demo", "dev", "worker").settings.launch_template_name
+    ec2 = clients(project, DEV_WORKER)[0]
+    ami = make_ami(project, DEV_WORKER)
+    terraform = ec2.create_launch_template_version(
+        LaunchTemplateName=name, SourceVersion="$Default", VersionDescription="terraform",
+        LaunchTemplateData={"ImageId": ami})["LaunchTemplateVersion"]["VersionNumber"]
+    ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion=str(terraform))
+    fail_next_deployment(project, "demo", "dev", "worker")
+
+    with pytest.raises(DeployFailed) as failed:
+        release(project, DEV_WORKER, ami_id=ami, progress=Lines())
+
+    assert f"launch template default stays at version {terraform}" in failed.value.message
+    first = fleet_state(project, DEV_WORKER)
+    assert (first.default_version, first.default_image) == (terraform, ami)
+    assert image_tags(project, DEV_WORKER, ami)[images.TAG_STATUS] == images.STATUS_FAILED
+
+    again = release(project, DEV_WORKER, ami_id=ami, progress=Lines())
+
+    assert (again.outcome, again.attached, again.version_created) == ("verified", False, False)
+    assert again.deployment_id != first.last_attempted
+    assert image_tags(project, DEV_WORKER, ami)[images.TAG_STATUS] == images.STATUS_VERIFIED

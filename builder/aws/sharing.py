@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from builder.aws import EnvAws, translate
 from builder.aws.images import Image
+from builder.aws.session import EnvAws, translate
 from builder.errors import AwsError
 
 # What the copying account does with the source key (EC2 CopyImage, re-encryption).
@@ -37,9 +37,6 @@ class Check:
     what: str
     ok: bool
     detail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"what": self.what, "ok": self.ok, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -185,11 +182,18 @@ def _ownership(source: EnvAws, image: Image, source_env: str) -> Check:
     return Check("source AMI owned by the source account", ok, detail)
 
 
+def launch_permissions(ec2: Any, image_id: str) -> list[dict[str, str]]:
+    """Who, besides its owner, may launch (and so copy) an image: {"UserId": account},
+    {"Group": "all"}, {"OrganizationArn": ...} or {"OrganizationalUnitArn": ...}."""
+    with translate(f"reading who may launch {image_id}"):
+        permissions: list[dict[str, str]] = ec2.describe_image_attribute(
+            ImageId=image_id, Attribute="launchPermission").get("LaunchPermissions", [])
+    return permissions
+
+
 def _launch_shared(source: EnvAws, image: Image, account: str) -> bool:
-    with translate(f"reading who may launch {image.id}"):
-        permissions = source.client("ec2").describe_image_attribute(
-            ImageId=image.id, Attribute="launchPermission").get("LaunchPermissions", [])
-    return any(p.get("UserId") == account or p.get("Group") == "all" for p in permissions)
+    return any(p.get("UserId") == account or p.get("Group") == "all"
+               for p in launch_permissions(source.client("ec2"), image.id))
 
 
 def _volume_shared(source: EnvAws, snapshot: str, account: str) -> bool:
