@@ -59,23 +59,24 @@ def test_a_second_holder_is_told_who_has_it(dev: EnvAws) -> None:
         pass
 
 
-def test_an_expired_lock_is_taken_over(dev: EnvAws) -> None:
+def plant_expired_lock(dev: EnvAws) -> None:
+    """A lock whose holder is long gone (its expiry has passed)."""
     stale = lock_items.LockItem(str(COMBO), "ci@runner-7:4242", "old-token",
                                 "2020-01-01T00:00:00+00:00", int(time.time()) - 1)
     dynamodb = dev.client("dynamodb")
     lock_items.create_table(dynamodb)  # (already there unless this test runs alone)
     assert lock_items.put(dynamodb, stale, now=0) is None
+
+
+def test_an_expired_lock_is_taken_over(dev: EnvAws) -> None:
+    plant_expired_lock(dev)
     with held(dev, COMBO, minutes=5) as mine:
         assert stored(dev) == mine
     assert stored(dev) is None
 
 
 def test_break_lock_over_an_expired_lock_breaks_nobodys(dev: EnvAws) -> None:
-    stale = lock_items.LockItem(str(COMBO), "ci@runner-7:4242", "old-token",
-                                "2020-01-01T00:00:00+00:00", int(time.time()) - 1)
-    dynamodb = dev.client("dynamodb")
-    lock_items.create_table(dynamodb)  # (already there unless this test runs alone)
-    assert lock_items.put(dynamodb, stale, now=0) is None
+    plant_expired_lock(dev)
     progress = Lines()
     with held(dev, COMBO, minutes=5, break_lock=True, progress=progress) as mine:
         assert stored(dev) == mine
