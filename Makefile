@@ -22,7 +22,7 @@ system-deps:
 $(BIN)/builder: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,local]'
 	touch $@
 
 # The main job on the local default: start the emulator and build host, bake the demo app.

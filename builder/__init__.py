@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from builder.config.models import Combo, Settings
     from builder.errors import BuilderError
-    from builder.models import Combo, Settings
     from builder.project import Project
 
 __all__ = ["BuilderError", "Combo", "Project", "Settings"]
 __version__ = "0.1.0"
 
-_HOMES = {"BuilderError": "builder.errors", "Combo": "builder.models",
-          "Settings": "builder.models", "Project": "builder.project"}
+_HOMES = {"BuilderError": "builder.errors", "Combo": "builder.config.models",
+          "Settings": "builder.config.models", "Project": "builder.project"}
 
 
 def __getattr__(name: str) -> Any:

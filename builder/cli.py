@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from builder.errors import BuilderError, InputError
 
 if TYPE_CHECKING:
-    from builder.bake import BakeFailure, BakeResult
+    from builder.bake.build import BakeFailure, BakeResult
     from builder.interrupts import Cancel
     from builder.output import Progress, Result
     from builder.project import Project
@@ -94,7 +94,11 @@ class Globals:
     def project(self) -> Project:
         from builder.project import Project
 
-        return Project.open(self.root, local=self.local, overrides=self.overrides)
+        if not self.local:
+            return Project.open(self.root, overrides=self.overrides)
+        from builder.local.mode import LOCAL
+
+        return Project.open(self.root, local_mode=LOCAL, overrides=self.overrides)
 
 
 @app.callback()
@@ -153,7 +157,7 @@ def render_command(
                                              "(default .builder/render/APP/ENV/COMP)")] = None,
 ) -> None:
     """Render the Packer template, its var file and the resolved vars; validated."""
-    from builder.render import write
+    from builder.render.template import write
 
     project = _g(ctx).project()
     rendered = project.renderer.render(project.resolve(app_name, env, comp))
@@ -175,7 +179,7 @@ def validate_command(
 
     Config, render, HCL, `packer validate` and the Ansible syntax check; exit 2 if any.
     """
-    from builder.validate import validate
+    from builder.pipelines.validate import validate
 
     report = validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs)
     _emit(ctx, report)
@@ -201,9 +205,9 @@ def bake_command(
         "does")] = False,
 ) -> None:
     """Bake an AMI for APP ENV COMP (skipped when its inputs are unchanged)."""
-    from builder.bake import BakeOptions, bake, bake_all
+    from builder.bake.build import BakeOptions, bake, bake_all
+    from builder.config.models import Combo
     from builder.interrupts import Cancel, handle_signals
-    from builder.models import Combo
     from builder.output import Progress
 
     if (comp is None) == (not all_comps):
@@ -234,7 +238,7 @@ def _release_baked(ctx: typer.Context, project: Project,
                    baked: Sequence[BakeResult | BakeFailure], progress: Progress,
                    cancel: Cancel) -> None:
     """`bake --release`: one report per comp; exit 1 (2) if any bake or release failed."""
-    from builder.release import release_baked
+    from builder.pipelines.bake_release import release_baked
 
     report = release_baked(project, baked, progress=progress, cancel=cancel)
     _emit(ctx, report)
@@ -267,10 +271,10 @@ def release_command(
 
     Failed, stopped or timed out: launch template and ASG go back, the AMI is tagged failed.
     """
+    from builder.config.models import Combo
     from builder.interrupts import Cancel, handle_signals
-    from builder.models import Combo
     from builder.output import Progress
-    from builder.release import release
+    from builder.release.release import release
 
     project = _g(ctx).project()
     with handle_signals(Cancel()) as cancel:
@@ -287,7 +291,7 @@ def reap_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list")] = False,
 ) -> None:
     """Remove builder instances, key pairs and security groups left by crashed bakes."""
-    from builder.reap import parse_age, reap
+    from builder.pipelines.reap import parse_age, reap
 
     _emit(ctx, reap(_g(ctx).project(), parse_age(older_than), dry_run=dry_run))
 

@@ -18,7 +18,7 @@
     └── Interrupted                   exit 130 (SIGINT) / 143 (SIGTERM)
 
 Foreign exceptions are translated where they enter (builder.aws, builder.process,
-builder.ansible), so callers only ever see this tree.
+builder.provision.ansible), so callers only ever see this tree.
 """
 
 from __future__ import annotations

@@ -1,24 +1,28 @@
 """One infra repo opened for a command: its layout, config, AWS access and renderer.
 
 The library's entry point; the CLI makes one per run and calls one step with it.
+Local mode plugs in here and only here: `Project.open(..., local_mode=...)` takes an
+object with the `LocalMode` shape (builder.local.mode provides it); the core never
+imports `builder.local`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload
 
-from builder.config import ConfigLoader, ResolvedVars
-from builder.layout import Layout, find_root
+from builder.config.layers import ConfigLoader, ResolvedVars
+from builder.config.layout import Layout, find_root
 
 if TYPE_CHECKING:
     from builder.aws import Aws, EnvAws
-    from builder.fingerprint import FileCache
-    from builder.render import Renderer
+    from builder.bake.fingerprint import FileCache
+    from builder.render.template import Renderer
 
 _T_co = TypeVar("_T_co", covariant=True)
 _MAKING = threading.RLock()
@@ -41,16 +45,55 @@ class _made_once(cached_property[_T_co]):
             return super().__get__(instance, owner)
 
 
+class BuildHost(Protocol):
+    """Where a local bake's SSH goes instead of an EC2 instance."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    def save_changes(self, dest: Path) -> Path:
+        """Keep what the bake changed, as the local image of the new AMI."""
+        ...
+
+
+class LocalMode(Protocol):
+    """What local mode adds to a project: the emulator's endpoint and build hosts."""
+
+    def endpoint(self, layout: Layout) -> str:
+        """The running emulator's endpoint (an InputError when it isn't running)."""
+        ...
+
+    def build_host(self, layout: Layout, *, user: str, authorized_key: str
+                   ) -> AbstractContextManager[BuildHost]:
+        """A fresh build host for one bake, torn down when the block ends."""
+        ...
+
+    def reap_build_hosts(self, layout: Layout) -> int:
+        """Tear down the build hosts of runs that are gone; how many."""
+        ...
+
+
 @dataclass
 class Project:
+    """An infra repo, opened for real AWS or (with `local_mode`) for the local stack."""
+
     layout: Layout
-    local: bool = False
+    local_mode: LocalMode | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, root: str | None = None, *, local: bool = False,
+    def open(cls, root: str | None = None, *, local_mode: LocalMode | None = None,
              overrides: Mapping[str, str] | None = None) -> Project:
-        return cls(Layout(find_root(root)), local, dict(overrides or {}))
+        """The repo at `root` (else BUILDER_ROOT, else the nearest folder upward with vars/)."""
+        return cls(Layout(find_root(root)), local_mode, dict(overrides or {}))
+
+    @property
+    def local(self) -> bool:
+        """True when every AWS call and bake goes to the local stack."""
+        return self.local_mode is not None
 
     @property
     def root(self) -> Path:
@@ -58,9 +101,11 @@ class Project:
 
     @_made_once
     def config(self) -> ConfigLoader:
+        """The layers of this repo, with `-e` overrides on top."""
         return ConfigLoader(self.layout, self.overrides)
 
     def resolve(self, app: str, env: str, comp: str) -> ResolvedVars:
+        """The resolved vars of one combo, each with its origin."""
         return self.config.resolve(app, env, comp)
 
     @_made_once
@@ -68,27 +113,27 @@ class Project:
         """Real AWS, or the local emulator with --local (never both, never by accident)."""
         from builder.aws import Aws
 
-        if self.local:
-            from builder.local.stack import running_endpoint
-
-            return Aws(local_endpoint=running_endpoint(self.layout))
+        if self.local_mode is not None:
+            return Aws(local_endpoint=self.local_mode.endpoint(self.layout))
         return Aws()
 
     def env_aws(self, resolved: ResolvedVars) -> EnvAws:
+        """AWS access for the combo's env: its account, region, profile and role."""
         from builder.aws import AwsTarget
 
         return self.aws.env(AwsTarget.of(resolved.settings))
 
     @_made_once
     def renderer(self) -> Renderer:
+        """The template renderer for the installed Packer's syntax."""
         from builder.packer import installed_version
-        from builder.render import Renderer
+        from builder.render.template import Renderer
 
         return Renderer(self.layout, installed_version())
 
     @_made_once
     def file_cache(self) -> FileCache:
         """Playbook walks and file digests for this command's fingerprints."""
-        from builder.fingerprint import FileCache
+        from builder.bake.fingerprint import FileCache
 
         return FileCache()

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from builder.cli import app
+from builder.local.mode import LOCAL
 
 if TYPE_CHECKING:
     from builder.project import Project
@@ -71,7 +72,7 @@ def run_builder(*args: str, root: Path | None = None, env: dict[str, str] | None
 def local_stack(request: pytest.FixtureRequest,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """A running local stack on a fresh copy of the demo repo, one per test module,
-    stopped after it. Yields the Project opened with local=True (its `.root`, and
+    stopped after it. Yields the Project opened with local_mode=LOCAL (its `.root`, and
     `.aws.local_endpoint` for the endpoint).
 
     AWS only: no build host image. Deployments move one state every 0.2 s; a module
@@ -81,7 +82,7 @@ def local_stack(request: pytest.FixtureRequest,
     from builder.project import Project
 
     root = copy_demo(tmp_path_factory.mktemp("local") / "infra")
-    project = Project.open(str(root), local=True)
+    project = Project.open(str(root), local_mode=LOCAL)
     step = getattr(request.module, "local_deploy_step_seconds", 0.2)
     stack.up(project, build_host=False, deploy_step_seconds=step)
     try:
@@ -103,7 +104,7 @@ def bake_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for argv in (["init", "-q"], ["add", "-A"],
                  ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "demo"]):
         subprocess.run(["git", "-C", str(root), *argv], check=True)
-    project = Project.open(str(root), local=True)
+    project = Project.open(str(root), local_mode=LOCAL)
     stack.up(project, build_host=True, deploy_step_seconds=0.2)
     try:
         yield root

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from builder.aws.session import translate
+from builder.config.models import Combo, Settings, SourceAmiFilter
 from builder.errors import AwsError, ConfigError
-from builder.models import Combo, Settings, SourceAmiFilter
 
 TAG_APP = "builder:app"
 TAG_ENV = "builder:env"

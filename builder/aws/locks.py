@@ -2,7 +2,7 @@
 put so that of two writers exactly one wins, whichever machine they run on.
 
 The table (`builder-locks`, key `lock`, on-demand billing) lives in each env's own
-account and region; builder makes it on first use (builder.lock).
+account and region; builder makes it on first use (builder.release.lock).
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from botocore.credentials import (
 )
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from builder.config.models import Settings
 from builder.errors import AwsError
-from builder.models import Settings
 
 # Dummy source credentials for the local emulator: it issues real-looking role
 # credentials per account from them, as STS would.

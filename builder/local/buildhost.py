@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from builder import process
+from builder.config.layout import Layout
 from builder.errors import InputError, OperationFailed, ProcessFailed, ToolMissing
-from builder.layout import Layout
-from builder.local.stack import state_dir
+from builder.local.state import state_dir
 
 CACHE_ENV = "BUILDER_BUILDHOST_CACHE"
 DEFAULT_CACHE = Path("/var/cache/builder/buildhost")

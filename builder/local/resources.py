@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from builder.aws import EnvAws, codedeploy, translate
 from builder.aws.images import Image, describe
-from builder.config import ResolvedVars
+from builder.config.layers import ResolvedVars
+from builder.config.models import Settings
 from builder.errors import AwsError, BuilderError, InputError, OperationFailed, Problem
 from builder.local import control
-from builder.local.stack import local_project
-from builder.models import Settings
+from builder.local.mode import local_project
 from builder.output import ProgressFn, silent, table
 
 if TYPE_CHECKING:

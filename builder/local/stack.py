@@ -8,7 +8,7 @@ One emulator process per infra root, found through `<root>/.builder/local/server
 from __future__ import annotations
 
 import dataclasses
-import json
+import importlib.util
 import os
 import signal
 import subprocess
@@ -20,14 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder import process
-from builder.errors import InputError, OperationFailed
-from builder.layout import Layout
-from builder.local import control
-from builder.local.server import LOG_FILE, SERVER_FILE
+from builder.config.layout import Layout
+from builder.errors import OperationFailed, ToolMissing
+from builder.local import buildhost, control
+from builder.local.emulator.server import LOG_FILE, SERVER_FILE
+from builder.local.mode import local_project
+from builder.local.resources import ResourcesReport, ensure_resources
+from builder.local.state import live_server, running_endpoint, server_info, state_dir
 from builder.output import ProgressFn, silent, table
 
 if TYPE_CHECKING:
-    from builder.local.resources import ResourcesReport
     from builder.project import Project
 
 # `up` without the build host image (tests that only need AWS): BUILDER_LOCAL_NO_BUILD_HOST=1.
@@ -36,18 +38,6 @@ NO_BUILD_HOST_ENV = "BUILDER_LOCAL_NO_BUILD_HOST"
 DEPLOY_STEP_ENV = "BUILDER_LOCAL_DEPLOY_STEP_SECONDS"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
-
-
-def state_dir(layout: Layout) -> Path:
-    return layout.state_dir / "local"
-
-
-def running_endpoint(layout: Layout) -> str:
-    """The emulator's endpoint, or a clear error when `builder local up` hasn't run."""
-    info = _server_info(layout)
-    if not info or "endpoint" not in info:
-        raise InputError("the local stack is not running: run `builder local up` first")
-    return str(info["endpoint"])
 
 
 @dataclass(frozen=True)
@@ -122,12 +112,6 @@ class FailureArmed:
                 f"({self.account} {self.region}) will fail")
 
 
-def local_project(project: Project) -> Project:
-    """The same root with every AWS call going to the local stack (the `local`
-    commands act on it whether or not --local was given)."""
-    return project if project.local else dataclasses.replace(project, local=True)
-
-
 def up(project: Project, port: int | None = None, *, progress: ProgressFn = silent,
        build_host: bool | None = None,
        deploy_step_seconds: float | None = None) -> LocalStatus:
@@ -138,11 +122,9 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     deploy_step_seconds: seconds between deployment states when the stack starts here
     (None: BUILDER_LOCAL_DEPLOY_STEP_SECONDS, else the server's 1 s).
     """
-    from builder.local.resources import ensure_resources
-
     started = time.monotonic()
     layout = project.layout
-    info = _live_server(layout)
+    info = live_server(layout)
     note = "already running"
     if info is None:
         progress("local", "starting the emulator")
@@ -152,8 +134,6 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     report = ensure_resources(local_project(project), progress)
     image = None
     if build_host if build_host is not None else os.environ.get(NO_BUILD_HOST_ENV) != "1":
-        from builder.local import buildhost
-
         image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
     current = status(layout)
     return dataclasses.replace(current, note=note, resources=report, build_host_image=image,
@@ -162,9 +142,7 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
 
 def down(layout: Layout) -> LocalDown:
     """Stop the emulator and every build host of this root."""
-    from builder.local import buildhost
-
-    info = _server_info(layout)
+    info = server_info(layout)
     pid = int(info["pid"]) if info and "pid" in info else None
     stopped = False
     if pid is not None and _is_our_server(pid, info):
@@ -178,7 +156,7 @@ def down(layout: Layout) -> LocalDown:
 
 
 def status(layout: Layout) -> LocalStatus:
-    info = _live_server(layout)
+    info = live_server(layout)
     if info is None:
         return LocalStatus(running=False)
     endpoint = str(info["endpoint"])
@@ -200,34 +178,17 @@ def fail_next_deployment(project: Project, app: str, env: str, comp: str) -> Fai
     return armed
 
 
-def _server_info(layout: Layout) -> dict[str, Any] | None:
-    try:
-        info = json.loads((state_dir(layout) / SERVER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
-
-
-def _live_server(layout: Layout) -> dict[str, Any] | None:
-    """server.json, when the process it names answers as that process."""
-    info = _server_info(layout)
-    if not info or "endpoint" not in info:
-        return None
-    try:
-        health = control.call(str(info["endpoint"]), "health", timeout=5)
-    except OperationFailed:
-        return None
-    return info if health.get("pid") == info.get("pid") else None
-
-
 def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) -> dict[str, Any]:
+    if importlib.util.find_spec("moto") is None:
+        raise ToolMissing("local mode needs the emulator: pip install 'builder[local]' "
+                          "(`make setup` installs it)")
     folder = state_dir(layout)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SERVER_FILE).unlink(missing_ok=True)  # a stale one from a killed server
     step = deploy_step_seconds
     if step is None and os.environ.get(DEPLOY_STEP_ENV):
         step = float(os.environ[DEPLOY_STEP_ENV])
-    argv = [sys.executable, "-m", "builder.local.server", "--port", str(port or 0),
+    argv = [sys.executable, "-m", "builder.local.emulator.server", "--port", str(port or 0),
             "--state-dir", str(folder)]
     if step is not None:
         argv += ["--deploy-step-seconds", str(step)]
@@ -239,7 +200,7 @@ def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) 
         if child.poll() is not None:
             raise OperationFailed(f"the local emulator exited with code {child.returncode}: "
                                   f"{_tail(log_path)}")
-        info = _live_server(layout)
+        info = live_server(layout)
         if info is not None and info.get("pid") == child.pid:
             return info
         time.sleep(0.05)
@@ -269,7 +230,7 @@ def _is_our_server(pid: int, info: dict[str, Any] | None) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"builder.local.server" in cmdline
+    return b"builder.local.emulator.server" in cmdline
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

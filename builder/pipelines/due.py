@@ -19,9 +19,9 @@ from typing import Any
 
 from builder.aws import images as amis
 from builder.aws.images import Image
-from builder.bake import pin_source
-from builder.fingerprint import changed_parts
-from builder.models import Combo
+from builder.bake.fingerprint import changed_parts
+from builder.bake.plan import pin_source
+from builder.config.models import Combo
 from builder.pipelines.inventory import ComboFacts, Inventory, promote_source
 from builder.project import Project
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from builder.aws import AwsTarget, fleet
 from builder.aws import images as amis
 from builder.aws.images import Image
-from builder.config import ResolvedVars
+from builder.config.layers import ResolvedVars
+from builder.config.models import Combo, Settings
 from builder.errors import BuilderError, InputError
-from builder.models import Combo, Settings
 from builder.project import Project
 
 _PARALLEL_PLACES = 8

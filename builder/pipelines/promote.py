@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 from builder.aws import EnvAws, fleet, sharing, translate
 from builder.aws import images as amis
 from builder.aws.images import Image
-from builder.config import ResolvedVars
+from builder.config.layers import ResolvedVars
+from builder.config.models import Combo
 from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError
 from builder.interrupts import Cancel
-from builder.models import Combo
 from builder.output import Progress, ProgressFn
 from builder.project import Project
 
 if TYPE_CHECKING:
-    from builder.release import ReleaseResult
+    from builder.release.release import ReleaseResult
 
 COPY_TIMEOUT_MIN = 180.0
 # Polling a copy: quick at first (small images, the emulator), then every 15 s.
@@ -104,7 +104,7 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
     cancel.raise_if_set()
     released = None
     if deploy:
-        from builder.release import release
+        from builder.release.release import release
 
         released = release(project, target.combo, ami_id=copy.id, progress=progress,
                            cancel=cancel)

@@ -19,9 +19,9 @@ from typing import Any
 from builder.aws import EnvAws, codedeploy, fleet, sharing
 from builder.aws import images as amis
 from builder.aws.images import Image
-from builder.config import ResolvedVars
+from builder.config.layers import ResolvedVars
+from builder.config.models import Combo
 from builder.errors import AwsError, InputError
-from builder.models import Combo
 from builder.output import table
 from builder.project import Project
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from builder.bake import BakeOptions, bake
-from builder.config import ResolvedVars
+from builder.bake.build import BakeOptions, bake
+from builder.config.layers import ResolvedVars
+from builder.config.models import Combo
 from builder.errors import BuilderError, Interrupted
 from builder.interrupts import Cancel
-from builder.models import Combo
 from builder.output import Progress, ProgressFn, table
 from builder.pipelines import inventory
 from builder.pipelines.due import BAKE, PROMOTE, SKIP, Due, decide
@@ -212,7 +212,7 @@ class _Runner:
                      progress=self.progress, cancel=self.cancel)
         detail = "unchanged" if baked.skipped else "baked"
         if self.release:
-            from builder.release import release
+            from builder.release.release import release
 
             released = release(self.project, combo, ami_id=baked.ami_id,
                                progress=self.progress, cancel=self.cancel)

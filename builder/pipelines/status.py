@@ -15,9 +15,9 @@ from typing import Any
 
 from builder.aws import AwsTarget, codedeploy
 from builder.aws import images as amis
-from builder.config import ResolvedVars
+from builder.config.layers import ResolvedVars
+from builder.config.models import Combo
 from builder.errors import AwsError, BuilderError
-from builder.models import Combo
 from builder.output import table
 from builder.pipelines import inventory
 from builder.pipelines.due import BAKE, PROMOTE, Due, decide

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from builder.aws import AwsTarget
+from builder.local.mode import LOCAL
 from builder.project import Project
 
 DEV = AwsTarget("111111111111", "eu-west-1")
 
 
 def ec2(root: Path, target: AwsTarget = DEV) -> Any:
-    return Project.open(str(root), local=True).aws.env(target).client("ec2")
+    return Project.open(str(root), local_mode=LOCAL).aws.env(target).client("ec2")
 
 
 def leftovers(root: Path, target: AwsTarget = DEV) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.aws import images
-from builder.models import Combo
+from builder.config.models import Combo
 from tests.bake.leftovers import NOTHING_LEFT, ec2, leftovers
 from tests.conftest import run_builder
 

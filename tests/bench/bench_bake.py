@@ -27,12 +27,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder import ansible, packer, process
+from builder import packer, process
 from builder.aws import AwsTarget, images, temporary
-from builder.layout import Layout
+from builder.config.layout import Layout
 from builder.local import buildhost, stack
+from builder.local.mode import LOCAL
 from builder.project import Project
-from builder.provision import FINALIZE_PLAYBOOK
+from builder.provision import ansible
+from builder.provision.steps import FINALIZE_PLAYBOOK
 from tests.bench.bench_provision import PLAYBOOK as COPY_30
 from tests.conftest import copy_demo
 
@@ -109,7 +111,7 @@ class Bench:
     def __init__(self, root: Path, runs: int):
         self.root = root
         self.runs = runs
-        self.project = Project.open(str(root), local=True)
+        self.project = Project.open(str(root), local_mode=LOCAL)
         self.env_aws = self.project.aws.env(DEV)
         self.ec2 = self.env_aws.client("ec2")
         self.work = Path(tempfile.mkdtemp(prefix="bench-bake-"))
@@ -218,7 +220,7 @@ def main(runs: int) -> dict[str, Any]:
     results: dict[str, Any] = {"runs": runs}
     with tempfile.TemporaryDirectory(prefix="bench-bake-") as tmp:
         root = copy_demo(Path(tmp) / "infra")
-        project = Project.open(str(root), local=True)
+        project = Project.open(str(root), local_mode=LOCAL)
         stack.up(project, build_host=True)
         try:
             bench = Bench(root, runs)

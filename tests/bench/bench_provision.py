@@ -27,11 +27,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from builder import process
-from builder.ansible import SshTarget, Strategy, run_playbook, tool
-from builder.layout import Layout
+from builder.config.layout import Layout
 from builder.local.buildhost import build_host, ensure_image
 from builder.project import Project
-from builder.provision import provision
+from builder.provision.ansible import SshTarget, Strategy, run_playbook, tool
+from builder.provision.steps import provision
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "copy-30.yml"

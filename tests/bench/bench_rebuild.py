@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from builder.config.models import Combo
 from builder.local import stack
-from builder.models import Combo
+from builder.local.mode import LOCAL
 from builder.output import Progress
 from builder.pipelines.rebuild import rebuild
 from builder.project import Project
@@ -69,7 +70,7 @@ def seed_amis(project: Project) -> int:
 
 
 def measure(root: Path) -> dict[str, Any]:
-    project = Project.open(str(root), local=True)  # a fresh call count
+    project = Project.open(str(root), local_mode=LOCAL)  # a fresh call count
     started = time.perf_counter()
     report = rebuild(project, dry_run=True, progress=Progress(quiet=True))
     seconds = time.perf_counter() - started
@@ -86,7 +87,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="builder-bench-rebuild-") as folder:
         root = Path(folder) / "infra"
         generate_repo(root)
-        project = Project.open(str(root), local=True)
+        project = Project.open(str(root), local_mode=LOCAL)
         started = time.perf_counter()
         stack.up(project, build_host=False, deploy_step_seconds=0.05)
         try:

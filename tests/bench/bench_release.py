@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from builder.aws import images
-from builder.deploy import STATUS_POLLS
+from builder.config.models import Combo
 from builder.local import stack
-from builder.models import Combo
+from builder.local.mode import LOCAL
 from builder.project import Project
-from builder.release import release
+from builder.release.deploy import STATUS_POLLS
+from builder.release.release import release
 from tests.conftest import copy_demo
 from tests.release.emulated import make_ami
 
@@ -46,7 +47,7 @@ def one_release(root: Path, setup: Project, combo: Combo) -> dict[str, Any]:
         if message.startswith("created deployment"):
             created.append(time.monotonic())
 
-    project = Project.open(str(root), local=True)
+    project = Project.open(str(root), local_mode=LOCAL)
     result = release(project, combo, ami_id=ami, progress=progress)
     log = project.aws.call_log
     return {
@@ -65,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-release-") as folder:
         root = copy_demo(Path(folder) / "infra")
-        setup = Project.open(str(root), local=True)
+        setup = Project.open(str(root), local_mode=LOCAL)
         stack.up(setup, build_host=False, deploy_step_seconds=DEPLOY_STEP_SECONDS)
         try:
             first = one_release(root, setup, Combo("demo", "dev", "worker"))

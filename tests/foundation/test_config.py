@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.config import ConfigLoader
+from builder.config.layers import ConfigLoader
+from builder.config.layout import Layout
 from builder.errors import ConfigError, ValidationFailed
-from builder.layout import Layout
 
 
 def write(root: Path, rel: str, text: str) -> Path:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.config import ConfigLoader
-from builder.fingerprint import Fingerprint, changed_parts, compute
-from builder.layout import Layout
+from builder.bake.fingerprint import Fingerprint, changed_parts, compute
+from builder.config.layers import ConfigLoader
+from builder.config.layout import Layout
 from builder.packer import PackerVersion
-from builder.render import Renderer
+from builder.render.template import Renderer
 
 SOURCE = "ami-0123456789abcdef0"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from builder import packer
-from builder.config import ConfigLoader
+from builder.config.layers import ConfigLoader
+from builder.config.layout import Layout
 from builder.errors import TemplateError, ValidationFailed
-from builder.layout import Layout
 from builder.packer import PackerVersion
-from builder.render import Renderer, type_mismatch, write
+from builder.render.template import Renderer, type_mismatch, write
 
 PACKER_166 = PackerVersion(1, 6, 6)
 PACKER_111 = PackerVersion(1, 11, 2)

@@ -10,6 +10,7 @@ import pytest
 
 from builder.errors import InputError
 from builder.local import stack
+from builder.local.mode import LOCAL
 from builder.project import Project
 
 pytestmark = pytest.mark.local
@@ -71,7 +72,7 @@ def test_second_up_adds_only_what_is_missing(demo_root: Path, tmp_path: Path,
     password = tmp_path / "vault-password"
     password.write_text("s3cret\n")
     monkeypatch.setenv("BUILDER_LOCAL_VAULT_PASSWORD_FILE", str(password))
-    project = Project.open(str(demo_root), local=True,
+    project = Project.open(str(demo_root), local_mode=LOCAL,
                            overrides={"vault_password_ssm_parameter": "/demo/{{ env }}/vault"})
     stack.up(project, build_host=False, deploy_step_seconds=0.1)
     try:
@@ -99,14 +100,14 @@ def test_without_local_nothing_talks_to_the_emulator(local_stack: Project) -> No
 
 def test_local_mode_needs_a_running_stack(demo_root: Path) -> None:
     with pytest.raises(InputError, match="builder local up"):
-        Project.open(str(demo_root), local=True).aws  # noqa: B018 - the property is the test
+        Project.open(str(demo_root), local_mode=LOCAL).aws  # noqa: B018 - the property is the test
 
 
 @pytest.mark.slow
 def test_up_prepares_the_build_host_image_by_default(demo_root: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(stack.NO_BUILD_HOST_ENV, raising=False)
-    project = Project.open(str(demo_root), local=True)
+    project = Project.open(str(demo_root), local_mode=LOCAL)
     try:
         started = stack.up(project, deploy_step_seconds=0.1)
         assert started.build_host_image is not None

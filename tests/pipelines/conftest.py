@@ -14,9 +14,9 @@ import typer.main
 
 from builder.aws import images
 from builder.aws.images import Image
-from builder.bake import pin_source
+from builder.bake.plan import pin_source
 from builder.cli import app, hoist_globals
-from builder.models import Combo
+from builder.config.models import Combo
 from builder.project import Project
 
 

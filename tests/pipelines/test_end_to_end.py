@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from builder.aws import fleet, images
-from builder.models import Combo
+from builder.config.models import Combo
+from builder.local.mode import LOCAL
 from builder.project import Project
 from tests.conftest import run_builder
 from tests.pipelines.conftest import bake_like, ec2_of
@@ -23,7 +24,7 @@ PROD = "333333333333"
 
 @pytest.fixture(scope="module")
 def project(bake_root: Path) -> Project:
-    return Project.open(str(bake_root), local=True)
+    return Project.open(str(bake_root), local_mode=LOCAL)
 
 
 def rebuild(root: Path, *args: str) -> dict[str, dict[str, object]]:

@@ -11,11 +11,11 @@ import pytest
 
 from builder.aws import EnvAws, fleet
 from builder.aws import images as amis
+from builder.config.models import Combo
 from builder.errors import PromotionFailed
-from builder.models import Combo
 from builder.pipelines.promote import promote
 from builder.project import Project
-from builder.release import release
+from builder.release.release import release
 from tests.pipelines.conftest import bake_like
 
 pytestmark = pytest.mark.local

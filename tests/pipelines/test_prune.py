@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from builder.aws import images as amis
-from builder.models import Combo
+from builder.config.models import Combo
 from builder.pipelines.prune import prune
 from builder.project import Project
-from builder.release import release
+from builder.release.release import release
 from tests.pipelines.conftest import bake_like, ec2_of
 
 pytestmark = pytest.mark.local

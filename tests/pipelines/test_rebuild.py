@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from builder.models import Combo
+from builder.config.models import Combo
+from builder.local.mode import LOCAL
 from builder.pipelines.rebuild import plan
 from builder.project import Project
-from builder.release import release
+from builder.release.release import release
 from tests.pipelines.conftest import bake_like, check_builder_command
 
 pytestmark = pytest.mark.local
@@ -32,7 +33,7 @@ def project(local_stack: Project) -> Project:
 
     add_shop_app(local_stack.root)
     stack.up(local_stack, build_host=False)  # the new app's resources, as Terraform would
-    return Project.open(str(local_stack.root), local=True)
+    return Project.open(str(local_stack.root), local_mode=LOCAL)
 
 
 def add_shop_app(root: Path) -> None:
@@ -137,7 +138,7 @@ def test_prod_promotes_what_staging_verified_and_rebuild_runs_it(project: Projec
 
 
 def test_the_plan_queries_aws_per_account_and_region_not_per_combo(project: Project) -> None:
-    fresh = Project.open(str(project.root), local=True)  # its own call count
+    fresh = Project.open(str(project.root), local_mode=LOCAL)  # its own call count
     entries = plan(fresh)
     assert len(entries) == 7
     calls = fresh.aws.call_log.counts

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from builder.models import Combo
+from builder.config.models import Combo
 from builder.pipelines.promote import promote
 from builder.project import Project
-from builder.release import release
+from builder.release.release import release
 from tests.pipelines.conftest import bake_like
 
 pytestmark = pytest.mark.local

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.ansible import SshTarget
-from builder.layout import Layout
+from builder.config.layout import Layout
 from builder.local.buildhost import BuildHost, build_host
+from builder.provision.ansible import SshTarget
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from builder.layout import Layout
+from builder.config.layout import Layout
 from builder.local.buildhost import build_host, stop_all
 from tests.provision.conftest import ssh
 
@@ -68,7 +68,7 @@ def test_stop_all_cleans_up_after_a_crashed_run(probe_root: Path, ssh_key: Path)
     crash = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from builder.layout import Layout\n"
+        "from builder.config.layout import Layout\n"
         "from builder.local.buildhost import build_host\n"
         "with build_host(Layout(Path(sys.argv[1])), user='ubuntu',\n"
         "                authorized_key=Path(sys.argv[2]).read_text()) as host:\n"

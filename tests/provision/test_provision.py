@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from builder.ansible import SshTarget
+from builder.config.layout import Layout
 from builder.errors import ConfigError, ProvisionFailed
-from builder.layout import Layout
 from builder.local.buildhost import build_host
 from builder.project import Project
-from builder.provision import Provisioning, provision
+from builder.provision.ansible import SshTarget
+from builder.provision.steps import Provisioning, provision
 from tests.leaks import ProcessScanner, files_containing
 from tests.provision.conftest import Host
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from builder import ansible
-from builder.ansible import PlaybookRun, SshTarget, Strategy, run_playbook
+from builder.config.layout import Layout
 from builder.errors import ProvisionFailed
-from builder.layout import Layout
 from builder.local.buildhost import build_host
+from builder.provision import ansible
+from builder.provision.ansible import PlaybookRun, SshTarget, Strategy, run_playbook
 from tests.provision.conftest import Host
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from builder.aws import images
-from builder.models import Combo
+from builder.config.models import Combo
 from builder.project import Project
 
 

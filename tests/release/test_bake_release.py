@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder.aws import images
-from builder.models import Combo
+from builder.config.models import Combo
+from builder.local.mode import LOCAL
 from builder.project import Project
 from tests.conftest import run_builder
 from tests.release.emulated import fleet_state, image_tags
@@ -21,7 +22,7 @@ DEV_APP = Combo("demo", "dev", "app")
 
 def test_bake_release_takes_the_comp_from_source_to_a_new_asg(bake_root: Path
                                                               ) -> None:
-    project = Project.open(str(bake_root), local=True)
+    project = Project.open(str(bake_root), local_mode=LOCAL)
     before = fleet_state(project, DEV_APP)
 
     done = run_builder("--local", "bake", "demo", "dev", "app", "--release", "--json",

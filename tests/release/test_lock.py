@@ -9,10 +9,10 @@ import pytest
 
 from builder.aws import EnvAws
 from builder.aws import locks as lock_items
+from builder.config.models import Combo
 from builder.errors import LockedError
-from builder.lock import held, owner_name
-from builder.models import Combo
 from builder.project import Project
+from builder.release.lock import held, owner_name
 from tests.release.emulated import Lines
 
 pytestmark = pytest.mark.local

@@ -17,15 +17,17 @@ import pytest
 
 from builder.aws import images
 from builder.aws import locks as lock_items
-from builder.bake import BakeFailure, BakeResult
-from builder.deploy import STATUS_POLLS
+from builder.bake.build import BakeFailure, BakeResult
+from builder.config.models import Combo
 from builder.errors import BakeFailed, DeployFailed, RefusedError
+from builder.local.mode import LOCAL
 from builder.local.resources import revision_bundle
 from builder.local.stack import fail_next_deployment
-from builder.lock import held
-from builder.models import Combo
+from builder.pipelines.bake_release import release_baked
 from builder.project import Project
-from builder.release import release, release_baked
+from builder.release.deploy import STATUS_POLLS
+from builder.release.lock import held
+from builder.release.release import release
 from tests.release.emulated import (
     Lines,
     clients,
@@ -303,7 +305,7 @@ def test_one_release_makes_few_aws_calls(local_stack: Project) -> None:
     env_aws = project.env_aws(project.resolve("demo", "prod", "app"))
     lock_items.create_table(env_aws.client("dynamodb"))  # made on first use; not counted here
     ami = make_ami(project, PROD_APP)
-    fresh = Project.open(str(project.root), local=True)  # its own session: assume-role counted
+    fresh = Project.open(str(project.root), local_mode=LOCAL)  # own session: assume-role counted
 
     result = release(fresh, PROD_APP, ami_id=ami, progress=Lines())
 

@@ -20,10 +20,11 @@ import pytest
 
 from builder.aws import images
 from builder.aws import locks as lock_items
+from builder.config.models import Combo
 from builder.errors import DeployFailed, LockedError
-from builder.models import Combo
+from builder.local.mode import LOCAL
 from builder.project import Project
-from builder.release import ReleaseResult, release
+from builder.release.release import ReleaseResult, release
 from tests.release.emulated import Lines, clients, fleet_state, image_tags, make_ami
 
 pytestmark = pytest.mark.local
@@ -125,7 +126,7 @@ def test_of_two_concurrent_releases_exactly_one_proceeds(local_stack: Project) -
     outcomes: list[BaseException | ReleaseResult] = []
 
     def run() -> None:
-        project = Project.open(str(local_stack.root), local=True)
+        project = Project.open(str(local_stack.root), local_mode=LOCAL)
         start.wait()
         try:
             outcomes.append(release(project, combo, ami_id=ami, progress=Lines()))

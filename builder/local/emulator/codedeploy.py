@@ -35,7 +35,7 @@ from moto.core.utils import utcnow
 from moto.s3.exceptions import MissingBucket
 from moto.s3.models import s3_backends
 
-from builder.local.moto_ext import (
+from builder.local.emulator.moto_ext import (
     BLUE_EVENTS,
     FINAL_STATUSES,
     GREEN_EVENTS,
@@ -47,7 +47,7 @@ from builder.local.moto_ext import (
     last_deployment_info,
 )
 
-log = logging.getLogger("builder.local.codedeploy")
+log = logging.getLogger("builder.local.emulator.codedeploy")
 
 DEFAULT_STEP_SECONDS = 1.0
 # What CodeDeploy says when instances of a blue/green deployment fail their hooks.

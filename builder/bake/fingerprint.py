@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from builder.config import ResolvedVars
-from builder.layout import Layout
-from builder.render import Rendered
+from builder.config.layers import ResolvedVars
+from builder.config.layout import Layout
+from builder.render.template import Rendered
 
 _ROLE_TASK_KEYS = ("include_role", "import_role", "ansible.builtin.include_role",
                    "ansible.builtin.import_role")
@@ -30,7 +30,7 @@ _FILE_TASK_KEYS = ("include_tasks", "import_tasks", "ansible.builtin.include_tas
                    "ansible.builtin.import_tasks", "import_playbook",
                    "ansible.builtin.import_playbook", "include_vars",
                    "ansible.builtin.include_vars")
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _BLOCK_KEYS = ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always")
 
 
@@ -105,7 +105,10 @@ def _file_digest(path: Path) -> str:
 
 def _label(layout: Layout, path: Path) -> str:
     """A name for a hashed file that doesn't depend on where builder is installed."""
-    for base, prefix in ((_PACKAGE_DIR, "<builder>/"), (layout.root, ""),
+    # Bundled playbooks keep the label they had before the package was split into
+    # folders, so upgrading builder does not change every fingerprint.
+    for base, prefix in ((_PACKAGE_DIR / "provision", "<builder>/"), (_PACKAGE_DIR, "<builder>/"),
+                         (layout.root, ""),
                          (layout.bundled, "<bundled>/")):
         if path.is_relative_to(base):
             return prefix + str(path.relative_to(base))

@@ -23,9 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from builder import process
-from builder.ansible import STRATEGIES, PlaybookRun, SshTarget, Strategy, TaskTiming, run_playbook
-from builder.config import ResolvedVars
-from builder.layout import Layout
+from builder.config.layers import ResolvedVars
+from builder.config.layout import Layout
+from builder.provision.ansible import (
+    STRATEGIES,
+    PlaybookRun,
+    SshTarget,
+    Strategy,
+    TaskTiming,
+    run_playbook,
+)
 
 STRATEGY_VAR = "builder_ansible_strategy"
 SKIP_HYGIENE_VAR = "builder_skip_hygiene"

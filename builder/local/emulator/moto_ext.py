@@ -16,7 +16,7 @@ moto is pinned (pyproject) because this reaches into its 5.2.5 internals:
   last deployments), stop_deployment, batch_get_deployment_groups, one active
   deployment per group (DeploymentLimitExceededException), and the deployment targets
   with their lifecycle events (list_deployment_targets, batch_get_deployment_targets).
-  The deployments themselves are advanced by builder.local.codedeploy, which keeps its
+  The deployments themselves are advanced by builder.local.emulator.codedeploy, which keeps its
   state here.
 """
 

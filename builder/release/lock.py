@@ -22,8 +22,8 @@ from typing import Any
 
 from builder.aws import EnvAws
 from builder.aws import locks as lock_items
+from builder.config.models import Combo
 from builder.errors import AwsError, LockedError
-from builder.models import Combo
 from builder.output import ProgressFn, silent
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from builder.aws import codedeploy, fleet
 from builder.aws.codedeploy import Deployment, DeploymentGroup, FailedEvent, Target
 from builder.aws.fleet import AsgLaunch, TemplateVersion
-from builder.config import ResolvedVars
+from builder.config.layers import ResolvedVars
 from builder.errors import AwsError, OperationFailed, RefusedError
 from builder.interrupts import Cancel
 from builder.output import ProgressFn

@@ -17,9 +17,9 @@ from typing import Any
 
 import jinja2
 
-from builder.config import ResolvedVars
+from builder.config.layers import ResolvedVars
+from builder.config.layout import Layout
 from builder.errors import Problem, TemplateError, ValidationFailed
-from builder.layout import Layout
 from builder.packer import REQUIRED_PLUGINS_BLOCK, PackerVersion
 
 TEMPLATE_SUFFIXES = (".pkr.hcl", ".pkr.hcl.j2")

@@ -1,7 +1,7 @@
 """The emulator process: moto's server, the CodeDeploy emulator and our control routes,
 on 127.0.0.1 only.
 
-    python -m builder.local.server --port N --state-dir D [--deploy-step-seconds S]
+    python -m builder.local.emulator.server --port N --state-dir D [--deploy-step-seconds S]
 
 `<state-dir>/server.json` ({"endpoint", "pid", "port", ...}) appears once the socket
 listens and goes when the process ends; the log is `<state-dir>/server.log`.
@@ -39,13 +39,13 @@ CONTROL_PREFIX = "/_builder/"
 SERVER_FILE = "server.json"
 LOG_FILE = "server.log"
 
-log = logging.getLogger("builder.local.server")
+log = logging.getLogger("builder.local.emulator.server")
 
 StartResponse = Callable[..., Any]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m builder.local.server")
+    parser = argparse.ArgumentParser(prog="python -m builder.local.emulator.server")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--deploy-step-seconds", type=float, default=None,
@@ -70,8 +70,8 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
     )
     from werkzeug.serving import make_server
 
-    from builder.local import moto_ext
-    from builder.local.codedeploy import DEFAULT_STEP_SECONDS, DeploymentEmulator
+    from builder.local.emulator import moto_ext
+    from builder.local.emulator.codedeploy import DEFAULT_STEP_SECONDS, DeploymentEmulator
 
     moto_ext.apply()
     lock = threading.RLock()
@@ -191,7 +191,7 @@ def _field(body: dict[str, Any], name: str) -> str:
 
 
 def _publish_image(body: dict[str, Any]) -> dict[str, Any]:
-    from builder.local.moto_ext import publish_image
+    from builder.local.emulator.moto_ext import publish_image
 
     try:
         created = datetime.fromisoformat(_field(body, "creation_date"))
@@ -212,7 +212,7 @@ def inventory() -> dict[str, Any]:
     from moto.s3.models import s3_backends
     from moto.ssm.models import ssm_backends
 
-    from builder.local.moto_ext import backends
+    from builder.local.emulator.moto_ext import backends
 
     accounts: dict[str, dict[str, dict[str, list[Any]]]] = {}
 

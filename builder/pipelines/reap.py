@@ -67,10 +67,8 @@ def parse_age(text: str) -> timedelta:
 def reap(project: Project, older_than: timedelta, *, dry_run: bool = False) -> ReapReport:
     targets, skipped = _targets(project)
     build_hosts = 0
-    if project.local and not dry_run:
-        from builder.local import buildhost
-
-        build_hosts = buildhost.stop_orphans(project.layout)
+    if project.local_mode is not None and not dry_run:
+        build_hosts = project.local_mode.reap_build_hosts(project.layout)
     cutoff = datetime.now(UTC) - older_than
     places = []
     for target in targets:

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.config.layout import Layout
+from builder.config.models import Combo
 from builder.errors import BuilderError, ConfigError, Problem, ValidationFailed, shown_path
-from builder.layout import Layout
-from builder.models import Combo
 from builder.project import Project
-from builder.provision import comp_playbook
-from builder.render import Rendered, source_line, write
+from builder.provision.steps import comp_playbook
+from builder.render.template import Rendered, source_line, write
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,8 @@ def _check_offline(project: Project, combo: Combo) -> tuple[list[Problem], Rende
 
 
 def _external_checks(layout: Layout, rendered: Rendered) -> list[Problem]:
-    from builder import ansible, packer
+    from builder import packer
+    from builder.provision import ansible
 
     problems: list[Problem] = []
     resolved = rendered.resolved

@@ -13,7 +13,7 @@ from builder.errors import ConfigError, InputError, shown_path
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def bundled_root() -> Path:

@@ -17,11 +17,9 @@ from typing import Any, cast
 
 import jinja2
 
-from builder.errors import ConfigError, Problem, ValidationFailed
-from builder.layout import NAME_RE, Layout, check_name
-from builder.models import Combo, Settings, SourceAmiFilter
-from builder.output import table
-from builder.yamlsrc import (
+from builder.config.layout import NAME_RE, Layout, check_name
+from builder.config.models import Combo, Settings, SourceAmiFilter
+from builder.config.source import (
     KeyPath,
     LocatedDoc,
     Origin,
@@ -30,6 +28,8 @@ from builder.yamlsrc import (
     merge,
     parse_scalar,
 )
+from builder.errors import ConfigError, Problem, ValidationFailed
+from builder.output import table
 
 DEFAULTS_LAYER = "<builder defaults>"
 CLI_LAYER = "<command line -e>"

@@ -2,7 +2,7 @@
 → a tagged AMI.
 
 Packer launches the builder instance and makes the image; its shell-local provisioner
-calls back into this process (builder.provision_hook over a unix socket) with the
+calls back into this process (builder.provision.hook over a unix socket) with the
 instance's SSH address, and builder provisions it with ansible-runner over direct SSH.
 The SSH key pair and security group are builder's own, tagged with the run id, and
 removed whatever happens; Packer's instance carries the same tag (`builder reap`).
@@ -10,16 +10,11 @@ removed whatever happens; Packer's instance carries the same tag (`builder reap`
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import shlex
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import fingerprint as fingerprints
 from builder import packer, process
-from builder.aws import EnvAws, images, temporary
-from builder.config import ResolvedVars
+from builder.aws import images, temporary
+from builder.bake.plan import Plan, plan
+from builder.config.models import Combo
 from builder.errors import (
     BakeFailed,
     BuilderError,
@@ -42,14 +37,13 @@ from builder.errors import (
     ProvisionFailed,
 )
 from builder.interrupts import Cancel
-from builder.models import Combo
 from builder.output import ProgressFn, silent, table
-from builder.project import Project
-from builder.render import Rendered, write
+from builder.project import BuildHost, Project
+from builder.provision import hook
+from builder.render.template import write
 
 if TYPE_CHECKING:
-    from builder.local.buildhost import BuildHost
-    from builder.provision import Provisioning
+    from builder.provision.steps import Provisioning
 
 _PACKER_STOP_TIMEOUT_S = 600
 
@@ -138,52 +132,6 @@ class BakeBatch:
 class BakeOptions:
     force: bool = False
     vault_password_file: Path | None = None
-
-
-# -- the steps ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything known before Packer runs: enough to decide whether to bake."""
-
-    resolved: ResolvedVars
-    env_aws: EnvAws
-    source: images.Image
-    rendered: Rendered  # pinned to the source AMI id
-    fingerprint: fingerprints.Fingerprint
-    existing: images.Image | None
-
-
-def pin_source(project: Project, resolved: ResolvedVars, source: images.Image
-               ) -> tuple[ResolvedVars, Rendered, fingerprints.Fingerprint]:
-    """The combo rendered with its base image pinned by id, and the bake's fingerprint.
-
-    No AWS calls: `rebuild` plans hundreds of combos from batched image queries.
-    """
-    from builder import provision
-
-    pinned = dataclasses.replace(resolved, values={
-        **resolved.values, "source_ami": source.id, "source_ami_filter": None})
-    rendered = project.renderer.render(pinned)
-    fingerprint = fingerprints.compute(project.layout, resolved, rendered, source.id,
-                                       provision.tool_files(project.layout, resolved),
-                                       project.file_cache)
-    return pinned, rendered, fingerprint
-
-
-def plan(project: Project, combo: Combo) -> Plan:
-    """Resolve, find the base image, render with it pinned, fingerprint, look for an
-    AMI with that fingerprint."""
-    resolved = project.resolve(combo.app, combo.env, combo.comp)
-    env_aws = project.env_aws(resolved)
-    ec2 = env_aws.client("ec2")
-    source = images.resolve_source(ec2, resolved.settings)
-    pinned, rendered, fingerprint = pin_source(project, resolved, source)
-    existing = next((image for image in images.images_of(ec2, combo,
-                                                          fingerprint=fingerprint.value)
-                     if image.status in images.USABLE_STATUSES), None)
-    return Plan(pinned, env_aws, source, rendered, fingerprint, existing)
 
 
 def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions(),
@@ -290,14 +238,14 @@ class _Build:
             stack.enter_context(self._security_group(run_values))
             host = self._local_build_host(stack, public_key, run_values)
             socket_path = private / "provision.sock"
-            run_values["builder_provision_command"] = (
-                f"{shlex.quote(sys.executable)} -m builder.provision_hook "
-                f"{shlex.quote(str(socket_path))}")
+            run_values["builder_provision_command"] = hook.command(socket_path)
             files = write(self.plan.rendered, self.artifacts, run_values)
             (self.artifacts / "fingerprint.json").write_text(json.dumps(
                 {"fingerprint": self.plan.fingerprint.value,
                  "inputs": self.plan.fingerprint.inputs}, indent=2, sort_keys=True) + "\n")
-            listener = stack.enter_context(self._provision_listener(socket_path, key_file))
+            listener = stack.enter_context(hook.listening(
+                socket_path, lambda host, port: self._provision(host, port, key_file),
+                name=f"provision-{self.run_id}"))
             ami_id = self._packer(files.template, files.var_file)
             listener.join(timeout=5)
             if host is not None:
@@ -375,55 +323,20 @@ class _Build:
     def _local_build_host(self, stack: ExitStack, public_key: str,
                           run_values: dict[str, Any]) -> BuildHost | None:
         """In local mode the instance's SSH goes to a fresh local build host."""
-        if not self.project.aws.is_local:
+        local_mode = self.project.local_mode
+        if local_mode is None:
             return None
-        from builder.local import buildhost
-
         self.progress(self.subject, "starting a fresh local build host")
-        host = stack.enter_context(buildhost.build_host(
+        host = stack.enter_context(local_mode.build_host(
             self.project.layout, user=self.plan.resolved.settings.ssh_username,
             authorized_key=public_key))
         run_values["builder_ssh_host"] = host.host
         run_values["builder_ssh_port"] = host.port
         return host
 
-    # -- provisioning callback --------------------------------------------------
-    @contextmanager
-    def _provision_listener(self, socket_path: Path, key_file: Path
-                            ) -> Iterator[threading.Thread]:
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(str(socket_path))
-        server.listen(1)
-        server.settimeout(0.5)
-        done = threading.Event()
-        thread = threading.Thread(target=self._serve, args=(server, key_file, done),
-                                  name=f"provision-{self.run_id}", daemon=True)
-        thread.start()
-        try:
-            yield thread
-        finally:
-            done.set()
-            thread.join(timeout=30)
-            server.close()
-
-    def _serve(self, server: socket.socket, key_file: Path, done: threading.Event) -> None:
-        while not done.is_set():
-            try:
-                connection, _ = server.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                connection.settimeout(None)
-                request = json.loads(connection.makefile("r", encoding="utf-8").readline())
-                verdict = self._provision(request["host"], int(request["port"]), key_file)
-                # Packer may have been stopped meanwhile; the verdict is kept on self.
-                with suppress(OSError):
-                    connection.sendall(json.dumps(verdict).encode() + b"\n")
-            return
-
     def _provision(self, host: str, port: int, key_file: Path) -> dict[str, Any]:
-        from builder import provision
-        from builder.ansible import SshTarget
+        from builder.provision import steps as provision
+        from builder.provision.ansible import SshTarget
 
         target = SshTarget(host, port, self.plan.resolved.settings.ssh_username, key_file)
         self.progress(self.subject, f"provisioning {target.user}@{host}:{port} with Ansible")

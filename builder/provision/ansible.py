@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from builder import process
+from builder.config.layout import Layout
 from builder.errors import Problem, ProvisionFailed
-from builder.layout import Layout
 
 Strategy = Literal["mitogen", "linear"]
 STRATEGIES: tuple[Strategy, ...] = ("mitogen", "linear")
@@ -42,7 +42,7 @@ _LOCATION_RE = re.compile(
 _ERROR_RE = re.compile(r"^(?:\[ERROR\]|ERROR!):?\s*(?P<message>.+)$", re.MULTILINE)
 # Names the run's private task-count file; in every process of the run's environment.
 _RUN_MARKER = "BUILDER_TASK_COUNT_FILE"
-_PLUGINS_DIR = Path(__file__).resolve().parent / "ansible_plugins"
+_PLUGINS_DIR = Path(__file__).resolve().parent / "plugins"
 _MASK = "********"
 # How often the run checks `cancel` (ansible-runner polls between output reads).
 _CANCEL_POLL_S = 0.25

@@ -1,0 +1,1 @@
+"""Bake: plan (base image, fingerprint, skip), then Packer with builder's provisioning."""

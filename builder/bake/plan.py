@@ -1,0 +1,60 @@
+"""Plan a bake: resolve the combo, find its base image, render with the image pinned,
+fingerprint, and look for an AMI that already has that fingerprint.
+
+Everything here runs before anything is created in AWS; `rebuild` plans hundreds of
+combos from batched image queries with `pin_source`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from builder.aws import EnvAws, images
+from builder.bake import fingerprint as fingerprints
+from builder.config.layers import ResolvedVars
+from builder.config.models import Combo
+from builder.project import Project
+from builder.provision import steps as provision
+from builder.render.template import Rendered
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything known before Packer runs: enough to decide whether to bake."""
+
+    resolved: ResolvedVars
+    env_aws: EnvAws
+    source: images.Image
+    rendered: Rendered  # pinned to the source AMI id
+    fingerprint: fingerprints.Fingerprint
+    existing: images.Image | None
+
+
+def pin_source(project: Project, resolved: ResolvedVars, source: images.Image
+               ) -> tuple[ResolvedVars, Rendered, fingerprints.Fingerprint]:
+    """The combo rendered with its base image pinned by id, and the bake's fingerprint.
+
+    No AWS calls: `rebuild` plans hundreds of combos from batched image queries.
+    """
+    pinned = dataclasses.replace(resolved, values={
+        **resolved.values, "source_ami": source.id, "source_ami_filter": None})
+    rendered = project.renderer.render(pinned)
+    fingerprint = fingerprints.compute(project.layout, resolved, rendered, source.id,
+                                       provision.tool_files(project.layout, resolved),
+                                       project.file_cache)
+    return pinned, rendered, fingerprint
+
+
+def plan(project: Project, combo: Combo) -> Plan:
+    """Resolve, find the base image, render with it pinned, fingerprint, look for an
+    AMI with that fingerprint."""
+    resolved = project.resolve(combo.app, combo.env, combo.comp)
+    env_aws = project.env_aws(resolved)
+    ec2 = env_aws.client("ec2")
+    source = images.resolve_source(ec2, resolved.settings)
+    pinned, rendered, fingerprint = pin_source(project, resolved, source)
+    existing = next((image for image in images.images_of(ec2, combo,
+                                                          fingerprint=fingerprint.value)
+                     if image.status in images.USABLE_STATUSES), None)
+    return Plan(pinned, env_aws, source, rendered, fingerprint, existing)

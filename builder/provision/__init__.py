@@ -1,0 +1,2 @@
+"""Provision: ansible-runner over direct SSH, Packer's callback into builder, and the
+bundled hygiene and check playbooks."""
