@@ -22,7 +22,9 @@ from builder.aws import images
 from builder.aws import locks as lock_items
 from builder.config.models import Combo
 from builder.errors import DeployFailed, LockedError
+from builder.local import control
 from builder.local.mode import LOCAL
+from builder.local.state import running_endpoint
 from builder.project import Project
 from builder.release.release import ReleaseResult, release
 from tests.release.emulated import Lines, clients, fleet_state, image_tags, make_ami
@@ -47,6 +49,16 @@ def wait_for_deployment(project: Project, combo: Combo) -> str:
             return active[0]
         time.sleep(0.05)
     raise AssertionError(f"no deployment of {combo} started")
+
+
+def run_to_end(project: Project, combo: Combo, deployment_id: str) -> str:
+    """End a deployment in the emulator now (its final status), so a test need not wait
+    for it and knows it ended before the next step."""
+    settings = project.resolve(combo.app, combo.env, combo.comp).settings
+    answer = control.call(running_endpoint(project.layout), "codedeploy/run-to-end", {
+        "account": settings.aws_account_id, "region": settings.aws_region,
+        "deployment_id": deployment_id})
+    return str(answer["status"])
 
 
 def lock_item(project: Project, combo: Combo) -> dict[str, Any] | None:
@@ -189,11 +201,13 @@ def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stac
     assert active_deployments(project, combo) == [started.deployment_id]
     assert lock_item(project, combo) is None
     assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_BAKED
-    time.sleep(3 * local_deploy_step_seconds)  # it ends while nobody watches
+    assert run_to_end(project, combo, started.deployment_id) == "Succeeded"  # nobody watched
+    lines = Lines()
 
-    followed = release(project, combo, ami_id=ami, progress=Lines())
+    followed = release(project, combo, ami_id=ami, progress=lines)
 
     assert followed.attached and followed.deployment_id == started.deployment_id
+    assert f"following deployment {started.deployment_id} (Succeeded)" in "\n".join(lines.lines)
     assert followed.outcome == "verified" and followed.deployment_status == "Succeeded"
     assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_VERIFIED
 

@@ -116,6 +116,21 @@ class DeploymentEmulator:
             group_extras(group).fail_next = {
                 "code": code, "message": message or HEALTH_CONSTRAINTS_MESSAGE}
 
+    def run_to_end(self, account: str, region: str, deployment_id: str) -> str:
+        """Step one deployment through every stage now, as the clock would; its final
+        status (KeyError: no such deployment). Tests use it to end a deployment no
+        release watches without waiting for it."""
+        with self._lock:
+            deployment = codedeploy_backends[account][region].deployments.get(deployment_id)
+            if deployment is None:
+                raise KeyError(f"no deployment {deployment_id} in {account} {region}")
+            now = time.monotonic()
+            run = self._runs.setdefault(deployment_id, _Run(seen_at=now))
+            while deployment.status not in FINAL_STATUSES:
+                now += self.step_seconds
+                self._step(account, region, deployment, run, now)
+            return str(deployment.status)
+
     def _loop(self) -> None:
         tick = min(0.25, max(0.02, self.step_seconds / 4))
         while not self._stopping.wait(tick):

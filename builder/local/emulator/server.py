@@ -15,6 +15,8 @@ Control routes (JSON; moto serves every other path):
                                                -> {"image_id", "name", "made"}
     POST /_builder/codedeploy/fail-next        {"account", "region", "application",
                                                 "deployment_group", "code"?, "message"?}
+    POST /_builder/codedeploy/run-to-end       {"account", "region", "deployment_id"}
+                                               -> {"status"}: the deployment's final status
 
 Every request (and the deployment emulator) holds one lock: moto's backends are not
 made for concurrent writers, and local traffic is small.
@@ -144,6 +146,7 @@ class EmulatorApp:
             ("GET", "inventory"): lambda _: inventory(),
             ("POST", "images"): _publish_image,
             ("POST", "codedeploy/fail-next"): self._fail_next,
+            ("POST", "codedeploy/run-to-end"): self._run_to_end,
         }
         try:
             handler = handlers.get((method, route.strip("/")))
@@ -170,6 +173,15 @@ class EmulatorApp:
         except KeyError as exc:
             raise ControlError(404, str(exc.args[0])) from exc
         return {"armed": True}
+
+
+    def _run_to_end(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            status = self._emulator.run_to_end(_field(body, "account"), _field(body, "region"),
+                                               _field(body, "deployment_id"))
+        except KeyError as exc:
+            raise ControlError(404, str(exc.args[0])) from exc
+        return {"status": status}
 
 
 def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
