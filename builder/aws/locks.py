@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from builder.aws.session import translate
 from builder.errors import AwsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 TABLE = "builder-locks"
 KEY = "lock"
@@ -44,7 +47,8 @@ class LockItem:
                    int(item.get("expires_at", {}).get("N", "0")))
 
 
-def put(dynamodb: Any, lock: LockItem, *, now: int, force: bool = False) -> LockItem | None:
+def put(dynamodb: DynamoDBClient, lock: LockItem, *, now: int, force: bool = False
+        ) -> LockItem | None:
     """Write `lock` unless another holder's unexpired lock is there.
 
     Returns None when written without taking anyone's lock, else the other holder: the
@@ -73,7 +77,7 @@ def put(dynamodb: Any, lock: LockItem, *, now: int, force: bool = False) -> Lock
     return None
 
 
-def delete(dynamodb: Any, lock: LockItem) -> bool:
+def delete(dynamodb: DynamoDBClient, lock: LockItem) -> bool:
     """Remove our own lock; False when it is no longer ours (broken by someone else)."""
     try:
         with translate(f"releasing the release lock {lock.key}"):
@@ -89,7 +93,7 @@ def delete(dynamodb: Any, lock: LockItem) -> bool:
     return True
 
 
-def create_table(dynamodb: Any) -> None:
+def create_table(dynamodb: DynamoDBClient) -> None:
     """Make the lock table and wait until it takes writes; another process making it at
     the same moment is fine."""
     try:

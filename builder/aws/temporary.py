@@ -11,33 +11,39 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.aws.images import TAG_RUN_ID
 from builder.aws.session import translate
 from builder.errors import AwsError, ConfigError
 
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.literals import ResourceTypeType
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, TagSpecificationTypeDef, TagTypeDef
+
 TAG_STARTED_AT = "builder:started-at"
 _LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 
-def _tag_specs(resource: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
+def _tag_specs(resource: ResourceTypeType, tags: Mapping[str, str]
+               ) -> list[TagSpecificationTypeDef]:
     return [{"ResourceType": resource,
              "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
 
 
-def import_key_pair(ec2: Any, name: str, public_key: str, tags: Mapping[str, str]) -> None:
+def import_key_pair(ec2: EC2Client, name: str, public_key: str, tags: Mapping[str, str]) -> None:
     with translate(f"importing key pair {name}"):
         ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(),
                             TagSpecifications=_tag_specs("key-pair", tags))
 
 
-def delete_key_pair(ec2: Any, name: str) -> None:
+def delete_key_pair(ec2: EC2Client, name: str) -> None:
     with translate(f"deleting key pair {name}"):
         ec2.delete_key_pair(KeyName=name)
 
 
-def vpc_for_build(ec2: Any, template_vars: Mapping[str, Any]) -> str:
+def vpc_for_build(ec2: EC2Client, template_vars: Mapping[str, Any]) -> str:
     """The VPC the builder instance will run in, so its security group is made there:
     the subnet's, the filtered subnets' or VPC's, else the region's default VPC."""
     with translate("finding the VPC for the builder instance"):
@@ -52,7 +58,7 @@ def vpc_for_build(ec2: Any, template_vars: Mapping[str, Any]) -> str:
             best = max(subnets, key=lambda s: s.get("AvailableIpAddressCount", 0))
             return str(best["VpcId"])
         vpc_filter = template_vars.get("vpc_filter") or {}
-        filters = _filters(vpc_filter) if vpc_filter else [
+        filters: list[FilterTypeDef] = _filters(vpc_filter) if vpc_filter else [
             {"Name": "isDefault", "Values": ["true"]}]
         vpcs = ec2.describe_vpcs(Filters=filters)["Vpcs"]
     if not vpcs:
@@ -60,11 +66,11 @@ def vpc_for_build(ec2: Any, template_vars: Mapping[str, Any]) -> str:
     return str(vpcs[0]["VpcId"])
 
 
-def _filters(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _filters(mapping: Mapping[str, Any]) -> list[FilterTypeDef]:
     return [{"Name": k, "Values": [str(v)]} for k, v in mapping.items()]
 
 
-def create_security_group(ec2: Any, name: str, vpc_id: str, ssh_cidrs: Sequence[str],
+def create_security_group(ec2: EC2Client, name: str, vpc_id: str, ssh_cidrs: Sequence[str],
                           tags: Mapping[str, str]) -> str:
     """A group letting `ssh_cidrs` (IPv4 and IPv6) reach port 22; none is left behind
     when the rule can't be added."""
@@ -86,7 +92,7 @@ def create_security_group(ec2: Any, name: str, vpc_id: str, ssh_cidrs: Sequence[
     return group_id
 
 
-def delete_security_group(ec2: Any, group_id: str, *, wait_s: float = 300) -> None:
+def delete_security_group(ec2: EC2Client, group_id: str, *, wait_s: float = 300) -> None:
     """Delete, waiting while a terminating instance still holds the group."""
     deadline = time.monotonic() + wait_s
     while True:
@@ -115,11 +121,11 @@ class Leftovers:
         return not (self.instances or self.security_groups or self.key_pairs)
 
 
-def find_leftovers(ec2: Any, older_than: datetime) -> Leftovers:
+def find_leftovers(ec2: EC2Client, older_than: datetime) -> Leftovers:
     """Resources tagged with a builder run id, started before `older_than`."""
-    run_filter = [{"Name": "tag-key", "Values": [TAG_RUN_ID]}]
+    run_filter: list[FilterTypeDef] = [{"Name": "tag-key", "Values": [TAG_RUN_ID]}]
 
-    def old(tags: Sequence[Mapping[str, str]], fallback: datetime | None) -> bool:
+    def old(tags: Sequence[TagTypeDef], fallback: datetime | None) -> bool:
         values = {t["Key"]: t["Value"] for t in tags}
         started = values.get(TAG_STARTED_AT)
         when = datetime.fromisoformat(started) if started else fallback
@@ -138,7 +144,7 @@ def find_leftovers(ec2: Any, older_than: datetime) -> Leftovers:
                      tuple(g["GroupId"] for g in groups), tuple(k["KeyName"] for k in keys))
 
 
-def remove_leftovers(ec2: Any, leftovers: Leftovers) -> None:
+def remove_leftovers(ec2: EC2Client, leftovers: Leftovers) -> None:
     if leftovers.instances:
         with translate("terminating leftover builder instances"):
             ec2.terminate_instances(InstanceIds=list(leftovers.instances))

@@ -271,7 +271,7 @@ class _Build:
             images.TAG_FINGERPRINT: self.plan.fingerprint.value,
             images.TAG_SOURCE_AMI: self.plan.source.id,
             images.TAG_SOURCE_AMI_NAME: self.plan.source.name[:255],
-            images.TAG_BUILT_AT: self.built_at, images.TAG_STATUS: images.STATUS_BAKED,
+            images.TAG_BUILT_AT: self.built_at, images.TAG_STATUS: images.AmiStatus.BAKED,
             images.TAG_BUILD_ID: self.build_id,
         }
         commit = _git_commit(self.project.layout.root)
@@ -397,7 +397,7 @@ class _Build:
 
     def _check_image(self, ami_id: str) -> images.Image:
         found = images.describe(self.ec2, image_ids=[ami_id])
-        if not found or found[0].status != images.STATUS_BAKED:
+        if not found or found[0].status != images.AmiStatus.BAKED:
             raise BakeFailed(f"{ami_id}: Packer reported it but it is missing or untagged")
         self.progress(self.subject, f"AMI {ami_id} ({found[0].name}) is {found[0].state}")
         return found[0]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from builder.aws import EnvAws, codedeploy, translate
 from builder.aws.images import Image, describe
@@ -31,6 +31,9 @@ from builder.local.mode import local_project
 from builder.output import ProgressFn, silent, table
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import InstanceTypeType
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+
     from builder.project import Project
 
 VAULT_PASSWORD_FILE_ENV = "BUILDER_LOCAL_VAULT_PASSWORD_FILE"  # noqa: S105 - a variable's name
@@ -378,7 +381,9 @@ def _ensure_launch_template(env_aws: EnvAws, settings: Settings, image_id: str) 
     with translate(f"making launch template {name}"):
         ec2.create_launch_template(
             LaunchTemplateName=name, VersionDescription="made by terraform",
-            LaunchTemplateData={"ImageId": image_id, "InstanceType": settings.instance_type})
+            # The stubs list every instance type; the env's is a string AWS checks.
+            LaunchTemplateData={"ImageId": image_id, "InstanceType": cast(
+                "InstanceTypeType", settings.instance_type)})
     return True
 
 
@@ -409,10 +414,12 @@ def _ensure_bucket(env_aws: EnvAws, bucket: str) -> bool:
     if _absent(("404", "NoSuchBucket"), f"looking up bucket {bucket}",
                lambda: s3.head_bucket(Bucket=bucket)) is not None:
         return False
-    location = ({} if env_aws.region == "us-east-1" else
-                {"CreateBucketConfiguration": {"LocationConstraint": env_aws.region}})
     with translate(f"making bucket {bucket}"):
-        s3.create_bucket(Bucket=bucket, **location)
+        if env_aws.region == "us-east-1":  # the one region S3 refuses as a constraint
+            s3.create_bucket(Bucket=bucket)
+        else:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={
+                "LocationConstraint": cast("BucketLocationConstraintType", env_aws.region)})
     return True
 
 

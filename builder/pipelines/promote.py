@@ -27,6 +27,8 @@ from builder.output import Progress, ProgressFn
 from builder.project import Project
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
     from builder.release.release import ReleaseResult
 
 COPY_TIMEOUT_MIN = 180.0
@@ -131,7 +133,7 @@ def _verified_source(source_aws: EnvAws, source: ResolvedVars, ami_id: str | Non
     if made_for != combo:
         raise RefusedError(f"{wanted} in {env} was not made by builder for {combo}"
                            + (f" (it is {made_for}'s)" if made_for else ""))
-    if image.status != amis.STATUS_VERIFIED:
+    if image.status != amis.AmiStatus.VERIFIED:
         raise RefusedError(
             f"{wanted} is not verified in {env} (builder:status={image.status or 'unset'}): "
             f"only an AMI whose deployment succeeded there is promoted (builder release "
@@ -187,7 +189,7 @@ def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: 
     return copy, done.anything
 
 
-def _start_copy(ec2: Any, source_aws: EnvAws, target: ResolvedVars, image: Image,
+def _start_copy(ec2: EC2Client, source_aws: EnvAws, target: ResolvedVars, image: Image,
                 lineage: str) -> str:
     settings = target.settings
     # An encrypted source stays encrypted; a key given means encryption with it.
@@ -209,7 +211,7 @@ def _start_copy(ec2: Any, source_aws: EnvAws, target: ResolvedVars, image: Image
     return copy_id
 
 
-def _wait_available(ec2: Any, copy_id: str, image: Image, timeout_min: float,
+def _wait_available(ec2: EC2Client, copy_id: str, image: Image, timeout_min: float,
                     progress: ProgressFn, subject: str, cancel: Cancel) -> Image:
     """Until the copy is available, with our own deadline (boto3's image_available
     waiter gives up after 10 minutes; big cross-region copies take longer)."""
@@ -239,7 +241,7 @@ def _wait_available(ec2: Any, copy_id: str, image: Image, timeout_min: float,
         interval = min(interval * 2, _MAX_POLL_S)
 
 
-def _state_reason(ec2: Any, copy_id: str) -> str:
+def _state_reason(ec2: EC2Client, copy_id: str) -> str:
     try:
         with translate(f"reading why {copy_id} failed"):
             raw = ec2.describe_images(ImageIds=[copy_id])["Images"]
@@ -255,11 +257,11 @@ def _copy_tags(target: ResolvedVars, image: Image, lineage: str, name: str) -> d
             if k.startswith("builder:") and k not in _NOT_INHERITED
             and not k.startswith(amis.TAG_VERIFIED_PREFIX)}
     tags.update({"Name": name, amis.TAG_ENV: target.combo.env,
-                 amis.TAG_STATUS: amis.STATUS_BAKED, amis.TAG_PROMOTED_FROM: lineage})
+                 amis.TAG_STATUS: amis.AmiStatus.BAKED, amis.TAG_PROMOTED_FROM: lineage})
     return tags
 
 
-def _discard(ec2: Any, image_id: str) -> None:
+def _discard(ec2: EC2Client, image_id: str) -> None:
     """Remove a copy (a pending one stops) with its snapshots."""
     found = amis.images_by_id(ec2, [image_id]).get(image_id)
     if found is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.aws import EnvAws, codedeploy, fleet, sharing
 from builder.aws import images as amis
@@ -24,6 +24,9 @@ from builder.config.models import Combo
 from builder.errors import AwsError, InputError
 from builder.output import table
 from builder.project import Project
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
 
 # Every state an AMI can be listed in, but `deregistered`.
 _STATES = ("pending", "available", "failed", "error", "invalid", "disabled", "transient")
@@ -117,7 +120,7 @@ def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None =
                        keep_newest, not yes, tuple(entries))
 
 
-def _delete(ec2: Any, entry: PruneEntry) -> PruneEntry:
+def _delete(ec2: EC2Client, entry: PruneEntry) -> PruneEntry:
     image = entry.image
     try:
         amis.deregister(ec2, image)
@@ -205,7 +208,7 @@ def _active_deployments(env_aws: EnvAws, resolved: ResolvedVars,
     return involved
 
 
-def _shared_with(ec2: Any, image_id: str) -> list[str]:
+def _shared_with(ec2: EC2Client, image_id: str) -> list[str]:
     return sorted(str(p.get("UserId") or p.get("Group") or p.get("OrganizationArn")
                       or p.get("OrganizationalUnitArn"))
                   for p in sharing.launch_permissions(ec2, image_id))

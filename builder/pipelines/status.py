@@ -20,7 +20,7 @@ from builder.config.models import Combo
 from builder.errors import AwsError, BuilderError
 from builder.output import table
 from builder.pipelines import inventory
-from builder.pipelines.due import BAKE, PROMOTE, Due, decide
+from builder.pipelines.due import Action, Due, decide
 from builder.pipelines.inventory import ComboFacts
 from builder.project import Project
 
@@ -55,7 +55,7 @@ class ComboStatus:
 
     @property
     def rebuild_due(self) -> bool:
-        return self.due is not None and self.due.action in (BAKE, PROMOTE)
+        return self.due is not None and self.due.action in (Action.BAKE, Action.PROMOTE)
 
     def age_days(self, now: datetime) -> float | None:
         return (now - self.built_at).total_seconds() / 86400 if self.built_at else None
@@ -91,7 +91,7 @@ class ComboStatus:
         if self.due is None or not self.rebuild_due:
             due = "no"
         else:
-            verb = "rebuild due" if self.due.action == BAKE else "promotion due"
+            verb = "rebuild due" if self.due.action == Action.BAKE else "promotion due"
             due = f"{verb}: {self.due.reason}"
         deployment = (f"{self.deployment.status} {self.deployment.id} {self.deployment.time}"
                       if self.deployment else "-")

@@ -11,9 +11,9 @@ blue/green deployment replaces it with a copy of another name.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from builder.aws import codedeploy, fleet
 from builder.aws.codedeploy import Deployment, DeploymentGroup, FailedEvent, Target
@@ -23,6 +23,12 @@ from builder.errors import AwsError, OperationFailed, RefusedError
 from builder.interrupts import Cancel
 from builder.output import ProgressFn
 from builder.project import Project
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_codedeploy import CodeDeployClient
+    from mypy_boto3_codedeploy.type_defs import RevisionLocationTypeDef
+    from mypy_boto3_ec2 import EC2Client
 
 # Status polls back off from the first delay to the longest, and start over when
 # something changes (so a state change is reported promptly).
@@ -42,9 +48,9 @@ class DeployTarget:
     """One combo's release target: its env's clients and the names its settings give."""
 
     resolved: ResolvedVars
-    ec2: Any
-    autoscaling: Any
-    codedeploy: Any
+    ec2: EC2Client
+    autoscaling: AutoScalingClient
+    codedeploy: CodeDeployClient
 
     @classmethod
     def of(cls, project: Project, resolved: ResolvedVars) -> DeployTarget:
@@ -113,7 +119,7 @@ def current_asg(target: DeployTarget, group: DeploymentGroup,
 
 
 def start(target: DeployTarget, group: DeploymentGroup, asg: AsgLaunch, new: TemplateVersion,
-          revision: Mapping[str, Any], description: str) -> str:
+          revision: RevisionLocationTypeDef, description: str) -> str:
     """Point the group's ASG at `new` (CodeDeploy copies it with that version) and create
     the deployment; the ASG goes back if CodeDeploy refuses."""
     moved = asg.version != str(new.number)

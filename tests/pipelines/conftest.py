@@ -61,7 +61,7 @@ def bake_like(project: Project, combo: Combo, *, base: Image | None = None,
         images.TAG_COMP: combo.comp, images.TAG_FINGERPRINT: fingerprint.value,
         images.TAG_SOURCE_AMI: base.id, images.TAG_SOURCE_AMI_NAME: base.name,
         images.TAG_BUILT_AT: when.isoformat(timespec="seconds"),
-        images.TAG_STATUS: images.STATUS_BAKED,
+        images.TAG_STATUS: images.AmiStatus.BAKED,
         images.TAG_BUILD_ID: build_id,
         **(tags or {})})
     return images.describe(ec2, image_ids=[ami])[0]

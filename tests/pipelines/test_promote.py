@@ -81,7 +81,7 @@ def test_promotes_the_verified_staging_ami_to_prod_re_encrypted_and_verified(
     assert copy.tags[amis.TAG_PROMOTED_FROM] == f"staging/{source.id}"
     assert copy.fingerprint == source.fingerprint and copy.source_ami == source.source_ami
     assert copy.tags[amis.TAG_BUILT_AT] == source.tags[amis.TAG_BUILT_AT]
-    assert (copy.tags[amis.TAG_ENV], copy.status) == ("prod", amis.STATUS_VERIFIED)
+    assert (copy.tags[amis.TAG_ENV], copy.status) == ("prod", amis.AmiStatus.VERIFIED)
     assert amis.verified_tag("prod") in copy.tags
     assert amis.verified_tag("staging") not in copy.tags
     snapshot = ec2.describe_snapshots(SnapshotIds=list(copy.snapshot_ids))["Snapshots"][0]

@@ -116,7 +116,7 @@ def test_an_ami_that_failed_takes_no_place_among_the_newest(local_stack: Project
     [failed] = amis.describe(ec2, image_ids=[failed_id])
     assert failed.state == "failed"
     amis.set_tags(ec2, failed, {amis.TAG_APP: "demo", amis.TAG_ENV: "dev",
-                                amis.TAG_COMP: "worker", amis.TAG_STATUS: amis.STATUS_BAKED})
+                                amis.TAG_COMP: "worker", amis.TAG_STATUS: amis.AmiStatus.BAKED})
 
     report = prune(local_stack, "demo", "dev", "worker", keep=1)
 

@@ -28,7 +28,7 @@ class Lines:
         print(f"{subject}: {message}")
 
 
-def make_ami(project: Project, combo: Combo, *, status: str = images.STATUS_BAKED,
+def make_ami(project: Project, combo: Combo, *, status: str = images.AmiStatus.BAKED,
              tags: Mapping[str, str] | None = None) -> str:
     """An available AMI in the combo's env account, tagged for `combo` (or `tags`)."""
     resolved = project.resolve(combo.app, combo.env, combo.comp)
@@ -75,7 +75,7 @@ def make_failed_copy(project: Project, combo: Combo, source_env: str) -> str:
                                   Name=f"{combo.app}-{combo.env}-{combo.comp}-copy")["ImageId"]
     images.set_tags(ec2, images.describe(ec2, image_ids=[copy_id])[0], {
         images.TAG_APP: combo.app, images.TAG_ENV: combo.env, images.TAG_COMP: combo.comp,
-        images.TAG_STATUS: images.STATUS_BAKED})
+        images.TAG_STATUS: images.AmiStatus.BAKED})
     return copy_id
 
 

@@ -109,7 +109,7 @@ def test_a_stopped_deployment_rolls_back(local_stack: Project) -> None:
     assert (after.default_version, after.default_image) == (before.default_version,
                                                             before.default_image)
     assert (after.asg, after.asg_version) == (before.asg, before.asg_version)
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_FAILED
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.FAILED
     assert lock_item(project, combo) is None
 
 
@@ -126,7 +126,7 @@ def test_a_deployment_past_the_timeout_is_stopped_and_rolled_back(local_stack: P
     after = fleet_state(project, combo)
     assert (after.default_version, after.asg, after.asg_version) == (
         before.default_version, before.asg, before.asg_version)
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_FAILED
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.FAILED
 
 
 def test_of_two_concurrent_releases_exactly_one_proceeds(local_stack: Project) -> None:
@@ -187,7 +187,7 @@ def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Pro
     assert again.previous_version == before.default_version
     after = fleet_state(project, combo)
     assert after.versions == middle.versions and after.asg == again.asg_after != before.asg
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_VERIFIED
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.VERIFIED
 
 
 def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stack: Project
@@ -200,7 +200,7 @@ def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stac
     assert started.outcome == "deploying" and started.deployment_status == "Created"
     assert active_deployments(project, combo) == [started.deployment_id]
     assert lock_item(project, combo) is None
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_BAKED
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.BAKED
     assert run_to_end(project, combo, started.deployment_id) == "Succeeded"  # nobody watched
     lines = Lines()
 
@@ -209,7 +209,7 @@ def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stac
     assert followed.attached and followed.deployment_id == started.deployment_id
     assert f"following deployment {started.deployment_id} (Succeeded)" in "\n".join(lines.lines)
     assert followed.outcome == "verified" and followed.deployment_status == "Succeeded"
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_VERIFIED
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.VERIFIED
 
 
 def test_following_a_deployment_shows_its_lifecycle_events(local_stack: Project) -> None:
