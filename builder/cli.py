@@ -20,7 +20,8 @@ from typer.core import TyperGroup
 from builder.errors import BuilderError, InputError
 
 if TYPE_CHECKING:
-    from builder.bake.build import BakeFailure, BakeResult
+    from builder.bake.build import BakeResult
+    from builder.batch import Failed
     from builder.interrupts import Cancel
     from builder.output import Progress, Result
     from builder.project import Project
@@ -235,7 +236,7 @@ def bake_command(
 
 
 def _release_baked(ctx: typer.Context, project: Project,
-                   baked: Sequence[BakeResult | BakeFailure], progress: Progress,
+                   baked: Sequence[BakeResult | Failed], progress: Progress,
                    cancel: Cancel) -> None:
     """`bake --release`: one report per comp; exit 1 (2) if any bake or release failed."""
     from builder.pipelines.bake_release import release_baked

@@ -18,7 +18,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 from builder import packer, process
 from builder.aws import images, temporary
 from builder.bake.plan import Plan, plan
+from builder.batch import Failed, Ok, run_each
 from builder.config.models import Combo
 from builder.errors import (
     BakeFailed,
     BuilderError,
     InputError,
-    Interrupted,
     ProvisionFailed,
 )
 from builder.interrupts import Cancel
@@ -95,35 +94,22 @@ class BakeResult:
 
 
 @dataclass(frozen=True)
-class BakeFailure:
-    combo: Combo
-    error: BuilderError
-
-    def to_json(self) -> dict[str, Any]:
-        return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
-                "error": self.error.message}
-
-    def to_text(self) -> str:
-        return f"{self.combo}: FAILED: {self.error.message}"
-
-
-@dataclass(frozen=True)
 class BakeBatch:
     """`bake APP ENV --all`: one outcome per comp."""
 
-    outcomes: tuple[BakeResult | BakeFailure, ...]
+    outcomes: tuple[BakeResult | Failed, ...]
 
     @property
-    def failures(self) -> list[BakeFailure]:
-        return [o for o in self.outcomes if isinstance(o, BakeFailure)]
+    def failures(self) -> list[Failed]:
+        return [o for o in self.outcomes if isinstance(o, Failed)]
 
     def to_json(self) -> list[dict[str, Any]]:
         return [o.to_json() for o in self.outcomes]
 
     def to_text(self) -> str:
-        rows = [(str(o.combo), "FAILED" if isinstance(o, BakeFailure) else
+        rows = [(str(o.combo), "FAILED" if isinstance(o, Failed) else
                  ("skipped" if o.skipped else "baked"),
-                 o.error.message if isinstance(o, BakeFailure) else o.ami_id)
+                 o.error.message if isinstance(o, Failed) else o.ami_id)
                 for o in self.outcomes]
         return table(("combo", "result", "AMI / error"), rows)
 
@@ -159,21 +145,11 @@ def bake_all(project: Project, app: str, env: str, *, jobs: int | None = None,
     """Every comp of the env in parallel; one failure doesn't stop the others."""
     cancel = cancel or Cancel()
     combos = [Combo(app, env, comp) for comp in project.config.components(app, env)]
-    workers = max(1, min(jobs or min(len(combos), 4), len(combos)))
-
-    def one(combo: Combo) -> BakeResult | BakeFailure:
-        try:
-            return bake(project, combo, options=options, progress=progress, cancel=cancel)
-        except Interrupted:
-            raise
-        except BuilderError as exc:
-            progress(str(combo), f"FAILED: {exc.message}")
-            return BakeFailure(combo, exc)
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bake") as pool:
-        outcomes = tuple(pool.map(one, combos))
-    cancel.raise_if_set()
-    return BakeBatch(outcomes)
+    outcomes = run_each(
+        combos, lambda combo: bake(project, combo, options=options, progress=progress,
+                                   cancel=cancel),
+        jobs=jobs, cancel=cancel, progress=progress, what="bake")
+    return BakeBatch(tuple(o.value if isinstance(o, Ok) else o for o in outcomes))
 
 
 def _vault_password(the_plan: Plan, options: BakeOptions) -> str | None:

@@ -12,25 +12,22 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from builder.bake.build import BakeOptions, bake
+from builder.batch import Ok, run_each
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
-from builder.errors import BuilderError, Interrupted
+from builder.errors import BuilderError
 from builder.interrupts import Cancel
 from builder.output import Progress, ProgressFn, table
 from builder.pipelines import inventory
 from builder.pipelines.due import Action, Due, decide
 from builder.project import Project
-
-_DEFAULT_JOBS = 4  # bakes (or promotions) at once without -j
-
 
 
 class Result(StrEnum):
@@ -162,20 +159,16 @@ def rebuild(project: Project, app: str | None = None, env: str | None = None, *,
         return RebuildReport(tuple(Outcome(e, Result.PLANNED if e.action in (
             Action.BAKE, Action.PROMOTE) else Result.SKIPPED) for e in entries),
                              True, release, time.monotonic() - started)
-    runner = _Runner(project, release, report, cancel)
+    runner = _Runner(project, {e.combo: e for e in entries}, release, report, cancel)
     outcomes = {e.combo: Outcome(e, Result.SKIPPED) for e in entries}
     bakes = [e for e in entries if e.action == Action.BAKE]
     if bakes:
         project.renderer  # noqa: B018 - no Packer: one error up front, not one per bake
-    workers = max(1, jobs or _DEFAULT_JOBS)
-    for wave in [bakes, *_promotion_waves(entries)]:
-        if not wave:
-            continue
-        with ThreadPoolExecutor(max_workers=min(workers, len(wave)),
-                                thread_name_prefix="rebuild") as pool:
-            for outcome in pool.map(runner.run, wave):
-                outcomes[outcome.entry.combo] = outcome
-        cancel.raise_if_set()
+    for wave in filter(None, [bakes, *_promotion_waves(entries)]):
+        for done in run_each([e.combo for e in wave], runner.run, jobs=jobs, cancel=cancel,
+                             progress=report, what=wave[0].action):
+            outcomes[done.combo] = done.value if isinstance(done, Ok) else Outcome(
+                outcomes[done.combo].entry, Result.FAILED, detail=done.error.message)
     return RebuildReport(tuple(outcomes[e.combo] for e in entries), False, release,
                          time.monotonic() - started)
 
@@ -196,22 +189,19 @@ def _promotion_waves(entries: Sequence[PlanEntry]) -> list[list[PlanEntry]]:
 
 
 class _Runner:
-    def __init__(self, project: Project, release: bool, progress: ProgressFn, cancel: Cancel):
+    """Runs one plan entry: its bake (and release), or its promotion."""
+
+    def __init__(self, project: Project, entries: dict[Combo, PlanEntry], release: bool,
+                 progress: ProgressFn, cancel: Cancel):
         self.project = project
+        self.entries = entries
         self.release = release
         self.progress = progress
         self.cancel = cancel
 
-    def run(self, entry: PlanEntry) -> Outcome:
-        work: Callable[[PlanEntry], Outcome] = (
-            self._bake if entry.action == Action.BAKE else self._promote)
-        try:
-            return work(entry)
-        except Interrupted:
-            raise
-        except BuilderError as exc:
-            self.progress(str(entry.combo), f"{entry.action} FAILED: {exc.message}")
-            return Outcome(entry, Result.FAILED, detail=exc.message)
+    def run(self, combo: Combo) -> Outcome:
+        entry = self.entries[combo]
+        return self._bake(entry) if entry.action == Action.BAKE else self._promote(entry)
 
     def _bake(self, entry: PlanEntry) -> Outcome:
         combo = entry.combo

@@ -17,7 +17,8 @@ import pytest
 
 from builder.aws import images
 from builder.aws import locks as lock_items
-from builder.bake.build import BakeFailure, BakeResult
+from builder.bake.build import BakeResult
+from builder.batch import Failed
 from builder.config.models import Combo
 from builder.errors import BakeFailed, DeployFailed, RefusedError
 from builder.local.mode import LOCAL
@@ -327,7 +328,7 @@ def test_bake_release_reports_each_comp(local_stack: Project) -> None:
     ami = make_ami(project, DEV_APP)
     baked = BakeResult(DEV_APP, ami, "eu-west-1", "111111111111", True, "f" * 64, "ami-base",
                        0.1, None)
-    broken = BakeFailure(DEV_WORKER, BakeFailed("packer build failed: boom"))
+    broken = Failed(DEV_WORKER, BakeFailed("packer build failed: boom"))
 
     report = release_baked(project, [baked, broken], progress=Lines())
 
