@@ -14,7 +14,8 @@
     │   ├── BakeFailed                packer build failed
     │   ├── DeployFailed              a CodeDeploy deployment failed, stopped or timed out
     │   ├── PromotionFailed           sharing or copying an AMI failed
-    │   └── LockedError               another release holds the (app, env, comp) lock
+    │   ├── LockedError               another release holds the (app, env, comp) lock
+    │   └── TimedOut                  a wait ran past its deadline (builder.polling)
     └── Interrupted                   exit 130 (SIGINT) / 143 (SIGTERM)
 
 Foreign exceptions are translated where they enter (builder.aws, builder.process,
@@ -139,6 +140,10 @@ class PromotionFailed(OperationFailed):
 
 
 class LockedError(OperationFailed):
+    pass
+
+
+class TimedOut(OperationFailed):
     pass
 
 

@@ -6,7 +6,6 @@ Packer makes the instance itself; `run_tags` put the same run-id tag on it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -15,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from builder.aws.images import TAG_RUN_ID
 from builder.aws.session import translate
-from builder.errors import AwsError, ConfigError
+from builder.errors import AwsError, ConfigError, TimedOut
+from builder.polling import poll_until
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import FilterTypeDef, TagSpecificationTypeDef, TagTypeDef
 
 TAG_STARTED_AT = "builder:started-at"
+_DELETE_RETRY_S = 5.0  # while a terminating instance still holds a security group
 _LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 
@@ -93,19 +94,28 @@ def create_security_group(ec2: EC2Client, name: str, vpc_id: str, ssh_cidrs: Seq
 
 
 def delete_security_group(ec2: EC2Client, group_id: str, *, wait_s: float = 300) -> None:
-    """Delete, waiting while a terminating instance still holds the group."""
-    deadline = time.monotonic() + wait_s
-    while True:
+    """Delete, waiting while a terminating instance still holds the group; past `wait_s`
+    the error is AWS's DependencyViolation."""
+    held: list[AwsError] = []
+
+    def deleted() -> bool | None:
         try:
             with translate(f"deleting security group {group_id}"):
                 ec2.delete_security_group(GroupId=group_id)
-            return
         except AwsError as exc:
             if exc.code == "InvalidGroup.NotFound":
-                return
-            if exc.code != "DependencyViolation" or time.monotonic() > deadline:
+                return True
+            if exc.code != "DependencyViolation":
                 raise
-            time.sleep(5)
+            held.append(exc)
+            return None
+        return True
+
+    try:
+        poll_until(deleted, timeout_s=wait_s, interval_s=_DELETE_RETRY_S,
+                   what=f"deleting security group {group_id}")
+    except TimedOut:
+        raise held[-1] from None
 
 
 @dataclass(frozen=True)

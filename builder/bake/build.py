@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -341,7 +340,8 @@ class _Build:
         child = process.start(packer.build_argv(template, var_file), cwd=self.artifacts, env=env)
         ami_id, errors = "", []
         phase, phase_started = "start", time.monotonic()
-        with self.cancel.on_cancel(lambda: _interrupt(child)), \
+        # Packer cleans up (instance, its own temporaries) on SIGINT; give it the chance.
+        with self.cancel.on_cancel(lambda: process.signal_group(child, signal.SIGINT)), \
                 (self.artifacts / "packer.out").open("w", encoding="utf-8") as transcript:
             assert child.stdout is not None
             for raw in child.stdout:
@@ -359,7 +359,8 @@ class _Build:
                     self.progress(self.subject, f"packer: {new_phase}")
                 if line.kind == "artifact" and line.data[1:2] == ("id",):
                     ami_id = line.data[2].split(":")[-1]
-            returncode = _wait(child)
+            process.stop(child, signum=None, grace_s=_PACKER_STOP_TIMEOUT_S)
+            returncode = child.wait()
         self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - phase_started
         self.phases.pop("start", None)
         self.cancel.raise_if_set()
@@ -399,17 +400,3 @@ def _git_commit(root: Path) -> str:
                        check=False)
     return done.stdout.strip() if done.returncode == 0 else ""
 
-
-def _interrupt(child: subprocess.Popen[str]) -> None:
-    """Packer cleans up (instance, its own temporaries) on SIGINT; give it the chance."""
-    if child.poll() is None:
-        with suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGINT)
-
-
-def _wait(child: subprocess.Popen[str]) -> int:
-    try:
-        return child.wait(timeout=_PACKER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        return child.wait()

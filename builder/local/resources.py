@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,10 +24,11 @@ from builder.aws import EnvAws, codedeploy, translate
 from builder.aws.images import Image, describe
 from builder.config.layers import ResolvedVars
 from builder.config.models import Settings
-from builder.errors import AwsError, BuilderError, InputError, OperationFailed, Problem
+from builder.errors import AwsError, BuilderError, InputError, Problem
 from builder.local import control
 from builder.local.mode import local_project
 from builder.output import ProgressFn, silent, table
+from builder.polling import poll_until
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import InstanceTypeType
@@ -260,13 +260,21 @@ class _Maker:
 
     def wait_for_deployments(self) -> list[str]:
         """Wait for the first deployments; a failed one is a problem of the report."""
-        problems = []
-        deadline = time.monotonic() + DEPLOYMENT_TIMEOUT_SECONDS
-        for env_aws, deployment_id, group in self.deployments:
-            status = _wait_for_deployment(env_aws, deployment_id, deadline)
-            if status != "Succeeded":
-                problems.append(f"{group}: first deployment {deployment_id} ended {status}")
-        return problems
+        statuses: dict[str, str] = {}
+
+        def ended() -> dict[str, str] | None:
+            for env_aws, deployment_id, _ in self.deployments:
+                if statuses.get(deployment_id) not in codedeploy.FINAL_STATUSES:
+                    statuses[deployment_id] = codedeploy.get(
+                        env_aws.client("codedeploy"), deployment_id).status
+            done = all(s in codedeploy.FINAL_STATUSES for s in statuses.values())
+            return statuses if done else None
+
+        poll_until(ended, timeout_s=DEPLOYMENT_TIMEOUT_SECONDS, interval_s=0.1,
+                   what="the first deployments")
+        return [f"{group}: first deployment {deployment_id} ended {statuses[deployment_id]}"
+                for _, deployment_id, group in self.deployments
+                if statuses[deployment_id] != codedeploy.SUCCEEDED]
 
     def _once(self, env_aws: EnvAws, kind: str, name: str, make: Callable[[], bool]) -> None:
         key = (env_aws.account_id, env_aws.region, kind, name)
@@ -470,14 +478,3 @@ def _group_spec(settings: Settings, application: str, group: str, asg: str) -> d
         "autoRollbackConfiguration": {"enabled": True, "events": ["DEPLOYMENT_FAILURE"]},
     }
 
-
-def _wait_for_deployment(env_aws: EnvAws, deployment_id: str, deadline: float) -> str:
-    client = env_aws.client("codedeploy")
-    while True:
-        status = codedeploy.get(client, deployment_id).status
-        if status in codedeploy.FINAL_STATUSES:
-            return status
-        if time.monotonic() > deadline:
-            raise OperationFailed(f"deployment {deployment_id} still {status} after "
-                                  f"{DEPLOYMENT_TIMEOUT_SECONDS:.0f}s")
-        time.sleep(0.1)

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from builder import process
 from builder.config.layout import Layout
-from builder.errors import OperationFailed, ToolMissing
+from builder.errors import OperationFailed, TimedOut, ToolMissing
 from builder.local import buildhost, control
 from builder.local.emulator.server import LOG_FILE, SERVER_FILE
 from builder.local.mode import local_project
 from builder.local.resources import ResourcesReport, ensure_resources
 from builder.local.state import live_server, running_endpoint, server_info, state_dir
 from builder.output import ProgressFn, silent, table
+from builder.polling import poll_until
 
 if TYPE_CHECKING:
     from builder.project import Project
@@ -146,11 +147,7 @@ def down(layout: Layout) -> LocalDown:
     pid = int(info["pid"]) if info and "pid" in info else None
     stopped = False
     if pid is not None and _is_our_server(pid, info):
-        os.kill(pid, signal.SIGTERM)
-        stopped = _wait_gone(pid, STOP_TIMEOUT_SECONDS)
-        if not stopped:
-            os.kill(pid, signal.SIGKILL)
-            stopped = _wait_gone(pid, 5)
+        stopped = process.stop(pid, grace_s=STOP_TIMEOUT_SECONDS)
     (state_dir(layout) / SERVER_FILE).unlink(missing_ok=True)
     return LocalDown(stopped, pid if stopped else None, buildhost.stop_all(layout))
 
@@ -195,18 +192,21 @@ def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) 
     log_path = folder / LOG_FILE
     with log_path.open("ab") as log:
         child = process.start(argv, stdout=log.fileno(), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
+
+    def listening() -> dict[str, Any] | None:
         if child.poll() is not None:
             raise OperationFailed(f"the local emulator exited with code {child.returncode}: "
                                   f"{_tail(log_path)}")
         info = live_server(layout)
-        if info is not None and info.get("pid") == child.pid:
-            return info
-        time.sleep(0.05)
-    child.kill()
-    raise OperationFailed(f"the local emulator did not answer within "
-                          f"{START_TIMEOUT_SECONDS:.0f}s: {_tail(log_path)}")
+        return info if info is not None and info.get("pid") == child.pid else None
+
+    try:
+        return poll_until(listening, timeout_s=START_TIMEOUT_SECONDS, interval_s=0.05,
+                          what="starting the local emulator")
+    except TimedOut as exc:
+        process.stop(child, signum=signal.SIGKILL)
+        raise OperationFailed(f"the local emulator did not answer within "
+                              f"{START_TIMEOUT_SECONDS:.0f}s: {_tail(log_path)}") from exc
 
 
 def _tail(log_path: Path) -> str:
@@ -231,25 +231,3 @@ def _is_our_server(pid: int, info: dict[str, Any] | None) -> bool:
     except OSError:
         return False
     return b"builder.local.emulator.server" in cmdline
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _alive(pid: int) -> bool:
-    try:  # our own child (tests start the stack in-process): reap it, or it stays a zombie
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -21,9 +21,10 @@ from builder.aws import images as amis
 from builder.aws.images import Image
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
-from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError
+from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError, TimedOut
 from builder.interrupts import Cancel
 from builder.output import Progress, ProgressFn
+from builder.polling import Growing, poll_until
 from builder.project import Project
 
 if TYPE_CHECKING:
@@ -216,10 +217,10 @@ def _wait_available(ec2: EC2Client, copy_id: str, image: Image, timeout_min: flo
     """Until the copy is available, with our own deadline (boto3's image_available
     waiter gives up after 10 minutes; big cross-region copies take longer)."""
     waited_from = time.monotonic()
-    deadline = waited_from + timeout_min * 60
-    interval = _FIRST_POLL_S
     last_state = ""
-    while True:
+
+    def available() -> Image | None:
+        nonlocal last_state
         found = amis.images_by_id(ec2, [copy_id]).get(copy_id)
         state = found.state if found is not None else "missing"
         if state != last_state:
@@ -232,13 +233,16 @@ def _wait_available(ec2: EC2Client, copy_id: str, image: Image, timeout_min: flo
         if gone or state in ("failed", "error", "invalid", "deregistered"):
             raise PromotionFailed(f"the copy {copy_id} of {image.id} ended {state}"
                                   + _state_reason(ec2, copy_id))
-        if time.monotonic() > deadline:
-            raise PromotionFailed(f"the copy {copy_id} of {image.id} is still {state} after "
-                                  f"{timeout_min:g} minutes; it was stopped (run again to "
-                                  "retry, with a longer timeout)")
-        cancel.event.wait(interval)
-        cancel.raise_if_set()
-        interval = min(interval * 2, _MAX_POLL_S)
+        return None
+
+    try:
+        return poll_until(available, timeout_s=timeout_min * 60, cancel=cancel,
+                          interval_s=Growing(_FIRST_POLL_S, factor=2, longest_s=_MAX_POLL_S),
+                          what=f"copying {image.id}")
+    except TimedOut as exc:
+        raise PromotionFailed(f"the copy {copy_id} of {image.id} is still {last_state} after "
+                              f"{timeout_min:g} minutes; it was stopped (run again to "
+                              "retry, with a longer timeout)") from exc
 
 
 def _state_reason(ec2: EC2Client, copy_id: str) -> str:
