@@ -32,9 +32,13 @@ class Failed:
     combo: Combo
     error: BuilderError
 
+    @property
+    def exit_code(self) -> int:
+        return self.error.exit_code
+
     def to_json(self) -> dict[str, Any]:
         return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
-                "error": self.error.message, "exit_code": self.error.exit_code}
+                "error": self.error.message, "exit_code": self.exit_code}
 
     def to_text(self) -> str:
         return f"{self.combo}: FAILED: {self.error.message}"

@@ -1,4 +1,5 @@
-"""The command line: options → one step → output; BuilderError → exit code.
+"""The command line: options → one step → output and exit code (`_emit`, the one place
+results leave); BuilderError → its exit code (`_Group.invoke`).
 
 Heavy imports (boto3, ansible_runner, hcl2) happen inside the commands that need
 them, so `builder --help` stays fast.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,10 +20,11 @@ from typer.core import TyperGroup
 from builder.errors import BuilderError, InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from builder.bake.build import BakeResult
     from builder.batch import Failed
-    from builder.interrupts import Cancel
-    from builder.output import Progress, Result
+    from builder.output import Result
     from builder.project import Project
 
 # Global options may come anywhere on the line (`builder bake demo dev app --local`):
@@ -135,9 +136,12 @@ def _g(ctx: typer.Context) -> Globals:
 
 
 def _emit(ctx: typer.Context, result: Result) -> None:
+    """Show the command's result, and exit with its code when it reports a failure."""
     from builder.output import emit
 
     emit(result, as_json=_g(ctx).as_json)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 App = Annotated[str, typer.Argument(help="App (a folder under vars/)")]
@@ -182,10 +186,7 @@ def validate_command(
     """
     from builder.pipelines.validate import validate
 
-    report = validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs)
-    _emit(ctx, report)
-    if not report.ok:
-        raise typer.Exit(2)
+    _emit(ctx, validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs))
 
 
 @app.command("bake")
@@ -216,35 +217,22 @@ def bake_command(
     project = _g(ctx).project()
     options = BakeOptions(force=force, vault_password_file=vault_password_file)
     progress = Progress()
+    result: Result
+    outcomes: Sequence[BakeResult | Failed]
     with handle_signals(Cancel()) as cancel:
         if comp is not None:
-            result = bake(project, Combo(app_name, env, comp), options=options,
-                          progress=progress, cancel=cancel)
-            if release_after:
-                _release_baked(ctx, project, (result,), progress, cancel)
-            else:
-                _emit(ctx, result)
-            return
-        batch = bake_all(project, app_name, env, jobs=jobs, options=options,
+            baked = bake(project, Combo(app_name, env, comp), options=options,
                          progress=progress, cancel=cancel)
-        if release_after:
-            _release_baked(ctx, project, batch.outcomes, progress, cancel)
-            return
-    _emit(ctx, batch)
-    if batch.failures:
-        raise typer.Exit(1)
+            result, outcomes = baked, (baked,)
+        else:
+            batch = bake_all(project, app_name, env, jobs=jobs, options=options,
+                             progress=progress, cancel=cancel)
+            result, outcomes = batch, batch.outcomes
+        if release_after:  # one report per comp; exit 1 (2) if any bake or release failed
+            from builder.pipelines.bake_release import release_baked
 
-
-def _release_baked(ctx: typer.Context, project: Project,
-                   baked: Sequence[BakeResult | Failed], progress: Progress,
-                   cancel: Cancel) -> None:
-    """`bake --release`: one report per comp; exit 1 (2) if any bake or release failed."""
-    from builder.pipelines.bake_release import release_baked
-
-    report = release_baked(project, baked, progress=progress, cancel=cancel)
-    _emit(ctx, report)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+            result = release_baked(project, outcomes, progress=progress, cancel=cancel)
+    _emit(ctx, result)
 
 
 @app.command("release")
@@ -347,8 +335,6 @@ def rebuild_command(
         report = rebuild(project, app_name, env, release=release_after, dry_run=dry_run,
                          jobs=jobs, progress=Progress(), cancel=cancel)
     _emit(ctx, report)
-    if report.failed:
-        raise typer.Exit(1)
 
 
 @app.command("prune")
@@ -363,10 +349,7 @@ def prune_command(
     (launch templates, Auto Scaling groups, instances, deployments, shares) stays."""
     from builder.pipelines.prune import prune
 
-    report = prune(_g(ctx).project(), app_name, env, comp, keep=keep, yes=yes)
-    _emit(ctx, report)
-    if report.failed:
-        raise typer.Exit(1)
+    _emit(ctx, prune(_g(ctx).project(), app_name, env, comp, keep=keep, yes=yes))
 
 
 @app.command("status")

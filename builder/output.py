@@ -16,7 +16,11 @@ ProgressFn = Callable[[str, str], None]
 
 
 class Result(Protocol):
-    """What every command returns: one value, two ways to show it."""
+    """What every command returns: one value, two ways to show it, and the exit code
+    (0 unless it reports a failure; errors raised are the CLI's to map)."""
+
+    @property
+    def exit_code(self) -> int: ...
 
     def to_json(self) -> Any: ...
 

@@ -67,6 +67,8 @@ class BakeResult:
     phases: dict[str, float] = field(default_factory=dict)
     slowest_tasks: tuple[TaskTime, ...] = ()
 
+    exit_code = 0
+
     def to_json(self) -> dict[str, Any]:
         return {
             "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
@@ -101,6 +103,11 @@ class BakeBatch:
     @property
     def failures(self) -> list[Failed]:
         return [o for o in self.outcomes if isinstance(o, Failed)]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any comp failed to bake (the others were baked)."""
+        return 1 if self.failures else 0
 
     def to_json(self) -> list[dict[str, Any]]:
         return [o.to_json() for o in self.outcomes]

@@ -81,6 +81,8 @@ class ResolvedVars:
     files: tuple[Path, ...]
     settings: Settings
 
+    exit_code = 0
+
     def to_json(self) -> dict[str, Any]:
         """`builder vars --json`: values and the file:line each came from."""
         return {

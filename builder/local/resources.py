@@ -61,6 +61,8 @@ class ResourcesReport:
     resources: tuple[Resource, ...]
     problems: tuple[str, ...] = ()
 
+    exit_code = 0
+
     @property
     def made(self) -> list[Resource]:
         return [r for r in self.resources if r.made]
@@ -96,6 +98,8 @@ class PublishedImages:
     """`builder local publish-source-ami`: one new image per distinct filter of the env."""
 
     images: tuple[PublishedImage, ...]
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"images": [image.to_json() for image in self.images]}

@@ -54,6 +54,8 @@ class LocalStatus:
     build_host_image: str | None = None
     seconds: float | None = None
 
+    exit_code = 0
+
     def to_json(self) -> dict[str, Any]:
         return {"running": self.running, "endpoint": self.endpoint, "pid": self.pid,
                 "note": self.note, "accounts": dict(self.accounts),
@@ -86,6 +88,8 @@ class LocalDown:
     pid: int | None
     build_hosts_stopped: int
 
+    exit_code = 0
+
     def to_json(self) -> dict[str, Any]:
         return {"stopped": self.stopped, "pid": self.pid,
                 "build_hosts_stopped": self.build_hosts_stopped}
@@ -104,6 +108,8 @@ class FailureArmed:
     region: str
     application: str
     deployment_group: str
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,7 +9,7 @@ from typing import Any
 from builder.bake.build import BakeResult
 from builder.batch import Failed, Ok, run_each
 from builder.interrupts import Cancel
-from builder.output import Progress, ProgressFn, table
+from builder.output import ProgressFn, silent, table
 from builder.project import Project
 from builder.release.release import ReleaseResult, release
 
@@ -26,8 +26,8 @@ class BakeAndRelease:
     @property
     def exit_code(self) -> int:
         """0 when every comp was baked and released, else the worst failure's code."""
-        errors = [o.error for pair in self.outcomes for o in pair if isinstance(o, Failed)]
-        return max((error.exit_code for error in errors), default=0)
+        return max((o.exit_code for pair in self.outcomes for o in pair if isinstance(o, Failed)),
+                   default=0)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"bake": baked.to_json(), "release": released.to_json() if released else None}
@@ -53,16 +53,15 @@ class BakeAndRelease:
 
 
 def release_baked(project: Project, baked: Sequence[Baked], *,
-                  progress: ProgressFn | None = None,
+                  progress: ProgressFn = silent,
                   cancel: Cancel | None = None) -> BakeAndRelease:
     """Release the AMI of every successful bake (skipped ones too), comps in parallel:
     each has its own lock and deployment group. One failure doesn't stop the others."""
     cancel = cancel or Cancel()
-    report = progress or Progress()
     ami_of = {b.combo: b.ami_id for b in baked if isinstance(b, BakeResult)}
     released = run_each(
         list(ami_of), lambda combo: release(project, combo, ami_id=ami_of[combo],
-                                            progress=report, cancel=cancel),
-        jobs=None, cancel=cancel, progress=report, what="release")
+                                            progress=progress, cancel=cancel),
+        jobs=None, cancel=cancel, progress=progress, what="release")
     by_combo = {o.combo: o.value if isinstance(o, Ok) else o for o in released}
     return BakeAndRelease(tuple((b, by_combo.get(b.combo)) for b in baked))

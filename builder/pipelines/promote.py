@@ -23,7 +23,7 @@ from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
 from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError, TimedOut
 from builder.interrupts import Cancel
-from builder.output import Progress, ProgressFn
+from builder.output import ProgressFn, silent
 from builder.polling import Growing, poll_until
 from builder.project import Project
 
@@ -56,6 +56,8 @@ class PromoteResult:
     released: ReleaseResult | None
     duration_s: float
 
+    exit_code = 0
+
     def to_json(self) -> dict[str, Any]:
         return {
             "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
@@ -82,8 +84,7 @@ class PromoteResult:
 
 def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str | None = None,
             deploy: bool = True, timeout_min: float = COPY_TIMEOUT_MIN,
-            progress: ProgressFn | None = None, cancel: Cancel | None = None) -> PromoteResult:
-    progress = progress or Progress()
+            progress: ProgressFn = silent, cancel: Cancel | None = None) -> PromoteResult:
     cancel = cancel or Cancel()
     started = time.monotonic()
     target = project.resolve(app, to_env, comp)

@@ -71,6 +71,11 @@ class PruneReport:
     def failed(self) -> list[PruneEntry]:
         return [e for e in self.entries if e.error]
 
+    @property
+    def exit_code(self) -> int:
+        """1 when an AMI could not be deregistered (the others were)."""
+        return 1 if self.failed else 0
+
     def to_json(self) -> dict[str, Any]:
         return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
                 "account": self.account, "region": self.region,

@@ -27,6 +27,8 @@ class ReapReport:
     dry_run: bool
     local_build_hosts: int = 0  # build hosts of dead bakes torn down (local mode)
 
+    exit_code = 0
+
     def to_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,

@@ -24,7 +24,7 @@ from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
 from builder.errors import BuilderError
 from builder.interrupts import Cancel
-from builder.output import Progress, ProgressFn, table
+from builder.output import ProgressFn, silent, table
 from builder.pipelines import inventory
 from builder.pipelines.due import Action, Due, decide
 from builder.project import Project
@@ -83,6 +83,11 @@ class RebuildReport:
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes
                 if o.result == Result.FAILED or o.entry.action == Action.ERROR]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when anything failed or could not be planned (the rest was done)."""
+        return 1 if self.failed else 0
 
     def to_json(self) -> list[dict[str, Any]]:
         """A list, so `rebuild --dry-run --json` is a CI matrix as it stands."""
@@ -149,24 +154,23 @@ def _entry(resolved: ResolvedVars, due: Due, release: bool) -> PlanEntry:
 
 def rebuild(project: Project, app: str | None = None, env: str | None = None, *,
             release: bool = False, dry_run: bool = False, jobs: int | None = None,
-            progress: ProgressFn | None = None, cancel: Cancel | None = None) -> RebuildReport:
+            progress: ProgressFn = silent, cancel: Cancel | None = None) -> RebuildReport:
     started = time.monotonic()
-    report = progress or Progress()
     cancel = cancel or Cancel()
-    report("rebuild", "planning: base images, AMIs and fingerprints")
+    progress("rebuild", "planning: base images, AMIs and fingerprints")
     entries = plan(project, app, env, release=release)
     if dry_run:
         return RebuildReport(tuple(Outcome(e, Result.PLANNED if e.action in (
             Action.BAKE, Action.PROMOTE) else Result.SKIPPED) for e in entries),
                              True, release, time.monotonic() - started)
-    runner = _Runner(project, {e.combo: e for e in entries}, release, report, cancel)
+    runner = _Runner(project, {e.combo: e for e in entries}, release, progress, cancel)
     outcomes = {e.combo: Outcome(e, Result.SKIPPED) for e in entries}
     bakes = [e for e in entries if e.action == Action.BAKE]
     if bakes:
         project.renderer  # noqa: B018 - no Packer: one error up front, not one per bake
     for wave in filter(None, [bakes, *_promotion_waves(entries)]):
         for done in run_each([e.combo for e in wave], runner.run, jobs=jobs, cancel=cancel,
-                             progress=report, what=wave[0].action):
+                             progress=progress, what=wave[0].action):
             outcomes[done.combo] = done.value if isinstance(done, Ok) else Outcome(
                 outcomes[done.combo].entry, Result.FAILED, detail=done.error.message)
     return RebuildReport(tuple(outcomes[e.combo] for e in entries), False, release,

@@ -107,6 +107,8 @@ class StatusReport:
     combos: tuple[ComboStatus, ...]
     at: datetime
 
+    exit_code = 0
+
     def to_json(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(timespec="seconds"),
                 "combos": [c.to_json(self.at) for c in self.combos]}

@@ -39,6 +39,11 @@ class ValidateReport:
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
 
+    @property
+    def exit_code(self) -> int:
+        """2 when any problem was found, as for any other bad input."""
+        return 0 if self.ok else ValidationFailed.exit_code
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,

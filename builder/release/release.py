@@ -40,7 +40,7 @@ from builder.errors import (
     RefusedError,
 )
 from builder.interrupts import Cancel
-from builder.output import Progress, ProgressFn
+from builder.output import ProgressFn, silent
 from builder.project import Project
 from builder.release import deploy, lock
 
@@ -91,6 +91,8 @@ class ReleaseResult:
     failed_lifecycle_event: Mapping[str, str] | None = None  # target, event, error_code, ...
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds since the start
     record: Path | None = None
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,7 +150,7 @@ class ReleaseResult:
 def release(project: Project, combo: Combo, *, ami_id: str | None = None,
             revision: str | None = None, deploy: bool = True, wait: bool = True,
             timeout_min: float = 30.0, break_lock: bool = False,
-            progress: ProgressFn | None = None, cancel: Cancel | None = None) -> ReleaseResult:
+            progress: ProgressFn = silent, cancel: Cancel | None = None) -> ReleaseResult:
     """Release `ami_id` (default: the newest baked, released or verified AMI of the combo
     in its env's account) and deploy it blue/green, under the combo's release lock.
 
@@ -166,7 +168,7 @@ def release(project: Project, combo: Combo, *, ami_id: str | None = None,
     cancel = cancel or Cancel()
     cancel.raise_if_set()
     run = _Release(project, combo, _Options(ami_id, wanted_revision, deploy, wait,
-                                            timeout_min), progress or Progress(), cancel)
+                                            timeout_min), progress, cancel)
     lease = timeout_min + LOCK_MARGIN_MIN if deploy and wait else LOCK_MARGIN_MIN
     with lock.held(run.env_aws, combo, minutes=lease, break_lock=break_lock,
                    progress=run.progress):

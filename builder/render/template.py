@@ -68,6 +68,8 @@ class RenderedFiles:
     var_file: Path
     vars_json: Path
 
+    exit_code = 0
+
     def to_json(self) -> dict[str, str]:
         return {"template": str(self.template), "var_file": str(self.var_file),
                 "vars": str(self.vars_json)}
