@@ -158,4 +158,8 @@ def _running(child: Child) -> bool:
         return False
     except PermissionError:  # alive, someone else's
         return True
-    return True
+    try:  # a zombie has ended: whoever reaps orphans here may never get to it
+        stat = Path(f"/proc/{child}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
