@@ -64,3 +64,52 @@ def test_the_stubs_are_imported_for_mypy_only() -> None:
                  if module.startswith("mypy_boto3_")]
     assert not offenders, ("stubs imported outside `if TYPE_CHECKING:` (they would load on "
                            "every run):\n" + "\n".join(offenders))
+
+
+# Where the AWS layer may still say Any, and why: botocore's own untyped internals in the
+# one place clients are made, and documents that are not AWS replies (a key policy's
+# JSON, the Packer template's variables).
+ANY_ALLOWED_IN_AWS = {
+    ("session.py", "record"): "botocore's event model",
+    ("session.py", "__init__"): "the cache of clients of every service",
+    ("session.py", "client"): "the overloads above it give each service's type",
+    ("session.py", "make_sts"): "botocore's client creator",
+    ("sharing.py", "_statement_allows"): "a statement of a key policy's JSON",
+    ("sharing.py", "_as_list"): "a value of a key policy's JSON",
+    ("temporary.py", "vpc_for_build"): "the Packer template's variables",
+    ("temporary.py", "_filters"): "a filter from the Packer template's variables",
+}
+
+
+def _any_annotations(tree: ast.Module) -> Iterator[str]:
+    """The function (or "<module>") of every annotation that mentions Any."""
+
+    def mentions_any(annotation: ast.expr | None) -> bool:
+        return annotation is not None and any(
+            isinstance(node, ast.Name) and node.id == "Any" for node in ast.walk(annotation))
+
+    def visit(node: ast.AST, where: str) -> Iterator[str]:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args
+            every = [*args.posonlyargs, *args.args, *args.kwonlyargs,
+                     *([args.vararg] if args.vararg else []),
+                     *([args.kwarg] if args.kwarg else [])]
+            if mentions_any(node.returns) or any(mentions_any(a.annotation) for a in every):
+                yield node.name
+            where = node.name
+        elif isinstance(node, ast.AnnAssign) and mentions_any(node.annotation):
+            yield where
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child, where)
+
+    yield from visit(tree, "<module>")
+
+
+def test_the_aws_layer_types_requests_and_replies() -> None:
+    """No AWS request or reply is Any: each is the stubs' TypedDict, so mypy checks the
+    keys builder reads and sends."""
+    found = {(path.name, where) for path, tree in _trees()
+             if path.parent.name == "aws" for where in _any_annotations(tree)}
+    unexplained = sorted(found - ANY_ALLOWED_IN_AWS.keys())
+    assert not unexplained, f"Any in builder/aws outside {ANY_ALLOWED_IN_AWS}: {unexplained}"
+    assert not ANY_ALLOWED_IN_AWS.keys() - found, "stale entries in ANY_ALLOWED_IN_AWS"

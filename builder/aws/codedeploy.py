@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from builder.aws.session import translate
 from builder.errors import AwsError, InputError
@@ -14,7 +14,12 @@ from builder.errors import AwsError, InputError
 if TYPE_CHECKING:
     from mypy_boto3_codedeploy import CodeDeployClient
     from mypy_boto3_codedeploy.literals import BundleTypeType, DeploymentStatusType
-    from mypy_boto3_codedeploy.type_defs import RevisionLocationTypeDef
+    from mypy_boto3_codedeploy.type_defs import (
+        DeploymentGroupInfoTypeDef,
+        DeploymentInfoTypeDef,
+        InstanceTargetTypeDef,
+        RevisionLocationTypeDef,
+    )
 
 ACTIVE_STATUSES: tuple[DeploymentStatusType, ...] = (
     "Created", "Queued", "InProgress", "Baking", "Ready")
@@ -46,7 +51,7 @@ class DeploymentGroup:
             "COPY_AUTO_SCALING_GROUP")
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> DeploymentGroup:
+    def from_api(cls, raw: DeploymentGroupInfoTypeDef) -> DeploymentGroup:
         blue_green = raw.get("blueGreenDeploymentConfiguration") or {}
         last = raw.get("lastAttemptedDeployment") or {}
         when = last.get("endTime") or last.get("createTime")
@@ -93,11 +98,13 @@ class Deployment:
         return "; ".join(part for part in parts if part)
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> Deployment:
+    def from_api(cls, raw: DeploymentInfoTypeDef) -> Deployment:
         error = raw.get("errorInformation") or {}
+        # Every value of the overview is an instance count.
+        counts = cast("Mapping[str, int]", raw.get("deploymentOverview") or {})
         return cls(id=raw["deploymentId"], status=raw.get("status", ""),
                    description=raw.get("description", ""),
-                   overview={k: int(v) for k, v in (raw.get("deploymentOverview") or {}).items()},
+                   overview={k: int(v) for k, v in counts.items()},
                    error_code=error.get("code", ""), error_message=error.get("message", ""),
                    rollback_message=(raw.get("rollbackInfo") or {}).get("rollbackMessage", ""))
 
@@ -138,7 +145,7 @@ class Target:
         return self.status.lower()
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> Target:
+    def from_api(cls, raw: InstanceTargetTypeDef) -> Target:
         events = []
         for event in raw.get("lifecycleEvents") or []:
             diagnostics = event.get("diagnostics") or {}

@@ -9,17 +9,21 @@ versions, moves the default, and points the deployment group's current ASG at a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Unpack
 
 from builder.aws.session import translate
 from builder.errors import AwsError
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_autoscaling.type_defs import LaunchTemplateSpecificationTypeDef
     from mypy_boto3_ec2 import EC2Client
-    from mypy_boto3_ec2.type_defs import DescribeLaunchTemplateVersionsRequestPaginateTypeDef
+    from mypy_boto3_ec2.type_defs import (
+        DescribeLaunchTemplateVersionsRequestPaginateTypeDef,
+        LaunchTemplateVersionTypeDef,
+    )
 
 # EC2's largest page for DescribeLaunchTemplateVersions.
 _VERSIONS_PAGE = 200
@@ -42,7 +46,7 @@ class TemplateVersion:
     is_default: bool
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> TemplateVersion:
+    def from_api(cls, raw: LaunchTemplateVersionTypeDef) -> TemplateVersion:
         return cls(template_id=raw["LaunchTemplateId"],
                    template_name=raw.get("LaunchTemplateName", ""),
                    number=int(raw["VersionNumber"]),
@@ -131,7 +135,7 @@ class AsgLaunchSpecs:
     its launch configuration."""
 
     name: str
-    templates: tuple[Mapping[str, Any], ...]
+    templates: tuple[LaunchTemplateSpecificationTypeDef, ...]
     configuration: str  # launch configuration name, or ""
     instance_ids: tuple[str, ...]
 
@@ -174,7 +178,7 @@ def default_image(ec2: EC2Client, name: str) -> str:
     return launched_image(ec2, {"LaunchTemplateName": name})
 
 
-def launched_image(ec2: EC2Client, spec: Mapping[str, Any]) -> str:
+def launched_image(ec2: EC2Client, spec: LaunchTemplateSpecificationTypeDef) -> str:
     """The AMI a launch template specification (as an Auto Scaling group holds it)
     launches; "" when its template or version is gone."""
     try:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from builder.aws.session import translate
 from builder.config.models import Combo, Settings, SourceAmiFilter
@@ -16,6 +16,7 @@ from builder.errors import AwsError, ConfigError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import DescribeImagesRequestPaginateTypeDef, ImageTypeDef
 
 TAG_APP = "builder:app"
 TAG_ENV = "builder:env"
@@ -61,7 +62,7 @@ class Image:
     kms_key_ids: tuple[str, ...] = ()
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> Image:
+    def from_api(cls, raw: ImageTypeDef) -> Image:
         ebs = [m["Ebs"] for m in raw.get("BlockDeviceMappings", []) if "Ebs" in m]
         return cls(
             id=raw["ImageId"],
@@ -114,17 +115,17 @@ def describe(ec2: EC2Client, *, owners: Sequence[str] | None = None, image_ids: 
              filters: Mapping[str, Sequence[str]] | None = None,
              executable_users: Sequence[str] = ()) -> list[Image]:
     """describe_images with paging, as Image values, newest first."""
-    kwargs: dict[str, Any] = {}
+    request: DescribeImagesRequestPaginateTypeDef = {}
     if owners:
-        kwargs["Owners"] = list(owners)
+        request["Owners"] = list(owners)
     if image_ids:
-        kwargs["ImageIds"] = list(image_ids)
+        request["ImageIds"] = list(image_ids)
     if executable_users:
-        kwargs["ExecutableUsers"] = list(executable_users)
+        request["ExecutableUsers"] = list(executable_users)
     if filters:
-        kwargs["Filters"] = [{"Name": k, "Values": list(v)} for k, v in filters.items()]
+        request["Filters"] = [{"Name": k, "Values": list(v)} for k, v in filters.items()]
     with translate("describing images"):
-        pages = ec2.get_paginator("describe_images").paginate(**kwargs)
+        pages = ec2.get_paginator("describe_images").paginate(**request)
         return newest_first(Image.from_api(raw) for page in pages for raw in page["Images"])
 
 

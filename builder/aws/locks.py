@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
@@ -18,6 +18,7 @@ from builder.errors import AwsError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 TABLE = "builder-locks"
 KEY = "lock"
@@ -33,13 +34,13 @@ class LockItem:
     started_at: str  # UTC, ISO 8601
     expires_at: int  # epoch seconds; after it anyone may take the lock
 
-    def to_item(self) -> dict[str, Any]:
+    def to_item(self) -> dict[str, AttributeValueTypeDef]:
         return {KEY: {"S": self.key}, "owner": {"S": self.owner}, "token": {"S": self.token},
                 "started_at": {"S": self.started_at},
                 "expires_at": {"N": str(self.expires_at)}}
 
     @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> LockItem:
+    def from_item(cls, item: Mapping[str, AttributeValueTypeDef]) -> LockItem:
         def text(name: str) -> str:
             return str(item.get(name, {}).get("S", "?"))
 
@@ -72,7 +73,8 @@ def put(dynamodb: DynamoDBClient, lock: LockItem, *, now: int, force: bool = Fal
             if exc.response.get("Error", {}).get("Code") != _CONDITION_FAILED:
                 raise
             # ReturnValuesOnConditionCheckFailure puts the holder's item in the error.
-            holder = cast("Mapping[str, Any] | None", exc.response.get("Item"))
+            holder = cast("Mapping[str, AttributeValueTypeDef] | None",
+                          exc.response.get("Item"))
             return LockItem.from_item(holder or {})
     return None
 

@@ -147,7 +147,7 @@ def shared(source: EnvAws, plan: SharePlan, *, name: str) -> Iterator[Shared]:
 def _unshare(source: EnvAws, plan: SharePlan, done: Shared) -> None:
     """Remove what was added; every step is tried even when one fails."""
     ec2 = source.client("ec2")
-    steps: list[tuple[str, Callable[[], Any]]] = []
+    steps: list[tuple[str, Callable[[], object]]] = []
     if done.grant is not None:
         key, grant_id = done.grant
         steps.append((f"revoking grant {grant_id} on {key}",

@@ -29,6 +29,7 @@ from builder.project import Project
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import CopyImageRequestTypeDef
 
     from builder.release.release import ReleaseResult
 
@@ -194,19 +195,18 @@ def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: 
 def _start_copy(ec2: EC2Client, source_aws: EnvAws, target: ResolvedVars, image: Image,
                 lineage: str) -> str:
     settings = target.settings
-    # An encrypted source stays encrypted; a key given means encryption with it.
-    encryption: dict[str, Any] = {
+    name = f"{settings.ami_name}-{amis.built_at(image):%Y%m%d%H%M%S}"
+    request: CopyImageRequestTypeDef = {
+        "SourceImageId": image.id, "SourceRegion": source_aws.region, "Name": name,
+        "Description": f"{target.combo}: promoted from {lineage}"[:255],
+        "ClientToken": f"builder-{image.id}-{target.combo.env}"[:64],
+        # An encrypted source stays encrypted; a key given means encryption with it.
         "Encrypted": settings.encrypt_boot or image.encrypted or bool(settings.kms_key_id)}
     if settings.kms_key_id:
-        encryption["KmsKeyId"] = settings.kms_key_id
-    name = f"{settings.ami_name}-{amis.built_at(image):%Y%m%d%H%M%S}"
+        request["KmsKeyId"] = settings.kms_key_id
     with translate(f"copying {image.id} into {settings.aws_account_id} "
                    f"{settings.aws_region}"):
-        copy_id = str(ec2.copy_image(
-            SourceImageId=image.id, SourceRegion=source_aws.region, Name=name,
-            Description=f"{target.combo}: promoted from {lineage}"[:255],
-            ClientToken=f"builder-{image.id}-{target.combo.env}"[:64],
-            **encryption)["ImageId"])
+        copy_id = str(ec2.copy_image(**request)["ImageId"])
     # Tagged at once, so a re-run after a crash finds (and reuses) the pending copy.
     pending = Image(copy_id, name, "pending", settings.aws_account_id, datetime.now(UTC))
     amis.set_tags(ec2, pending, _copy_tags(target, image, lineage, name))

@@ -26,6 +26,7 @@ from builder.output import table
 from builder.project import Project
 
 if TYPE_CHECKING:
+    from mypy_boto3_autoscaling.type_defs import LaunchTemplateSpecificationTypeDef
     from mypy_boto3_ec2 import EC2Client
 
 # Every state an AMI can be listed in, but `deregistered`.
@@ -177,7 +178,7 @@ def _asg_images(env_aws: EnvAws, asgs: Sequence[fleet.AsgLaunchSpecs]) -> dict[s
     ec2 = env_aws.client("ec2")
     launched: dict[tuple[str, str, str], str] = {}
 
-    def image_of(spec: Mapping[str, Any]) -> str:
+    def image_of(spec: LaunchTemplateSpecificationTypeDef) -> str:
         key = (spec.get("LaunchTemplateId", ""), spec.get("LaunchTemplateName", ""),
                str(spec.get("Version") or "$Default"))
         if key not in launched:
