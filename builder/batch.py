@@ -59,8 +59,6 @@ def run_each(combos: Sequence[Combo], step: Callable[[Combo], R], *, jobs: int |
             progress(str(combo), f"{what} FAILED: {exc.message}")
             return Failed(combo, exc)
 
-    if not combos:
-        return []
     workers = max(1, min(jobs or DEFAULT_JOBS, len(combos)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=what) as pool:
         outcomes = list(pool.map(one, combos))
