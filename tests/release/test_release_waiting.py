@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from builder.errors import DeployFailed, LockedError
 from builder.local import control
 from builder.local.mode import LOCAL
 from builder.local.state import running_endpoint
+from builder.polling import poll_until
 from builder.project import Project
 from builder.release.release import ReleaseResult, release
 from tests.release.emulated import Lines, clients, fleet_state, image_tags, make_ami
@@ -42,13 +42,8 @@ def active_deployments(project: Project, combo: Combo) -> list[str]:
 
 
 def wait_for_deployment(project: Project, combo: Combo) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        active = active_deployments(project, combo)
-        if active:
-            return active[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no deployment of {combo} started")
+    return poll_until(lambda: next(iter(active_deployments(project, combo)), None),
+                      timeout_s=30, interval_s=0.05, what=f"a deployment of {combo}")
 
 
 def run_to_end(project: Project, combo: Combo, deployment_id: str) -> str:
@@ -217,10 +212,9 @@ def test_following_a_deployment_shows_its_lifecycle_events(local_stack: Project)
     ami = make_ami(project, combo)
     started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
     codedeploy = clients(project, combo)[2]
-    deadline = time.monotonic() + 30
-    while codedeploy.get_deployment(deploymentId=started.deployment_id)["deploymentInfo"][
-            "status"] == "Created" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll_until(lambda: codedeploy.get_deployment(deploymentId=started.deployment_id)[
+        "deploymentInfo"]["status"] != "Created" or None, timeout_s=30, interval_s=0.05,
+        what="the deployment's start")
     lines = Lines()
 
     followed = release(project, combo, ami_id=ami, progress=lines)
