@@ -380,6 +380,14 @@ def status_command(
     _emit(ctx, status(_g(ctx).project(), app_name, env))
 
 
+@app.command("keys")
+def keys_command(ctx: typer.Context) -> None:
+    """List the keys builder reads from the vars, with defaults."""
+    from builder.config.keys import KeyList
+
+    _emit(ctx, KeyList())
+
+
 @local_app.command("up")
 def local_up_command(
     ctx: typer.Context,
