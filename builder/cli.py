@@ -32,6 +32,7 @@ _GLOBAL_OPTIONS = {"--root", "-e", "--extra-var"}
 
 
 def hoist_globals(args: list[str]) -> list[str]:
+    """Move global options in front of the command so they may go anywhere on the line."""
     front: list[str] = []
     rest: list[str] = []
     items = iter(args)
@@ -136,6 +137,8 @@ def _command(typer_app: typer.Typer, name: str,
 
 @dataclass
 class Globals:
+    """The global options, shared by every command through the click context."""
+
     root: str | None = None
     local: bool = False
     as_json: bool = False
