@@ -347,8 +347,8 @@ def release_command(
         "--no-wait", help="Return once the deployment is created: not verified, lock released; "
         "releasing the same AMI again follows it to the end")] = False,
     timeout: Annotated[float, typer.Option(
-        "--timeout", metavar="MIN", help="Minutes to wait for the deployment before stopping "
-        "it and rolling back")] = 30.0,
+        "--timeout", metavar="MIN", show_default=False, help="Minutes to wait for the "
+        "deployment before stopping it and rolling back (default: 30)")] = 30.0,
     break_lock: Annotated[bool, typer.Option(
         "--break-lock", help="Take the release lock even if another release holds it (when "
         "that one is gone)")] = False,
