@@ -137,7 +137,7 @@ _account_text = _text(_ACCOUNT_RE, "a 12-digit account id")
 
 def _account(value: Any, check: Check) -> str:
     # YAML reads an unquoted id as a number and drops its leading zeros.
-    if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) != 12:
+    if isinstance(value, int) and len(str(value)) != 12:
         check.fail(f"{value!r} is not 12 digits (quote account ids that start with 0)")
         return ""
     return _account_text(value, check)
@@ -188,7 +188,8 @@ def _cidrs(value: Any, check: Check) -> tuple[str, ...]:
 def _flag(value: Any, check: Check) -> bool:
     if not isinstance(value, bool):
         check.fail(f"must be true or false, not {value!r}")
-        return False
+        # The placeholder is the value's truth, so RULES judge `encrypt_boot: yes` as set.
+        return bool(value)
     return value
 
 
@@ -262,14 +263,6 @@ DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS if not key.req
 REQUIRED = tuple(key.name for key in KEYS if key.required)
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A check that reads several parsed keys; skipped when one of them already failed."""
-
-    keys: tuple[str, ...]
-    check: Callable[[Mapping[str, Any]], tuple[str, str] | None]
-
-
 def _one_base_image(values: Mapping[str, Any]) -> tuple[str, str] | None:
     if (values["source_ami"] is None) == (values["source_ami_filter"] is None):
         return "source_ami_filter", "set exactly one of source_ami and source_ami_filter"
@@ -282,9 +275,11 @@ def _key_needs_encryption(values: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-RULES: tuple[Rule, ...] = (
-    Rule(("source_ami", "source_ami_filter"), _one_base_image),
-    Rule(("kms_key_id", "encrypt_boot"), _key_needs_encryption),
+# Checks that read several keys, on the parsed values (a key that failed holds its
+# placeholder: unset, false or empty).
+RULES: tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...] = (
+    _one_base_image,
+    _key_needs_encryption,
 )
 
 
@@ -296,18 +291,12 @@ def parse_settings(
     Each problem goes to `report(key, message)`; with any reported, the returned value
     holds placeholders and must not be used.
     """
-    failed: set[str] = set()
-
-    def fail(key: str, message: str) -> None:
-        failed.add(key)
-        report(key, message)
-
     parsed = {key.name: key.parse(values.get(key.name),
-                                  Check(key.name, key.required, combo, layout, fail))
+                                  Check(key.name, key.required, combo, layout, report))
               for key in KEYS}
     for rule in RULES:
-        if failed.isdisjoint(rule.keys) and (problem := rule.check(parsed)):
-            fail(*problem)
+        if problem := rule(parsed):
+            report(*problem)
     return Settings(**parsed)
 
 
