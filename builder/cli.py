@@ -110,9 +110,12 @@ def _examples(*lines: str) -> str:
 app = typer.Typer(
     cls=_Group,
     help="Bake, release and promote AMIs for apps on EC2 Auto Scaling groups.",
-    epilog="Exit codes: 0 done (also nothing to do), 1 the operation failed, 2 bad input or "
-    "config, 130 or 143 interrupted. Global options may go anywhere on the line. "
-    "Reference: docs/cli.md.",
+    epilog=_examples("builder validate                     # every combo, every problem",
+                     "builder bake demo dev app --release  # bake (or reuse), then release",
+                     "builder promote demo app --to prod",
+                     "builder rebuild --dry-run --json     # what is stale, as a CI matrix")
+    + "\n\nGlobal options may go anywhere on the line. Exit codes: 0 done (also nothing to "
+    "do), 1 the operation failed, 2 bad input or config, 130 or 143 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
