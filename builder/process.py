@@ -23,6 +23,8 @@ _TAIL_CHARS = 2000
 
 @dataclass(frozen=True)
 class Completed:
+    """A finished command: its argv, exit status and output."""
+
     argv: tuple[str, ...]
     returncode: int
     stdout: str
@@ -30,6 +32,7 @@ class Completed:
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: builder's own secrets withheld, `extra` added."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_WITHHELD_PREFIXES)}
     env.update(extra or {})
     return env

@@ -18,6 +18,8 @@ from builder.release.release import ReleaseResult, release
 
 @dataclass(frozen=True)
 class ReleaseFailure:
+    """A comp of `bake --release` whose bake or release failed."""
+
     combo: Combo
     error: BuilderError
 

@@ -32,6 +32,8 @@ SKIP = "skip"
 
 @dataclass(frozen=True)
 class Due:
+    """What a combo needs (bake, promote or skip) and why."""
+
     action: str  # BAKE, PROMOTE or SKIP
     reasons: tuple[str, ...]
     # Bake even though an AMI with this fingerprint exists (it is too old).
@@ -44,6 +46,7 @@ class Due:
 
 def decide(project: Project, inventory: Inventory, facts: ComboFacts,
            now: datetime | None = None) -> Due:
+    """Whether a combo is due: promote for envs with promote_from, else bake."""
     source = promote_source(facts.combo, facts.settings)
     if source is not None:
         return promote_due(facts, inventory.facts.get(source), source.env)
@@ -51,6 +54,8 @@ def decide(project: Project, inventory: Inventory, facts: ComboFacts,
 
 
 def bake_due(project: Project, facts: ComboFacts, now: datetime) -> Due:
+    """Bake when there is no AMI, the base image is newer, the inputs changed, or the
+    AMI is too old."""
     newest = facts.newest
     if newest is None:
         return Due(BAKE, ("no AMI yet",))
@@ -72,6 +77,7 @@ def bake_due(project: Project, facts: ComboFacts, now: datetime) -> Due:
 
 
 def promote_due(facts: ComboFacts, source: ComboFacts | None, source_env: str) -> Due:
+    """Promote when the source env runs a verified AMI newer than this env's."""
     if source is None:
         return Due(SKIP, (f"no {source_env}/{facts.combo.comp} to promote from",))
     candidate = source.running

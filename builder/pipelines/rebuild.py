@@ -37,6 +37,8 @@ RESULT_PLANNED, RESULT_DONE, RESULT_FAILED, RESULT_SKIPPED = (
 
 @dataclass(frozen=True)
 class PlanEntry:
+    """One combo of the rebuild plan: the action, the reasons and the CI command."""
+
     combo: Combo
     action: str  # bake, promote, skip, error
     reasons: tuple[str, ...]
@@ -55,6 +57,8 @@ class PlanEntry:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What became of one plan entry."""
+
     entry: PlanEntry
     result: str  # planned, done, failed, skipped
     ami_id: str = ""
@@ -70,6 +74,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class RebuildReport:
+    """Every outcome of a rebuild (or the plan, with dry_run)."""
+
     outcomes: tuple[Outcome, ...]
     dry_run: bool
     release: bool
@@ -146,6 +152,7 @@ def _entry(resolved: ResolvedVars, due: Due, release: bool) -> PlanEntry:
 def rebuild(project: Project, app: str | None = None, env: str | None = None, *,
             release: bool = False, dry_run: bool = False, jobs: int | None = None,
             progress: ProgressFn | None = None, cancel: Cancel | None = None) -> RebuildReport:
+    """Bake what is stale and promote what is due, in scope; failures become outcomes."""
     started = time.monotonic()
     report = progress or Progress()
     cancel = cancel or Cancel()

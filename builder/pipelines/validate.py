@@ -20,6 +20,8 @@ from builder.render.template import Rendered, source_line, write
 
 @dataclass(frozen=True)
 class ComboReport:
+    """The problems found for one combo (none: it is fine)."""
+
     app: str
     env: str
     comp: str | None
@@ -32,6 +34,8 @@ class ComboReport:
 
 @dataclass(frozen=True)
 class ValidateReport:
+    """Every combo checked by `validate`."""
+
     root: Path
     results: tuple[ComboReport, ...]
 
@@ -68,6 +72,8 @@ def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
 
 def validate(project: Project, app: str | None = None, env: str | None = None,
              comp: str | None = None, *, offline: bool = False, jobs: int = 2) -> ValidateReport:
+    """Check config, render and HCL, and unless offline Packer and Ansible, for every
+    combo in scope."""
     reports: list[ComboReport] = []
     checks: list[tuple[int, Rendered]] = []
     try:
