@@ -28,6 +28,7 @@ class Result(Protocol):
 
 
 def emit(result: Result, *, as_json: bool) -> None:
+    """Print a result on stdout: one JSON document, or its text."""
     out = sys.stdout
     if as_json:
         out.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")

@@ -32,6 +32,8 @@ Child = subprocess.Popen[str] | int
 
 @dataclass(frozen=True)
 class Completed:
+    """A finished command: its argv, exit status and output."""
+
     argv: tuple[str, ...]
     returncode: int
     stdout: str
@@ -39,6 +41,7 @@ class Completed:
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: builder's own secrets withheld, `extra` added."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_WITHHELD_PREFIXES)}
     env.update(extra or {})
     return env

@@ -31,6 +31,13 @@ def copy_demo(dest: Path) -> Path:
     return dest
 
 
+def require_root() -> None:
+    """The local build host mounts and chroots: without root its tests are skipped (the
+    rest of the suite still runs)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the local build host mounts an overlay and chroots")
+
+
 @pytest.fixture
 def demo_root(tmp_path: Path) -> Path:
     return copy_demo(tmp_path / "infra")
@@ -95,8 +102,7 @@ def local_stack(request: pytest.FixtureRequest,
 def bake_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A demo repo (a git checkout, so bakes tag the commit) with a running local stack
     and the build host image, one per test module: for real bakes (needs root)."""
-    if os.geteuid() != 0:
-        pytest.fail("bake tests need root (the local build host mounts and chroots)")
+    require_root()
     from builder.local import stack
     from builder.project import Project
 

@@ -35,6 +35,8 @@ GROUP_BATCH = 100  # names per BatchGetDeploymentGroups call
 
 @dataclass(frozen=True)
 class DeploymentGroup:
+    """A CodeDeploy deployment group as builder reads it: its ASGs, style and last deployment."""
+
     application: str
     name: str
     asg_names: tuple[str, ...]
@@ -111,6 +113,8 @@ class Deployment:
 
 @dataclass(frozen=True)
 class LifecycleEvent:
+    """One lifecycle event (Install, ValidateService, ...) of one deployment target."""
+
     name: str
     status: str  # Pending, InProgress, Succeeded, Failed, Skipped, Unknown
     error_code: str = ""  # diagnostics: ScriptFailed, ScriptTimedOut, ...
@@ -188,6 +192,7 @@ def _words(key: str) -> str:
 
 
 def group(codedeploy: CodeDeployClient, application: str, name: str) -> DeploymentGroup:
+    """Read one deployment group (it names the ASG CodeDeploy currently serves)."""
     with translate(f"reading deployment group {application}/{name}"):
         return DeploymentGroup.from_api(codedeploy.get_deployment_group(
             applicationName=application, deploymentGroupName=name)["deploymentGroupInfo"])
@@ -209,6 +214,7 @@ def groups(codedeploy: CodeDeployClient, application: str, names: Sequence[str]
 
 def create(codedeploy: CodeDeployClient, deployment_group: DeploymentGroup,
            revision: RevisionLocationTypeDef, description: str) -> str:
+    """Start a deployment of `revision` to the group; returns its id."""
     with translate(f"creating a deployment of {deployment_group.application}/"
                    f"{deployment_group.name}"):
         return str(codedeploy.create_deployment(
@@ -218,6 +224,7 @@ def create(codedeploy: CodeDeployClient, deployment_group: DeploymentGroup,
 
 
 def get(codedeploy: CodeDeployClient, deployment_id: str) -> Deployment:
+    """Read one deployment: its status, counts and error information."""
     with translate(f"reading deployment {deployment_id}"):
         return Deployment.from_api(
             codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"])

@@ -100,11 +100,13 @@ def create_version(ec2: EC2Client, source: TemplateVersion, image_id: str,
 
 
 def set_default(ec2: EC2Client, template_id: str, number: int) -> None:
+    """Make version `number` the launch template's default."""
     with translate(f"making version {number} the default of launch template {template_id}"):
         ec2.modify_launch_template(LaunchTemplateId=template_id, DefaultVersion=str(number))
 
 
 def asg_launch(autoscaling: AutoScalingClient, name: str) -> AsgLaunch:
+    """Which launch template and version an Auto Scaling group launches."""
     with translate(f"reading Auto Scaling group {name}"):
         groups = autoscaling.describe_auto_scaling_groups(
             AutoScalingGroupNames=[name])["AutoScalingGroups"]

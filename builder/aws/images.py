@@ -1,5 +1,5 @@
 """AMIs: the typed EC2 image calls every step shares (bake, release, promote, prune,
-status), and the lineage tags of DESIGN "AMI tags"."""
+status), and the lineage tags (docs/architecture.md, "AMI tags, lineage and statuses")."""
 
 from __future__ import annotations
 
@@ -104,10 +104,12 @@ def _parse_time(text: str | None) -> datetime:
 
 
 def verified_tag(env: str) -> str:
+    """The tag key that records when an AMI was verified in `env`."""
     return f"{TAG_VERIFIED_PREFIX}{env}"
 
 
 def newest_first(images: Iterable[Image]) -> list[Image]:
+    """Images sorted newest first (creation date, then id for equal dates)."""
     return sorted(images, key=lambda i: (i.created, i.id), reverse=True)
 
 

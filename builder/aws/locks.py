@@ -28,6 +28,8 @@ TABLE_MISSING = "ResourceNotFoundException"
 
 @dataclass(frozen=True)
 class LockItem:
+    """The DynamoDB item that holds the release lock of one (app, env, comp)."""
+
     key: str  # "<app>/<env>/<comp>"
     owner: str  # user@host:pid, for people
     token: str  # unique per holder: only the holder's own release deletes the item

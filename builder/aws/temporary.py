@@ -34,12 +34,14 @@ def _tag_specs(resource: ResourceTypeType, tags: Mapping[str, str]
 
 
 def import_key_pair(ec2: EC2Client, name: str, public_key: str, tags: Mapping[str, str]) -> None:
+    """Import the per-bake public key as a tagged EC2 key pair."""
     with translate(f"importing key pair {name}"):
         ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(),
                             TagSpecifications=_tag_specs("key-pair", tags))
 
 
 def delete_key_pair(ec2: EC2Client, name: str) -> None:
+    """Delete a per-bake key pair."""
     with translate(f"deleting key pair {name}"):
         ec2.delete_key_pair(KeyName=name)
 
@@ -155,6 +157,7 @@ def find_leftovers(ec2: EC2Client, older_than: datetime) -> Leftovers:
 
 
 def remove_leftovers(ec2: EC2Client, leftovers: Leftovers) -> None:
+    """Remove what crashed bakes left: instances first (and wait), then groups and key pairs."""
     if leftovers.instances:
         with translate("terminating leftover builder instances"):
             ec2.terminate_instances(InstanceIds=list(leftovers.instances))

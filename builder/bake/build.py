@@ -48,12 +48,16 @@ _PACKER_STOP_TIMEOUT_S = 600
 
 @dataclass(frozen=True)
 class TaskTime:
+    """How long one Ansible task took (the summary lists the slowest)."""
+
     name: str
     seconds: float
 
 
 @dataclass(frozen=True)
 class BakeResult:
+    """A baked (or reused) AMI: what `bake` returns and prints."""
+
     combo: Combo
     ami_id: str
     region: str
@@ -122,12 +126,20 @@ class BakeBatch:
 
 @dataclass(frozen=True)
 class BakeOptions:
+    """How to bake: force a rebuild, and where the vault password is."""
+
     force: bool = False
     vault_password_file: Path | None = None
 
 
 def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions(),
          progress: ProgressFn = silent, cancel: Cancel | None = None) -> BakeResult:
+    """Bake the AMI of one combo, or return the existing one whose fingerprint matches.
+
+    Plans (config, base image, fingerprint), then creates the temporary key pair and
+    security group, runs `packer build` with builder provisioning the instance, tags the
+    AMI and keeps the build's artifacts. Whatever happens, the temporary resources go.
+    """
     cancel = cancel or Cancel()
     started = time.monotonic()
     subject = str(combo)

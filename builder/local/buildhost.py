@@ -77,6 +77,7 @@ class BuildHost:
 
 
 def cache_dir() -> Path:
+    """Where the build host's root filesystem is cached (BUILDER_BUILDHOST_CACHE)."""
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
 
 

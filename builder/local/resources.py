@@ -58,6 +58,8 @@ class Resource:
 
 @dataclass(frozen=True)
 class ResourcesReport:
+    """What `local up` made or found, and what it could not make."""
+
     resources: tuple[Resource, ...]
     problems: tuple[str, ...] = ()
 
@@ -80,6 +82,8 @@ class ResourcesReport:
 
 @dataclass(frozen=True)
 class PublishedImage:
+    """A newer base image published by `local publish-source-ami`."""
+
     image_id: str
     name: str
     owner: str

@@ -84,6 +84,8 @@ class LocalStatus:
 
 @dataclass(frozen=True)
 class LocalDown:
+    """What `local down` stopped."""
+
     stopped: bool
     pid: int | None
     build_hosts_stopped: int
@@ -159,6 +161,7 @@ def down(layout: Layout) -> LocalDown:
 
 
 def status(layout: Layout) -> LocalStatus:
+    """Whether the emulator of this root runs, and what each account holds."""
     info = live_server(layout)
     if info is None:
         return LocalStatus(running=False)

@@ -38,6 +38,8 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Due:
+    """What a combo needs (bake, promote or skip) and why."""
+
     action: Action  # never ERROR: that is the plan's, for combos not decided
     reasons: tuple[str, ...]
     # Bake even though an AMI with this fingerprint exists (it is too old).
@@ -50,6 +52,7 @@ class Due:
 
 def decide(project: Project, inventory: Inventory, facts: ComboFacts,
            now: datetime | None = None) -> Due:
+    """Whether a combo is due: promote for envs with promote_from, else bake."""
     source = promote_source(facts.combo, facts.settings)
     if source is not None:
         return promote_due(facts, inventory.facts.get(source), source.env)
@@ -57,6 +60,8 @@ def decide(project: Project, inventory: Inventory, facts: ComboFacts,
 
 
 def bake_due(project: Project, facts: ComboFacts, now: datetime) -> Due:
+    """Bake when there is no AMI, the base image is newer, the inputs changed, or the
+    AMI is too old."""
     newest = facts.newest
     if newest is None:
         return Due(Action.BAKE, ("no AMI yet",))
@@ -78,6 +83,7 @@ def bake_due(project: Project, facts: ComboFacts, now: datetime) -> Due:
 
 
 def promote_due(facts: ComboFacts, source: ComboFacts | None, source_env: str) -> Due:
+    """Promote when the source env runs a verified AMI newer than this env's."""
     if source is None:
         return Due(Action.SKIP, (f"no {source_env}/{facts.combo.comp} to promote from",))
     candidate = source.running

@@ -44,6 +44,8 @@ _NOT_INHERITED = (amis.TAG_ENV, amis.TAG_STATUS, amis.TAG_PROMOTED_FROM, amis.TA
 
 @dataclass(frozen=True)
 class PromoteResult:
+    """A promoted AMI: the source, the copy in the target env, and its release."""
+
     combo: Combo  # the target
     source_env: str
     source_ami: str
@@ -86,6 +88,12 @@ class PromoteResult:
 def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str | None = None,
             deploy: bool = True, timeout_min: float = COPY_TIMEOUT_MIN,
             progress: ProgressFn = silent, cancel: Cancel | None = None) -> PromoteResult:
+    """Copy the AMI verified in the target env's promote_from env into the target and release it.
+
+    Checks every permission first (RefusedError/ConfigError naming all that is missing),
+    reuses a copy already made from the same AMI, and removes the share and any grant
+    when done. A failed copy is deregistered.
+    """
     cancel = cancel or Cancel()
     started = time.monotonic()
     target = project.resolve(app, to_env, comp)

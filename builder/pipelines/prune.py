@@ -37,6 +37,8 @@ _MISSING_DEPLOYMENT_GROUP = ("DeploymentGroupDoesNotExistException",
 
 @dataclass(frozen=True)
 class PruneEntry:
+    """One AMI of the comp: kept or not, why, and whether it was deleted."""
+
     image: Image
     keep: bool
     reasons: tuple[str, ...]
@@ -61,6 +63,8 @@ class PruneEntry:
 
 @dataclass(frozen=True)
 class PruneReport:
+    """The prune plan (or what was done) for one comp."""
+
     combo: Combo
     account: str
     region: str
@@ -103,6 +107,10 @@ class PruneReport:
 
 def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None = None,
           yes: bool = False) -> PruneReport:
+    """Plan (and with `yes`, do) the removal of the comp's old AMIs and their snapshots.
+
+    Keeps the newest `keep` (default ami_keep) and every AMI still in use.
+    """
     if keep is not None and keep < 1:
         raise InputError(f"--keep {keep}: keep at least 1 AMI")
     resolved = project.resolve(app, env, comp)

@@ -41,6 +41,8 @@ class Result(StrEnum):
 
 @dataclass(frozen=True)
 class PlanEntry:
+    """One combo of the rebuild plan: the action, the reasons and the CI command."""
+
     combo: Combo
     action: Action
     reasons: tuple[str, ...]
@@ -59,6 +61,8 @@ class PlanEntry:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What became of one plan entry."""
+
     entry: PlanEntry
     result: Result
     ami_id: str = ""
@@ -74,6 +78,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class RebuildReport:
+    """Every outcome of a rebuild (or the plan, with dry_run)."""
+
     outcomes: tuple[Outcome, ...]
     dry_run: bool
     release: bool
@@ -155,6 +161,7 @@ def _entry(resolved: ResolvedVars, due: Due, release: bool) -> PlanEntry:
 def rebuild(project: Project, app: str | None = None, env: str | None = None, *,
             release: bool = False, dry_run: bool = False, jobs: int | None = None,
             progress: ProgressFn = silent, cancel: Cancel | None = None) -> RebuildReport:
+    """Bake what is stale and promote what is due, in scope; failures become outcomes."""
     started = time.monotonic()
     cancel = cancel or Cancel()
     progress("rebuild", "planning: base images, AMIs and fingerprints")

@@ -29,6 +29,8 @@ _EPOCH = datetime.fromtimestamp(0, UTC)
 
 @dataclass(frozen=True)
 class LastDeployment:
+    """A deployment group's latest deployment."""
+
     id: str
     status: str
     time: str  # when it ended (or was created, while running)
@@ -36,6 +38,8 @@ class LastDeployment:
 
 @dataclass(frozen=True)
 class ComboStatus:
+    """What one combo runs, how old it is, and what is due."""
+
     combo: Combo
     account: str
     region: str
@@ -104,6 +108,8 @@ class ComboStatus:
 
 @dataclass(frozen=True)
 class StatusReport:
+    """The status of every combo in scope, at one time."""
+
     combos: tuple[ComboStatus, ...]
     at: datetime
 
@@ -126,6 +132,7 @@ class StatusReport:
 
 
 def status(project: Project, app: str | None = None, env: str | None = None) -> StatusReport:
+    """What each combo in scope runs and whether a rebuild or promotion is due."""
     now = datetime.now(UTC)
     covered = inventory.scope(project, app, env)
     facts = inventory.gather(project, covered.resolved)

@@ -22,6 +22,8 @@ from builder.render.template import Rendered, source_line, write
 
 @dataclass(frozen=True)
 class ComboReport:
+    """The problems found for one combo (none: it is fine)."""
+
     app: str
     env: str
     comp: str | None
@@ -34,6 +36,8 @@ class ComboReport:
 
 @dataclass(frozen=True)
 class ValidateReport:
+    """Every combo checked by `validate`."""
+
     root: Path
     results: tuple[ComboReport, ...]
 
@@ -75,6 +79,8 @@ def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
 
 def validate(project: Project, app: str | None = None, env: str | None = None,
              comp: str | None = None, *, offline: bool = False, jobs: int = 2) -> ValidateReport:
+    """Check config, render and HCL, and unless offline Packer and Ansible, for every
+    combo in scope."""
     reports: list[ComboReport] = []
     checks: dict[Combo, tuple[int, Rendered]] = {}  # what Packer and Ansible check, per combo
     try:

@@ -103,6 +103,8 @@ class SshTarget:
 
 @dataclass(frozen=True)
 class TaskTiming:
+    """How long one task took and how it ended."""
+
     name: str  # "role : task", as Ansible shows it
     seconds: float
     status: str  # ok | changed | skipped | failed | ignored | unreachable
@@ -110,6 +112,8 @@ class TaskTiming:
 
 @dataclass(frozen=True)
 class PlaybookRun:
+    """One playbook run: its status, strategy, timings and events file."""
+
     playbook: Path
     status: str  # successful | canceled (a failure raises ProvisionFailed instead)
     strategy: str  # the Ansible strategy that ran: mitogen_linear | linear

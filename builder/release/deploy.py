@@ -70,6 +70,8 @@ class DeployTarget:
 
 @dataclass(frozen=True)
 class Waited:
+    """How waiting for a deployment ended: the deployment, a timeout, the failed event."""
+
     deployment: Deployment
     timed_out: bool
     failed_event: FailedEvent | None = None  # of a deployment that didn't succeed

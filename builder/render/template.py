@@ -28,6 +28,8 @@ _ERROR_LINE_RE = re.compile(r"line (\d+)")
 
 @dataclass(frozen=True)
 class Variable:
+    """A variable a Packer template declares."""
+
     name: str
     type_expr: str | None
     has_default: bool
@@ -64,6 +66,8 @@ class Rendered:
 
 @dataclass(frozen=True)
 class RenderedFiles:
+    """The files `builder render` wrote."""
+
     template: Path
     var_file: Path
     vars_json: Path

@@ -13,6 +13,7 @@ import pytest
 from builder.config.layout import Layout
 from builder.local.buildhost import BuildHost, build_host
 from builder.provision.ansible import SshTarget
+from tests.conftest import require_root
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ def probe_root(fixture_root: Callable[[str], Path]) -> Path:
 
 @pytest.fixture
 def host(probe_root: Path, ssh_key: Path) -> Iterator[Host]:
+    require_root()
     layout = Layout(probe_root)
     public = ssh_key.with_suffix(".pub").read_text()
     with build_host(layout, user="ubuntu", authorized_key=public) as build:

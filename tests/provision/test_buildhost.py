@@ -11,6 +11,7 @@ from pathlib import Path
 
 from builder.config.layout import Layout
 from builder.local.buildhost import build_host, stop_all
+from tests.conftest import require_root
 from tests.provision.conftest import ssh
 
 
@@ -34,6 +35,7 @@ def _refused(port: int) -> bool:
 
 
 def test_build_host_answers_ssh_on_loopback_with_sudo(probe_root: Path, ssh_key: Path) -> None:
+    require_root()
     layout = Layout(probe_root)
     public = ssh_key.with_suffix(".pub").read_text()
     with build_host(layout, user="ubuntu", authorized_key=public) as host:
@@ -51,6 +53,7 @@ def test_build_host_answers_ssh_on_loopback_with_sudo(probe_root: Path, ssh_key:
 
 def test_every_bake_gets_a_fresh_root(probe_root: Path, ssh_key: Path,
                                       tmp_path: Path) -> None:
+    require_root()
     layout = Layout(probe_root)
     public = ssh_key.with_suffix(".pub").read_text()
     with build_host(layout, user="ubuntu", authorized_key=public) as first:
@@ -65,6 +68,7 @@ def test_every_bake_gets_a_fresh_root(probe_root: Path, ssh_key: Path,
 
 
 def test_stop_all_cleans_up_after_a_crashed_run(probe_root: Path, ssh_key: Path) -> None:
+    require_root()
     crash = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
@@ -91,6 +95,7 @@ def test_stop_all_cleans_up_after_a_crashed_run(probe_root: Path, ssh_key: Path)
 
 
 def test_ansible_pings_the_build_host(probe_root: Path, ssh_key: Path) -> None:
+    require_root()
     public = ssh_key.with_suffix(".pub").read_text()
     with build_host(Layout(probe_root), user="ubuntu", authorized_key=public) as host:
         done = subprocess.run(

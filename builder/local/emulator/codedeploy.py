@@ -89,6 +89,8 @@ class _Run:
 
 
 class DeploymentEmulator:
+    """The thread that moves every emulated deployment through its states and lifecycle events."""
+
     def __init__(self, lock: threading.RLock, *, step_seconds: float = DEFAULT_STEP_SECONDS):
         self._lock = lock
         self.step_seconds = step_seconds

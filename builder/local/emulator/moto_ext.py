@@ -475,6 +475,7 @@ class GroupExtras:
 
 
 def deployment_extras(deployment: Any) -> DeploymentExtras:
+    """builder's own state kept on a moto deployment (made on first use)."""
     if not hasattr(deployment, "builder_extras"):
         deployment.builder_extras = DeploymentExtras()
     extras: DeploymentExtras = deployment.builder_extras
@@ -482,6 +483,7 @@ def deployment_extras(deployment: Any) -> DeploymentExtras:
 
 
 def group_extras(group: Any) -> GroupExtras:
+    """builder's own state kept on a moto deployment group (made on first use)."""
     if not hasattr(group, "builder_extras"):
         group.builder_extras = GroupExtras()
     extras: GroupExtras = group.builder_extras
@@ -498,6 +500,8 @@ def last_deployment_info(deployment: DeploymentInfo) -> dict[str, Any]:
 
 
 class DeploymentAlreadyCompletedException(CodeDeployException):
+    """CodeDeploy's error for stopping a deployment that has ended."""
+
     code = 400
 
     def __init__(self, deployment_id: str):
@@ -506,6 +510,8 @@ class DeploymentAlreadyCompletedException(CodeDeployException):
 
 
 class DeploymentLimitExceededException(CodeDeployException):
+    """CodeDeploy's error for a second deployment while one is active."""
+
     code = 400
 
     def __init__(self, group: str, deployment_id: str):

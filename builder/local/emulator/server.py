@@ -47,6 +47,7 @@ StartResponse = Callable[..., Any]
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line of the emulator process that `builder local up` starts."""
     parser = argparse.ArgumentParser(prog="python -m builder.local.emulator.server")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--state-dir", type=Path, required=True)
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None:
+    """Serve moto with builder's patches and control endpoints on 127.0.0.1 until stopped."""
     import moto
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -114,6 +116,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 class ControlError(Exception):
+    """A control request the emulator refuses, with its HTTP status."""
+
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
