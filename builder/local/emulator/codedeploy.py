@@ -35,17 +35,17 @@ from moto.core.utils import utcnow
 from moto.s3.exceptions import MissingBucket
 from moto.s3.models import s3_backends
 
-from builder.local.emulator.moto_ext import (
+from builder.local.emulator.codedeploy_state import (
     BLUE_EVENTS,
     FINAL_STATUSES,
     GREEN_EVENTS,
     InstanceTarget,
     LifecycleEvent,
-    backends,
     deployment_extras,
     group_extras,
     last_deployment_info,
 )
+from builder.local.emulator.moto_internals import backends
 
 log = logging.getLogger("builder.local.emulator.codedeploy")
 

@@ -70,10 +70,10 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
     )
     from werkzeug.serving import make_server
 
-    from builder.local.emulator import moto_ext
+    from builder.local.emulator import patches
     from builder.local.emulator.codedeploy import DEFAULT_STEP_SECONDS, DeploymentEmulator
 
-    moto_ext.apply()
+    patches.apply()
     lock = threading.RLock()
     step = DEFAULT_STEP_SECONDS if deploy_step_seconds is None else deploy_step_seconds
     emulator = DeploymentEmulator(lock, step_seconds=step)
@@ -191,7 +191,7 @@ def _field(body: dict[str, Any], name: str) -> str:
 
 
 def _publish_image(body: dict[str, Any]) -> dict[str, Any]:
-    from builder.local.emulator.moto_ext import publish_image
+    from builder.local.emulator.ec2_images import publish_image
 
     try:
         created = datetime.fromisoformat(_field(body, "creation_date"))
@@ -212,7 +212,7 @@ def inventory() -> dict[str, Any]:
     from moto.s3.models import s3_backends
     from moto.ssm.models import ssm_backends
 
-    from builder.local.emulator.moto_ext import backends
+    from builder.local.emulator.moto_internals import backends
 
     accounts: dict[str, dict[str, dict[str, list[Any]]]] = {}
 
