@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from builder.aws import EnvAws, translate
 from builder.aws.images import resolve_source
-from builder.errors import AwsError
+from builder.errors import AwsError, InputError
+from builder.local import control
 from builder.project import Project
 
 pytestmark = pytest.mark.local
@@ -270,3 +272,20 @@ def test_calls_only_the_owner_may_make_and_unknown_aliases_are_client_errors(
                                           GranteePrincipal=f"arn:aws:iam::{PROD}:root"),
                  lambda: kms.revoke_grant(KeyId="alias/no-such-alias", GrantId="x")):
         assert error_code(call) == "NotFoundException"
+
+
+def test_an_image_may_be_dated_so_tests_order_images_without_waiting(
+        local_stack: Project) -> None:
+    dev_aws = env_aws(local_stack, "dev")
+    ami = baked_image(local_stack, "dev", "demo-dev-app-dated", None)
+    endpoint = str(local_stack.aws.local_endpoint)
+    answer = control.call(endpoint, "images/creation-date", {
+        "account": dev_aws.account_id, "region": dev_aws.region, "image_id": ami,
+        "creation_date": "2024-05-01T10:00:00+00:00"})
+    assert answer["image_id"] == ami
+    created = image(dev_aws.client("ec2"), ami)["CreationDate"]
+    assert datetime.fromisoformat(created) == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    with pytest.raises(InputError, match="no image ami-0123456789abcdef0"):
+        control.call(endpoint, "images/creation-date", {
+            "account": dev_aws.account_id, "region": dev_aws.region,
+            "image_id": "ami-0123456789abcdef0", "creation_date": "2024-05-01T10:00:00Z"})

@@ -13,6 +13,8 @@ Control routes (JSON; moto serves every other path):
     POST /_builder/images                      {"owner", "region", "name", "creation_date",
                                                 "image_id"?, "public"?}
                                                -> {"image_id", "name", "made"}
+    POST /_builder/images/creation-date        {"account", "region", "image_id",
+                                                "creation_date"} -> {"image_id", "created"}
     POST /_builder/codedeploy/fail-next        {"account", "region", "application",
                                                 "deployment_group", "code"?, "message"?}
 
@@ -143,6 +145,7 @@ class EmulatorApp:
                                           "moto": self._moto_version},
             ("GET", "inventory"): lambda _: inventory(),
             ("POST", "images"): _publish_image,
+            ("POST", "images/creation-date"): _date_image,
             ("POST", "codedeploy/fail-next"): self._fail_next,
         }
         try:
@@ -193,14 +196,30 @@ def _field(body: dict[str, Any], name: str) -> str:
 def _publish_image(body: dict[str, Any]) -> dict[str, Any]:
     from builder.local.emulator.ec2_images import publish_image
 
-    try:
-        created = datetime.fromisoformat(_field(body, "creation_date"))
-    except ValueError as exc:
-        raise ControlError(400, f"creation_date: {exc}") from exc
     image, made = publish_image(_field(body, "owner"), _field(body, "region"),
-                                _field(body, "name"), created, image_id=body.get("image_id"),
+                                _field(body, "name"), _timestamp(body),
+                                image_id=body.get("image_id"),
                                 public=body.get("public") is not False)
     return {"image_id": image.id, "name": image.name, "made": made}
+
+
+def _date_image(body: dict[str, Any]) -> dict[str, Any]:
+    from builder.local.emulator.ec2_images import set_creation_date
+
+    created = _timestamp(body)
+    try:
+        image = set_creation_date(_field(body, "account"), _field(body, "region"),
+                                  _field(body, "image_id"), created)
+    except KeyError as exc:
+        raise ControlError(404, str(exc.args[0])) from exc
+    return {"image_id": image.id, "created": image.creation_date}
+
+
+def _timestamp(body: dict[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(_field(body, "creation_date"))
+    except ValueError as exc:
+        raise ControlError(400, f"creation_date: {exc}") from exc
 
 
 def inventory() -> dict[str, Any]:
