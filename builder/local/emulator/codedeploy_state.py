@@ -27,6 +27,8 @@ from moto.core.utils import utcnow
 from builder.local.emulator.moto_internals import original
 
 FINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
+# Where a group's deployments may be held: not started yet, or started and not ending.
+HOLD_STATUSES = ("Created", "InProgress")
 DEPLOYMENT_ID_ALPHABET = string.ascii_uppercase + string.digits
 # The lifecycle events of a blue/green deployment's instances, in order: the replacement
 # (Green) instances install and take traffic, then the original (Blue) ones lose it.
@@ -86,13 +88,15 @@ class DeploymentExtras:
 
 @dataclass
 class GroupExtras:
-    """What CodeDeploy reports about a deployment group and moto doesn't keep, and the
-    failure armed for its next deployment (`builder local fail-next-deployment`)."""
+    """What CodeDeploy reports about a deployment group and moto doesn't keep, the
+    failure armed for its next deployment (`builder local fail-next-deployment`), and
+    the status its deployments are held at (tests step them without racing the clock)."""
 
     target_revision: dict[str, Any] | None = None
     last_successful: dict[str, Any] | None = None
     last_attempted: dict[str, Any] | None = None
     fail_next: dict[str, str] | None = None
+    held_at: str | None = None  # one of HOLD_STATUSES
 
 
 def deployment_extras(deployment: Any) -> DeploymentExtras:

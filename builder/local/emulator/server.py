@@ -17,6 +17,9 @@ Control routes (JSON; moto serves every other path):
                                                 "creation_date"} -> {"image_id", "created"}
     POST /_builder/codedeploy/fail-next        {"account", "region", "application",
                                                 "deployment_group", "code"?, "message"?}
+    POST /_builder/codedeploy/hold             {"account", "region", "application",
+                                                "deployment_group", "status"}
+                                               status: "Created", "InProgress" or null
 
 Every request (and the deployment emulator) holds one lock: moto's backends are not
 made for concurrent writers, and local traffic is small.
@@ -147,6 +150,7 @@ class EmulatorApp:
             ("POST", "images"): _publish_image,
             ("POST", "images/creation-date"): _date_image,
             ("POST", "codedeploy/fail-next"): self._fail_next,
+            ("POST", "codedeploy/hold"): self._hold,
         }
         try:
             handler = handlers.get((method, route.strip("/")))
@@ -173,6 +177,18 @@ class EmulatorApp:
         except KeyError as exc:
             raise ControlError(404, str(exc.args[0])) from exc
         return {"armed": True}
+
+    def _hold(self, body: dict[str, Any]) -> dict[str, Any]:
+        status = body.get("status")
+        try:
+            self._emulator.hold(_field(body, "account"), _field(body, "region"),
+                                _field(body, "application"), _field(body, "deployment_group"),
+                                status)
+        except KeyError as exc:
+            raise ControlError(404, str(exc.args[0])) from exc
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return {"held_at": status}
 
 
 def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
