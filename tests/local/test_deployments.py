@@ -13,8 +13,7 @@ import pytest
 
 from builder.aws import EnvAws, codedeploy, translate
 from builder.errors import AwsError, InputError
-from builder.local import control
-from builder.local.stack import fail_next_deployment
+from builder.local.stack import fail_next_deployment, hold_deployments
 from builder.project import Project
 
 pytestmark = pytest.mark.local
@@ -35,14 +34,12 @@ Hold = Callable[[str | None], None]
 
 
 @pytest.fixture
-def hold(local_stack: Project, dev: EnvAws) -> Iterator[Hold]:
+def hold(local_stack: Project) -> Iterator[Hold]:
     """Hold the group's deployments at a status (Created, InProgress; None lets them go
     on); let go after the test."""
 
     def at(status: str | None) -> None:
-        control.call(str(local_stack.aws.local_endpoint), "codedeploy/hold", {
-            "account": dev.account_id, "region": dev.region, "application": "demo",
-            "deployment_group": GROUP, "status": status})
+        hold_deployments(local_stack, "demo", "dev", "app", status)
 
     yield at
     at(None)

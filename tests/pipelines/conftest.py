@@ -17,7 +17,7 @@ from builder.aws.images import Image
 from builder.bake.plan import pin_source
 from builder.cli import app, hoist_globals
 from builder.config.models import Combo
-from builder.local import control
+from builder.local.stack import date_image
 from builder.project import Project
 
 
@@ -51,9 +51,7 @@ def bake_like(project: Project, combo: Combo, *, base: Image | None = None,
                          Name=name, **encryption)["ImageId"]
     ec2.deregister_image(ImageId=plain["ImageId"])
     if created:
-        control.call(project.aws.local_endpoint, "images/creation-date", {
-            "account": project.env_aws(resolved).account_id, "region": settings.aws_region,
-            "image_id": ami, "creation_date": created.isoformat()})
+        date_image(project, combo.app, combo.env, combo.comp, ami, created)
     ec2.terminate_instances(InstanceIds=[instance])
     _, _, fingerprint = pin_source(project, resolved, base)
     build_id = f"{when:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"

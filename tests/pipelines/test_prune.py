@@ -12,16 +12,13 @@ import pytest
 
 from builder.aws import images as amis
 from builder.config.models import Combo
+from builder.local.stack import hold_deployments
 from builder.pipelines.prune import prune
 from builder.project import Project
 from builder.release.release import release
 from tests.pipelines.conftest import bake_like, ec2_of
 
 pytestmark = pytest.mark.local
-
-# Slow enough that a deployment started without waiting is still in progress when
-# prune looks.
-local_deploy_step_seconds = 2.0
 
 # staging: its AMIs are under a customer-managed key, so they can be shared.
 WORKER = Combo("demo", "staging", "worker")
@@ -48,6 +45,7 @@ def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
     ec2.create_launch_template(LaunchTemplateName="batch-jobs",
                                LaunchTemplateData={"ImageId": other_template.id})
     # A release whose deployment is still going when prune looks.
+    hold_deployments(local_stack, WORKER.app, WORKER.env, WORKER.comp, "InProgress")
     running = release(local_stack, WORKER, ami_id=deploying.id, wait=False)
     assert running.outcome == "deploying"
 
@@ -89,6 +87,7 @@ def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
     remaining = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
     assert gone and not set(gone) & remaining
     assert set(newest.snapshot_ids) <= remaining
+    hold_deployments(local_stack, WORKER.app, WORKER.env, WORKER.comp, None)
 
 
 def test_ami_keep_is_the_default_and_the_plan_is_shown(local_stack: Project,
