@@ -23,6 +23,7 @@ from builder.aws import locks as lock_items
 from builder.config.models import Combo
 from builder.errors import DeployFailed, LockedError
 from builder.local.mode import LOCAL
+from builder.local.stack import hold_deployments
 from builder.project import Project
 from builder.release.release import ReleaseResult, release
 from tests.release.emulated import Lines, clients, fleet_state, image_tags, make_ami
@@ -47,6 +48,17 @@ def wait_for_deployment(project: Project, combo: Combo) -> str:
             return active[0]
         time.sleep(0.05)
     raise AssertionError(f"no deployment of {combo} started")
+
+
+def wait_for_status(project: Project, combo: Combo, deployment_id: str, *statuses: str) -> None:
+    codedeploy = clients(project, combo)[2]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+        if info["status"] in statuses:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{deployment_id} never reached {statuses}")
 
 
 def lock_item(project: Project, combo: Combo) -> dict[str, Any] | None:
@@ -182,14 +194,18 @@ def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stac
                                                                        ) -> None:
     project, combo = local_stack, Combo("demo", "prod", "app")
     ami = make_ami(project, combo)
-
-    started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
-
-    assert started.outcome == "deploying" and started.deployment_status == "Created"
-    assert active_deployments(project, combo) == [started.deployment_id]
+    hold_deployments(project, combo.app, combo.env, combo.comp, "Created")
+    try:
+        started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
+        assert started.outcome == "deploying" and started.deployment_status == "Created"
+        assert active_deployments(project, combo) == [started.deployment_id]
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
     assert lock_item(project, combo) is None
     assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_BAKED
-    time.sleep(3 * local_deploy_step_seconds)  # it ends while nobody watches
+    assert started.deployment_id
+    # It ends while nobody watches.
+    wait_for_status(project, combo, started.deployment_id, "Succeeded")
 
     followed = release(project, combo, ami_id=ami, progress=Lines())
 
@@ -201,15 +217,21 @@ def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stac
 def test_following_a_deployment_shows_its_lifecycle_events(local_stack: Project) -> None:
     project, combo = local_stack, Combo("demo", "prod", "app")
     ami = make_ami(project, combo)
-    started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
-    codedeploy = clients(project, combo)[2]
-    deadline = time.monotonic() + 30
-    while codedeploy.get_deployment(deploymentId=started.deployment_id)["deploymentInfo"][
-            "status"] == "Created" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    hold_deployments(project, combo.app, combo.env, combo.comp, "InProgress")
     lines = Lines()
 
-    followed = release(project, combo, ami_id=ami, progress=lines)
+    def progress(subject: str, message: str) -> None:
+        lines(subject, message)
+        if "; lifecycle: " in message:  # seen in progress: it may end now
+            hold_deployments(project, combo.app, combo.env, combo.comp, None)
+
+    try:
+        started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
+        assert started.deployment_id
+        wait_for_status(project, combo, started.deployment_id, "InProgress")
+        followed = release(project, combo, ami_id=ami, progress=progress)
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
 
     assert followed.attached and followed.outcome == "verified"
     lifecycle = [line for line in lines.lines if "; lifecycle: " in line]
