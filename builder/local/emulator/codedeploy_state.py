@@ -125,6 +125,8 @@ def last_deployment_info(deployment: DeploymentInfo) -> dict[str, Any]:
 
 
 class DeploymentAlreadyCompletedException(CodeDeployException):
+    """CodeDeploy's answer to stopping a deployment that has ended."""
+
     code = 400
 
     def __init__(self, deployment_id: str):
@@ -133,6 +135,8 @@ class DeploymentAlreadyCompletedException(CodeDeployException):
 
 
 class DeploymentLimitExceededException(CodeDeployException):
+    """CodeDeploy's answer to a second deployment while the group has one running."""
+
     code = 400
 
     def __init__(self, group: str, deployment_id: str):
