@@ -167,14 +167,19 @@ def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Pro
     ami = make_ami(project, combo)
     before = fleet_state(project, combo)
 
-    child = start_cli_release(project.root, combo, ami)  # past the launch template step
-    child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=30)
+    # Held in progress: still running when the test looks, however slow the machine.
+    hold_deployments(project, combo.app, combo.env, combo.comp, "InProgress")
+    try:
+        child = start_cli_release(project.root, combo, ami)  # past the launch template step
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
 
-    assert child.returncode == 130, stderr
-    assert "goes on" in stderr and "interrupted by SIGINT" in stderr
-    assert lock_item(project, combo) is None  # released on Ctrl-C
-    [deployment_id] = active_deployments(project, combo)
+        assert child.returncode == 130, stderr
+        assert "goes on" in stderr and "interrupted by SIGINT" in stderr
+        assert lock_item(project, combo) is None  # released on Ctrl-C
+        [deployment_id] = active_deployments(project, combo)
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
     middle = fleet_state(project, combo)
     assert middle.default_image == ami and middle.versions == before.versions + 1
     interrupted = sorted((project.root / ".builder/releases/demo/staging/worker").glob("*.json"))
