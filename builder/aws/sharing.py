@@ -283,9 +283,14 @@ def _statement_allows(statement: Any, account: str) -> bool:
         return False
     principal = statement.get("Principal")
     principals = _as_list(principal.get("AWS") if isinstance(principal, dict) else principal)
-    actions = _as_list(statement.get("Action"))
     return (any(_names_account(p, account) for p in principals)
-            and any(fnmatch.fnmatchcase("kms:decrypt", a.lower()) for a in actions))
+            and any(_covers(a, "kms:Decrypt") for a in _as_list(statement.get("Action"))))
+
+
+def _covers(pattern: str, action: str) -> bool:
+    """Whether a policy's Action entry covers `action`, as IAM reads it: case-insensitive,
+    with `*` and `?` the only wildcards (a `[` is just a character, unlike in globs)."""
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower().replace("[", "[[]"))
 
 
 def _granted(kms: KMSClient, key: str, account: str) -> bool:

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +183,30 @@ def fail_next_deployment(project: Project, app: str, env: str, comp: str) -> Fai
         "account": armed.account, "region": armed.region,
         "application": armed.application, "deployment_group": armed.deployment_group})
     return armed
+
+
+def hold_deployments(project: Project, app: str, env: str, comp: str,
+                     status: str | None) -> None:
+    """Hold the deployments of the comp's deployment group at `status` (Created or
+    InProgress) until called again with None, so a test sees a deployment in that state
+    however slow the machine is."""
+    project = local_project(project)
+    settings = project.resolve(app, env, comp).settings
+    control.call(running_endpoint(project.layout), "codedeploy/hold", {
+        "account": settings.aws_account_id, "region": settings.aws_region,
+        "application": settings.codedeploy_application,
+        "deployment_group": settings.codedeploy_deployment_group, "status": status})
+
+
+def date_image(project: Project, app: str, env: str, comp: str, image_id: str,
+               created: datetime) -> None:
+    """Date an image of the comp's account and region as made at `created`, so a test
+    orders images by creation date without waiting."""
+    project = local_project(project)
+    settings = project.resolve(app, env, comp).settings
+    control.call(running_endpoint(project.layout), "images/creation-date", {
+        "account": settings.aws_account_id, "region": settings.aws_region,
+        "image_id": image_id, "creation_date": created.isoformat()})
 
 
 def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) -> dict[str, Any]:

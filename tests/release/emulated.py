@@ -14,6 +14,7 @@ from typing import Any
 
 from builder.aws import images
 from builder.config.models import Combo
+from builder.local.stack import date_image
 from builder.project import Project
 
 
@@ -29,8 +30,9 @@ class Lines:
 
 
 def make_ami(project: Project, combo: Combo, *, status: str = images.AmiStatus.BAKED,
-             tags: Mapping[str, str] | None = None) -> str:
-    """An available AMI in the combo's env account, tagged for `combo` (or `tags`)."""
+             tags: Mapping[str, str] | None = None, created: datetime | None = None) -> str:
+    """An available AMI in the combo's env account, tagged for `combo` (or `tags`), made
+    at `created` (default: now)."""
     resolved = project.resolve(combo.app, combo.env, combo.comp)
     ec2 = project.env_aws(resolved).client("ec2")
     source = images.resolve_source(ec2, resolved.settings)
@@ -40,6 +42,8 @@ def make_ami(project: Project, combo: Combo, *, status: str = images.AmiStatus.B
     name = f"{combo.app}-{combo.env}-{combo.comp}-{build_id}"
     ami_id: str = ec2.create_image(InstanceId=instance, Name=name)["ImageId"]
     ec2.terminate_instances(InstanceIds=[instance])
+    if created:
+        date_image(project, combo.app, combo.env, combo.comp, ami_id, created)
     image = images.describe(ec2, image_ids=[ami_id])[0]
     images.set_tags(ec2, image, {
         "Name": name, images.TAG_APP: combo.app, images.TAG_ENV: combo.env,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -150,10 +150,10 @@ def test_no_deploy_moves_only_the_launch_template_and_a_release_finishes_it(
     """The state an interrupt right after the launch-template step leaves (default on the
     AMI, no deployment): a later release deploys it without another version."""
     project = local_stack
-    verified = make_ami(project, DEV_WORKER, status=images.AmiStatus.VERIFIED)
-    time.sleep(1.1)  # CreationDate has whole seconds
-    newest = make_ami(project, DEV_WORKER)
-    time.sleep(1.1)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    verified = make_ami(project, DEV_WORKER, status=images.AmiStatus.VERIFIED,
+                        created=an_hour_ago)
+    newest = make_ami(project, DEV_WORKER, created=an_hour_ago + timedelta(minutes=1))
     make_ami(project, DEV_WORKER, status=images.AmiStatus.FAILED)  # never chosen by default
     before = fleet_state(project, DEV_WORKER)
 

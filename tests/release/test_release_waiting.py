@@ -21,9 +21,8 @@ from builder.aws import images
 from builder.aws import locks as lock_items
 from builder.config.models import Combo
 from builder.errors import DeployFailed, LockedError
-from builder.local import control
 from builder.local.mode import LOCAL
-from builder.local.state import running_endpoint
+from builder.local.stack import hold_deployments
 from builder.polling import poll_until
 from builder.project import Project
 from builder.release.release import ReleaseResult, release
@@ -46,14 +45,11 @@ def wait_for_deployment(project: Project, combo: Combo) -> str:
                       timeout_s=30, interval_s=0.05, what=f"a deployment of {combo}")
 
 
-def run_to_end(project: Project, combo: Combo, deployment_id: str) -> str:
-    """End a deployment in the emulator now (its final status), so a test need not wait
-    for it and knows it ended before the next step."""
-    settings = project.resolve(combo.app, combo.env, combo.comp).settings
-    answer = control.call(running_endpoint(project.layout), "codedeploy/run-to-end", {
-        "account": settings.aws_account_id, "region": settings.aws_region,
-        "deployment_id": deployment_id})
-    return str(answer["status"])
+def wait_for_status(project: Project, combo: Combo, deployment_id: str, *statuses: str) -> None:
+    codedeploy = clients(project, combo)[2]
+    poll_until(lambda: codedeploy.get_deployment(deploymentId=deployment_id)[
+        "deploymentInfo"]["status"] in statuses or None, timeout_s=30, interval_s=0.05,
+        what=f"{deployment_id} reaching {statuses}")
 
 
 def lock_item(project: Project, combo: Combo) -> dict[str, Any] | None:
@@ -162,14 +158,19 @@ def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Pro
     ami = make_ami(project, combo)
     before = fleet_state(project, combo)
 
-    child = start_cli_release(project.root, combo, ami)  # past the launch template step
-    child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=30)
+    # Held in progress: still running when the test looks, however slow the machine.
+    hold_deployments(project, combo.app, combo.env, combo.comp, "InProgress")
+    try:
+        child = start_cli_release(project.root, combo, ami)  # past the launch template step
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
 
-    assert child.returncode == 130, stderr
-    assert "goes on" in stderr and "interrupted by SIGINT" in stderr
-    assert lock_item(project, combo) is None  # released on Ctrl-C
-    [deployment_id] = active_deployments(project, combo)
+        assert child.returncode == 130, stderr
+        assert "goes on" in stderr and "interrupted by SIGINT" in stderr
+        assert lock_item(project, combo) is None  # released on Ctrl-C
+        [deployment_id] = active_deployments(project, combo)
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
     middle = fleet_state(project, combo)
     assert middle.default_image == ami and middle.versions == before.versions + 1
     interrupted = sorted((project.root / ".builder/releases/demo/staging/worker").glob("*.json"))
@@ -189,14 +190,18 @@ def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stac
                                                                        ) -> None:
     project, combo = local_stack, Combo("demo", "prod", "app")
     ami = make_ami(project, combo)
-
-    started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
-
-    assert started.outcome == "deploying" and started.deployment_status == "Created"
-    assert active_deployments(project, combo) == [started.deployment_id]
+    hold_deployments(project, combo.app, combo.env, combo.comp, "Created")
+    try:
+        started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
+        assert started.outcome == "deploying" and started.deployment_status == "Created"
+        assert active_deployments(project, combo) == [started.deployment_id]
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
     assert lock_item(project, combo) is None
     assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.BAKED
-    assert run_to_end(project, combo, started.deployment_id) == "Succeeded"  # nobody watched
+    assert started.deployment_id
+    # It ends while nobody watches.
+    wait_for_status(project, combo, started.deployment_id, "Succeeded")
     lines = Lines()
 
     followed = release(project, combo, ami_id=ami, progress=lines)
@@ -210,14 +215,21 @@ def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stac
 def test_following_a_deployment_shows_its_lifecycle_events(local_stack: Project) -> None:
     project, combo = local_stack, Combo("demo", "prod", "app")
     ami = make_ami(project, combo)
-    started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
-    codedeploy = clients(project, combo)[2]
-    poll_until(lambda: codedeploy.get_deployment(deploymentId=started.deployment_id)[
-        "deploymentInfo"]["status"] != "Created" or None, timeout_s=30, interval_s=0.05,
-        what="the deployment's start")
+    hold_deployments(project, combo.app, combo.env, combo.comp, "InProgress")
     lines = Lines()
 
-    followed = release(project, combo, ami_id=ami, progress=lines)
+    def progress(subject: str, message: str) -> None:
+        lines(subject, message)
+        if "; lifecycle: " in message:  # seen in progress: it may end now
+            hold_deployments(project, combo.app, combo.env, combo.comp, None)
+
+    try:
+        started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
+        assert started.deployment_id
+        wait_for_status(project, combo, started.deployment_id, "InProgress")
+        followed = release(project, combo, ami_id=ami, progress=progress)
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
 
     assert followed.attached and followed.outcome == "verified"
     lifecycle = [line for line in lines.lines if "; lifecycle: " in line]

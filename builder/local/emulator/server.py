@@ -13,10 +13,13 @@ Control routes (JSON; moto serves every other path):
     POST /_builder/images                      {"owner", "region", "name", "creation_date",
                                                 "image_id"?, "public"?}
                                                -> {"image_id", "name", "made"}
+    POST /_builder/images/creation-date        {"account", "region", "image_id",
+                                                "creation_date"} -> {"image_id", "created"}
     POST /_builder/codedeploy/fail-next        {"account", "region", "application",
                                                 "deployment_group", "code"?, "message"?}
-    POST /_builder/codedeploy/run-to-end       {"account", "region", "deployment_id"}
-                                               -> {"status"}: the deployment's final status
+    POST /_builder/codedeploy/hold             {"account", "region", "application",
+                                                "deployment_group", "status"}
+                                               status: "Created", "InProgress" or null
 
 Every request (and the deployment emulator) holds one lock: moto's backends are not
 made for concurrent writers, and local traffic is small.
@@ -74,10 +77,10 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
     )
     from werkzeug.serving import make_server
 
-    from builder.local.emulator import moto_ext
+    from builder.local.emulator import patches
     from builder.local.emulator.codedeploy import DEFAULT_STEP_SECONDS, DeploymentEmulator
 
-    moto_ext.apply()
+    patches.apply()
     lock = threading.RLock()
     step = DEFAULT_STEP_SECONDS if deploy_step_seconds is None else deploy_step_seconds
     emulator = DeploymentEmulator(lock, step_seconds=step)
@@ -149,8 +152,9 @@ class EmulatorApp:
                                           "moto": self._moto_version},
             ("GET", "inventory"): lambda _: inventory(),
             ("POST", "images"): _publish_image,
+            ("POST", "images/creation-date"): _date_image,
             ("POST", "codedeploy/fail-next"): self._fail_next,
-            ("POST", "codedeploy/run-to-end"): self._run_to_end,
+            ("POST", "codedeploy/hold"): self._hold,
         }
         try:
             handler = handlers.get((method, route.strip("/")))
@@ -178,14 +182,17 @@ class EmulatorApp:
             raise ControlError(404, str(exc.args[0])) from exc
         return {"armed": True}
 
-
-    def _run_to_end(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _hold(self, body: dict[str, Any]) -> dict[str, Any]:
+        status = body.get("status")
         try:
-            status = self._emulator.run_to_end(_field(body, "account"), _field(body, "region"),
-                                               _field(body, "deployment_id"))
+            self._emulator.hold(_field(body, "account"), _field(body, "region"),
+                                _field(body, "application"), _field(body, "deployment_group"),
+                                status)
         except KeyError as exc:
             raise ControlError(404, str(exc.args[0])) from exc
-        return {"status": status}
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return {"held_at": status}
 
 
 def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
@@ -207,16 +214,32 @@ def _field(body: dict[str, Any], name: str) -> str:
 
 
 def _publish_image(body: dict[str, Any]) -> dict[str, Any]:
-    from builder.local.emulator.moto_ext import publish_image
+    from builder.local.emulator.ec2_images import publish_image
 
-    try:
-        created = datetime.fromisoformat(_field(body, "creation_date"))
-    except ValueError as exc:
-        raise ControlError(400, f"creation_date: {exc}") from exc
     image, made = publish_image(_field(body, "owner"), _field(body, "region"),
-                                _field(body, "name"), created, image_id=body.get("image_id"),
+                                _field(body, "name"), _timestamp(body),
+                                image_id=body.get("image_id"),
                                 public=body.get("public") is not False)
     return {"image_id": image.id, "name": image.name, "made": made}
+
+
+def _date_image(body: dict[str, Any]) -> dict[str, Any]:
+    from builder.local.emulator.ec2_images import set_creation_date
+
+    created = _timestamp(body)
+    try:
+        image = set_creation_date(_field(body, "account"), _field(body, "region"),
+                                  _field(body, "image_id"), created)
+    except KeyError as exc:
+        raise ControlError(404, str(exc.args[0])) from exc
+    return {"image_id": image.id, "created": image.creation_date}
+
+
+def _timestamp(body: dict[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(_field(body, "creation_date"))
+    except ValueError as exc:
+        raise ControlError(400, f"creation_date: {exc}") from exc
 
 
 def inventory() -> dict[str, Any]:
@@ -228,7 +251,7 @@ def inventory() -> dict[str, Any]:
     from moto.s3.models import s3_backends
     from moto.ssm.models import ssm_backends
 
-    from builder.local.emulator.moto_ext import backends
+    from builder.local.emulator.moto_internals import backends
 
     accounts: dict[str, dict[str, dict[str, list[Any]]]] = {}
 
