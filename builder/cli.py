@@ -380,6 +380,32 @@ def status_command(
     _emit(ctx, status(_g(ctx).project(), app_name, env))
 
 
+@app.command("iam-policy")
+def iam_policy_command(
+    ctx: typer.Context,
+    app_name: Annotated[str | None, typer.Argument(help="App (default: all)")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Only this env")] = None,
+    for_: Annotated[list[str] | None, typer.Option(
+        "--for", metavar="COMMAND", help="bake, release, promote, prune, reap, status, "
+        "rebuild, doctor or all (repeatable; default all)")] = None,
+    output_format: Annotated[str, typer.Option(
+        "--format", help="json (policy documents) or terraform (aws_iam_policy_document "
+        "data sources)")] = "json",
+    ci_principal: Annotated[str | None, typer.Option(
+        "--ci-principal", metavar="ARN", help="Who assumes the env roles (the CI role); "
+        "default: the env account's own principals")] = None,
+) -> None:
+    """Print the IAM policy each env account's builder role needs, its trust policy and
+    the KMS key-policy statements promotion needs, made from the calls table."""
+    from builder.pipelines.access import iam_policy
+
+    if output_format not in ("json", "terraform"):
+        raise InputError(f"--format {output_format}: json or terraform")
+    policies = iam_policy(_g(ctx).project(), app_name, env, for_=for_ or ["all"],
+                          terraform=output_format == "terraform", ci_principal=ci_principal)
+    typer.echo(policies.to_text())
+
+
 @local_app.command("up")
 def local_up_command(
     ctx: typer.Context,

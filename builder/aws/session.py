@@ -26,6 +26,7 @@ from botocore.credentials import (
 )
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from builder.aws import calls
 from builder.config.models import Settings
 from builder.errors import AwsError
 
@@ -123,6 +124,8 @@ class EnvAws:
                 client = make(service, region_name=key[1], endpoint_url=self.aws.local_endpoint,
                               config=self.aws.client_config())
                 client.meta.events.register("before-call.*.*", self.aws.call_log.record)
+                if calls.checking():
+                    client.meta.events.register("before-call.*.*", calls.RUNNING.check)
                 self._clients[key] = client
             return self._clients[key]
 
@@ -198,9 +201,25 @@ def translate(doing: str) -> Iterator[None]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
-        raise AwsError(f"{doing}: {code}: {error.get('Message', exc)}", code=code) from exc
+        message = f"{doing}: {code}: {error.get('Message', exc)}"
+        if code in _DENIED:
+            message += _denied_hint(exc.operation_name)
+        raise AwsError(message, code=code) from exc
     except NoCredentialsError as exc:
         raise AwsError(f"{doing}: no AWS credentials (set a profile, env vars or "
                        "aws_profile; or use --local)") from exc
     except BotoCoreError as exc:
         raise AwsError(f"{doing}: {exc}") from exc
+
+
+# What AWS services answer when a policy does not allow a call.
+_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                     "UnauthorizedAccess", "AuthorizationError"})
+
+
+def _denied_hint(operation: str) -> str:
+    """Which builder step was denied, and where its permissions come from."""
+    steps = calls.RUNNING.names()
+    step = f" (builder step {', '.join(steps)}" if steps else " ("
+    return (f"{step}{', ' if steps else ''}needs {operation}: compare the env role's policy "
+            "with `builder iam-policy`, or run `builder doctor`)")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder import packer, process
 from builder.aws import images, temporary
+from builder.aws.calls import runs
 from builder.bake.plan import Plan, plan
 from builder.config.models import Combo
 from builder.errors import (
@@ -134,6 +135,7 @@ class BakeOptions:
     vault_password_file: Path | None = None
 
 
+@runs("bake")
 def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions(),
          progress: ProgressFn = silent, cancel: Cancel | None = None) -> BakeResult:
     cancel = cancel or Cancel()

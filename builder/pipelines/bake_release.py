@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from builder.aws.calls import runs
 from builder.bake.build import BakeFailure, BakeResult
 from builder.config.models import Combo
 from builder.errors import BuilderError, Interrupted
@@ -69,6 +70,7 @@ class BakeAndRelease:
                                    "Auto Scaling group / error"), rows), *details])
 
 
+@runs("release")
 def release_baked(project: Project, baked: Sequence[Baked], *,
                   progress: ProgressFn | None = None,
                   cancel: Cancel | None = None) -> BakeAndRelease:

@@ -18,6 +18,7 @@ from typing import Any
 
 from builder.aws import EnvAws, codedeploy, fleet, sharing
 from builder.aws import images as amis
+from builder.aws.calls import runs
 from builder.aws.images import Image
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
@@ -92,6 +93,7 @@ class PruneReport:
                 + f"\n\n{tail}")
 
 
+@runs("prune")
 def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None = None,
           yes: bool = False) -> PruneReport:
     if keep is not None and keep < 1:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from builder.aws.calls import runs
 from builder.bake.build import BakeOptions, bake
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
@@ -106,6 +107,7 @@ class RebuildReport:
         return f"{verb}: {parts or 'nothing in scope'} ({self.duration_s:.1f}s)"
 
 
+@runs("rebuild")
 def plan(project: Project, app: str | None = None, env: str | None = None, *,
          release: bool = False) -> list[PlanEntry]:
     """What a rebuild would do, combo by combo, and why."""
@@ -143,6 +145,7 @@ def _entry(resolved: ResolvedVars, due: Due, release: bool) -> PlanEntry:
                      due.force, resolved.settings.promote_from)
 
 
+@runs("rebuild")
 def rebuild(project: Project, app: str | None = None, env: str | None = None, *,
             release: bool = False, dry_run: bool = False, jobs: int | None = None,
             progress: ProgressFn | None = None, cancel: Cancel | None = None) -> RebuildReport:
