@@ -414,13 +414,17 @@ def local_up_command(
     no_build_host: Annotated[bool, typer.Option(
         "--no-build-host", help="Skip the build host image (or BUILDER_LOCAL_NO_BUILD_HOST=1)"
     )] = False,
+    enforce_iam: Annotated[bool, typer.Option(
+        "--enforce-iam", help="Attach `builder iam-policy`'s policies to each env's role and "
+        "enforce IAM in the emulator (or BUILDER_LOCAL_ENFORCE_IAM=1)")] = False,
 ) -> None:
     """Start the emulator (or reuse it) and make the missing resources and build host image."""
     from builder.local.stack import up
     from builder.output import Progress
 
     _emit(ctx, up(_g(ctx).project(), port, progress=Progress(),
-                  build_host=False if no_build_host else None))
+                  build_host=False if no_build_host else None,
+                  enforce_iam=True if enforce_iam else None))
 
 
 @local_app.command("down")

@@ -218,8 +218,8 @@ _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOpera
 
 
 def _denied_hint(operation: str) -> str:
-    """Which builder step was denied, and where its permissions come from."""
+    """Which builder step was refused, and where its permissions come from."""
     steps = calls.RUNNING.names()
-    step = f" (builder step {', '.join(steps)}" if steps else " ("
-    return (f"{step}{', ' if steps else ''}needs {operation}: compare the env role's policy "
-            "with `builder iam-policy`, or run `builder doctor`)")
+    needed = f"builder step {', '.join(steps)} needs {operation}; " if steps else ""
+    return (f" ({needed}the role's policy does not allow it: compare it with "
+            "`builder iam-policy`, or run `builder doctor`)")

@@ -15,6 +15,9 @@ Control routes (JSON; moto serves every other path):
                                                -> {"image_id", "name", "made"}
     POST /_builder/codedeploy/fail-next        {"account", "region", "application",
                                                 "deployment_group", "code"?, "message"?}
+    GET  /_builder/iam                         {"enforced", "ci_user_arn"}
+    POST /_builder/iam                         {"on", "roles"?, ...}: IAM enforcement
+                                               (builder.local.emulator.iam)
 
 Every request (and the deployment emulator) holds one lock: moto's backends are not
 made for concurrent writers, and local traffic is small.
@@ -70,10 +73,11 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
     )
     from werkzeug.serving import make_server
 
-    from builder.local.emulator import moto_ext
+    from builder.local.emulator import iam, moto_ext
     from builder.local.emulator.codedeploy import DEFAULT_STEP_SECONDS, DeploymentEmulator
 
     moto_ext.apply()
+    iam.apply()
     lock = threading.RLock()
     step = DEFAULT_STEP_SECONDS if deploy_step_seconds is None else deploy_step_seconds
     emulator = DeploymentEmulator(lock, step_seconds=step)
@@ -144,6 +148,8 @@ class EmulatorApp:
             ("GET", "inventory"): lambda _: inventory(),
             ("POST", "images"): _publish_image,
             ("POST", "codedeploy/fail-next"): self._fail_next,
+            ("GET", "iam"): lambda _: _iam().enforced(),
+            ("POST", "iam"): lambda body: _iam().set_enforcement(body),
         }
         try:
             handler = handlers.get((method, route.strip("/")))
@@ -170,6 +176,12 @@ class EmulatorApp:
         except KeyError as exc:
             raise ControlError(404, str(exc.args[0])) from exc
         return {"armed": True}
+
+
+def _iam() -> Any:
+    from builder.local.emulator import iam
+
+    return iam
 
 
 def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
