@@ -406,6 +406,23 @@ def iam_policy_command(
     typer.echo(policies.to_text())
 
 
+@app.command("doctor")
+def doctor_command(
+    ctx: typer.Context,
+    app_name: Annotated[str | None, typer.Argument(help="App (default: all)")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Only this env")] = None,
+) -> None:
+    """Check each env account before a bake: the credentials are the account's, the role
+    can be assumed, and its policies allow what `builder iam-policy` lists; exit 2 (with
+    the statements to add) when not."""
+    from builder.pipelines.access import doctor
+
+    report = doctor(_g(ctx).project(), app_name, env)
+    _emit(ctx, report)
+    if not report.ok:
+        raise typer.Exit(2)
+
+
 @local_app.command("up")
 def local_up_command(
     ctx: typer.Context,

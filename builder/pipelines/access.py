@@ -4,12 +4,18 @@ names they are scoped to."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from builder.aws import calls
-from builder.aws.policy import PolicySet, build
+from builder.aws import AwsTarget, EnvAws, calls, translate
+from builder.aws.calls import runs
+from builder.aws.policy import AccountPolicy, PolicySet, build, statements
 from builder.config.layers import ResolvedVars
-from builder.errors import InputError, Problem, ValidationFailed
+from builder.config.models import Settings
+from builder.errors import AwsError, InputError, Problem, ValidationFailed
+from builder.output import table
 from builder.project import Project
 
 # `--for` choices: the commands a user runs against real AWS, and all of them.
@@ -54,3 +60,145 @@ def iam_policy(project: Project, app: str | None = None, env: str | None = None,
     chosen, everything = in_scope(project, app, env)
     return build(chosen, everything, policy_steps(for_), ci_principal=ci_principal,
                  terraform_format=terraform)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of one env account: ok, failed, or skipped (with why)."""
+
+    name: str
+    outcome: str  # "ok", "failed", "skipped"
+    detail: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"check": self.name, "outcome": self.outcome, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class AccountDoctor:
+    account: str
+    role_arn: str
+    envs: tuple[str, ...]
+    checks: tuple[Check, ...]
+    missing: tuple[str, ...] = ()
+    to_add: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(check.outcome != "failed" for check in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"account": self.account, "role_arn": self.role_arn, "envs": list(self.envs),
+                "ok": self.ok, "checks": [check.to_json() for check in self.checks],
+                "missing_actions": list(self.missing),
+                "statements_to_add": list(self.to_add)}
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """`builder doctor`: a table of env account by check; exit 2 when any check failed."""
+
+    accounts: tuple[AccountDoctor, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(account.ok for account in self.accounts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "accounts": [account.to_json() for account in self.accounts]}
+
+    def to_text(self) -> str:
+        names = [check.name for check in self.accounts[0].checks] if self.accounts else []
+        rows = [(a.account, ", ".join(a.envs),
+                 *(check.outcome for check in a.checks)) for a in self.accounts]
+        lines = [table(("account", "envs", *names), rows)]
+        for account in self.accounts:
+            for check in account.checks:
+                if check.outcome != "ok" and check.detail:
+                    lines.append(f"{account.account} {check.name}: {check.outcome}: "
+                                 f"{check.detail}")
+            if account.to_add:
+                lines.append(f"{account.account}: add to {account.role_arn}'s policy:")
+                lines.append(json.dumps(list(account.to_add), indent=2))
+        lines.append("all checks passed" if self.ok else "some checks failed")
+        return "\n".join(lines)
+
+
+@runs("doctor")
+def doctor(project: Project, app: str | None = None, env: str | None = None) -> DoctorReport:
+    """Per env account: the credentials work and are the account's (sts:GetCallerIdentity,
+    which assumes the role first), the role is the one builder assumes, and its policies
+    allow every action `builder iam-policy` lists (iam:SimulatePrincipalPolicy, when the
+    role may call it). At most three calls per account."""
+    chosen, everything = in_scope(project, app, env)
+    policies = build(chosen, everything, calls.POLICY_STEPS,
+                     role_for=lambda settings: _role(project, settings))
+    members = {(r.settings.aws_account_id, _role(project, r.settings)): r for r in chosen}
+    return DoctorReport(tuple(_examine(project.env_aws(members[(a.account, a.role_arn)]), a)
+                              for a in policies.accounts))
+
+
+def _role(project: Project, settings: Settings) -> str:
+    """The role builder assumes in the env (the account itself when it assumes none)."""
+    return (project.aws.role_for(AwsTarget.of(settings))
+            or f"arn:aws:iam::{settings.aws_account_id}:root")
+
+
+def _examine(env_aws: EnvAws, account: AccountPolicy) -> AccountDoctor:
+    assumes = account.role_arn.split(":")[5].startswith("role/")
+    try:
+        with translate("sts:GetCallerIdentity"):
+            identity = env_aws.client("sts").get_caller_identity()
+    except AwsError as exc:
+        role_failed = "AssumeRole" in exc.message
+        return AccountDoctor(account.account, account.role_arn, account.envs, (
+            Check("credentials", "skipped" if role_failed else "failed",
+                  "" if role_failed else exc.message),
+            Check("role", "failed" if role_failed else "skipped",
+                  exc.message if role_failed else ""),
+            Check("policy", "skipped", "no credentials")))
+    arn = str(identity.get("Arn", ""))
+    credentials = (Check("credentials", "ok", arn) if identity.get("Account") == account.account
+                   else Check("credentials", "failed", f"the credentials are {arn}, in account "
+                              f"{identity.get('Account')}, not aws_account_id "
+                              f"{account.account}"))
+    role_name = account.role_arn.rsplit("/", 1)[-1]
+    if not assumes:
+        role = Check("role", "skipped", "no aws_role_arn: builder uses the credentials as "
+                     "they are")
+    elif f":assumed-role/{role_name}/" in arn:
+        role = Check("role", "ok", account.role_arn)
+    else:
+        role = Check("role", "failed", f"expected {account.role_arn} assumed, got {arn}")
+    if credentials.outcome != "ok" or not assumes:
+        return AccountDoctor(account.account, account.role_arn, account.envs,
+                             (credentials, role, Check("policy", "skipped",
+                                                       "nothing to simulate")))
+    policy, missing = _simulate(env_aws, account)
+    to_add = tuple(statement for statement in statements(account.grants)
+                   if set(statement["Action"]) & set(missing))
+    to_add = tuple({**s, "Action": sorted(set(s["Action"]) & set(missing))} for s in to_add)
+    return AccountDoctor(account.account, account.role_arn, account.envs,
+                         (credentials, role, policy), tuple(missing), to_add)
+
+
+def _simulate(env_aws: EnvAws, account: AccountPolicy) -> tuple[Check, list[str]]:
+    """One SimulatePrincipalPolicy call over every action (by action: resource scopes and
+    conditions are the generated policy's business)."""
+    actions = sorted(account.actions)
+    try:
+        with translate("iam:SimulatePrincipalPolicy"):
+            reply = env_aws.client("iam").simulate_principal_policy(
+                PolicySourceArn=account.role_arn, ActionNames=actions)
+    except AwsError as exc:
+        if exc.code in ("AccessDenied", "AccessDeniedException"):
+            return Check("policy", "skipped", "the role may not call "
+                         "iam:SimulatePrincipalPolicy on itself"), []
+        raise
+    allowed = {str(r["EvalActionName"]) for r in reply.get("EvaluationResults", [])
+               if r.get("EvalDecision") == "allowed"}
+    missing = [action for action in actions if action not in allowed]
+    if missing:
+        return Check("policy", "failed", f"{len(missing)} of {len(actions)} actions not "
+                     f"allowed: {', '.join(missing)}"), missing
+    return Check("policy", "ok", f"{len(actions)} actions allowed"), []

@@ -21,6 +21,7 @@ from builder.config.models import Combo
 from builder.local import control, stack
 from builder.local import iam as local_iam
 from builder.local.mode import LOCAL
+from builder.pipelines.access import doctor
 from builder.project import Project
 from tests.conftest import copy_demo
 from tests.pipelines.conftest import bake_like, ec2_of
@@ -120,3 +121,39 @@ def test_a_missing_permission_fails_naming_it_and_the_step(
     assert f"not authorized to perform: {action}" in said
     assert f"builder step {doing} needs" in said
     assert "builder iam-policy" in said
+
+
+def test_doctor_passes_with_the_generated_policies_in_three_calls_per_account(
+        enforced: Project, cli: Any) -> None:
+    fresh = Project.open(str(enforced.root), local_mode=LOCAL)
+    report = doctor(fresh)
+    assert report.ok, report.to_text()
+    assert [tuple(c.outcome for c in a.checks) for a in report.accounts] == [
+        ("ok", "ok", "ok")] * 3
+    assert fresh.aws.call_log.counts == {"sts.AssumeRole": 3, "sts.GetCallerIdentity": 3,
+                                         "iam.SimulatePrincipalPolicy": 3}
+    done = _run(cli, enforced, "doctor", "demo", "--env", "prod")
+    assert done.exit_code == 0, done.output
+    assert "333333333333" in done.stdout and "all checks passed" in done.stdout
+
+
+def test_doctor_names_a_missing_permission_and_the_statement_to_add(
+        enforced: Project, cli: Any) -> None:
+    local_iam.enforce(enforced, without={"ec2:CreateLaunchTemplateVersion"})
+    try:
+        done = _run(cli, enforced, "doctor", "demo", "--json")
+    finally:
+        local_iam.enforce(enforced)
+    assert done.exit_code == 2, done.output
+    accounts = json.loads(done.stdout)["accounts"]
+    assert all(a["missing_actions"] == ["ec2:CreateLaunchTemplateVersion"] for a in accounts)
+    [statement] = accounts[0]["statements_to_add"]
+    assert statement["Action"] == ["ec2:CreateLaunchTemplateVersion"]
+    assert statement["Resource"] == ["arn:aws:ec2:eu-west-1:111111111111:launch-template/*"]
+
+
+def test_doctor_finds_credentials_of_another_account(enforced: Project, cli: Any) -> None:
+    done = _run(cli, enforced, "-e", "aws_account_id=444444444444", "doctor", "demo",
+                "--env", "dev")
+    assert done.exit_code == 2, done.output
+    assert "not aws_account_id 444444444444" in done.stdout

@@ -28,8 +28,10 @@ from typing import Any
 from moto import settings
 from moto.core.exceptions import JsonRESTError
 from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.iam.access_control import IAMPolicyStatement, IAMRequest
+from moto.core.responses import ActionResult
+from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, IAMRequest, PermissionResult
 from moto.iam.models import iam_backends
+from moto.iam.responses import IamResponse
 
 PARTITION = "aws"
 CI_ACCOUNT = DEFAULT_ACCOUNT_ID
@@ -63,6 +65,27 @@ def apply() -> None:
         refuse(self)
 
     IAMRequest._raise_access_denied = refuse_in_json  # type: ignore[method-assign]
+    IamResponse.simulate_principal_policy = _simulate  # type: ignore[attr-defined]
+
+
+def _simulate(self: IamResponse) -> ActionResult:
+    """iam:SimulatePrincipalPolicy for a role, which moto lacks: each action judged
+    against the role's inline and attached policies the way enforcement judges it (by
+    action; `builder doctor` uses it)."""
+    source = str(self._get_param("PolicySourceArn"))
+    backend = iam_backends[source.split(":")[4]][PARTITION]
+    role = backend.get_role_by_arn(source)
+    documents: list[Any] = [backend.get_role_policy(role.name, name)[1]
+                            for name in backend.list_role_policies(role.name)]
+    documents += backend.list_attached_role_policies(role.name)[0]
+    results = []
+    for action in self._get_param("ActionNames") or []:
+        verdicts = [IAMPolicy(document).is_action_permitted(action) for document in documents]
+        decision = ("explicitDeny" if PermissionResult.DENIED in verdicts else
+                    "allowed" if PermissionResult.PERMITTED in verdicts else "implicitDeny")
+        results.append({"EvalActionName": action, "EvalResourceName": "*",
+                         "EvalDecision": decision})
+    return ActionResult({"EvaluationResults": results, "IsTruncated": False})
 
 
 def enforced() -> dict[str, Any]:
