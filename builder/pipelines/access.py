@@ -183,22 +183,46 @@ def _examine(env_aws: EnvAws, account: AccountPolicy) -> AccountDoctor:
 
 
 def _simulate(env_aws: EnvAws, account: AccountPolicy) -> tuple[Check, list[str]]:
-    """One SimulatePrincipalPolicy call over every action (by action: resource scopes and
-    conditions are the generated policy's business)."""
+    """One SimulatePrincipalPolicy call over every action, against the resources the
+    generated policy scopes it to and with its conditions' keys set to what they expect
+    (AWS would judge an action scoped to ARNs as denied on `*`)."""
     actions = sorted(account.actions)
+    resources: dict[str, set[str]] = {}
+    for grant in account.grants:
+        resources.setdefault(grant.action, set()).update(grant.resources)
     try:
         with translate("iam:SimulatePrincipalPolicy"):
             reply = env_aws.client("iam").simulate_principal_policy(
-                PolicySourceArn=account.role_arn, ActionNames=actions)
+                PolicySourceArn=account.role_arn, ActionNames=actions, MaxItems=1000,
+                ResourceArns=sorted({r for found in resources.values() for r in found}),
+                ContextEntries=_context(account))
     except AwsError as exc:
         if exc.code in ("AccessDenied", "AccessDeniedException"):
             return Check("policy", "skipped", "the role may not call "
                          "iam:SimulatePrincipalPolicy on itself"), []
         raise
-    allowed = {str(r["EvalActionName"]) for r in reply.get("EvaluationResults", [])
-               if r.get("EvalDecision") == "allowed"}
+    allowed = set()
+    for result in reply.get("EvaluationResults", []):
+        action = str(result["EvalActionName"])
+        wanted = resources.get(action, set())
+        if result.get("EvalDecision") == "allowed" or any(
+                r.get("EvalResourceDecision") == "allowed" and r.get("EvalResourceName") in wanted
+                for r in result.get("ResourceSpecificResults", [])):
+            allowed.add(action)
     missing = [action for action in actions if action not in allowed]
     if missing:
         return Check("policy", "failed", f"{len(missing)} of {len(actions)} actions not "
                      f"allowed: {', '.join(missing)}"), missing
     return Check("policy", "ok", f"{len(actions)} actions allowed"), []
+
+
+def _context(account: AccountPolicy) -> list[dict[str, Any]]:
+    """Every condition key of the policy, set the way its condition wants (a tag that
+    must exist gets a value)."""
+    values: dict[str, set[str]] = {}
+    for grant in account.grants:
+        for test, variable, expected in grant.condition:
+            values.setdefault(variable, set()).update(
+                ["builder"] if test == "Null" else expected)
+    return [{"ContextKeyName": name, "ContextKeyValues": sorted(found),
+             "ContextKeyType": "stringList"} for name, found in sorted(values.items())]
