@@ -26,7 +26,7 @@ from botocore.credentials import (
 )
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from builder.aws import calls
+from builder.aws.calls import RUNNING, checking
 from builder.config.models import Settings
 from builder.errors import AwsError
 
@@ -124,8 +124,8 @@ class EnvAws:
                 client = make(service, region_name=key[1], endpoint_url=self.aws.local_endpoint,
                               config=self.aws.client_config())
                 client.meta.events.register("before-call.*.*", self.aws.call_log.record)
-                if calls.checking():
-                    client.meta.events.register("before-call.*.*", calls.RUNNING.check)
+                if checking():
+                    client.meta.events.register("before-call.*.*", RUNNING.check)
                 self._clients[key] = client
             return self._clients[key]
 
@@ -219,7 +219,7 @@ _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOpera
 
 def _denied_hint(operation: str) -> str:
     """Which builder step was refused, and where its permissions come from."""
-    steps = calls.RUNNING.names()
+    steps = RUNNING.names()
     needed = f"builder step {', '.join(steps)} needs {operation}; " if steps else ""
     return (f" ({needed}the role's policy does not allow it: compare it with "
             "`builder iam-policy`, or run `builder doctor`)")
