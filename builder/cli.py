@@ -60,7 +60,13 @@ class _Group(TyperGroup):
         """Expected errors: one line on stderr (all lines for several problems) and their
         exit code; the traceback only with -v."""
         try:
-            return super().invoke(ctx)
+            if os.environ.get("BUILDER_CHECK_CALLS") != "1":
+                return super().invoke(ctx)
+            # Under test: every AWS call of a command must be made in a step's name.
+            from builder.aws.calls import RUNNING
+
+            with RUNNING.strict():
+                return super().invoke(ctx)
         except BuilderError as exc:
             if isinstance(ctx.obj, Globals) and ctx.obj.verbose:
                 import traceback

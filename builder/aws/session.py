@@ -126,6 +126,7 @@ class EnvAws:
                 client.meta.events.register("before-call.*.*", self.aws.call_log.record)
                 if checking():
                     client.meta.events.register("before-call.*.*", RUNNING.check)
+                    client.meta.events.register("before-send.*.*", RUNNING.mark)
                 self._clients[key] = client
             return self._clients[key]
 

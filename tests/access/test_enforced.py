@@ -14,7 +14,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from builder.aws import images
 from builder.config.models import Combo
@@ -54,8 +56,15 @@ def _run(cli: Any, project: Project, *args: str) -> Any:
 
 def test_enforcement_is_on_and_refuses_what_no_policy_allows(enforced: Project) -> None:
     assert control.call(str(enforced.aws.local_endpoint), "iam")["enforced"] is True
-    ec2 = ec2_of(enforced, DEV_APP)
-    with pytest.raises(Exception, match="not authorized to perform: ec2:CreateVpc"):
+    # A plain client with the role's credentials: this test's call is judged as builder's.
+    credentials = enforced.env_aws(enforced.resolve("demo", "dev", "app")).credentials_env()
+    ec2 = boto3.client("ec2", endpoint_url=enforced.aws.local_endpoint,
+                       region_name=credentials["AWS_REGION"],
+                       aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                       aws_session_token=credentials["AWS_SESSION_TOKEN"])
+    assert ec2.describe_images(Owners=["self"])["Images"] is not None
+    with pytest.raises(ClientError, match="not authorized to perform: ec2:CreateVpc"):
         ec2.create_vpc(CidrBlock="10.9.0.0/16")
 
 

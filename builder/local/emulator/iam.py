@@ -16,7 +16,10 @@ What moto checks, and what it does not (so what local mode proves):
   Resource matches any call moto cannot name a resource for (resource scoping is checked
   by `builder iam-policy`'s tests and, on real AWS, by `builder doctor`);
 - conditions: moto evaluates them only in trust policies, and the cross-account trust of
-  an env role is not evaluated at all (moto looks the role up in the caller's account).
+  an env role is not evaluated at all (moto looks the role up in the caller's account);
+- callers: in the test suite, calls made outside every builder step (tests making and
+  reading resources, as Terraform or an operator would) carry a header and are let
+  through; builder's calls and Packer's are judged.
 """
 
 from __future__ import annotations
@@ -29,9 +32,17 @@ from moto import settings
 from moto.core.exceptions import JsonRESTError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult
-from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, IAMRequest, PermissionResult
+from moto.iam.access_control import (
+    IAMPolicy,
+    IAMPolicyStatement,
+    IAMRequest,
+    IAMRequestBase,
+    PermissionResult,
+)
 from moto.iam.models import iam_backends
 from moto.iam.responses import IamResponse
+
+from builder.aws.calls import OUTSIDE_HEADER
 
 PARTITION = "aws"
 CI_ACCOUNT = DEFAULT_ACCOUNT_ID
@@ -65,6 +76,16 @@ def apply() -> None:
         refuse(self)
 
     IAMRequest._raise_access_denied = refuse_in_json  # type: ignore[method-assign]
+
+    judge = IAMRequestBase.check_action_permitted
+
+    def judge_builder_calls(self: IAMRequestBase, resource: str) -> None:
+        # A test's own call (builder.aws.calls.OUTSIDE_HEADER): it plays Terraform.
+        if self._headers.get(OUTSIDE_HEADER):
+            return
+        judge(self, resource)
+
+    IAMRequestBase.check_action_permitted = judge_builder_calls  # type: ignore[method-assign]
     IamResponse.simulate_principal_policy = _simulate  # type: ignore[attr-defined]
 
 
