@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+from xml.sax.saxutils import escape
 
 from moto import settings
 from moto.core.exceptions import JsonRESTError
@@ -41,6 +42,7 @@ from moto.iam.access_control import (
 )
 from moto.iam.models import iam_backends
 from moto.iam.responses import IamResponse
+from werkzeug.exceptions import HTTPException
 
 from builder.aws.calls import OUTSIDE_HEADER
 
@@ -49,9 +51,23 @@ CI_ACCOUNT = DEFAULT_ACCOUNT_ID
 CI_USER = "builder-ci"
 POLICY_NAME = "builder"
 
-# Services that speak JSON: moto answers their refusals in XML, which botocore cannot
-# read (the caller would see "403" and a page of XML), so they get AWS's JSON error.
+# Services that speak JSON: moto answers their refusals in IAM's XML, which botocore
+# cannot read (the caller would see "403" and a page of XML), so they get AWS's JSON
+# error; EC2 gets EC2's own error document (Packer's SDK reads no other).
 _JSON_SERVICES = frozenset({"codedeploy", "dynamodb", "kms", "ssm"})
+
+
+class _Ec2Refusal(HTTPException):
+    """EC2's UnauthorizedOperation, in EC2's error document."""
+
+    code = 403
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.description = (
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>"
+            f"<Code>UnauthorizedOperation</Code><Message>{escape(message)}</Message>"
+            "</Error></Errors><RequestID>builder-local</RequestID></Response>")
 
 _state = {"enforced": False}
 
@@ -69,13 +85,15 @@ def apply() -> None:
 
     refuse = IAMRequest._raise_access_denied
 
-    def refuse_in_json(self: IAMRequest) -> None:
+    def refuse_as_the_service_does(self: IAMRequest) -> None:
+        message = f"User: {self._access_key.arn} is not authorized to perform: {self._action}"
         if self._service in _JSON_SERVICES:
-            raise JsonRESTError("AccessDeniedException", f"User: {self._access_key.arn} is "
-                                f"not authorized to perform: {self._action}")
+            raise JsonRESTError("AccessDeniedException", message)
+        if self._service == "ec2":
+            raise _Ec2Refusal(f"You are not authorized to perform this operation. {message}")
         refuse(self)
 
-    IAMRequest._raise_access_denied = refuse_in_json  # type: ignore[method-assign]
+    IAMRequest._raise_access_denied = refuse_as_the_service_does  # type: ignore[method-assign]
 
     judge = IAMRequestBase.check_action_permitted
 
