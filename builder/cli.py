@@ -407,9 +407,8 @@ def iam_policy_command(
 
     if output_format not in ("json", "terraform"):
         raise InputError(f"--format {output_format}: json or terraform")
-    policies = iam_policy(_g(ctx).project(), app_name, env, for_=for_ or ["all"],
-                          terraform=output_format == "terraform", ci_principal=ci_principal)
-    typer.echo(policies.to_text())
+    _emit(ctx, iam_policy(_g(ctx).project(), app_name, env, for_=for_ or ["all"],
+                          terraform=output_format == "terraform", ci_principal=ci_principal))
 
 
 @app.command("doctor")

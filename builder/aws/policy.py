@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from builder.aws import calls
@@ -46,7 +46,7 @@ Condition = tuple[tuple[str, str, tuple[str, ...]], ...]  # (test, variable, val
 
 @dataclass(frozen=True)
 class Grant:
-    """One action on resources, maybe under a condition, and the rows that want it."""
+    """One action on resources, maybe under a condition."""
 
     action: str
     resources: tuple[str, ...]
@@ -94,7 +94,6 @@ class PolicySet:
     accounts: tuple[AccountPolicy, ...]
     ci_principal: str
     terraform: bool = False
-    notes: tuple[str, ...] = field(default=())
 
     def ci_document(self) -> dict[str, Any]:
         return {"Version": VERSION, "Statement": [{
@@ -114,7 +113,7 @@ class PolicySet:
 
 def build(resolved: Sequence[ResolvedVars], every: Sequence[ResolvedVars], steps: Sequence[str],
           *, ci_principal: str | None = None, terraform_format: bool = False,
-          role_for: Any = None) -> PolicySet:
+          role_for: Callable[[Settings], str] | None = None) -> PolicySet:
     """The policies for the combos in `resolved` (`every`: all combos of their apps, to
     know which env promotes from which); `role_for(settings)` names the env's role."""
     chosen = tuple(dict.fromkeys(name for step in steps for name in calls.expand(step)))
