@@ -140,7 +140,7 @@ def build(resolved: Sequence[ResolvedVars], every: Sequence[ResolvedVars], steps
             source = by_env.get((r.combo.app, r.settings.promote_from or ""))
             for call in _rows(chosen, via_promote, promotes_from=source is not None,
                               promoted_to=bool(sources.get((r.combo.app, r.combo.env)))):
-                for grant in _grants(call, r, source):
+                for grant in _grants(call, r, source, role):
                     grants.setdefault(grant)
                     why = reasons.setdefault(call.action, [])
                     if call.why not in why:
@@ -184,7 +184,7 @@ def _applies(call: Call, r: ResolvedVars) -> bool:
     return bool(getattr(r.settings, call.when, None) or r.values.get(call.when))
 
 
-def _grants(call: Call, r: ResolvedVars, source: Settings | None) -> list[Grant]:
+def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> list[Grant]:
     if not _applies(call, r):
         return []
     s = r.settings
@@ -263,7 +263,7 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None) -> list[Grant]
         return [Grant(action, (f"arn:aws:iam::{account}:role/*",), (
             ("StringEquals", "iam:PassedToService", ("ec2.amazonaws.com",)),))] if profile else []
     if on == calls.SELF_ROLE:
-        return [Grant(action, (_default_role(s),))]
+        return [Grant(action, (role,))]
     raise ValueError(f"calls table: unknown resource kind {on!r} for {action}")
 
 
