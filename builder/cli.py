@@ -62,7 +62,8 @@ class _Group(TyperGroup):
         try:
             if os.environ.get("BUILDER_CHECK_CALLS") != "1":
                 return super().invoke(ctx)
-            # Under test: every AWS call of a command must be made in a step's name.
+            # Under test (builder.aws.calls.CHECK_ENV; not imported above, as it loads
+            # boto3): every AWS call of a command must be made in a step's name.
             from builder.aws.calls import RUNNING
 
             with RUNNING.strict():

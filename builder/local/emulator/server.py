@@ -179,6 +179,8 @@ class EmulatorApp:
 
 
 def _iam() -> Any:
+    """The IAM enforcement module, loaded by the routes that use it: it imports moto,
+    and this module is also imported (for its file names) by every local command."""
     from builder.local.emulator import iam
 
     return iam
