@@ -89,6 +89,11 @@ def test_the_demo_policies_cover_every_row_of_the_table(tmp_path: Path) -> None:
     for account in policies["accounts"]:
         _check_grammar(account["policy"])
         _check_grammar(account["trust_policy"], trust=True)
+        # And as AWS's own grammar, as moto's validators read it (the local extra).
+        validation = pytest.importorskip("moto.iam.policy_validation")
+        validation.IAMPolicyDocumentValidator(json.dumps(account["policy"])).validate()
+        validation.IAMTrustPolicyDocumentValidator(
+            json.dumps(account["trust_policy"])).validate()
         assert set(account["reasons"]) == {a for s in account["policy"]["Statement"]
                                            for a in s["Action"]}
     _check_grammar(policies["ci_policy"])
