@@ -402,8 +402,11 @@ def iam_policy_command(
         "--ci-principal", metavar="ARN", help="Who assumes the env roles (the CI role); "
         "default: the env account's own principals")] = None,
 ) -> None:
-    """Print the IAM policy each env account's builder role needs, its trust policy and
-    the KMS key-policy statements promotion needs, made from the calls table."""
+    """Print the IAM policies each env account's builder role needs.
+
+    Made from the calls table: the role's policy, its trust policy (who may assume it),
+    the KMS key-policy statements promotion needs, and the CI principal's policy.
+    """
     from builder.pipelines.access import iam_policy
 
     if output_format not in ("json", "terraform"):
@@ -418,9 +421,11 @@ def doctor_command(
     app_name: Annotated[str | None, typer.Argument(help="App (default: all)")] = None,
     env: Annotated[str | None, typer.Option("--env", help="Only this env")] = None,
 ) -> None:
-    """Check each env account before a bake: the credentials are the account's, the role
-    can be assumed, and its policies allow what `builder iam-policy` lists; exit 2 (with
-    the statements to add) when not."""
+    """Check each env account's credentials, role and policies before a bake.
+
+    The credentials are the account's, the role can be assumed, and its policies allow
+    what `builder iam-policy` lists; exit 2, with the statements to add, when not.
+    """
     from builder.pipelines.access import doctor
 
     report = doctor(_g(ctx).project(), app_name, env)
