@@ -64,7 +64,14 @@ class _Group(TyperGroup):
         """Expected errors: one line on stderr (all lines for several problems) and their
         exit code; the traceback only with -v."""
         try:
-            return super().invoke(ctx)
+            if os.environ.get("BUILDER_CHECK_CALLS") != "1":
+                return super().invoke(ctx)
+            # Under test (builder.aws.calls.CHECK_ENV; not imported above, as it loads
+            # boto3): every AWS call of a command must be made in a step's name.
+            from builder.aws.calls import RUNNING
+
+            with RUNNING.strict():
+                return super().invoke(ctx)
         except BuilderError as exc:
             if isinstance(ctx.obj, Globals) and ctx.obj.verbose:
                 import traceback
@@ -481,6 +488,54 @@ def status_command(
     _emit(ctx, status(_g(ctx).project(), app_name, env))
 
 
+@_command(app, "iam-policy",
+          "builder iam-policy demo --env prod",
+          "builder iam-policy --for bake --for release --format terraform")
+def iam_policy_command(
+    ctx: typer.Context,
+    app_name: AllApps = None,
+    env: OnlyEnv = None,
+    for_: Annotated[list[str] | None, typer.Option(
+        "--for", metavar="COMMAND", help="bake, release, promote, prune, reap, status, "
+        "rebuild, doctor or all (repeatable; default all)")] = None,
+    output_format: Annotated[str, typer.Option(
+        "--format", metavar="FORMAT", help="json (policy documents) or terraform "
+        "(aws_iam_policy_document data sources)")] = "json",
+    ci_principal: Annotated[str | None, typer.Option(
+        "--ci-principal", metavar="ARN", help="Who assumes the env roles (the CI role); "
+        "default: the env account's own principals")] = None,
+) -> None:
+    """Print the IAM policies each env account's builder role needs.
+
+    Made from the calls table: the role's policy, its trust policy (who may assume it),
+    the KMS key-policy statements promotion needs, and the CI principal's policy.
+    """
+    from builder.pipelines.access import iam_policy
+
+    if output_format not in ("json", "terraform"):
+        raise InputError(f"--format {output_format}: json or terraform")
+    _emit(ctx, iam_policy(_g(ctx).project(), app_name, env, for_=for_ or ["all"],
+                          terraform=output_format == "terraform", ci_principal=ci_principal))
+
+
+@_command(app, "doctor",
+          "builder doctor",
+          "builder doctor demo --env prod")
+def doctor_command(
+    ctx: typer.Context,
+    app_name: AllApps = None,
+    env: OnlyEnv = None,
+) -> None:
+    """Check each env account's credentials, role and policies before a bake.
+
+    The credentials are the account's, the role can be assumed, and its policies allow
+    what `builder iam-policy` lists; exit 2, with the statements to add, when not.
+    """
+    from builder.pipelines.access import doctor
+
+    _emit(ctx, doctor(_g(ctx).project(), app_name, env))
+
+
 @_command(app, "keys", "builder keys", "builder keys --json")
 def keys_command(ctx: typer.Context) -> None:
     """List the keys builder reads from the vars, with defaults."""
@@ -500,6 +555,9 @@ def local_up_command(
     no_build_host: Annotated[bool, typer.Option(
         "--no-build-host", help="Skip the build host image (or BUILDER_LOCAL_NO_BUILD_HOST=1)"
     )] = False,
+    enforce_iam: Annotated[bool, typer.Option(
+        "--enforce-iam", help="Attach `builder iam-policy`'s policies to each env's role and "
+        "enforce IAM in the emulator (or BUILDER_LOCAL_ENFORCE_IAM=1)")] = False,
 ) -> None:
     """Start the emulator, resources and build host image.
 
@@ -509,7 +567,8 @@ def local_up_command(
     from builder.output import Progress
 
     _emit(ctx, up(_g(ctx).project(), port, progress=Progress(),
-                  build_host=False if no_build_host else None))
+                  build_host=False if no_build_host else None,
+                  enforce_iam=True if enforce_iam else None))
 
 
 @_command(local_app, "down", "builder local down")

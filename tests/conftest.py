@@ -13,11 +13,16 @@ from typing import TYPE_CHECKING
 import pytest
 from typer.testing import CliRunner
 
+from builder.aws.calls import CHECK_ENV, RUNNING
 from builder.cli import app
 from builder.local.mode import LOCAL
 
 if TYPE_CHECKING:
     from builder.project import Project
+
+# Every AWS call builder makes must be in the calls table for its step (subprocesses
+# inherit the setting): a call missing from the table fails the test that made it.
+os.environ[CHECK_ENV] = "1"
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -36,6 +41,15 @@ def require_root() -> None:
     rest of the suite still runs)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the local build host mounts an overlay and chroots")
+
+
+@pytest.fixture(autouse=True)
+def _calls_listed() -> Iterator[None]:
+    """A call missing from the calls table fails the test even when builder code caught
+    the error it raised (a batch reporting one failed comp, say)."""
+    before = len(RUNNING.unlisted)
+    yield
+    assert RUNNING.unlisted[before:] == [], "AWS calls not in builder/aws/calls.py"
 
 
 @pytest.fixture

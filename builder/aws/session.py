@@ -26,6 +26,7 @@ from botocore.credentials import (
 )
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from builder.aws.calls import RUNNING, checking
 from builder.config.models import Settings
 from builder.errors import AwsError
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # the stubs are for mypy only: never loaded when builder runs
     from mypy_boto3_codedeploy import CodeDeployClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_iam import IAMClient
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_ssm import SSMClient
@@ -137,6 +139,8 @@ class EnvAws:
     @overload
     def client(self, service: Literal["ec2"], region: str | None = None) -> EC2Client: ...
     @overload
+    def client(self, service: Literal["iam"], region: str | None = None) -> IAMClient: ...
+    @overload
     def client(self, service: Literal["kms"], region: str | None = None) -> KMSClient: ...
     @overload
     def client(self, service: Literal["s3"], region: str | None = None) -> S3Client: ...
@@ -154,6 +158,9 @@ class EnvAws:
                 client = make(service, region_name=key[1], endpoint_url=self.aws.local_endpoint,
                               config=self.aws.client_config())
                 client.meta.events.register("before-call.*.*", self.aws.call_log.record)
+                if checking():
+                    client.meta.events.register("before-call.*.*", RUNNING.check)
+                    client.meta.events.register("before-send.*.*", RUNNING.mark)
                 self._clients[key] = client
             return self._clients[key]
 
@@ -229,9 +236,25 @@ def translate(doing: str) -> Iterator[None]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
-        raise AwsError(f"{doing}: {code}: {error.get('Message', exc)}", code=code) from exc
+        message = f"{doing}: {code}: {error.get('Message', exc)}"
+        if code in _DENIED:
+            message += _denied_hint(exc.operation_name)
+        raise AwsError(message, code=code) from exc
     except NoCredentialsError as exc:
         raise AwsError(f"{doing}: no AWS credentials (set a profile, env vars or "
                        "aws_profile; or use --local)") from exc
     except BotoCoreError as exc:
         raise AwsError(f"{doing}: {exc}") from exc
+
+
+# What AWS services answer when a policy does not allow a call.
+_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                     "UnauthorizedAccess", "AuthorizationError"})
+
+
+def _denied_hint(operation: str) -> str:
+    """Which builder step was refused, and where its permissions come from."""
+    steps = RUNNING.names()
+    needed = f"builder step {', '.join(steps)} needs {operation}; " if steps else ""
+    return (f" ({needed}the role's policy does not allow it: compare it with "
+            "`builder iam-policy`, or run `builder doctor`)")

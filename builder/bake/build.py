@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder import packer, process
 from builder.aws import images, temporary
+from builder.aws.calls import runs
 from builder.bake.plan import Plan, plan
 from builder.batch import Failed, Ok, run_each
 from builder.config.models import Combo
@@ -132,6 +133,7 @@ class BakeOptions:
     vault_password_file: Path | None = None
 
 
+@runs("bake")
 def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions(),
          progress: ProgressFn = silent, cancel: Cancel | None = None) -> BakeResult:
     """Bake the AMI of one combo, or return the existing one whose fingerprint matches.

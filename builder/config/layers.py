@@ -7,6 +7,7 @@ then `-e key=value`. Files named *.vault.yml are never layers: Ansible alone rea
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -198,6 +199,13 @@ class ConfigLoader:
         return self._docs[path]
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(env: jinja2.Environment, source: str) -> jinja2.Template:
+    """Compile each distinct value once per environment: every combo renders the same
+    defaults (`{{ app }}-{{ env }}-{{ comp }}`), and compiling is most of resolving."""
+    return env.from_string(source)
+
+
 class _Resolver:
     """Renders values lazily so one var may use another, as Ansible does."""
 
@@ -241,7 +249,7 @@ class _Resolver:
             whole = _WHOLE_EXPR_RE.fullmatch(text)
             if whole:
                 # A value that is one expression keeps its type (a list stays a list).
-                template = self._env.from_string(f"{{% set result = ({whole['expr']}) %}}")
+                template = _compiled(self._env, f"{{% set result = ({whole['expr']}) %}}")
                 run = template.new_context(cast("dict[str, Any]", context), shared=True)
                 for _ in template.root_render_func(run):
                     pass
@@ -250,7 +258,7 @@ class _Resolver:
                     str(result)  # raises UndefinedError naming what is missing
                 return result
             # shared=True: Jinja reads the lazy context instead of copying every var.
-            template = self._env.from_string(text)
+            template = _compiled(self._env, text)
             run = template.new_context(cast("dict[str, Any]", context), shared=True)
             return "".join(template.root_render_func(run))
         except jinja2.UndefinedError as exc:

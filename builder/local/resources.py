@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from builder.aws import EnvAws, codedeploy, translate
+from builder.aws.calls import runs
 from builder.aws.images import Image, describe
 from builder.config.layers import ResolvedVars
 from builder.config.models import Settings
@@ -114,6 +115,7 @@ class PublishedImages:
                       for i in self.images])
 
 
+@runs("local")
 def ensure_resources(project: Project, progress: ProgressFn = silent) -> ResourcesReport:
     """Make what is missing for every combo; wait for the groups' first deployments."""
     maker = _Maker(project, progress)
@@ -130,6 +132,7 @@ def ensure_resources(project: Project, progress: ProgressFn = silent) -> Resourc
     return ResourcesReport(tuple(maker.resources.values()), tuple(problems))
 
 
+@runs("local")
 def publish_source_ami(project: Project, app: str, env: str) -> PublishedImages:
     """A newer base image for every source_ami_filter of the env's comps, newer by name
     and CreationDate than every image the filter matches today."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from builder import process
 from builder.config.layout import Layout
 from builder.errors import OperationFailed, TimedOut, ToolMissing
-from builder.local import buildhost, control
+from builder.local import buildhost, control, iam
 from builder.local.emulator.server import LOG_FILE, SERVER_FILE
 from builder.local.mode import local_project
 from builder.local.resources import ResourcesReport, ensure_resources
@@ -54,6 +54,7 @@ class LocalStatus:
     resources: ResourcesReport | None = None
     build_host_image: str | None = None
     seconds: float | None = None
+    enforcement: iam.Enforcement | None = None
 
     exit_code = 0
 
@@ -61,7 +62,8 @@ class LocalStatus:
         return {"running": self.running, "endpoint": self.endpoint, "pid": self.pid,
                 "note": self.note, "accounts": dict(self.accounts),
                 "resources": self.resources.to_json() if self.resources else None,
-                "build_host_image": self.build_host_image, "seconds": self.seconds}
+                "build_host_image": self.build_host_image, "seconds": self.seconds,
+                "iam": self.enforcement.to_json() if self.enforcement else None}
 
     def to_text(self) -> str:
         if not self.running:
@@ -72,6 +74,8 @@ class LocalStatus:
             lines.append(self.resources.to_text())
         if self.build_host_image:
             lines.append(f"build host image: {self.build_host_image}")
+        if self.enforcement:
+            lines.append(self.enforcement.to_text())
         kinds = ("images", "launch_templates", "auto_scaling_groups", "deployment_groups",
                  "buckets", "kms_aliases", "ssm_parameters")
         rows = [(account, region, *(len(held.get(kind, [])) for kind in kinds))
@@ -123,14 +127,16 @@ class FailureArmed:
 
 
 def up(project: Project, port: int | None = None, *, progress: ProgressFn = silent,
-       build_host: bool | None = None,
-       deploy_step_seconds: float | None = None) -> LocalStatus:
+       build_host: bool | None = None, deploy_step_seconds: float | None = None,
+       enforce_iam: bool | None = None) -> LocalStatus:
     """Start the stack (or reuse the running one), make the missing resources and the
     build host image.
 
     build_host None: prepare it unless BUILDER_LOCAL_NO_BUILD_HOST=1.
     deploy_step_seconds: seconds between deployment states when the stack starts here
     (None: BUILDER_LOCAL_DEPLOY_STEP_SECONDS, else the server's 1 s).
+    enforce_iam: attach the generated policies to the env roles and enforce IAM (None:
+    BUILDER_LOCAL_ENFORCE_IAM=1); a stack already enforcing keeps enforcing.
     """
     started = time.monotonic()
     layout = project.layout
@@ -141,13 +147,21 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
         info = _start(layout, port, deploy_step_seconds)
         note = "started"
     progress("local", f"emulator at {info['endpoint']}; making resources")
-    report = ensure_resources(local_project(project), progress)
+    local = local_project(project)
+    with iam.paused(str(info["endpoint"])) as enforcing:
+        report = ensure_resources(local, progress)
+    enforced = None
+    if enforcing or (enforce_iam if enforce_iam is not None
+                     else os.environ.get(iam.ENFORCE_IAM_ENV) == "1"):
+        progress("local", "attaching the generated IAM policies; enforcing IAM")
+        enforced = iam.enforce(local)
     image = None
     if build_host if build_host is not None else os.environ.get(NO_BUILD_HOST_ENV) != "1":
         image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
     current = status(layout)
     return dataclasses.replace(current, note=note, resources=report, build_host_image=image,
-                               seconds=round(time.monotonic() - started, 2))
+                               seconds=round(time.monotonic() - started, 2),
+                               enforcement=enforced)
 
 
 def down(layout: Layout) -> LocalDown:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from builder.aws.calls import runs
 from builder.bake.build import BakeResult
 from builder.batch import Failed, Ok, run_each
 from builder.interrupts import Cancel
@@ -52,6 +53,7 @@ class BakeAndRelease:
                                    "Auto Scaling group / error"), rows), *details])
 
 
+@runs("release")
 def release_baked(project: Project, baked: Sequence[Baked], *,
                   progress: ProgressFn = silent,
                   cancel: Cancel | None = None) -> BakeAndRelease:

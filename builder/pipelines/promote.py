@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder.aws import EnvAws, fleet, sharing, translate
 from builder.aws import images as amis
+from builder.aws.calls import runs
 from builder.aws.images import Image
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
@@ -85,6 +86,7 @@ class PromoteResult:
         return "\n".join(lines)
 
 
+@runs("promote")
 def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str | None = None,
             deploy: bool = True, timeout_min: float = COPY_TIMEOUT_MIN,
             progress: ProgressFn = silent, cancel: Cancel | None = None) -> PromoteResult:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder.aws import EnvAws, codedeploy, fleet, sharing
 from builder.aws import images as amis
+from builder.aws.calls import runs
 from builder.aws.images import Image
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
@@ -105,6 +106,7 @@ class PruneReport:
                 + f"\n\n{tail}")
 
 
+@runs("prune")
 def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None = None,
           yes: bool = False) -> PruneReport:
     """Plan (and with `yes`, do) the removal of the comp's old AMIs and their snapshots.

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from builder.aws import AwsTarget, temporary
+from builder.aws.calls import runs
 from builder.errors import BuilderError, InputError
 from builder.output import table
 from builder.project import Project
@@ -70,6 +71,7 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{units[unit]: int(number)})
 
 
+@runs("reap")
 def reap(project: Project, older_than: timedelta, *, dry_run: bool = False) -> ReapReport:
     """Remove builder instances, key pairs and security groups older than `older_than`,
     in every account and region the envs use (and dead local build hosts)."""

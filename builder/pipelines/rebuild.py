@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from builder.aws.calls import runs
 from builder.bake.build import BakeOptions, bake
 from builder.batch import Ok, run_each
 from builder.config.layers import ResolvedVars
@@ -121,6 +122,7 @@ class RebuildReport:
         return f"{verb}: {parts or 'nothing in scope'} ({self.duration_s:.1f}s)"
 
 
+@runs("rebuild")
 def plan(project: Project, app: str | None = None, env: str | None = None, *,
          release: bool = False) -> list[PlanEntry]:
     """What a rebuild would do, combo by combo, and why."""
@@ -158,6 +160,7 @@ def _entry(resolved: ResolvedVars, due: Due, release: bool) -> PlanEntry:
                      due.force, resolved.settings.promote_from)
 
 
+@runs("rebuild")
 def rebuild(project: Project, app: str | None = None, env: str | None = None, *,
             release: bool = False, dry_run: bool = False, jobs: int | None = None,
             progress: ProgressFn = silent, cancel: Cancel | None = None) -> RebuildReport:

@@ -15,6 +15,7 @@ from typing import Any
 
 from builder.aws import AwsTarget, codedeploy
 from builder.aws import images as amis
+from builder.aws.calls import runs
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
 from builder.errors import AwsError, BuilderError
@@ -131,6 +132,7 @@ class StatusReport:
                 + (f", {errors} with errors" if errors else ""))
 
 
+@runs("status")
 def status(project: Project, app: str | None = None, env: str | None = None) -> StatusReport:
     """What each combo in scope runs and whether a rebuild or promotion is due."""
     now = datetime.now(UTC)

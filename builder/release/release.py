@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from builder.aws import codedeploy, fleet, images
+from builder.aws.calls import runs
 from builder.aws.codedeploy import Deployment, DeploymentGroup
 from builder.aws.fleet import AsgLaunch, TemplateVersion
 from builder.config.models import Combo
@@ -147,6 +148,7 @@ class ReleaseResult:
         return "\n".join(lines)
 
 
+@runs("release")
 def release(project: Project, combo: Combo, *, ami_id: str | None = None,
             revision: str | None = None, deploy: bool = True, wait: bool = True,
             timeout_min: float = 30.0, break_lock: bool = False,

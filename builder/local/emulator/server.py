@@ -20,6 +20,9 @@ Control routes (JSON; moto serves every other path):
     POST /_builder/codedeploy/hold             {"account", "region", "application",
                                                 "deployment_group", "status"}
                                                status: "Created", "InProgress" or null
+    GET  /_builder/iam                         {"enforced", "ci_user_arn"}
+    POST /_builder/iam                         {"on", "roles"?, ...}: IAM enforcement
+                                               (builder.local.emulator.iam)
 
 Every request (and the deployment emulator) holds one lock: moto's backends are not
 made for concurrent writers, and local traffic is small.
@@ -77,10 +80,11 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
     )
     from werkzeug.serving import make_server
 
-    from builder.local.emulator import patches
+    from builder.local.emulator import iam, patches
     from builder.local.emulator.codedeploy import DEFAULT_STEP_SECONDS, DeploymentEmulator
 
     patches.apply()
+    iam.apply()
     lock = threading.RLock()
     step = DEFAULT_STEP_SECONDS if deploy_step_seconds is None else deploy_step_seconds
     emulator = DeploymentEmulator(lock, step_seconds=step)
@@ -155,6 +159,8 @@ class EmulatorApp:
             ("POST", "images/creation-date"): _date_image,
             ("POST", "codedeploy/fail-next"): self._fail_next,
             ("POST", "codedeploy/hold"): self._hold,
+            ("GET", "iam"): lambda _: _iam().enforced(),
+            ("POST", "iam"): lambda body: _iam().set_enforcement(body),
         }
         try:
             handler = handlers.get((method, route.strip("/")))
@@ -193,6 +199,14 @@ class EmulatorApp:
         except ValueError as exc:
             raise ControlError(400, str(exc)) from exc
         return {"held_at": status}
+
+
+def _iam() -> Any:
+    """The IAM enforcement module, loaded by the routes that use it: it imports moto,
+    and this module is also imported (for its file names) by every local command."""
+    from builder.local.emulator import iam
+
+    return iam
 
 
 def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
