@@ -526,7 +526,7 @@ def doctor_command(
     app_name: AllApps = None,
     env: OnlyEnv = None,
 ) -> None:
-    """Check each env account's credentials, role and policies before a bake.
+    """Check each env's credentials, role and policies before a bake.
 
     The credentials are the account's, the role can be assumed, and its policies allow
     what `builder iam-policy` lists; exit 2, with the statements to add, when not.

@@ -78,7 +78,11 @@ ANY_ALLOWED_IN_AWS = {
     ("sharing.py", "_as_list"): "a value of a key policy's JSON",
     ("temporary.py", "vpc_for_build"): "the Packer template's variables",
     ("temporary.py", "_filters"): "a filter from the Packer template's variables",
+    ("calls.py", "mark"): "botocore's event model",
+    ("calls.py", "check"): "botocore's event model",
 }
+# Modules of builder/aws that make no AWS call at all.
+NO_AWS_CALLS = {"policy.py": "IAM policy documents builder writes, as JSON"}
 
 
 def _any_annotations(tree: ast.Module) -> Iterator[str]:
@@ -109,7 +113,8 @@ def test_the_aws_layer_types_requests_and_replies() -> None:
     """No AWS request or reply is Any: each is the stubs' TypedDict, so mypy checks the
     keys builder reads and sends."""
     found = {(path.name, where) for path, tree in _trees()
-             if path.parent.name == "aws" for where in _any_annotations(tree)}
+             if path.parent.name == "aws" and path.name not in NO_AWS_CALLS
+             for where in _any_annotations(tree)}
     unexplained = sorted(found - ANY_ALLOWED_IN_AWS.keys())
     assert not unexplained, f"Any in builder/aws outside {ANY_ALLOWED_IN_AWS}: {unexplained}"
     assert not ANY_ALLOWED_IN_AWS.keys() - found, "stale entries in ANY_ALLOWED_IN_AWS"

@@ -300,6 +300,7 @@ def calls_of(step: str) -> tuple[Call, ...]:
 
 @functools.cache
 def actions_of(step: str) -> frozenset[str]:
+    """The IAM actions a step needs, its included steps' too."""
     return frozenset(call.action for call in calls_of(step))
 
 

@@ -40,6 +40,7 @@ class Enforcement:
 
 
 def is_enforced(endpoint: str) -> bool:
+    """Whether the emulator at `endpoint` judges calls by IAM policies."""
     return bool(control.call(endpoint, "iam").get("enforced"))
 
 

@@ -79,6 +79,8 @@ class Check:
 
 @dataclass(frozen=True)
 class AccountDoctor:
+    """`doctor`'s checks of one env account (shared by every env in it)."""
+
     account: str
     role_arn: str
     envs: tuple[str, ...]

@@ -81,7 +81,7 @@ def test_release_and_its_rollback_under_the_generated_policy(enforced: Project,
     assert failed.exit_code == 1, failed.output
     assert "Rolled back" in failed.stderr and "AccessDenied" not in failed.stderr
     tags = images.describe(ec2_of(enforced, DEV_APP), image_ids=[second.id])[0].tags
-    assert tags[images.TAG_STATUS] == images.STATUS_FAILED
+    assert tags[images.TAG_STATUS] == images.AmiStatus.FAILED
 
 
 def test_promote_under_the_generated_policy(enforced: Project, cli: Any) -> None:

@@ -128,10 +128,12 @@ def _simulate(self: IamResponse) -> ActionResult:
 
 
 def enforced() -> dict[str, Any]:
+    """Whether enforcement is on, and the CI user local mode's credentials stand for."""
     return {"enforced": _state["enforced"], "ci_user_arn": ci_user_arn()}
 
 
 def ci_user_arn() -> str:
+    """The user local mode's fixed credentials belong to while enforcement is on."""
     return f"arn:aws:iam::{CI_ACCOUNT}:user/{CI_USER}"
 
 
