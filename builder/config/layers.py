@@ -13,10 +13,11 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import jinja2
 
+from builder import sandbox
 from builder.config.layout import NAME_RE, Layout, check_name
 from builder.config.models import Combo, Settings, SourceAmiFilter
 from builder.config.source import (
@@ -117,7 +118,7 @@ class ConfigLoader:
     _docs: dict[Path, LocatedDoc] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - renders YAML values, not HTML
+        self._jinja = sandbox.Sandbox()
 
     # -- enumeration --------------------------------------------------------
     def apps(self) -> list[str]:
@@ -228,7 +229,7 @@ class _Resolver:
     """Renders values lazily so one var may use another, as Ansible does."""
 
     def __init__(
-        self, env: jinja2.Environment, raw: Mapping[str, Any], origins: Mapping[KeyPath, Origin]
+        self, env: sandbox.Sandbox, raw: Mapping[str, Any], origins: Mapping[KeyPath, Origin]
     ):
         self._env = env
         self._raw = raw
@@ -267,18 +268,10 @@ class _Resolver:
             whole = _WHOLE_EXPR_RE.fullmatch(text)
             if whole:
                 # A value that is one expression keeps its type (a list stays a list).
-                template = self._env.from_string(f"{{% set result = ({whole['expr']}) %}}")
-                run = template.new_context(cast("dict[str, Any]", context), shared=True)
-                for _ in template.root_render_func(run):
-                    pass
-                result = run.vars["result"]
-                if isinstance(result, jinja2.Undefined):
-                    str(result)  # raises UndefinedError naming what is missing
-                return result
-            # shared=True: Jinja reads the lazy context instead of copying every var.
-            template = self._env.from_string(text)
-            run = template.new_context(cast("dict[str, Any]", context), shared=True)
-            return "".join(template.root_render_func(run))
+                return sandbox.evaluate(self._env, whole["expr"], context)
+            return sandbox.render(self._env.compiled(text), context)
+        except sandbox.SecurityError as exc:
+            raise self._error(path, f"Jinja sandbox: {exc}") from exc
         except jinja2.UndefinedError as exc:
             raise self._error(path, f"Jinja: {exc.message}") from exc
         except jinja2.TemplateSyntaxError as exc:
@@ -316,6 +309,8 @@ class _LazyContext(Mapping[str, Any]):
 
 def _error_at(origin: Origin | None, message: str) -> ConfigError:
     """A ConfigError at the file and line a value came from (none for built-in layers)."""
+    if origin is not None and origin.layer == CLI_LAYER:
+        message = f"-e {message}"
     return ConfigError(message, file=origin.file if origin else None,
                        line=origin.line if origin else None)
 
