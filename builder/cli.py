@@ -7,7 +7,6 @@ them, so `builder --help` stays fast.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,8 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from builder.errors import BuilderError, InputError
+from builder.strict import bounded_number, env_flag
 
 if TYPE_CHECKING:
     from builder.bake.build import BakeFailure, BakeResult
@@ -61,13 +62,32 @@ class _Group(TyperGroup):
         exit code; the traceback only with -v."""
         try:
             return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):
+            raise
         except BuilderError as exc:
-            if isinstance(ctx.obj, Globals) and ctx.obj.verbose:
-                import traceback
-
-                traceback.print_exc()
+            _show_traceback(ctx)
             typer.echo(f"builder: {exc.format(Path.cwd())}", err=True)
             raise typer.Exit(exc.exit_code) from exc
+        except OSError as exc:
+            # A file or folder builder can't read or write (permissions, a name too long,
+            # a full disk): the input or set-up is to blame, not the operation.
+            _show_traceback(ctx)
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"builder: {where}{exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from exc
+        except Exception as exc:
+            # Still one line, never a traceback (unless -v): a bug of ours, so exit 1.
+            _show_traceback(ctx)
+            typer.echo(f"builder: internal error: {type(exc).__name__}: {str(exc)[:200]} "
+                       "(run with -v for the traceback)", err=True)
+            raise typer.Exit(1) from exc
+
+
+def _show_traceback(ctx: Any) -> None:
+    if isinstance(ctx.obj, Globals) and ctx.obj.verbose:
+        import traceback
+
+        traceback.print_exc()
 
 
 app = typer.Typer(
@@ -120,8 +140,7 @@ def _globals(
         if not sep or not key.strip():
             raise InputError(f"-e {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = value
-    ctx.obj = Globals(root, local or os.environ.get("BUILDER_LOCAL") == "1", as_json, verbose,
-                      overrides)
+    ctx.obj = Globals(root, local or env_flag("BUILDER_LOCAL"), as_json, verbose, overrides)
     if verbose:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(message)s")
@@ -159,6 +178,8 @@ def render_command(
     """Render the Packer template, its var file and the resolved vars; validated."""
     from builder.render.template import write
 
+    if out is not None and out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
     project = _g(ctx).project()
     rendered = project.renderer.render(project.resolve(app_name, env, comp))
     folder = out or project.layout.state_dir / "render" / app_name / env / comp
@@ -173,7 +194,8 @@ def validate_command(
     comp: Annotated[str | None, typer.Option("--comp", help="Only this comp")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Skip packer validate and the "
                                           "Ansible syntax check")] = False,
-    jobs: Annotated[int, typer.Option("-j", "--jobs", help="External checks in parallel")] = 2,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="External checks in parallel")
+                    ] = 2,
 ) -> None:
     """Check every (app, env, comp) in scope; report every problem at once.
 
@@ -193,8 +215,8 @@ def bake_command(
     comp: Annotated[str | None, typer.Argument(help="Component (or --all)")] = None,
     all_comps: Annotated[bool, typer.Option("--all", help="Every comp of the env, in parallel")
                          ] = False,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Parallel bakes with --all "
-                                             "(default: comps, at most 4)")] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Parallel bakes with "
+                                             "--all (default: comps, at most 4)")] = None,
     force: Annotated[bool, typer.Option("--force", help="Bake even if an AMI with the same "
                                         "fingerprint exists")] = False,
     vault_password_file: Annotated[Path | None, typer.Option(
@@ -276,6 +298,7 @@ def release_command(
     from builder.output import Progress
     from builder.release.release import release
 
+    bounded_number(timeout, "--timeout", maximum=7 * 24 * 60)
     project = _g(ctx).project()
     with handle_signals(Cancel()) as cancel:
         _emit(ctx, release(project, Combo(app_name, env, comp), ami_id=ami, revision=revision,
@@ -332,7 +355,7 @@ def rebuild_command(
         "--release", help="Release what is baked, and deploy what is promoted")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Only the plan (with --json: a list usable as a CI matrix)")] = False,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Parallel bakes "
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Parallel bakes "
                                              "(default: at most 4)")] = None,
 ) -> None:
     """Bake what is stale (newer base image, changed inputs, too old), promote what the
@@ -353,8 +376,8 @@ def rebuild_command(
 @app.command("prune")
 def prune_command(
     ctx: typer.Context, app_name: App, env: Env, comp: Comp,
-    keep: Annotated[int | None, typer.Option("--keep", metavar="N", help="Newest AMIs to keep "
-                                             "(default: ami_keep)")] = None,
+    keep: Annotated[int | None, typer.Option("--keep", metavar="N", min=1, help="Newest AMIs to "
+                                             "keep (default: ami_keep)")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really deregister and delete the "
                                       "snapshots (default: only show the plan)")] = False,
 ) -> None:
@@ -383,7 +406,8 @@ def status_command(
 @local_app.command("up")
 def local_up_command(
     ctx: typer.Context,
-    port: Annotated[int | None, typer.Option("--port", help="Emulator port on 127.0.0.1 "
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535,
+                                             help="Emulator port on 127.0.0.1 "
                                              "(default: a free one)")] = None,
     no_build_host: Annotated[bool, typer.Option(
         "--no-build-host", help="Skip the build host image (or BUILDER_LOCAL_NO_BUILD_HOST=1)"

@@ -186,6 +186,8 @@ def _vault_password(the_plan: Plan, options: BakeOptions) -> str | None:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise InputError(f"vault password file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise InputError(f"vault password file {path}: not UTF-8 text") from exc
     parameter = the_plan.resolved.settings.vault_password_ssm_parameter
     if parameter:
         from builder.aws import translate

@@ -21,6 +21,7 @@ from builder import sandbox
 from builder.config.layout import NAME_RE, Layout, check_name
 from builder.config.models import Combo, Settings, SourceAmiFilter
 from builder.config.source import (
+    MAX_FILE_BYTES,
     KeyPath,
     LocatedDoc,
     Origin,
@@ -204,7 +205,12 @@ class ConfigLoader:
             if path.is_file():
                 files.append(path)
                 doc = merge(doc, self._load(path))
-        cli = {key: parse_scalar(text) for key, text in self.overrides.items()}
+        cli: dict[str, Any] = {}
+        for key, text in self.overrides.items():
+            try:
+                cli[key] = parse_scalar(text)
+            except YamlError as exc:
+                raise ConfigError(f"-e {key}: {exc}") from exc
         doc = merge(doc, LocatedDoc(cli, {(key,): Origin(CLI_LAYER) for key in cli}))
         builtins = {"app": app, "env": env} | ({"comp": comp} if comp else {})
         for key, value in builtins.items():
@@ -217,6 +223,9 @@ class ConfigLoader:
     def _load(self, path: Path) -> LocatedDoc:
         if path not in self._docs:
             try:
+                if path.stat().st_size > MAX_FILE_BYTES:
+                    raise ConfigError(f"over {MAX_FILE_BYTES:,} bytes: not a vars file",
+                                      file=path)
                 self._docs[path] = load_mapping(path.read_text(encoding="utf-8"), path)
             except YamlError as exc:
                 raise ConfigError(str(exc), file=path, line=exc.line) from exc
@@ -325,7 +334,8 @@ def _components(value: Any, origin: Origin | None) -> list[str]:
         raise _error_at(origin, "components: must be a non-empty list of comp names")
     for item in value:
         if not isinstance(item, str) or not NAME_RE.fullmatch(item):
-            raise _error_at(origin, f"components: {item!r} must match [a-z0-9][a-z0-9-]*")
+            raise _error_at(origin, f"components: {item!r:.50} must match [a-z0-9][a-z0-9-]* "
+                            "(at most 40 characters)")
     return list(value)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from builder.errors import ConfigError, InputError, shown_path
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+# App, env and comp names: path parts and parts of AWS resource names, so short too.
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,8 @@ def check_name(kind: str, name: str, *, file: Path | None = None, line: int | No
     """App, env and comp names become path parts and resource names: keep them plain."""
     if not NAME_RE.fullmatch(name):
         raise ConfigError(
-            f"{kind} name {name!r} must match [a-z0-9][a-z0-9-]* (lowercase letters, digits, '-')",
+            f"{kind} name {name!r:.50} must match [a-z0-9][a-z0-9-]* (lowercase letters, "
+            "digits, '-'; at most 40)",
             file=file,
             line=line,
         )

@@ -357,6 +357,9 @@ def _ensure_secure_parameter(env_aws: EnvAws, name: str, password_file: Path) ->
     except OSError as exc:
         raise InputError(f"{VAULT_PASSWORD_FILE_ENV}: can't read {password_file}: "
                          f"{exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{VAULT_PASSWORD_FILE_ENV}: {password_file} is not UTF-8 text"
+                         ) from exc
     ssm = env_aws.client("ssm")
     current = _absent(("ParameterNotFound",), f"looking up SSM parameter {name}",
                       lambda: ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"])

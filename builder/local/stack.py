@@ -28,6 +28,7 @@ from builder.local.mode import local_project
 from builder.local.resources import ResourcesReport, ensure_resources
 from builder.local.state import live_server, running_endpoint, server_info, state_dir
 from builder.output import ProgressFn, silent, table
+from builder.strict import env_flag, env_number
 
 if TYPE_CHECKING:
     from builder.project import Project
@@ -133,7 +134,7 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     progress("local", f"emulator at {info['endpoint']}; making resources")
     report = ensure_resources(local_project(project), progress)
     image = None
-    if build_host if build_host is not None else os.environ.get(NO_BUILD_HOST_ENV) != "1":
+    if build_host if build_host is not None else not env_flag(NO_BUILD_HOST_ENV):
         image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
     current = status(layout)
     return dataclasses.replace(current, note=note, resources=report, build_host_image=image,
@@ -186,8 +187,8 @@ def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SERVER_FILE).unlink(missing_ok=True)  # a stale one from a killed server
     step = deploy_step_seconds
-    if step is None and os.environ.get(DEPLOY_STEP_ENV):
-        step = float(os.environ[DEPLOY_STEP_ENV])
+    if step is None:
+        step = env_number(DEPLOY_STEP_ENV, maximum=3600)
     argv = [sys.executable, "-m", "builder.local.emulator.server", "--port", str(port or 0),
             "--state-dir", str(folder)]
     if step is not None:
