@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
 
 from builder.errors import location
 
@@ -38,7 +44,7 @@ class LocatedDoc:
 # a page of settings, so these are far above real use and far below a hang.
 MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 64
-MAX_VALUES = 100_000  # values after expanding every alias (a "billion laughs" has 10^9)
+MAX_VALUES = 1_000_000  # values after expanding every alias (a "billion laughs" has 10^9)
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -54,21 +60,42 @@ class YamlLimitError(YamlError):
     """Over one of the resource limits above (not merely text YAML can't read)."""
 
 
-class _LimitedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses nesting past MAX_DEPTH while composing (PyYAML's composer
-    recurses, so a 5,000-deep document would otherwise end in a RecursionError)."""
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _Events(CParser):
+        """libyaml's scanner and parser: several times faster than PyYAML's own."""
+
+        def __init__(self, stream: str):
+            CParser.__init__(self, stream)
+else:  # pragma: no cover - PyYAML built without libyaml
+    class _Events(Reader, Scanner, Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str):
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+
+
+class _LimitedLoader(Composer, _Events, SafeConstructor, Resolver):
+    """A safe loader whose composer (in Python, ahead of libyaml's in the MRO) refuses
+    nesting past MAX_DEPTH: composing recurses, so a 5,000-deep document would otherwise
+    end in a RecursionError."""
 
     def __init__(self, stream: str):
-        super().__init__(stream)
+        _Events.__init__(self, stream)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
         self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                event = self.peek_event()
                 raise YamlLimitError(f"YAML: nested deeper than {MAX_DEPTH} levels",
-                                mark.line + 1 if mark else None)
+                                     event.start_mark.line + 1
+                                     if event and event.start_mark else None)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -129,7 +156,7 @@ def _compose(text: str) -> tuple[_LimitedLoader, yaml.Node | None]:
     return loader, node
 
 
-def _construct(loader: yaml.SafeLoader, node: yaml.Node, what: str) -> Any:
+def _construct(loader: _LimitedLoader, node: yaml.Node, what: str) -> Any:
     """A node's Python value; a literal YAML accepts but Python can't hold (the date
     2024-13-45, a 5,000-digit number) is the file's problem, at its line."""
     try:
@@ -165,7 +192,7 @@ def load_mapping(text: str, file: Path) -> LocatedDoc:
 
 
 def _mapping(
-    loader: yaml.SafeLoader,
+    loader: _LimitedLoader,
     node: yaml.MappingNode,
     file: Path,
     prefix: KeyPath,
