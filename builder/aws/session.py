@@ -27,7 +27,7 @@ from botocore.credentials import (
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from builder.config.models import Settings
-from builder.errors import AwsError
+from builder.errors import AwsError, RefusedError
 
 # Dummy source credentials for the local emulator: it issues real-looking role
 # credentials per account from them, as STS would.
@@ -74,6 +74,9 @@ class Aws:
         self.call_log = call_log or CallLog()
         self._envs: dict[AwsTarget, EnvAws] = {}
         self._lock = threading.Lock()
+        # (account, profile, role) whose caller identity matched: checked once per run.
+        self._identities: set[tuple[str, str | None, str | None]] = set()
+        self._identity_lock = threading.Lock()
 
     @property
     def is_local(self) -> bool:
@@ -90,6 +93,26 @@ class Aws:
         if target.role_arn or not self.is_local:
             return target.role_arn
         return f"arn:aws:iam::{target.account_id}:role/builder"
+
+    def check_identity(self, env_aws: EnvAws) -> None:
+        """Refuse (exit 2) to work in another account than the env's `aws_account_id`:
+        a profile or role of the wrong account would otherwise be written to while every
+        message names the configured one. STS GetCallerIdentity, once per account."""
+        target = env_aws.target
+        key = (target.account_id, target.profile, target.role_arn)
+        with self._identity_lock:
+            if key in self._identities:
+                return
+            with translate("checking the AWS identity (sts get-caller-identity)"):
+                actual = str(env_aws.sts().get_caller_identity()["Account"])
+            if actual != target.account_id:
+                how = ", ".join(part for part in (
+                    f"role {self.role_for(target)}" if self.role_for(target) else "",
+                    f"profile {target.profile}" if target.profile else "") if part) or \
+                    "the default credentials"
+                raise RefusedError(f"AWS identity mismatch: {how} is account {actual}, but "
+                                   f"aws_account_id is {target.account_id}; nothing was done")
+            self._identities.add(key)
 
     def client_config(self) -> Config:
         return Config(retries={"mode": "adaptive", "max_attempts": 10},
@@ -116,6 +139,15 @@ class EnvAws:
         return self.target.account_id
 
     def client(self, service: str, region: str | None = None) -> Any:
+        """A client of the env's account, once its identity is checked."""
+        self.aws.check_identity(self)
+        return self._client(service, region)
+
+    def sts(self) -> Any:
+        """The STS client the identity check uses (no check of its own)."""
+        return self._client("sts", None)
+
+    def _client(self, service: str, region: str | None) -> Any:
         key = (service, region or self.target.region)
         with self._lock:
             if key not in self._clients:
@@ -128,6 +160,7 @@ class EnvAws:
 
     def credentials_env(self) -> dict[str, str]:
         """Frozen credentials as environment variables, for Packer."""
+        self.aws.check_identity(self)
         with translate("getting AWS credentials"):
             with self._lock:
                 credentials = self._session.get_credentials()

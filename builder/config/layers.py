@@ -65,7 +65,7 @@ REQUIRED = ("components", "aws_region", "aws_account_id")
 _REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 _ACCOUNT_RE = re.compile(r"\d{12}")
 _ROLE_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
-_AMI_RE = re.compile(r"ami-[0-9a-f]{8,17}")
+AMI_ID_RE = re.compile(r"ami-[0-9a-f]{8,17}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]*")
 # EC2's rule for AMI names is 3-128 characters; a bake appends "-<yyyymmddHHMMSS>".
 _AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}")
@@ -394,13 +394,17 @@ def _settings(
     else:
         account = text("aws_account_id", pattern=_ACCOUNT_RE, what="a 12-digit account id")
     role = text("aws_role_arn", pattern=_ROLE_RE, what="an IAM role ARN", optional=True)
+    role_account = role.split(":")[4] if _ROLE_RE.fullmatch(role) else ""
+    if role_account and account and role_account != account:
+        fail("aws_role_arn", f"is a role of account {role_account}, but aws_account_id is "
+                             f"{account}")
     profile = text("aws_profile", optional=True)
     template = text("packer_template", pattern=NAME_RE, what="a template name under packer/")
     playbook = text("playbook")
     if playbook and (Path(playbook).is_absolute() or ".." in Path(playbook).parts):
         fail("playbook", f"{playbook!r} must be a path inside the infra repo")
 
-    source_ami = text("source_ami", pattern=_AMI_RE, what="an AMI id", optional=True)
+    source_ami = text("source_ami", pattern=AMI_ID_RE, what="an AMI id", optional=True)
     source_filter = _source_filter(values.get("source_ami_filter"), fail)
     if bool(source_ami) == bool(source_filter):
         fail("source_ami_filter", "set exactly one of source_ami and source_ami_filter")

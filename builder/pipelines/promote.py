@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from builder.aws import EnvAws, fleet, sharing, translate
 from builder.aws import images as amis
 from builder.aws.images import Image
-from builder.config.layers import ResolvedVars
+from builder.config.layers import AMI_ID_RE, ResolvedVars
 from builder.config.models import Combo
-from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError
+from builder.errors import AwsError, ConfigError, InputError, PromotionFailed, RefusedError
 from builder.interrupts import Cancel
 from builder.output import Progress, ProgressFn
 from builder.project import Project
@@ -80,6 +80,8 @@ class PromoteResult:
 def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str | None = None,
             deploy: bool = True, timeout_min: float = COPY_TIMEOUT_MIN,
             progress: ProgressFn | None = None, cancel: Cancel | None = None) -> PromoteResult:
+    if ami_id is not None and not AMI_ID_RE.fullmatch(ami_id):
+        raise InputError(f"--ami {ami_id!r:.40}: not an AMI id (ami-0123456789abcdef0)")
     progress = progress or Progress()
     cancel = cancel or Cancel()
     started = time.monotonic()
