@@ -87,7 +87,9 @@ def _show_traceback(ctx: Any) -> None:
     if isinstance(ctx.obj, Globals) and ctx.obj.verbose:
         import traceback
 
-        traceback.print_exc()
+        from builder.redact import redact
+
+        sys.stderr.write(redact(traceback.format_exc()))
 
 
 app = typer.Typer(
@@ -142,8 +144,11 @@ def _globals(
         overrides[key.strip()] = value
     ctx.obj = Globals(root, local or env_flag("BUILDER_LOCAL"), as_json, verbose, overrides)
     if verbose:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                            format="%(asctime)s %(name)s %(message)s")
+        from builder.redact import install
+
+        handler = install(logging.StreamHandler(sys.stderr))
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s",
+                            handlers=[handler])
 
 
 def _g(ctx: typer.Context) -> Globals:

@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from builder.config.models import Settings
 from builder.errors import AwsError, RefusedError
+from builder.redact import remember
 
 # Dummy source credentials for the local emulator: it issues real-looking role
 # credentials per account from them, as STS would.
@@ -167,6 +168,7 @@ class EnvAws:
             if credentials is None:
                 raise NoCredentialsError()
             frozen = credentials.get_frozen_credentials()
+        remember(frozen.secret_key, frozen.token)
         env = {"AWS_ACCESS_KEY_ID": str(frozen.access_key),
                "AWS_SECRET_ACCESS_KEY": str(frozen.secret_key),
                "AWS_REGION": self.target.region, "AWS_DEFAULT_REGION": self.target.region}

@@ -32,6 +32,7 @@ from builder.config.source import (
 )
 from builder.errors import ConfigError, Problem, ValidationFailed
 from builder.output import table
+from builder.redact import looks_secret
 
 DEFAULTS_LAYER = "<builder defaults>"
 CLI_LAYER = "<command line -e>"
@@ -288,7 +289,9 @@ class _Resolver:
         except ConfigError:
             raise
         except Exception as exc:
-            raise self._error(path, f"Jinja: {exc}") from exc
+            # Python's own messages quote values (int('...')): not for a secret's key.
+            why = type(exc).__name__ if looks_secret(path[-1]) else f"{exc}"
+            raise self._error(path, f"Jinja: {why}") from exc
 
     def _error(self, path: KeyPath, message: str) -> ConfigError:
         origin = self._origins.get(path) or self._origins.get(path[:1])
@@ -367,13 +370,13 @@ def _settings(
             return ""
         value = str(value)
         if pattern is not None and not pattern.fullmatch(value):
-            fail(key, f"{value!r} is not {what}")
+            fail(key, f"{value!r:.60} is not {what}")
         return value
 
     def number(key: str, minimum: int) -> int:
         value = values.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            fail(key, f"must be a whole number ≥ {minimum}, not {value!r}")
+            fail(key, f"must be a whole number ≥ {minimum}, not {value!r:.30}")
             return minimum
         return value
 

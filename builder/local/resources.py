@@ -29,6 +29,7 @@ from builder.errors import AwsError, BuilderError, InputError, OperationFailed, 
 from builder.local import control
 from builder.local.mode import local_project
 from builder.output import ProgressFn, silent, table
+from builder.redact import remember
 
 if TYPE_CHECKING:
     from builder.project import Project
@@ -360,6 +361,7 @@ def _ensure_secure_parameter(env_aws: EnvAws, name: str, password_file: Path) ->
     except UnicodeDecodeError as exc:
         raise InputError(f"{VAULT_PASSWORD_FILE_ENV}: {password_file} is not UTF-8 text"
                          ) from exc
+    remember(value)
     ssm = env_aws.client("ssm")
     current = _absent(("ParameterNotFound",), f"looking up SSM parameter {name}",
                       lambda: ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"])

@@ -321,13 +321,13 @@ def type_mismatch(value: Any, type_expr: str | None) -> str | None:
             try:
                 float(value)
             except ValueError:
-                return f"expected a number, got {value!r}"
+                return "expected a number, got a string that is not one"
             return None
         return f"expected a number, got {_kind(value)}"
     if kind == "bool":
         if isinstance(value, bool) or value in ("true", "false"):
             return None
-        return f"expected true or false, got {value!r}"
+        return f"expected true or false, got {_kind(value)}"
     if kind in ("list", "set", "tuple"):
         if not isinstance(value, list):
             return f"expected a list, got {_kind(value)}"
@@ -359,11 +359,14 @@ def type_mismatch(value: Any, type_expr: str | None) -> str | None:
 
 
 def _kind(value: Any) -> str:
+    """A value's type, never the value: it may be a secret (db_password: 3)."""
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
 
 
 def _split_type(text: str) -> tuple[str, str | None]:
