@@ -7,8 +7,10 @@ then `-e key=value`. Files named *.vault.yml are never layers: Ansible alone rea
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from builder.errors import ConfigError, Problem, ValidationFailed
 from builder.output import table
 from builder.redact import looks_secret
 
+VAULT_HEADER = b"$ANSIBLE_VAULT;"
 DEFAULTS_LAYER = "<builder defaults>"
 CLI_LAYER = "<command line -e>"
 BUILTIN_LAYER = "<built-in>"
@@ -118,6 +121,7 @@ class ConfigLoader:
     layout: Layout
     overrides: Mapping[str, str] = field(default_factory=dict)
     _docs: dict[Path, LocatedDoc] = field(default_factory=dict, repr=False)
+    _vault_checked: set[Path] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self._jinja = sandbox.Sandbox()
@@ -155,7 +159,16 @@ class ConfigLoader:
         for each_app in apps:
             if env and not app and env not in self.layout.envs(each_app):
                 continue
-            for each_env in [env] if env else self.envs(each_app):
+            try:
+                envs = [env] if env else self.envs(each_app)
+            except ConfigError as exc:
+                if app:
+                    raise
+                # A stray or misnamed folder under vars/ is its own problem; the other
+                # apps are still checked.
+                yield Problem(exc.message, self.layout.vars_dir / each_app)
+                continue
+            for each_env in envs:
                 try:
                     comps = self.components(each_app, each_env)
                 except ConfigError as exc:
@@ -203,9 +216,11 @@ class ConfigLoader:
         doc = LocatedDoc(dict(DEFAULTS), {(key,): Origin(DEFAULTS_LAYER) for key in DEFAULTS})
         files = []
         for path in self.layout.layer_files(app, env, comp):
-            if path.is_file():
+            if _layer_exists(path):
                 files.append(path)
                 doc = merge(doc, self._load(path))
+        for folder in {path.parent for path in files} | {self.layout.vars_dir / app / env}:
+            self._check_vault_files(folder)
         cli: dict[str, Any] = {}
         for key, text in self.overrides.items():
             try:
@@ -220,6 +235,23 @@ class ConfigLoader:
                                 f"{key}: is built in ({value!r}) and can't be set")
         doc = merge(doc, LocatedDoc(builtins, {(key,): Origin(BUILTIN_LAYER) for key in builtins}))
         return doc.values, doc.origins, files
+
+    def _check_vault_files(self, folder: Path) -> None:
+        """`*.vault.yml` are read by Ansible only, and must be encrypted: a plaintext one
+        is a secret committed in the clear."""
+        if folder in self._vault_checked:
+            return
+        for path in sorted(folder.glob("*.vault.yml")) if folder.is_dir() else []:
+            try:
+                with path.open("rb") as handle:
+                    head = handle.read(len(VAULT_HEADER))
+            except OSError as exc:
+                raise ConfigError(f"can't read: {exc.strerror}", file=path) from exc
+            if head != VAULT_HEADER:
+                raise ConfigError("not encrypted: a *.vault.yml must be ansible-vault "
+                                  f"encrypted (ansible-vault encrypt {path.name})",
+                                  file=path, line=1)
+        self._vault_checked.add(folder)
 
     def _load(self, path: Path) -> LocatedDoc:
         if path not in self._docs:
@@ -317,6 +349,25 @@ class _LazyContext(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._resolver._raw)
+
+
+def _layer_exists(path: Path) -> bool:
+    """Whether a layer is there (a missing optional one is not); something in its place
+    that isn't a regular file is a ConfigError, never silently skipped."""
+    if not os.path.lexists(path):
+        return False
+    if path.is_file():
+        return True
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13 reports a loop this way
+            raise ConfigError("a symlink loop, not a vars file", file=path) from None
+        except OSError as exc:
+            what = "a symlink loop" if exc.errno == errno.ELOOP else "a dangling symlink"
+            raise ConfigError(f"{what}, not a vars file", file=path) from None
+    kind = "a folder" if path.is_dir() else "not a regular file"
+    raise ConfigError(f"{kind}, not a vars file", file=path)
 
 
 def _error_at(origin: Origin | None, message: str) -> ConfigError:
