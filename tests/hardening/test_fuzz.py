@@ -31,12 +31,14 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
 TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\0")
 
 YAML_PIECES = [
-    "a: 1\n", "a: &x [1, 2]\n", "b: *x\n", "c: {<<: *x}\n", "base: &b {p: 1}\nweb: {<<: *b, p: 2}\n",
+    "a: 1\n", "a: &x [1, 2]\n", "b: *x\n", "c: {<<: *x}\n",
+    "base: &b {p: 1}\nweb: {<<: *b, p: 2}\n",
     "d: 2024-13-45\n", "n: " + "9" * 5000 + "\n", "deep: " + "[" * 200 + "]" * 200 + "\n",
     "x: &r [*r]\n", "components: [app, worker]\n", "components: 3\n", "aws_account_id: 12\n",
     "k: '{{ 1/0 }}'\n", "k: '{{ app }}-{{ nope }}'\n", "k: \"{{ ''.__class__ }}\"\n",
     "k: '{{ k }}'\n", "k: '{% for i in range(9999) %}{{ i }}{% endfor %}'\n", "\t- tab\n",
-    "? [a]\n: 1\n", "1: int key\n", "a:\n  b:\n    c: 1\n", "--- \n...\n---\nz: 1\n", "\ufeffbom: 1\n",
+    "? [a]\n: 1\n", "1: int key\n", "a:\n  b:\n    c: 1\n", "--- \n...\n---\nz: 1\n",
+    "\ufeffbom: 1\n",
     "ami_name: '{{ app }}'\n", "source_ami: ami-12345678\n", "playbook: ../../etc/passwd\n",
     "!!python/object:os.system 'id'\n", "k: !!binary aGk=\n", "k: .nan\n", "k: -.inf\n",
     "app: other\n", "ssh_source_cidrs: ['10.0.0.0/33']\n", "encrypt_boot: maybe\n",
