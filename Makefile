@@ -45,6 +45,7 @@ fuzz: setup
 lint: setup
 	$(BIN)/ruff check builder tests
 	$(BIN)/mypy
+	$(BIN)/zizmor --offline .github/workflows/
 
 bench: setup
 	$(BIN)/python -m tests.bench
