@@ -145,8 +145,11 @@ def _compose(text: str) -> tuple[_LimitedLoader, yaml.Node | None]:
     except yaml.MarkedYAMLError as exc:
         loader.dispose()
         mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        if "maximum nesting depth" in str(exc.problem):  # libyaml's own limit (1,000)
+            raise YamlLimitError(f"YAML: nested deeper than {MAX_DEPTH} levels", line) from exc
         message = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise YamlError(f"YAML: {message}", mark.line + 1 if mark else None) from exc
+        raise YamlError(f"YAML: {message}", line) from exc
     except yaml.YAMLError as exc:  # a reader error: a control character, bad encoding
         loader.dispose()
         raise YamlError(f"YAML: {exc}", None) from exc

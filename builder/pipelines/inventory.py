@@ -85,7 +85,10 @@ def scope(project: Project, app: str | None = None, env: str | None = None) -> S
     for each_app in apps:
         try:
             envs = config.envs(each_app)
-        except BuilderError as exc:  # a stray folder under vars/: its own problem
+        except BuilderError as exc:
+            if app:
+                raise
+            # A stray folder under vars/ is its own problem; the other apps still count.
             problems[Combo(each_app, "*", "*")] = exc.format(project.root)
             continue
         for each_env in [env] if env else envs:
