@@ -77,9 +77,11 @@ class _Group(TyperGroup):
             raise typer.Exit(2) from exc
         except Exception as exc:
             # Still one line, never a traceback (unless -v): a bug of ours, so exit 1.
+            from builder.redact import redact
+
             _show_traceback(ctx)
-            typer.echo(f"builder: internal error: {type(exc).__name__}: {str(exc)[:200]} "
-                       "(run with -v for the traceback)", err=True)
+            typer.echo(f"builder: internal error: {type(exc).__name__}: "
+                       f"{redact(str(exc))[:200]} (run with -v for the traceback)", err=True)
             raise typer.Exit(1) from exc
 
 

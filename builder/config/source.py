@@ -46,7 +46,6 @@ MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 64
 MAX_VALUES = 1_000_000  # values after expanding every alias (a "billion laughs" has 10^9)
 
-
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -113,10 +112,10 @@ def _check_expansion(root: yaml.Node) -> None:
             return sizes[key]
         if key in active:
             raise YamlLimitError("YAML: an alias refers to a value that contains it",
-                            node.start_mark.line + 1)
+                                 node.start_mark.line + 1)
         if depth > MAX_DEPTH:
-            raise YamlLimitError(f"YAML: nested deeper than {MAX_DEPTH} levels once aliases are "
-                            "expanded", node.start_mark.line + 1)
+            raise YamlLimitError(f"YAML: nested deeper than {MAX_DEPTH} levels once aliases "
+                                 "are expanded", node.start_mark.line + 1)
         active.add(key)
         total = 1
         if isinstance(node, yaml.SequenceNode):
@@ -126,7 +125,7 @@ def _check_expansion(root: yaml.Node) -> None:
         active.discard(key)
         if total > MAX_VALUES:
             raise YamlLimitError(f"YAML: over {MAX_VALUES:,} values once aliases are expanded",
-                            node.start_mark.line + 1)
+                                 node.start_mark.line + 1)
         sizes[key] = total
         return total
 
