@@ -202,8 +202,10 @@ def _mapping(
 ) -> dict[str, Any]:
     own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
     loader.flatten_mapping(node)
-    # flatten_mapping puts the pairs of `<<` merges first: YAML lets the mapping's own
-    # keys (and earlier merges) override those, so only own keys can be duplicates.
+    # flatten_mapping puts the pairs of `<<` merges first: the mapping's own keys
+    # override merged ones, as YAML's merge key says, so only own keys can be
+    # duplicates. Between the maps of a merge list the later one wins, as in PyYAML and
+    # so in Ansible, which reads the same files (the YAML spec has the earlier win).
     merged = len(node.value) - own
     result: dict[str, Any] = {}
     from_merge: set[str] = set()
