@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -159,18 +160,28 @@ class Renderer:
 
 def write(rendered: Rendered, out_dir: Path, run_values: Mapping[str, Any] | None = None
           ) -> RenderedFiles:
-    """Write the template, the var file and the resolved vars (what Ansible gets)."""
+    """Write the template, the var file and the resolved vars (what Ansible gets).
+
+    The var file and the resolved vars may hold secrets: they are the owner's only
+    (0600), wherever they go.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     template = out_dir / rendered.file_name
     template.write_text(rendered.hcl, encoding="utf-8")
     var_file = out_dir / f"{rendered.template_name}.pkrvars.json"
-    var_file.write_text(rendered.var_file_json(run_values), encoding="utf-8")
+    _write_private(var_file, rendered.var_file_json(run_values))
     vars_json = out_dir / "vars.json"
-    vars_json.write_text(
-        json.dumps(dict(rendered.resolved.values), indent=2, sort_keys=True, default=str) + "\n",
-        encoding="utf-8",
-    )
+    _write_private(vars_json, json.dumps(dict(rendered.resolved.values), indent=2,
+                                         sort_keys=True, default=str) + "\n")
     return RenderedFiles(template, var_file, vars_json)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`path` holds `text` and only its owner can read it (an existing file too)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 # -- HCL ---------------------------------------------------------------------

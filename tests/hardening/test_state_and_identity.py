@@ -30,6 +30,9 @@ def test_state_folder_is_private_and_ignored(demo_root: Path) -> None:
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert (state / ".gitignore").read_text().splitlines()[-1] == "*"
     assert stat.S_IMODE((state / ".gitignore").stat().st_mode) == 0o600
+    rendered = state / "render" / "demo" / "dev" / "app"
+    for private in ("vars.json", "ubuntu.pkrvars.json"):  # resolved vars: maybe secrets
+        assert stat.S_IMODE((rendered / private).stat().st_mode) == 0o600
     listed = subprocess.run(["git", "-C", str(demo_root), "status", "--porcelain",
                              "--untracked-files=all"], capture_output=True, text=True,
                             check=True).stdout
