@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS    := packer debootstrap ssh-keygen
 SYSTEM_PACKAGES := packer debootstrap openssh-client python3-venv
 
-.PHONY: setup system-deps demo test test-quick lint docs bench clean
+.PHONY: setup system-deps demo test test-quick fuzz lint docs bench clean
 
 setup: system-deps $(BIN)/builder
 
@@ -38,9 +38,14 @@ test: setup
 test-quick: setup
 	$(BIN)/pytest -n 2 --dist loadfile -m "not slow"
 
+# The fuzz tests of tests/hardening with many more examples than `make test` runs.
+fuzz: setup
+	BUILDER_FUZZ_EXAMPLES=2000 $(BIN)/pytest -p no:xdist tests/hardening/test_fuzz.py
+
 lint: setup
 	$(BIN)/ruff check builder tests
 	$(BIN)/mypy
+	$(BIN)/zizmor --offline .github/workflows/
 
 # The README's key table and docs/cli.md are generated; a test fails when they are stale.
 docs: setup

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
+from typer.exceptions import TyperException
 
 from builder.errors import BuilderError, InputError
+from builder.strict import bounded_number, env_flag
 
 if TYPE_CHECKING:
     from builder.bake.build import BakeResult
@@ -72,13 +74,36 @@ class _Group(TyperGroup):
 
             with RUNNING.strict():
                 return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):
+            raise
         except BuilderError as exc:
-            if isinstance(ctx.obj, Globals) and ctx.obj.verbose:
-                import traceback
-
-                traceback.print_exc()
+            _show_traceback(ctx)
             typer.echo(f"builder: {exc.format(Path.cwd())}", err=True)
             raise typer.Exit(exc.exit_code) from exc
+        except OSError as exc:
+            # A file or folder builder can't read or write (permissions, a name too long,
+            # a full disk): the input or set-up is to blame, not the operation.
+            _show_traceback(ctx)
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"builder: {where}{exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from exc
+        except Exception as exc:
+            # Still one line, never a traceback (unless -v): a bug of ours, so exit 1.
+            from builder.redact import redact
+
+            _show_traceback(ctx)
+            typer.echo(f"builder: internal error: {type(exc).__name__}: "
+                       f"{redact(str(exc))[:200]} (run with -v for the traceback)", err=True)
+            raise typer.Exit(1) from exc
+
+
+def _show_traceback(ctx: Any) -> None:
+    if isinstance(ctx.obj, Globals) and ctx.obj.verbose:
+        import traceback
+
+        from builder.redact import redact
+
+        sys.stderr.write(redact(traceback.format_exc()))
 
 
 class _Command(TyperCommand):
@@ -186,11 +211,13 @@ def _globals(
         if not sep or not key.strip():
             raise InputError(f"-e {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = value
-    ctx.obj = Globals(root, local or os.environ.get("BUILDER_LOCAL") == "1", as_json, verbose,
-                      overrides)
+    ctx.obj = Globals(root, local or env_flag("BUILDER_LOCAL"), as_json, verbose, overrides)
     if verbose:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                            format="%(asctime)s %(name)s %(message)s")
+        from builder.redact import install
+
+        handler = install(logging.StreamHandler(sys.stderr))
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s",
+                            handlers=[handler])
 
 
 def _g(ctx: typer.Context) -> Globals:
@@ -242,6 +269,8 @@ def render_command(
     """
     from builder.render.template import write
 
+    if out is not None and out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
     project = _g(ctx).project()
     rendered = project.renderer.render(project.resolve(app_name, env, comp))
     folder = out or project.layout.state_dir / "render" / app_name / env / comp
@@ -259,7 +288,7 @@ def validate_command(
                     ] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Skip packer validate and the "
                                           "Ansible syntax check")] = False,
-    jobs: Annotated[int, typer.Option("-j", "--jobs", metavar="N",
+    jobs: Annotated[int, typer.Option("-j", "--jobs", metavar="N", min=1,
                                       help="External checks in parallel")] = 2,
 ) -> None:
     """Check every (app, env, comp) and report every problem.
@@ -282,7 +311,8 @@ def bake_command(
     comp: Annotated[str | None, typer.Argument(help="Component (or --all)")] = None,
     all_comps: Annotated[bool, typer.Option("--all", help="Every comp of the env, in parallel")
                          ] = False,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", metavar="N", help="Parallel bakes "
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", metavar="N", min=1,
+                                             help="Parallel bakes "
                                              "with --all (default: comps, at most 4)")] = None,
     force: Annotated[bool, typer.Option("--force", help="Bake even if an AMI with the same "
                                         "fingerprint exists")] = False,
@@ -362,6 +392,7 @@ def release_command(
     from builder.output import Progress
     from builder.release.release import release
 
+    bounded_number(timeout, "--timeout", maximum=7 * 24 * 60)
     project = _g(ctx).project()
     with handle_signals(Cancel()) as cancel:
         _emit(ctx, release(project, Combo(app_name, env, comp), ami_id=ami, revision=revision,
@@ -430,7 +461,8 @@ def rebuild_command(
         "--release", help="Release what is baked, and deploy what is promoted")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Only the plan (with --json: a list usable as a CI matrix)")] = False,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", metavar="N", help="Parallel bakes "
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", metavar="N", min=1,
+                                             help="Parallel bakes "
                                              "(default: at most 4)")] = None,
 ) -> None:
     """Bake what is stale and promote what is newly verified.
@@ -455,8 +487,8 @@ def rebuild_command(
           "builder prune demo staging app --keep 3 --yes")
 def prune_command(
     ctx: typer.Context, app_name: App, env: Env, comp: Comp,
-    keep: Annotated[int | None, typer.Option("--keep", metavar="N", help="Newest AMIs to keep "
-                                             "(default: ami_keep)")] = None,
+    keep: Annotated[int | None, typer.Option("--keep", metavar="N", min=1, help="Newest AMIs to "
+                                             "keep (default: ami_keep)")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really deregister and delete the "
                                       "snapshots (default: only show the plan)")] = False,
 ) -> None:
@@ -550,7 +582,8 @@ def keys_command(ctx: typer.Context) -> None:
 def local_up_command(
     ctx: typer.Context,
     port: Annotated[int | None, typer.Option(
-        "--port", metavar="PORT", help="Emulator port on 127.0.0.1 (default: a free one)")
+        "--port", metavar="PORT", min=1, max=65535,
+        help="Emulator port on 127.0.0.1 (default: a free one)")
     ] = None,
     no_build_host: Annotated[bool, typer.Option(
         "--no-build-host", help="Skip the build host image (or BUILDER_LOCAL_NO_BUILD_HOST=1)"

@@ -28,7 +28,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from builder.aws.calls import RUNNING, checking
 from builder.config.models import Settings
-from builder.errors import AwsError
+from builder.errors import AwsError, RefusedError
+from builder.redact import remember
 
 if TYPE_CHECKING:  # the stubs are for mypy only: never loaded when builder runs
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -86,6 +87,9 @@ class Aws:
         self.call_log = call_log or CallLog()
         self._envs: dict[AwsTarget, EnvAws] = {}
         self._lock = threading.Lock()
+        # (account, profile, role) whose caller identity matched: checked once per run.
+        self._identities: set[tuple[str, str | None, str | None]] = set()
+        self._identity_lock = threading.Lock()
 
     @property
     def is_local(self) -> bool:
@@ -102,6 +106,26 @@ class Aws:
         if target.role_arn or not self.is_local:
             return target.role_arn
         return f"arn:aws:iam::{target.account_id}:role/builder"
+
+    def check_identity(self, env_aws: EnvAws) -> None:
+        """Refuse (exit 2) to work in another account than the env's `aws_account_id`:
+        a profile or role of the wrong account would otherwise be written to while every
+        message names the configured one. STS GetCallerIdentity, once per account."""
+        target = env_aws.target
+        key = (target.account_id, target.profile, target.role_arn)
+        with self._identity_lock:
+            if key in self._identities:
+                return
+            with translate("checking the AWS identity (sts get-caller-identity)"):
+                actual = str(env_aws.sts().get_caller_identity()["Account"])
+            if actual != target.account_id:
+                how = ", ".join(part for part in (
+                    f"role {self.role_for(target)}" if self.role_for(target) else "",
+                    f"profile {target.profile}" if target.profile else "") if part) or \
+                    "the default credentials"
+                raise RefusedError(f"AWS identity mismatch: {how} is account {actual}, but "
+                                   f"aws_account_id is {target.account_id}; nothing was done")
+            self._identities.add(key)
 
     def client_config(self) -> Config:
         return Config(retries={"mode": "adaptive", "max_attempts": 10},
@@ -150,7 +174,18 @@ class EnvAws:
     def client(self, service: Literal["sts"], region: str | None = None) -> STSClient: ...
     def client(self, service: str, region: str | None = None) -> Any:
         """The env's client of `service` (in `region`, default the env's), made once and
-        shared: each call it makes is counted in the call log."""
+        shared, once the account's identity is checked: each call is counted in the call
+        log."""
+        self.aws.check_identity(self)
+        return self._client(service, region)
+
+    def sts(self) -> STSClient:
+        """The STS client the identity check uses (no check of its own)."""
+        client: STSClient = self._client("sts", None)
+        return client
+
+    def _client(self, service: str, region: str | None) -> Any:
+        """The cached client, made on first use (no identity check: `sts()` needs it)."""
         key = (service, region or self.target.region)
         with self._lock:
             if key not in self._clients:
@@ -166,12 +201,14 @@ class EnvAws:
 
     def credentials_env(self) -> dict[str, str]:
         """Frozen credentials as environment variables, for Packer."""
+        self.aws.check_identity(self)
         with translate("getting AWS credentials"):
             with self._lock:
                 credentials = self._session.get_credentials()
             if credentials is None:
                 raise NoCredentialsError()
             frozen = credentials.get_frozen_credentials()
+        remember(frozen.secret_key, frozen.token)
         env = {"AWS_ACCESS_KEY_ID": str(frozen.access_key),
                "AWS_SECRET_ACCESS_KEY": str(frozen.secret_key),
                "AWS_REGION": self.target.region, "AWS_DEFAULT_REGION": self.target.region}

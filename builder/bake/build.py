@@ -39,6 +39,7 @@ from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent, table
 from builder.project import BuildHost, Project
 from builder.provision import hook
+from builder.redact import remember
 from builder.render.template import write
 
 if TYPE_CHECKING:
@@ -179,9 +180,13 @@ def _vault_password(the_plan: Plan, options: BakeOptions) -> str | None:
         if os.environ.get("BUILDER_VAULT_PASSWORD_FILE") else None)
     if path is not None:
         try:
-            return path.read_text(encoding="utf-8").strip()
+            password = path.read_text(encoding="utf-8").strip()
+            remember(password)
+            return password
         except OSError as exc:
             raise InputError(f"vault password file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise InputError(f"vault password file {path}: not UTF-8 text") from exc
     parameter = the_plan.resolved.settings.vault_password_ssm_parameter
     if parameter:
         from builder.aws import translate
@@ -189,7 +194,9 @@ def _vault_password(the_plan: Plan, options: BakeOptions) -> str | None:
         with translate(f"reading SSM parameter {parameter}"):
             reply = the_plan.env_aws.client("ssm").get_parameter(Name=parameter,
                                                                  WithDecryption=True)
-        return str(reply["Parameter"]["Value"])
+        value = str(reply["Parameter"]["Value"])
+        remember(value)
+        return value
     return None
 
 

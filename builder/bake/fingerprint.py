@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
+from builder.config.source import YamlError, safe_load
 from builder.render.template import Rendered
 
 _ROLE_TASK_KEYS = ("include_role", "import_role", "ansible.builtin.include_role",
@@ -202,6 +201,8 @@ def _role_names(entries: Iterable[Any]) -> set[str]:
 
 def _load(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return None  # templates and non-YAML files are hashed, not walked
+        return safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (YamlError, UnicodeDecodeError):
+        # Templates and non-YAML files are hashed, not walked (a YAML bomb
+        # or a 5,000-deep document included: hashing reads it without expanding it).
+        return None

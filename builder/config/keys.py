@@ -27,7 +27,7 @@ T = TypeVar("T")
 _REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 _ACCOUNT_RE = re.compile(r"\d{12}")
 _ROLE_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
-_AMI_RE = re.compile(r"ami-[0-9a-f]{8,17}")
+AMI_ID_RE = re.compile(r"ami-[0-9a-f]{8,17}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]*")
 # EC2's rule for AMI names is 3-128 characters; a bake appends "-<yyyymmddHHMMSS>".
 _AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}")
@@ -94,7 +94,7 @@ def _text(pattern: re.Pattern[str] | None = None, what: str = "", *,
             return ""
         text = str(value)
         if pattern is not None and not pattern.fullmatch(text):
-            check.fail(f"{text!r} is not {what}")
+            check.fail(f"{text!r:.60} is not {what}")
         return text
 
     return parse
@@ -118,7 +118,7 @@ def component_problem(value: Any) -> str | None:
         return "must be a non-empty list of comp names"
     for item in value:
         if not isinstance(item, str) or not NAME_RE.fullmatch(item):
-            return f"{item!r} must match [a-z0-9][a-z0-9-]*"
+            return f"{item!r:.50} must match [a-z0-9][a-z0-9-]* (at most 40 characters)"
     return None
 
 
@@ -196,7 +196,7 @@ def _flag(value: Any, check: Check) -> bool:
 def _whole(minimum: int) -> Parser[int]:
     def parse(value: Any, check: Check) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            check.fail(f"must be a whole number ≥ {minimum}, not {value!r}")
+            check.fail(f"must be a whole number ≥ {minimum}, not {value!r:.30}")
             return minimum
         return value
 
@@ -231,7 +231,7 @@ KEYS: tuple[Key[Any], ...] = (
         "template name under packer/ (or bundled)", "ubuntu"),
     Key("playbook", _playbook, "the provisioning playbook, a path inside the infra repo",
         "playbooks/{{ app }}/packer-{{ comp }}.yml"),
-    Key("source_ami", _optional(_AMI_RE, "an AMI id"),
+    Key("source_ami", _optional(AMI_ID_RE, "an AMI id"),
         "base image id (set this or source_ami_filter)"),
     Key("source_ami_filter", _source_filter,
         "base image as {owners: [...], name: pattern}: the newest match"),
@@ -269,6 +269,17 @@ def _one_base_image(values: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _role_in_the_account(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A role in another account would be assumed and written to while every message
+    names the configured account."""
+    role, account = values["aws_role_arn"] or "", values["aws_account_id"]
+    role_account = role.split(":")[4] if _ROLE_RE.fullmatch(role) else ""
+    if role_account and account and role_account != account:
+        return ("aws_role_arn",
+                f"is a role of account {role_account}, but aws_account_id is {account}")
+    return None
+
+
 def _key_needs_encryption(values: Mapping[str, Any]) -> tuple[str, str] | None:
     if values["kms_key_id"] and not values["encrypt_boot"]:
         return "kms_key_id", "is set but encrypt_boot is false"
@@ -279,6 +290,7 @@ def _key_needs_encryption(values: Mapping[str, Any]) -> tuple[str, str] | None:
 # placeholder: unset, false or empty).
 RULES: tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...] = (
     _one_base_image,
+    _role_in_the_account,
     _key_needs_encryption,
 )
 

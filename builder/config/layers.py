@@ -7,20 +7,23 @@ then `-e key=value`. Files named *.vault.yml are never layers: Ansible alone rea
 
 from __future__ import annotations
 
-import functools
+import errno
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import jinja2
 
+from builder import sandbox
 from builder.config.keys import DEFAULTS, component_problem, parse_settings
 from builder.config.layout import Layout, check_name
 from builder.config.models import Combo, Settings
 from builder.config.source import (
+    MAX_FILE_BYTES,
     KeyPath,
     LocatedDoc,
     Origin,
@@ -31,7 +34,9 @@ from builder.config.source import (
 )
 from builder.errors import ConfigError, Problem, ValidationFailed
 from builder.output import table
+from builder.redact import looks_secret
 
+VAULT_HEADER = b"$ANSIBLE_VAULT;"
 DEFAULTS_LAYER = "<builder defaults>"
 CLI_LAYER = "<command line -e>"
 BUILTIN_LAYER = "<built-in>"
@@ -86,9 +91,10 @@ class ConfigLoader:
     layout: Layout
     overrides: Mapping[str, str] = field(default_factory=dict)
     _docs: dict[Path, LocatedDoc] = field(default_factory=dict, repr=False)
+    _vault_checked: set[Path] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
-        self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - renders YAML values, not HTML
+        self._jinja = sandbox.Sandbox()
 
     # -- enumeration --------------------------------------------------------
     def apps(self) -> list[str]:
@@ -126,7 +132,16 @@ class ConfigLoader:
         for each_app in apps:
             if env and not app and env not in self.layout.envs(each_app):
                 continue
-            for each_env in [env] if env else self.envs(each_app):
+            try:
+                envs = [env] if env else self.envs(each_app)
+            except ConfigError as exc:
+                if app:
+                    raise
+                # A stray or misnamed folder under vars/ is its own problem; the other
+                # apps are still checked.
+                yield Problem(exc.message, self.layout.vars_dir / each_app)
+                continue
+            for each_env in envs:
                 try:
                     comps = self.components(each_app, each_env)
                 except ConfigError as exc:
@@ -175,10 +190,17 @@ class ConfigLoader:
         doc = LocatedDoc(dict(DEFAULTS), {(key,): Origin(DEFAULTS_LAYER) for key in DEFAULTS})
         files = []
         for path in self.layout.layer_files(app, env, comp):
-            if path.is_file():
+            if _layer_exists(path):
                 files.append(path)
                 doc = merge(doc, self._load(path))
-        cli = {key: parse_scalar(text) for key, text in self.overrides.items()}
+        for folder in {path.parent for path in files} | {self.layout.vars_dir / app / env}:
+            self._check_vault_files(folder)
+        cli: dict[str, Any] = {}
+        for key, text in self.overrides.items():
+            try:
+                cli[key] = parse_scalar(text)
+            except YamlError as exc:
+                raise ConfigError(f"-e {key}: {exc}") from exc
         doc = merge(doc, LocatedDoc(cli, {(key,): Origin(CLI_LAYER) for key in cli}))
         builtins = {"app": app, "env": env} | ({"comp": comp} if comp else {})
         for key, value in builtins.items():
@@ -188,9 +210,29 @@ class ConfigLoader:
         doc = merge(doc, LocatedDoc(builtins, {(key,): Origin(BUILTIN_LAYER) for key in builtins}))
         return doc.values, doc.origins, files
 
+    def _check_vault_files(self, folder: Path) -> None:
+        """`*.vault.yml` are read by Ansible only, and must be encrypted: a plaintext one
+        is a secret committed in the clear."""
+        if folder in self._vault_checked:
+            return
+        for path in sorted(folder.glob("*.vault.yml")) if folder.is_dir() else []:
+            try:
+                with path.open("rb") as handle:
+                    head = handle.read(len(VAULT_HEADER))
+            except OSError as exc:
+                raise ConfigError(f"can't read: {exc.strerror}", file=path) from exc
+            if head != VAULT_HEADER:
+                raise ConfigError("not encrypted: a *.vault.yml must be ansible-vault "
+                                  f"encrypted (ansible-vault encrypt {path.name})",
+                                  file=path, line=1)
+        self._vault_checked.add(folder)
+
     def _load(self, path: Path) -> LocatedDoc:
         if path not in self._docs:
             try:
+                if path.stat().st_size > MAX_FILE_BYTES:
+                    raise ConfigError(f"over {MAX_FILE_BYTES:,} bytes: not a vars file",
+                                      file=path)
                 self._docs[path] = load_mapping(path.read_text(encoding="utf-8"), path)
             except YamlError as exc:
                 raise ConfigError(str(exc), file=path, line=exc.line) from exc
@@ -199,18 +241,11 @@ class ConfigLoader:
         return self._docs[path]
 
 
-@functools.lru_cache(maxsize=4096)
-def _compiled(env: jinja2.Environment, source: str) -> jinja2.Template:
-    """Compile each distinct value once per environment: every combo renders the same
-    defaults (`{{ app }}-{{ env }}-{{ comp }}`), and compiling is most of resolving."""
-    return env.from_string(source)
-
-
 class _Resolver:
     """Renders values lazily so one var may use another, as Ansible does."""
 
     def __init__(
-        self, env: jinja2.Environment, raw: Mapping[str, Any], origins: Mapping[KeyPath, Origin]
+        self, env: sandbox.Sandbox, raw: Mapping[str, Any], origins: Mapping[KeyPath, Origin]
     ):
         self._env = env
         self._raw = raw
@@ -249,18 +284,10 @@ class _Resolver:
             whole = _WHOLE_EXPR_RE.fullmatch(text)
             if whole:
                 # A value that is one expression keeps its type (a list stays a list).
-                template = _compiled(self._env, f"{{% set result = ({whole['expr']}) %}}")
-                run = template.new_context(cast("dict[str, Any]", context), shared=True)
-                for _ in template.root_render_func(run):
-                    pass
-                result = run.vars["result"]
-                if isinstance(result, jinja2.Undefined):
-                    str(result)  # raises UndefinedError naming what is missing
-                return result
-            # shared=True: Jinja reads the lazy context instead of copying every var.
-            template = _compiled(self._env, text)
-            run = template.new_context(cast("dict[str, Any]", context), shared=True)
-            return "".join(template.root_render_func(run))
+                return sandbox.evaluate(self._env, whole["expr"], context)
+            return sandbox.render(self._env.compiled(text), context)
+        except sandbox.SecurityError as exc:
+            raise self._error(path, f"Jinja sandbox: {exc}") from exc
         except jinja2.UndefinedError as exc:
             raise self._error(path, f"Jinja: {exc.message}") from exc
         except jinja2.TemplateSyntaxError as exc:
@@ -268,7 +295,9 @@ class _Resolver:
         except ConfigError:
             raise
         except Exception as exc:
-            raise self._error(path, f"Jinja: {exc}") from exc
+            # Python's own messages quote values (int('...')): not for a secret's key.
+            why = type(exc).__name__ if looks_secret(path[-1]) else f"{exc}"
+            raise self._error(path, f"Jinja: {why}") from exc
 
     def _error(self, path: KeyPath, message: str) -> ConfigError:
         origin = self._origins.get(path) or self._origins.get(path[:1])
@@ -296,8 +325,29 @@ class _LazyContext(Mapping[str, Any]):
         return len(self._resolver._raw)
 
 
+def _layer_exists(path: Path) -> bool:
+    """Whether a layer is there (a missing optional one is not); something in its place
+    that isn't a regular file is a ConfigError, never silently skipped."""
+    if not os.path.lexists(path):
+        return False
+    if path.is_file():
+        return True
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13 reports a loop this way
+            raise ConfigError("a symlink loop, not a vars file", file=path) from None
+        except OSError as exc:
+            what = "a symlink loop" if exc.errno == errno.ELOOP else "a dangling symlink"
+            raise ConfigError(f"{what}, not a vars file", file=path) from None
+    kind = "a folder" if path.is_dir() else "not a regular file"
+    raise ConfigError(f"{kind}, not a vars file", file=path)
+
+
 def _error_at(origin: Origin | None, message: str) -> ConfigError:
     """A ConfigError at the file and line a value came from (none for built-in layers)."""
+    if origin is not None and origin.layer == CLI_LAYER:
+        message = f"-e {message}"
     return ConfigError(message, file=origin.file if origin else None,
                        line=origin.line if origin else None)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from builder.errors import ConfigError, InputError, shown_path
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+# App, env and comp names: path parts and parts of AWS resource names, so short too.
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -25,11 +26,31 @@ def bundled_root() -> Path:
     return packaged if packaged.is_dir() else _PACKAGE_DIR.parent
 
 
+def make_private(folder: Path) -> None:
+    """`folder` exists, only its owner can enter it, and git ignores all of it.
+
+    A folder that can't be made (a read-only checkout) is left to the first write under
+    it to report.
+    """
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.stat().st_mode & 0o077:
+            folder.chmod(0o700)
+        ignore = folder / ".gitignore"
+        if not ignore.exists():
+            descriptor = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write("# builder's own state: never committed\n*\n")
+    except OSError:
+        pass
+
+
 def check_name(kind: str, name: str, *, file: Path | None = None, line: int | None = None) -> str:
     """App, env and comp names become path parts and resource names: keep them plain."""
     if not NAME_RE.fullmatch(name):
         raise ConfigError(
-            f"{kind} name {name!r} must match [a-z0-9][a-z0-9-]* (lowercase letters, digits, '-')",
+            f"{kind} name {name!r:.50} must match [a-z0-9][a-z0-9-]* (lowercase letters, "
+            "digits, '-'; at most 40)",
             file=file,
             line=line,
         )
@@ -65,8 +86,12 @@ class Layout:
 
     @property
     def state_dir(self) -> Path:
-        """Tool state (builds, releases, local stack): ignored by git."""
-        return self.root / ".builder"
+        """Tool state (builds, releases, local stack): private to its owner (0700) and
+        ignored by git through its own `.gitignore`, so no infra repo ever commits
+        resolved vars, logs or records."""
+        folder = self.root / ".builder"
+        make_private(folder)
+        return folder
 
     @cached_property
     def bundled(self) -> Path:

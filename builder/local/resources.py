@@ -30,6 +30,7 @@ from builder.local import control
 from builder.local.mode import local_project
 from builder.output import ProgressFn, silent, table
 from builder.polling import poll_until
+from builder.redact import remember
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import InstanceTypeType
@@ -379,6 +380,10 @@ def _ensure_secure_parameter(env_aws: EnvAws, name: str, password_file: Path) ->
     except OSError as exc:
         raise InputError(f"{VAULT_PASSWORD_FILE_ENV}: can't read {password_file}: "
                          f"{exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{VAULT_PASSWORD_FILE_ENV}: {password_file} is not UTF-8 text"
+                         ) from exc
+    remember(value)
     ssm = env_aws.client("ssm")
     current = _absent(("ParameterNotFound",), f"looking up SSM parameter {name}",
                       lambda: ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import os
 import signal
 import subprocess
@@ -27,9 +28,16 @@ from builder.local import buildhost, control, iam
 from builder.local.emulator.server import LOG_FILE, SERVER_FILE
 from builder.local.mode import local_project
 from builder.local.resources import ResourcesReport, ensure_resources
-from builder.local.state import live_server, running_endpoint, server_info, state_dir
+from builder.local.state import (
+    is_ours,
+    live_server,
+    running_endpoint,
+    server_info,
+    state_dir,
+)
 from builder.output import ProgressFn, silent, table
 from builder.polling import poll_until
+from builder.strict import env_flag, env_number
 
 if TYPE_CHECKING:
     from builder.project import Project
@@ -156,7 +164,7 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
         progress("local", "attaching the generated IAM policies; enforcing IAM")
         enforced = iam.enforce(local)
     image = None
-    if build_host if build_host is not None else os.environ.get(NO_BUILD_HOST_ENV) != "1":
+    if build_host if build_host is not None else not env_flag(NO_BUILD_HOST_ENV):
         image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
     current = status(layout)
     return dataclasses.replace(current, note=note, resources=report, build_host_image=image,
@@ -169,7 +177,7 @@ def down(layout: Layout) -> LocalDown:
     info = server_info(layout)
     pid = int(info["pid"]) if info and "pid" in info else None
     stopped = False
-    if pid is not None and _is_our_server(pid, info):
+    if pid is not None and info is not None and _is_our_server(layout, pid, info):
         stopped = process.stop(pid, grace_s=STOP_TIMEOUT_SECONDS)
     (state_dir(layout) / SERVER_FILE).unlink(missing_ok=True)
     return LocalDown(stopped, pid if stopped else None, buildhost.stop_all(layout))
@@ -231,8 +239,8 @@ def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SERVER_FILE).unlink(missing_ok=True)  # a stale one from a killed server
     step = deploy_step_seconds
-    if step is None and os.environ.get(DEPLOY_STEP_ENV):
-        step = float(os.environ[DEPLOY_STEP_ENV])
+    if step is None:
+        step = env_number(DEPLOY_STEP_ENV, maximum=3600)
     argv = [sys.executable, "-m", "builder.local.emulator.server", "--port", str(port or 0),
             "--state-dir", str(folder)]
     if step is not None:
@@ -265,17 +273,26 @@ def _tail(log_path: Path) -> str:
     return lines[-1] if lines else "(empty log)"
 
 
-def _is_our_server(pid: int, info: dict[str, Any] | None) -> bool:
-    """The pid of server.json is our emulator: it answers as that pid, or (hung) its
-    command line says so. A reused pid of another program is never signalled."""
-    if info and "endpoint" in info:
+def _is_our_server(layout: Layout, pid: int, info: dict[str, Any]) -> bool:
+    """The pid of server.json is this root's emulator: it answers as that pid with this
+    root's state folder and token, or (hung) its command line names this state folder.
+    A reused pid of another program, or another root's emulator (server.json copied with
+    a root), is never signalled."""
+    if not is_ours(layout, info):
+        return False
+    if "endpoint" in info:
         try:
-            if control.call(str(info["endpoint"]), "health", timeout=5).get("pid") == pid:
+            health = control.call(str(info["endpoint"]), "health", timeout=5)
+            if all(health.get(key) == info.get(key) for key in ("pid", "state_dir", "token")):
                 return True
         except OperationFailed:
             pass
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"builder.local.emulator.server" in cmdline
+    folder = state_dir(layout)
+    return b"builder.local.emulator.server" in argv and any(
+        Path(os.fsdecode(arg)).resolve() == folder.resolve()
+        for before, arg in itertools.pairwise(argv) if before == b"--state-dir")
+

@@ -23,7 +23,16 @@ def running_endpoint(layout: Layout) -> str:
     info = server_info(layout)
     if not info or "endpoint" not in info:
         raise InputError("the local stack is not running: run `builder local up` first")
+    if not is_ours(layout, info):
+        raise InputError(f"the local stack is not running here: {SERVER_FILE} belongs to "
+                         f"{info.get('state_dir') or 'another root'} (a copied root?); run "
+                         "`builder local up` in this one")
     return str(info["endpoint"])
+
+
+def is_ours(layout: Layout, info: dict[str, Any]) -> bool:
+    """server.json (or a health reply) names this root's state folder."""
+    return info.get("state_dir") == str(state_dir(layout).resolve())
 
 
 def server_info(layout: Layout) -> dict[str, Any] | None:
@@ -40,8 +49,11 @@ def live_server(layout: Layout) -> dict[str, Any] | None:
     info = server_info(layout)
     if not info or "endpoint" not in info:
         return None
+    if not is_ours(layout, info):
+        return None
     try:
         health = control.call(str(info["endpoint"]), "health", timeout=5)
     except OperationFailed:
         return None
-    return info if health.get("pid") == info.get("pid") else None
+    same = all(health.get(key) == info.get(key) for key in ("pid", "state_dir", "token"))
+    return info if same else None

@@ -85,8 +85,16 @@ def scope(project: Project, app: str | None = None, env: str | None = None) -> S
     resolved: list[ResolvedVars] = []
     problems: dict[Combo, str] = {}
     for each_app in apps:
-        for each_env in [env] if env else config.envs(each_app):
-            if each_env not in config.envs(each_app):
+        try:
+            envs = config.envs(each_app)
+        except BuilderError as exc:
+            if app:
+                raise
+            # A stray folder under vars/ is its own problem; the other apps still count.
+            problems[Combo(each_app, "*", "*")] = exc.format(project.root)
+            continue
+        for each_env in [env] if env else envs:
+            if each_env not in envs:
                 continue
             try:
                 comps = config.components(each_app, each_env)

@@ -20,9 +20,17 @@ from builder.aws import EnvAws, fleet, sharing, translate
 from builder.aws import images as amis
 from builder.aws.calls import runs
 from builder.aws.images import Image
+from builder.config.keys import AMI_ID_RE
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
-from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError, TimedOut
+from builder.errors import (
+    AwsError,
+    ConfigError,
+    InputError,
+    PromotionFailed,
+    RefusedError,
+    TimedOut,
+)
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent
 from builder.polling import Growing, poll_until
@@ -96,6 +104,8 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
     reuses a copy already made from the same AMI, and removes the share and any grant
     when done. A failed copy is deregistered.
     """
+    if ami_id is not None and not AMI_ID_RE.fullmatch(ami_id):
+        raise InputError(f"--ami {ami_id!r:.40}: not an AMI id (ami-0123456789abcdef0)")
     cancel = cancel or Cancel()
     started = time.monotonic()
     target = project.resolve(app, to_env, comp)

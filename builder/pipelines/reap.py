@@ -62,13 +62,20 @@ class ReapReport:
         return text
 
 
+# Nothing builder made is older than its first release; more is a typo.
+MAX_AGE = timedelta(days=3650)
+
+
 def parse_age(text: str) -> timedelta:
     """`90m`, `2h`, `1d`."""
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    seconds_per = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit():
-        raise InputError(f"--older-than {text!r}: expected a number and s, m, h or d (e.g. 2h)")
-    return timedelta(**{units[unit]: int(number)})
+    if unit not in seconds_per or not number.isascii() or not number.isdigit():
+        raise InputError(f"--older-than {text!r:.30}: expected a number and s, m, h or d "
+                         "(e.g. 2h)")
+    if len(number) > 12 or int(number) * seconds_per[unit] > MAX_AGE.total_seconds():
+        raise InputError(f"--older-than {text!r:.30}: at most {MAX_AGE.days} days")
+    return timedelta(seconds=int(number) * seconds_per[unit])
 
 
 @runs("reap")

@@ -116,6 +116,8 @@ def _env_of(problem: Problem, project: Project) -> tuple[str, str]:
         parts = problem.file.relative_to(project.layout.vars_dir).parts
         if len(parts) >= 2:
             return parts[0], parts[1]
+        if parts:  # a folder under vars/ that is no app
+            return parts[0], ""
     return "", ""
 
 

@@ -171,6 +171,10 @@ def release(project: Project, combo: Combo, *, ami_id: str | None = None,
     cancel.raise_if_set()
     run = _Release(project, combo, _Options(ami_id, wanted_revision, deploy, wait,
                                             timeout_min), progress, cancel)
+    # The AMI and the launch template are accepted (or refused) before anything is
+    # written, the lock included; run() reads the template's default again under it.
+    run.image = run._choose_image()
+    run._default_version()
     lease = timeout_min + LOCK_MARGIN_MIN if deploy and wait else LOCK_MARGIN_MIN
     with lock.held(run.env_aws, combo, minutes=lease, break_lock=break_lock,
                    progress=run.progress):
@@ -222,7 +226,7 @@ class _Release:
 
     # -- the steps -----------------------------------------------------------------
     def run(self) -> ReleaseResult:
-        image = self.image = self._choose_image()
+        image = self.image = self.image or self._choose_image()
         default = self._default_version()
         group = asg = None
         if self.options.deploy:

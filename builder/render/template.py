@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 import jinja2
 
+from builder import sandbox
 from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
 from builder.errors import Problem, TemplateError, ValidationFailed
@@ -90,7 +92,7 @@ class Renderer:
     layout: Layout
     packer_version: PackerVersion
     _parsed: dict[str, tuple[Variable, ...]] = field(default_factory=dict, repr=False)
-    _jinja: dict[Path, jinja2.Environment] = field(default_factory=dict, repr=False)
+    _jinja: dict[Path, sandbox.Sandbox] = field(default_factory=dict, repr=False)
 
     def find_template(self, name: str) -> Path:
         for folder in self.layout.template_dirs():
@@ -113,26 +115,37 @@ class Renderer:
                         _var_values(variables, resolved, source))
 
     def _text(self, source: Path, resolved: ResolvedVars) -> str:
-        text = source.read_text(encoding="utf-8")
+        text = read_template(source)
         if source.name.endswith(".j2"):
             env = self._jinja.get(source.parent)
             if env is None:
-                env = jinja2.Environment(
-                    loader=jinja2.FileSystemLoader(str(source.parent)),
-                    undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                    autoescape=False,  # noqa: S701 - renders HCL, not HTML
-                )
+                env = sandbox.Sandbox(loader=jinja2.FileSystemLoader(str(source.parent)),
+                                      keep_trailing_newline=True)
                 self._jinja[source.parent] = env
             try:
                 template = env.get_template(source.name)
-                text = template.render(
-                    {**resolved.values, "packer_version": str(self.packer_version)}
-                )
+                text = sandbox.render(
+                    template, {**resolved.values, "packer_version": str(self.packer_version)})
             except jinja2.TemplateSyntaxError as exc:
-                raise TemplateError(f"Jinja syntax: {exc.message}", file=source,
+                # An included template's own syntax error names that file.
+                file = Path(exc.filename) if exc.filename else source
+                raise TemplateError(f"Jinja syntax: {exc.message}", file=file,
                                     line=exc.lineno) from exc
+            except jinja2.TemplateNotFound as exc:
+                raise TemplateError(f"Jinja: template {exc.name!r} not found (looked in "
+                                    f"{self.layout.relative(source.parent)})", file=source,
+                                    line=_jinja_line(exc, source)) from exc
             except jinja2.UndefinedError as exc:
                 raise TemplateError(f"Jinja: {exc.message}", file=source,
+                                    line=_jinja_line(exc, source)) from exc
+            except sandbox.SecurityError as exc:
+                raise TemplateError(f"Jinja sandbox: {exc}", file=source,
+                                    line=_jinja_line(exc, source)) from exc
+            except (UnicodeDecodeError, OSError) as exc:
+                raise TemplateError(f"Jinja: can't read an included template: {exc}",
+                                    file=source, line=_jinja_line(exc, source)) from exc
+            except Exception as exc:  # a template's own expression failed: 1/0, int('x')
+                raise TemplateError(f"Jinja: {type(exc).__name__}: {exc}", file=source,
                                     line=_jinja_line(exc, source)) from exc
         has_plugins_block = re.search(r"^[ \t]*required_plugins\s*\{", text, re.MULTILINE)
         if self.packer_version.needs_required_plugins and not has_plugins_block:
@@ -153,18 +166,28 @@ class Renderer:
 
 def write(rendered: Rendered, out_dir: Path, run_values: Mapping[str, Any] | None = None
           ) -> RenderedFiles:
-    """Write the template, the var file and the resolved vars (what Ansible gets)."""
+    """Write the template, the var file and the resolved vars (what Ansible gets).
+
+    The var file and the resolved vars may hold secrets: they are the owner's only
+    (0600), wherever they go.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     template = out_dir / rendered.file_name
     template.write_text(rendered.hcl, encoding="utf-8")
     var_file = out_dir / f"{rendered.template_name}.pkrvars.json"
-    var_file.write_text(rendered.var_file_json(run_values), encoding="utf-8")
+    _write_private(var_file, rendered.var_file_json(run_values))
     vars_json = out_dir / "vars.json"
-    vars_json.write_text(
-        json.dumps(dict(rendered.resolved.values), indent=2, sort_keys=True, default=str) + "\n",
-        encoding="utf-8",
-    )
+    _write_private(vars_json, json.dumps(dict(rendered.resolved.values), indent=2,
+                                         sort_keys=True, default=str) + "\n")
     return RenderedFiles(template, var_file, vars_json)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`path` holds `text` and only its owner can read it (an existing file too)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 # -- HCL ---------------------------------------------------------------------
@@ -191,7 +214,7 @@ def _parse_variables(hcl: str, source: Path) -> tuple[Variable, ...]:
         raise TemplateError(f"HCL syntax: {message}", file=source,
                             line=source_line(line, hcl, source)) from exc
     variables = []
-    source_text = source.read_text(encoding="utf-8")  # lines users see: the template's own
+    source_text = read_template(source)  # lines users see: the template's own
     for block in document.get("variable", []):
         for raw_name, body in block.items():
             name = _unquote(raw_name)
@@ -236,13 +259,23 @@ def source_line(rendered_line: int | None, hcl: str, source: Path) -> int | None
     lines = body.splitlines()
     wanted = lines[rendered_line - 1].strip() if rendered_line <= len(lines) else ""
     if wanted:
-        for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(read_template(source).splitlines(), 1):
             if line.strip() == wanted:
                 return number
     return rendered_line
 
 
-def _jinja_line(exc: jinja2.UndefinedError, source: Path) -> int | None:
+def read_template(source: Path) -> str:
+    """A template's text; unreadable or not UTF-8 is the template's problem (exit 2)."""
+    try:
+        return source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"not UTF-8 text (byte {exc.start})", file=source) from exc
+    except OSError as exc:
+        raise TemplateError(f"can't read: {exc.strerror or exc}", file=source) from exc
+
+
+def _jinja_line(exc: BaseException, source: Path) -> int | None:
     import traceback
 
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
@@ -305,13 +338,13 @@ def type_mismatch(value: Any, type_expr: str | None) -> str | None:
             try:
                 float(value)
             except ValueError:
-                return f"expected a number, got {value!r}"
+                return "expected a number, got a string that is not one"
             return None
         return f"expected a number, got {_kind(value)}"
     if kind == "bool":
         if isinstance(value, bool) or value in ("true", "false"):
             return None
-        return f"expected true or false, got {value!r}"
+        return f"expected true or false, got {_kind(value)}"
     if kind in ("list", "set", "tuple"):
         if not isinstance(value, list):
             return f"expected a list, got {_kind(value)}"
@@ -343,11 +376,14 @@ def type_mismatch(value: Any, type_expr: str | None) -> str | None:
 
 
 def _kind(value: Any) -> str:
+    """A value's type, never the value: it may be a secret (db_password: 3)."""
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
 
 
 def _split_type(text: str) -> tuple[str, str | None]:

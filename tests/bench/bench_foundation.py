@@ -64,6 +64,23 @@ def minimal_app_source() -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_bench(keys: int = 50_000) -> dict[str, object]:
+    """Parsing a vars file of 50,000 keys and merging it over a layer of half as many."""
+    from builder.config.source import load_mapping, merge
+
+    over_text = "".join(f"key{i}: {i}\n" for i in range(keys))
+    base = load_mapping("".join(f"key{i}: {{a: 1}}\n" for i in range(0, keys, 2)),
+                        Path("base.yml"))
+    start = time.perf_counter()
+    over = load_mapping(over_text, Path("over.yml"))
+    parsed = time.perf_counter()
+    merged = merge(base, over)
+    done = time.perf_counter()
+    assert len(merged.values) == keys
+    return {"parse_50k_keys_s": round(parsed - start, 2),
+            "merge_50k_keys_s": round(done - parsed, 2), "merge_50k_keys_target_s": 1.0}
+
+
 def main() -> dict[str, object]:
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,6 +94,8 @@ def main() -> dict[str, object]:
         assert report["ok"] and len(report["results"]) == combos, done.stderr[-500:]
         results["validate_offline_400_s"] = round(statistics.median(runs), 2)
         results["validate_offline_400_target_s"] = 5.0
+
+        results.update(merge_bench())
 
         minimal = Path(tmp) / "minimal.py"
         minimal.write_text(minimal_app_source())

@@ -144,9 +144,11 @@ def test_the_plan_queries_aws_per_account_and_region_not_per_combo(project: Proj
     calls = fresh.aws.call_log.counts
     places = 4  # dev, staging (eu-west-1), prod (eu-central-1), shop (us-east-1)
     assert calls["sts.AssumeRole"] == places
+    assert calls["sts.GetCallerIdentity"] == places  # the account check, once per account
     assert calls["ec2.DescribeLaunchTemplateVersions"] == places
     # builder's AMIs and the base images: one each per place (one filter owner set);
     # the running AMIs that aren't builder's (Terraform's) at most one more per place.
     assert 2 * places <= calls["ec2.DescribeImages"] <= 3 * places
     assert fresh.aws.call_log.total() == sum(calls[name] for name in (
-        "sts.AssumeRole", "ec2.DescribeLaunchTemplateVersions", "ec2.DescribeImages"))
+        "sts.AssumeRole", "sts.GetCallerIdentity", "ec2.DescribeLaunchTemplateVersions",
+        "ec2.DescribeImages"))

@@ -317,10 +317,14 @@ def test_one_release_makes_few_aws_calls(local_stack: Project) -> None:
     # Lifecycle events cost at most one more call per status poll.
     assert counts["codedeploy.ListDeploymentTargets"] + counts[
         "codedeploy.BatchGetDeploymentTargets"] <= counts["codedeploy.GetDeployment"]
-    assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 15
-    # Every non-poll call is made once.
+    # 15, and the two reads that check input before anything is written: the caller
+    # identity (once per account) and the launch template before the lock.
+    assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 17
+    # Every non-poll call is made once (the launch template is read before the lock is
+    # taken, to refuse a missing one without writing anything, and again under it).
     assert {name: n for name, n in counts.items() if n > 1 and name not in STATUS_POLLS} == {
-        "codedeploy.GetDeploymentGroup": 2, "autoscaling.DescribeAutoScalingGroups": 2}
+        "codedeploy.GetDeploymentGroup": 2, "autoscaling.DescribeAutoScalingGroups": 2,
+        "ec2.DescribeLaunchTemplateVersions": 2}
 
 
 def test_bake_release_reports_each_comp(local_stack: Project) -> None:

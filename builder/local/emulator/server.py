@@ -3,12 +3,15 @@ on 127.0.0.1 only.
 
     python -m builder.local.emulator.server --port N --state-dir D [--deploy-step-seconds S]
 
-`<state-dir>/server.json` ({"endpoint", "pid", "port", ...}) appears once the socket
-listens and goes when the process ends; the log is `<state-dir>/server.log`.
+`<state-dir>/server.json` ({"endpoint", "pid", "port", "state_dir", "token", ...}) appears
+once the socket listens and goes when the process ends; the log is
+`<state-dir>/server.log`. The state folder's absolute path and a random token, in both
+server.json and the health reply, tell a root's own emulator from another root's (a
+`cp -r` of a root copies server.json too).
 
 Control routes (JSON; moto serves every other path):
 
-    GET  /_builder/health                      {"ok", "pid", "moto"}
+    GET  /_builder/health                      {"ok", "pid", "moto", "state_dir", "token"}
     GET  /_builder/inventory                   what exists, per account and region
     POST /_builder/images                      {"owner", "region", "name", "creation_date",
                                                 "image_id"?, "public"?}
@@ -34,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -88,8 +92,9 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
     lock = threading.RLock()
     step = DEFAULT_STEP_SECONDS if deploy_step_seconds is None else deploy_step_seconds
     emulator = DeploymentEmulator(lock, step_seconds=step)
+    identity = {"state_dir": str(state_dir), "token": secrets.token_hex(16)}
     app = EmulatorApp(DomainDispatcherApplication(create_backend_app), emulator, lock,
-                      moto_version=moto.__version__)
+                      moto_version=moto.__version__, identity=identity)
     server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
     port = server.server_port
     os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs (S3, SQS) from it
@@ -102,7 +107,7 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     info = {"endpoint": f"http://{HOST}:{port}", "pid": os.getpid(), "port": port,
-            "moto": moto.__version__, "deploy_step_seconds": step,
+            "moto": moto.__version__, "deploy_step_seconds": step, **identity,
             "started_at": datetime.now().astimezone().isoformat(timespec="seconds")}
     server_file = state_dir / SERVER_FILE
     _write_atomically(server_file, json.dumps(info, indent=2) + "\n")
@@ -134,7 +139,8 @@ class EmulatorApp:
     """The WSGI app: our control routes, else moto; one request at a time."""
 
     def __init__(self, moto_app: Any, emulator: Any, lock: threading.RLock, *,
-                 moto_version: str):
+                 moto_version: str, identity: dict[str, str]):
+        self._identity = identity
         self._moto = moto_app
         self._emulator = emulator
         self._lock = lock
@@ -153,7 +159,7 @@ class EmulatorApp:
         method = str(environ.get("REQUEST_METHOD", "GET"))
         handlers: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
             ("GET", "health"): lambda _: {"ok": True, "pid": os.getpid(),
-                                          "moto": self._moto_version},
+                                          "moto": self._moto_version, **self._identity},
             ("GET", "inventory"): lambda _: inventory(),
             ("POST", "images"): _publish_image,
             ("POST", "images/creation-date"): _date_image,
