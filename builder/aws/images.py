@@ -25,9 +25,15 @@ TAG_STATUS = "builder:status"
 TAG_PROMOTED_FROM = "builder:promoted-from"
 TAG_BUILD_ID = "builder:build-id"
 TAG_RUN_ID = "builder:run-id"
+# `<host>/<pid>` of the builder process that made a temporary resource or a building AMI,
+# so `reap` knows at once when that process is gone.
+TAG_OWNER = "builder:owner"
 # builder:verified-<env>: when a release verified the AMI on that env's new fleet
 TAG_VERIFIED_PREFIX = "builder:verified-"
 
+# An AMI is `building` (with its run id) until its bake completed every step; then
+# builder itself retags it `baked`. Nothing uses a `building` AMI.
+STATUS_BUILDING = "building"
 STATUS_BAKED = "baked"
 STATUS_RELEASED = "released"
 STATUS_VERIFIED = "verified"
@@ -234,3 +240,32 @@ def deregister(ec2: Any, image: Image) -> None:
     for snapshot in image.snapshot_ids:
         with translate(f"deleting {snapshot} of {image.id}"):
             ec2.delete_snapshot(SnapshotId=snapshot)
+
+
+def images_of_run(ec2: Any, run_id: str, names: Sequence[str] = ()) -> list[Image]:
+    """Every AMI in any state a bake (or promotion) registered: tagged with its run id,
+    or named as it names them (an image Packer has not tagged yet)."""
+    found = {i.id: i for i in describe(ec2, owners=["self"],
+                                       filters={f"tag:{TAG_RUN_ID}": [run_id]})}
+    if names:
+        found.update((i.id, i) for i in describe(ec2, owners=["self"],
+                                                 filters={"name": list(names)}))
+    return newest_first(found.values())
+
+
+def snapshots_of_run(ec2: Any, run_id: str) -> list[str]:
+    """The snapshots tagged with a run id (those of an AMI already deregistered)."""
+    with translate("finding snapshots of a run"):
+        pages = ec2.get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], Filters=[{"Name": f"tag:{TAG_RUN_ID}", "Values": [run_id]}])
+        return [s["SnapshotId"] for page in pages for s in page["Snapshots"]]
+
+
+def delete_snapshot(ec2: Any, snapshot_id: str) -> None:
+    """Delete a snapshot; one already gone is fine."""
+    try:
+        with translate(f"deleting {snapshot_id}"):
+            ec2.delete_snapshot(SnapshotId=snapshot_id)
+    except AwsError as exc:
+        if exc.code != "InvalidSnapshot.NotFound":
+            raise

@@ -6,6 +6,8 @@ Packer makes the instance itself; `run_tags` put the same run-id tag on it.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
@@ -19,6 +21,26 @@ from builder.errors import AwsError, ConfigError
 
 TAG_STARTED_AT = "builder:started-at"
 _LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
+
+
+def owner() -> str:
+    """This process as `<host>/<pid>`: the value of the owner tag (images.TAG_OWNER)."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def owner_gone(value: str | None) -> bool:
+    """Whether the builder process an owner tag names is known to be gone: it ran on
+    this host and no such process exists. Another host's process can't be checked."""
+    host, _, pid = (value or "").rpartition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _tag_specs(resource: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
