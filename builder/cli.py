@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from builder.errors import BuilderError, InputError
+from builder.errors import BuilderError, FileSystemError, InputError
 
 if TYPE_CHECKING:
     from builder.bake.build import BakeFailure, BakeResult
@@ -60,7 +60,10 @@ class _Group(TyperGroup):
         """Expected errors: one line on stderr (all lines for several problems) and their
         exit code; the traceback only with -v."""
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OSError as exc:  # a file of the root or of .builder/: unwound already
+                raise FileSystemError.of(exc) from exc
         except BuilderError as exc:
             if isinstance(ctx.obj, Globals) and ctx.obj.verbose:
                 import traceback
@@ -140,6 +143,9 @@ def _emit(ctx: typer.Context, result: Result) -> None:
 
 
 App = Annotated[str, typer.Argument(help="App (a folder under vars/)")]
+LockWait = Annotated[float, typer.Option(
+    "--lock-wait", metavar="SECONDS", help="Wait this long for another run holding the "
+    "comp's lock (default: fail at once, saying who holds it)")]
 Env = Annotated[str, typer.Argument(help="Environment (a folder under vars/APP/)")]
 Comp = Annotated[str, typer.Argument(help="Component (in the env's components)")]
 
@@ -203,8 +209,16 @@ def bake_command(
     release_after: Annotated[bool, typer.Option(
         "--release", help="Then release each baked (or unchanged) AMI, as `builder release` "
         "does")] = False,
+    lock_wait: LockWait = 0,
+    break_lock: Annotated[bool, typer.Option(
+        "--break-lock", help="Take the comp's bake lock even if another bake holds it (when "
+        "that one is gone)")] = False,
 ) -> None:
-    """Bake an AMI for APP ENV COMP (skipped when its inputs are unchanged)."""
+    """Bake an AMI for APP ENV COMP (skipped when its inputs are unchanged).
+
+    One bake of a comp at a time: a second one waits (--lock-wait) or fails saying whose
+    bake runs.
+    """
     from builder.bake.build import BakeOptions, bake, bake_all
     from builder.config.models import Combo
     from builder.interrupts import Cancel, handle_signals
@@ -213,7 +227,8 @@ def bake_command(
     if (comp is None) == (not all_comps):
         raise InputError("give a COMP or --all (not both)")
     project = _g(ctx).project()
-    options = BakeOptions(force=force, vault_password_file=vault_password_file)
+    options = BakeOptions(force=force, vault_password_file=vault_password_file,
+                          lock_wait_s=lock_wait, break_lock=break_lock)
     progress = Progress()
     with handle_signals(Cancel()) as cancel:
         if comp is not None:
@@ -266,6 +281,7 @@ def release_command(
     break_lock: Annotated[bool, typer.Option(
         "--break-lock", help="Take the release lock even if another release holds it (when "
         "that one is gone)")] = False,
+    lock_wait: LockWait = 0,
 ) -> None:
     """Put an AMI on the comp's launch template and deploy it blue/green with CodeDeploy.
 
@@ -280,7 +296,8 @@ def release_command(
     with handle_signals(Cancel()) as cancel:
         _emit(ctx, release(project, Combo(app_name, env, comp), ami_id=ami, revision=revision,
                            deploy=not no_deploy, wait=not no_wait, timeout_min=timeout,
-                           break_lock=break_lock, progress=Progress(), cancel=cancel))
+                           break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress(),
+                           cancel=cancel))
 
 
 @app.command("reap")
@@ -306,6 +323,10 @@ def promote_command(
         "launches); it must be verified there")] = None,
     no_deploy: Annotated[bool, typer.Option(
         "--no-deploy", help="Copy and tag only; no release in the target env")] = False,
+    break_lock: Annotated[bool, typer.Option(
+        "--break-lock", help="Take the target comp's lock even if another promotion or "
+        "release holds it (when that one is gone)")] = False,
+    lock_wait: LockWait = 0,
 ) -> None:
     """Copy the AMI verified in the promote_from env into ENV's account and region,
     re-encrypted and with its lineage, and release it there.
@@ -320,7 +341,8 @@ def promote_command(
     project = _g(ctx).project()
     with handle_signals(Cancel()) as cancel:
         _emit(ctx, promote(project, app_name, comp, to_env, ami_id=ami, deploy=not no_deploy,
-                           progress=Progress(), cancel=cancel))
+                           break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress(),
+                           cancel=cancel))
 
 
 @app.command("rebuild")
@@ -357,12 +379,19 @@ def prune_command(
                                              "(default: ami_keep)")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really deregister and delete the "
                                       "snapshots (default: only show the plan)")] = False,
+    break_lock: Annotated[bool, typer.Option(
+        "--break-lock", help="With --yes: take the comp's lock even if a release or "
+        "promotion holds it (when that one is gone)")] = False,
+    lock_wait: LockWait = 0,
 ) -> None:
     """Deregister the comp's old AMIs and delete their snapshots; anything still in use
-    (launch templates, Auto Scaling groups, instances, deployments, shares) stays."""
+    (launch templates, Auto Scaling groups, instances, deployments, shares) stays, and
+    so does anything incomplete. With --yes, under the comp's lock."""
+    from builder.output import Progress
     from builder.pipelines.prune import prune
 
-    report = prune(_g(ctx).project(), app_name, env, comp, keep=keep, yes=yes)
+    report = prune(_g(ctx).project(), app_name, env, comp, keep=keep, yes=yes,
+                   break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress())
     _emit(ctx, report)
     if report.failed:
         raise typer.Exit(1)

@@ -14,15 +14,19 @@
     │   ├── BakeFailed                packer build failed
     │   ├── DeployFailed              a CodeDeploy deployment failed, stopped or timed out
     │   ├── PromotionFailed           sharing or copying an AMI failed
-    │   └── LockedError               another release holds the (app, env, comp) lock
+    │   ├── LockedError               another run holds the (app, env, comp) lock
+    │   └── FileSystemError           a file of builder's state (.builder/) could not be
+    │                                 read or written (exit 2 for the infra repo's own files)
     └── Interrupted                   exit 130 (SIGINT) / 143 (SIGTERM)
 
 Foreign exceptions are translated where they enter (builder.aws, builder.process,
-builder.provision.ansible), so callers only ever see this tree.
+builder.provision.ansible), so callers only ever see this tree; an OSError from any file
+operation becomes a FileSystemError in the CLI, after the work unwound its clean-up.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +144,22 @@ class PromotionFailed(OperationFailed):
 
 class LockedError(OperationFailed):
     pass
+
+
+class FileSystemError(OperationFailed):
+    @classmethod
+    def of(cls, exc: OSError) -> FileSystemError:
+        """One line naming the path; builder's own state is exit 1, anything else
+        (the infra repo's files, a --root that can't be read) is bad set-up, exit 2."""
+        paths = [Path(os.fsdecode(p)) for p in (exc.filename, exc.filename2) if p is not None]
+        reason = exc.strerror or type(exc).__name__
+        if len(paths) > 1:
+            reason = f"{reason} (with {paths[1]})"
+        error = cls(reason if paths else f"file system: {reason}",
+                    file=paths[0] if paths else None)
+        if paths and ".builder" not in paths[0].parts:
+            error.exit_code = 2
+        return error
 
 
 class Interrupted(BuilderError):

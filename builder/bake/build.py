@@ -41,12 +41,16 @@ from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent, table
 from builder.project import BuildHost, Project
 from builder.provision import hook
+from builder.release import lock
 from builder.render.template import write
 
 if TYPE_CHECKING:
     from builder.provision.steps import Provisioning
 
 _PACKER_STOP_TIMEOUT_S = 600
+# The bake lock's lease: longer than any bake; a holder killed on this host is noticed
+# at once, one on another machine by --break-lock or this expiry.
+_BAKE_LOCK_MIN = 240
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class BakeBatch:
 class BakeOptions:
     force: bool = False
     vault_password_file: Path | None = None
+    lock_wait_s: float = 0  # how long to wait for another bake of the comp to end
+    break_lock: bool = False
 
 
 def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions(),
@@ -142,16 +148,30 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
     subject = str(combo)
     progress(subject, "resolving config, base image and fingerprint")
     the_plan = plan(project, combo)
-    settings = the_plan.resolved.settings
     if the_plan.existing is not None and not options.force:
-        progress(subject, f"unchanged: {the_plan.existing.id} has this fingerprint")
-        return BakeResult(combo, the_plan.existing.id, settings.aws_region,
-                          settings.aws_account_id, True, the_plan.fingerprint.value,
-                          the_plan.source.id, time.monotonic() - started, None,
-                          the_plan.existing.name)
+        return _unchanged(the_plan, the_plan.existing, progress, started)
     cancel.raise_if_set()
     vault_password = _vault_password(the_plan, options)
-    return _Build(project, the_plan, vault_password, progress, cancel, started).run()
+    waited: list[bool] = []
+    with lock.held(the_plan.env_aws, combo, minutes=_BAKE_LOCK_MIN, purpose=lock.BAKE,
+                   wait_s=options.lock_wait_s, break_lock=options.break_lock,
+                   progress=progress, cancel=cancel, on_wait=lambda: waited.append(True)):
+        if waited and not options.force:  # the bake we waited for may have made it
+            existing = next((i for i in images.images_of(
+                the_plan.env_aws.client("ec2"), combo, fingerprint=the_plan.fingerprint.value)
+                if i.status in images.USABLE_STATUSES), None)
+            if existing is not None:
+                return _unchanged(the_plan, existing, progress, started)
+        return _Build(project, the_plan, vault_password, progress, cancel, started).run()
+
+
+def _unchanged(the_plan: Plan, existing: images.Image, progress: ProgressFn,
+               started: float) -> BakeResult:
+    settings = the_plan.resolved.settings
+    progress(str(the_plan.resolved.combo), f"unchanged: {existing.id} has this fingerprint")
+    return BakeResult(the_plan.resolved.combo, existing.id, settings.aws_region,
+                      settings.aws_account_id, True, the_plan.fingerprint.value,
+                      the_plan.source.id, time.monotonic() - started, None, existing.name)
 
 
 def bake_all(project: Project, app: str, env: str, *, jobs: int | None = None,
