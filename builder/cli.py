@@ -303,14 +303,19 @@ def release_command(
 @app.command("reap")
 def reap_command(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option("--older-than", help="Only what is older (30m, 2h, "
-                                            "1d)")] = "2h",
+    older_than: Annotated[str | None, typer.Option(
+        "--older-than", help="Also what runs started longer ago than this (30m, 2h, 1d) "
+        "left; default 4h, longer than a live run holds anything")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list")] = False,
 ) -> None:
-    """Remove builder instances, key pairs and security groups left by crashed bakes."""
-    from builder.pipelines.reap import parse_age, reap
+    """Remove what crashed runs left: instances, key pairs, security groups, incomplete
+    AMIs and their snapshots, Packer's temporary AMIs, promotions' shares and KMS grants,
+    local build hosts, private temp folders. A run's leftovers go at once when its
+    process on this host is gone."""
+    from builder.pipelines.reap import DEFAULT_AGE, parse_age, reap
 
-    _emit(ctx, reap(_g(ctx).project(), parse_age(older_than), dry_run=dry_run))
+    age = parse_age(older_than) if older_than is not None else DEFAULT_AGE
+    _emit(ctx, reap(_g(ctx).project(), age, dry_run=dry_run))
 
 
 @app.command("promote")

@@ -3,7 +3,9 @@ status), and the lineage tags of DESIGN "AMI tags"."""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +56,7 @@ class Image:
     snapshot_ids: tuple[str, ...] = ()
     encrypted: bool = False
     kms_key_ids: tuple[str, ...] = ()
+    description: str = ""
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> Image:
@@ -68,6 +71,7 @@ class Image:
             snapshot_ids=tuple(e["SnapshotId"] for e in ebs if e.get("SnapshotId")),
             encrypted=any(e.get("Encrypted") for e in ebs),
             kms_key_ids=tuple(e["KmsKeyId"] for e in ebs if e.get("KmsKeyId")),
+            description=raw.get("Description", ""),
         )
 
     @property
@@ -88,6 +92,26 @@ class Image:
 
     def age_days(self, now: datetime | None = None) -> float:
         return ((now or datetime.now(UTC)) - self.created).total_seconds() / 86400
+
+
+def owner() -> str:
+    """This process as `<host>/<pid>`: the value of the owner tag (images.TAG_OWNER)."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def owner_gone(value: str | None) -> bool:
+    """Whether the builder process an owner tag names is known to be gone: it ran on
+    this host and no such process exists. Another host's process can't be checked."""
+    host, _, pid = (value or "").rpartition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _parse_time(text: str | None) -> datetime:

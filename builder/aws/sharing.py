@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from builder.aws.images import Image
+from builder.aws.images import Image, owner
 from builder.aws.session import EnvAws, translate
-from builder.aws.temporary import owner
 from builder.errors import AwsError
 
 # What the copying account does with the source key (EC2 CopyImage, re-encryption).

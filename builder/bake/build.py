@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import packer, process
+from builder import packer, process, scratch
 from builder.aws import images, temporary
 from builder.bake.plan import Plan, plan
 from builder.config.models import Combo
@@ -266,7 +266,7 @@ class _Build:
                                     f"({self.plan.source.name}); build {self.build_id}")
         with ExitStack() as stack:
             private = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="builder-bake-")))
+                tempfile.TemporaryDirectory(prefix=scratch.prefix("bake"))))
             private.chmod(0o700)
             key_file, public_key = _make_key(private)
             run_values = self._run_values(key_file)
@@ -320,7 +320,7 @@ class _Build:
             shutil.rmtree(self.local_image, ignore_errors=True)
 
     def _run_values(self, key_file: Path) -> dict[str, Any]:
-        owner = temporary.owner()
+        owner = images.owner()
         run_tags = {images.TAG_RUN_ID: self.run_id, images.TAG_APP: self.combo.app,
                     images.TAG_ENV: self.combo.env, images.TAG_COMP: self.combo.comp,
                     temporary.TAG_STARTED_AT: self.built_at, images.TAG_OWNER: owner,

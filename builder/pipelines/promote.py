@@ -255,7 +255,7 @@ def _start_copy(ec2: Any, source_aws: EnvAws, target: ResolvedVars, image: Image
     pending = Image(copy_id, name, "pending", settings.aws_account_id, datetime.now(UTC))
     amis.set_tags(ec2, pending, {
         **_copy_tags(target, image, lineage, name), amis.TAG_STATUS: amis.STATUS_BUILDING,
-        amis.TAG_RUN_ID: run_id, amis.TAG_OWNER: temporary.owner(),
+        amis.TAG_RUN_ID: run_id, amis.TAG_OWNER: amis.owner(),
         temporary.TAG_STARTED_AT: datetime.now(UTC).isoformat(timespec="seconds")})
     return copy_id
 
