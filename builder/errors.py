@@ -152,7 +152,7 @@ class FileSystemError(OperationFailed):
         """One line naming the path; builder's own state is exit 1, anything else
         (the infra repo's files, a --root that can't be read) is bad set-up, exit 2."""
         paths = [Path(os.fsdecode(p)) for p in (exc.filename, exc.filename2) if p is not None]
-        reason = exc.strerror or type(exc).__name__
+        reason = exc.strerror or str(exc) or type(exc).__name__
         if len(paths) > 1:
             reason = f"{reason} (with {paths[1]})"
         error = cls(reason if paths else f"file system: {reason}",
