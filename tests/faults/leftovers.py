@@ -34,11 +34,12 @@ class Seen:
                 for kind, ids in self.kinds.items()}
 
 
-def seen(env: EnvAws, root: Path, tmp: Path, *, shares_of: amis.Image | None = None) -> Seen:
+def seen(env: EnvAws, root: Path, tmp: Path, *,
+         shares_of: tuple[EnvAws, amis.Image] | None = None) -> Seen:
     """Live builder instances, key pairs, security groups, AMIs that are not complete
     (building, untagged: Packer's temporary ones), snapshots no AMI holds, lock items,
     build hosts and their mounts, builder's temp folders in `tmp`, and the launch and
-    create-volume permissions and KMS grants on `shares_of`."""
+    create-volume permissions and KMS grants on an image of another env."""
     ec2 = env.client("ec2")
     run = [{"Name": "tag-key", "Values": [amis.TAG_RUN_ID]}]
     own = amis.describe(ec2, owners=["self"])
@@ -62,7 +63,7 @@ def seen(env: EnvAws, root: Path, tmp: Path, *, shares_of: amis.Image | None = N
         "temp_folders": {p.name for p in tmp.glob("builder-*")},
     }
     if shares_of is not None:
-        kinds["shares"] = set(_shares(env, shares_of))
+        kinds["shares"] = set(shares(*shares_of))
     return Seen({k: frozenset(v) for k, v in kinds.items()})
 
 
@@ -74,9 +75,11 @@ def _locks(env: EnvAws) -> set[str]:
     return {i[lock_items.KEY]["S"] for i in items if int(i["expires_at"]["N"]) > time.time()}
 
 
-def _shares(env: EnvAws, image: amis.Image) -> list[str]:
-    """Every permission and grant that lets another account use `image`."""
+def shares(env: EnvAws, image: amis.Image) -> list[str]:
+    """Every permission and grant that lets another account use `image`, and the record
+    of a promotion's share on it."""
     ec2 = env.client("ec2")
+    image = amis.describe(ec2, image_ids=[image.id])[0]
     found = [f"launch:{p}" for p in ec2.describe_image_attribute(
         ImageId=image.id, Attribute="launchPermission")["LaunchPermissions"]]
     for snapshot in ec2.describe_snapshots(SnapshotIds=list(image.snapshot_ids))["Snapshots"]:
@@ -114,10 +117,11 @@ def run(root: Path, tmp: Path, *args: str, signal_at: str | None = None,
                           env=builder_env(tmp, signal_at), check=False)
 
 
-def start(root: Path, tmp: Path, *args: str) -> subprocess.Popen[str]:
+def start(root: Path, tmp: Path, *args: str, signal_at: str | None = None
+          ) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "builder", "--root", str(root), "--local",
                              *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=builder_env(tmp))
+                            env=builder_env(tmp, signal_at))
 
 
 def read_until(child: subprocess.Popen[str], pattern: str) -> list[str]:
