@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -136,6 +137,16 @@ def _g(ctx: typer.Context) -> Globals:
     return obj
 
 
+def _using_stack(project: Project, command: str) -> AbstractContextManager[None]:
+    """In local mode, mark the command as running on this root's local stack (so `local
+    down` won't stop it from under the command)."""
+    if not project.local:
+        return nullcontext()
+    from builder.local.state import command_running
+
+    return command_running(project.layout, command)
+
+
 def _emit(ctx: typer.Context, result: Result) -> None:
     from builder.output import emit
 
@@ -230,7 +241,7 @@ def bake_command(
     options = BakeOptions(force=force, vault_password_file=vault_password_file,
                           lock_wait_s=lock_wait, break_lock=break_lock)
     progress = Progress()
-    with handle_signals(Cancel()) as cancel:
+    with handle_signals(Cancel()) as cancel, _using_stack(project, f"bake {app_name} {env}"):
         if comp is not None:
             result = bake(project, Combo(app_name, env, comp), options=options,
                           progress=progress, cancel=cancel)
@@ -293,7 +304,7 @@ def release_command(
     from builder.release.release import release
 
     project = _g(ctx).project()
-    with handle_signals(Cancel()) as cancel:
+    with handle_signals(Cancel()) as cancel, _using_stack(project, f"release {app_name} {env}"):
         _emit(ctx, release(project, Combo(app_name, env, comp), ami_id=ami, revision=revision,
                            deploy=not no_deploy, wait=not no_wait, timeout_min=timeout,
                            break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress(),
@@ -344,7 +355,7 @@ def promote_command(
     from builder.pipelines.promote import promote
 
     project = _g(ctx).project()
-    with handle_signals(Cancel()) as cancel:
+    with handle_signals(Cancel()) as cancel, _using_stack(project, f"promote {app_name}"):
         _emit(ctx, promote(project, app_name, comp, to_env, ami_id=ami, deploy=not no_deploy,
                            break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress(),
                            cancel=cancel))
@@ -369,7 +380,7 @@ def rebuild_command(
     from builder.pipelines.rebuild import rebuild
 
     project = _g(ctx).project()
-    with handle_signals(Cancel()) as cancel:
+    with handle_signals(Cancel()) as cancel, _using_stack(project, "rebuild"):
         report = rebuild(project, app_name, env, release=release_after, dry_run=dry_run,
                          jobs=jobs, progress=Progress(), cancel=cancel)
     _emit(ctx, report)
@@ -432,11 +443,17 @@ def local_up_command(
 
 
 @local_app.command("down")
-def local_down_command(ctx: typer.Context) -> None:
-    """Stop the emulator and every build host of this root."""
+def local_down_command(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Stop even while a bake or release of this root runs (it fails)")
+    ] = False,
+) -> None:
+    """Stop the emulator and every build host of this root (not while a bake or release
+    of this root uses them, without --force)."""
     from builder.local.stack import down
 
-    _emit(ctx, down(_g(ctx).project().layout))
+    _emit(ctx, down(_g(ctx).project().layout, force=force))
 
 
 @local_app.command("status")
