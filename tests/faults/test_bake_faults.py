@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,3 +172,24 @@ def test_two_bakes_of_one_comp_at_once(bake_root: Path, dev: EnvAws, tmp: Path) 
     left = seen(dev, bake_root, tmp).new_since(before)
     assert not any(left.values()), left
     record("bake: two at once (one fails, one waits)", "concurrency", left, "unchanged")
+
+
+def test_a_read_only_state_folder(bake_root: Path, dev: EnvAws, tmp: Path) -> None:
+    before = seen(dev, bake_root, tmp)
+    builds = bake_root / ".builder" / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", str(builds), str(builds)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(builds)], check=True)
+        done = run(bake_root, tmp, "bake", "demo", "dev", "app", "--force")
+    finally:
+        subprocess.run(["umount", str(builds)], check=True)
+
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert last_line(done).startswith("builder: ")
+    assert ".builder/builds/demo" in last_line(done) and "Read-only file system" in last_line(done)
+    assert "Traceback" not in done.stderr
+    left = seen(dev, bake_root, tmp).new_since(before)
+    assert not any(left.values()), left
+    rerun = complete_bake(bake_root, tmp, dev)
+    record("bake: read-only .builder/builds", "EROFS", left, rerun)
