@@ -6,6 +6,12 @@ calls back into this process (builder.provision.hook over a unix socket) with th
 instance's SSH address, and builder provisions it with ansible-runner over direct SSH.
 The SSH key pair and security group are builder's own, tagged with the run id, and
 removed whatever happens; Packer's instance carries the same tag (`builder reap`).
+
+The AMI is `builder:status=building` (with the run id and owner) until everything else
+is done, and builder retags it `baked` as the very last step; a failure or interrupt
+after Packer started deregisters every AMI of the run (found by run id, by name, and by
+the ids Packer printed: its temporary unencrypted image has neither) with its
+snapshots. One bake of a comp runs at a time (the bake lock).
 """
 
 from __future__ import annotations
@@ -308,6 +314,8 @@ class _Build:
                                                             [self.ami_name])}
             found.update(images.images_by_id(self.ec2, self.registered - found.keys()))
             for image in found.values():
+                if image.state == "deregistered":  # Packer removed it itself
+                    continue
                 self.progress(self.subject, f"removing the incomplete AMI {image.id} "
                                             f"({image.name or 'unnamed'})")
                 images.deregister(self.ec2, image)
