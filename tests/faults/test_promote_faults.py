@@ -212,3 +212,35 @@ def test_prune_and_release_leave_incomplete_amis_alone(local_stack: Project,
                               if e["action"] == "keep"}
     record("prune/release next to an incomplete AMI", "lock held, building AMI",
            {"locks": []}, "kept, refused")
+
+
+def test_reap_by_age_packer_temporary_and_other_hosts_amis(local_stack: Project,
+                                                           tmp: Path) -> None:
+    """What no process of this host owns goes by age: an incomplete AMI of a run on
+    another machine that started 5 hours ago (past the 4h default), and Packer's
+    temporary AMI (untagged, a random 7-character name) once older than --older-than."""
+    dev = env_aws(local_stack, "dev")
+    ec2 = dev.client("ec2")
+    base = amis.resolve_source(ec2, local_stack.resolve("demo", "dev", "app").settings)
+    instance = ec2.run_instances(ImageId=base.id, MinCount=1, MaxCount=1)["Instances"][0]
+    temporary = ec2.create_image(InstanceId=instance["InstanceId"], Name="Xy7Kq2P")["ImageId"]
+    stale = ec2.create_image(InstanceId=instance["InstanceId"], Name="demo-dev-app-stale")
+    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    amis.set_tags(ec2, amis.describe(ec2, image_ids=[stale["ImageId"]])[0], {
+        amis.TAG_APP: "demo", amis.TAG_ENV: "dev", amis.TAG_COMP: "app",
+        amis.TAG_STATUS: amis.STATUS_BUILDING, amis.TAG_RUN_ID: "0123456789ab",
+        amis.TAG_OWNER: f"ci-runner-7/{KILLED_PID}",
+        "builder:started-at": "2020-01-01T00:00:00+00:00"})
+
+    default = run(local_stack.root, tmp, "reap", "--dry-run", "--json")
+    assert default.returncode == 0, default.stderr
+    kinds = json.loads(default.stdout)["by_kind"]
+    assert [i.rsplit("/", 1)[1] for i in kinds["building_amis"]] == [stale["ImageId"]]
+    assert kinds["packer_temporary_amis"] == []  # younger than 4h: maybe a live bake's
+
+    reaped = run(local_stack.root, tmp, "reap", "--older-than", "0s", "--json")
+    assert reaped.returncode == 0, reaped.stderr
+    kinds = json.loads(reaped.stdout)["by_kind"]
+    assert [i.rsplit("/", 1)[1] for i in kinds["packer_temporary_amis"]] == [temporary]
+    assert amis.images_by_id(ec2, [temporary, stale["ImageId"]]) == {}
+    record("reap: other host's AMI, Packer temporary AMI", "age", {}, "removed")
