@@ -26,6 +26,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if hasattr(terminalreporter.config, "workerinput"):  # an xdist worker: not its to print
+        return
     table = Path(os.environ.get(TABLE_ENV, ""))
     if not table.is_file():
         return

@@ -210,6 +210,8 @@ def test_prune_and_release_leave_incomplete_amis_alone(local_stack: Project,
     assert pruned.returncode == 0, pruned.stderr
     assert done["ami_id"] in {e["ami_id"] for e in json.loads(pruned.stdout)["amis"]
                               if e["action"] == "keep"}
+    amis.set_tags(ec2, amis.describe(ec2, image_ids=[done["ami_id"]])[0],
+                  {amis.TAG_STATUS: amis.STATUS_BAKED})  # its promotion "ended"
     record("prune/release next to an incomplete AMI", "lock held, building AMI",
            {"locks": []}, "kept, refused")
 
@@ -235,7 +237,7 @@ def test_reap_by_age_packer_temporary_and_other_hosts_amis(local_stack: Project,
     default = run(local_stack.root, tmp, "reap", "--dry-run", "--json")
     assert default.returncode == 0, default.stderr
     kinds = json.loads(default.stdout)["by_kind"]
-    assert [i.rsplit("/", 1)[1] for i in kinds["building_amis"]] == [stale["ImageId"]]
+    assert f"111111111111/eu-west-1/{stale['ImageId']}" in kinds["building_amis"]
     assert kinds["packer_temporary_amis"] == []  # younger than 4h: maybe a live bake's
 
     reaped = run(local_stack.root, tmp, "reap", "--older-than", "0s", "--json")
