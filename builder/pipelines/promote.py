@@ -4,9 +4,12 @@ with its lineage, and released there.
 
 Preflight first (nothing changes until every permission is known to be there or
 addable), then share → copy → wait (the tool's own deadline) → tag → unshare →
-release. A copy already made from that AMI for that env is reused, so a re-run after
-any failure picks up where the last one stopped; a failed or abandoned copy is
-deregistered and the share removed, so nothing is left half-done.
+release, all under the target comp's lock. The copy is `building` until it is
+available and tagged. A copy already made from that AMI for that env is reused, so a
+re-run after any failure picks up where the last one stopped; a failed or abandoned copy
+is deregistered and the share removed, so nothing is left half-done. After a kill -9,
+the share is recorded on the source AMI (builder.aws.sharing) and the re-run removes it
+and the killed run's incomplete twin copies.
 """
 
 from __future__ import annotations
