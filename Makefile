@@ -34,9 +34,9 @@ demo: setup
 test: setup
 	$(BIN)/pytest -n 2 --dist loadfile
 
-# The quick subset while working: no end-to-end bakes.
+# The quick subset while working: no end-to-end bakes, no fault injection.
 test-quick: setup
-	$(BIN)/pytest -n 2 --dist loadfile -m "not slow"
+	$(BIN)/pytest -n 2 --dist loadfile -m "not slow and not faults"
 
 # The fuzz tests of tests/hardening with many more examples than `make test` runs.
 fuzz: setup

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,7 +20,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
 
-from builder.errors import BuilderError, InputError
+from builder.errors import BuilderError, FileSystemError, InputError
 from builder.strict import bounded_number, env_flag
 
 if TYPE_CHECKING:
@@ -66,27 +67,23 @@ class _Group(TyperGroup):
         """Expected errors: one line on stderr (all lines for several problems) and their
         exit code; the traceback only with -v."""
         try:
-            if os.environ.get("BUILDER_CHECK_CALLS") != "1":
-                return super().invoke(ctx)
-            # Under test (builder.aws.calls.CHECK_ENV; not imported above, as it loads
-            # boto3): every AWS call of a command must be made in a step's name.
-            from builder.aws.calls import RUNNING
+            try:
+                if os.environ.get("BUILDER_CHECK_CALLS") != "1":
+                    return super().invoke(ctx)
+                # Under test (builder.aws.calls.CHECK_ENV; not imported above, as it loads
+                # boto3): every AWS call of a command must be made in a step's name.
+                from builder.aws.calls import RUNNING
 
-            with RUNNING.strict():
-                return super().invoke(ctx)
+                with RUNNING.strict():
+                    return super().invoke(ctx)
+            except OSError as exc:  # a file of the root or of .builder/: unwound already
+                raise FileSystemError.of(exc) from exc
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except BuilderError as exc:
             _show_traceback(ctx)
             typer.echo(f"builder: {exc.format(Path.cwd())}", err=True)
             raise typer.Exit(exc.exit_code) from exc
-        except OSError as exc:
-            # A file or folder builder can't read or write (permissions, a name too long,
-            # a full disk): the input or set-up is to blame, not the operation.
-            _show_traceback(ctx)
-            where = f"{exc.filename}: " if exc.filename else ""
-            typer.echo(f"builder: {where}{exc.strerror or exc}", err=True)
-            raise typer.Exit(2) from exc
         except Exception as exc:
             # Still one line, never a traceback (unless -v): a bug of ours, so exit 1.
             from builder.redact import redact
@@ -226,6 +223,16 @@ def _g(ctx: typer.Context) -> Globals:
     return obj
 
 
+def _using_stack(project: Project, command: str) -> AbstractContextManager[None]:
+    """In local mode, mark the command as running on this root's local stack (so `local
+    down` won't stop it from under the command)."""
+    if not project.local:
+        return nullcontext()
+    from builder.local.state import command_running
+
+    return command_running(project.layout, command)
+
+
 def _emit(ctx: typer.Context, result: Result) -> None:
     """Show the command's result, and exit with its code when it reports a failure."""
     from builder.output import emit
@@ -240,6 +247,9 @@ Env = Annotated[str, typer.Argument(metavar="ENV", help="Environment (a folder u
 Comp = Annotated[str, typer.Argument(metavar="COMP", help="Component (in the env's components)")]
 AllApps = Annotated[str | None, typer.Argument(metavar="APP", help="App (default: all)")]
 OnlyEnv = Annotated[str | None, typer.Option("--env", metavar="ENV", help="Only this env")]
+LockWait = Annotated[float, typer.Option(
+    "--lock-wait", metavar="SECONDS", help="Wait this long for another run holding the "
+    "comp's lock (default: fail at once, saying who holds it)")]
 
 
 @_command(app, "vars",
@@ -322,11 +332,17 @@ def bake_command(
     release_after: Annotated[bool, typer.Option(
         "--release", help="Then release each baked (or unchanged) AMI, as `builder release` "
         "does")] = False,
+    lock_wait: LockWait = 0,
+    break_lock: Annotated[bool, typer.Option(
+        "--break-lock", help="Take the comp's bake lock even if another bake holds it (when "
+        "that one is gone)")] = False,
 ) -> None:
     """Bake a comp's AMI (skipped when nothing changed).
 
     An AMI whose fingerprint matches every input (template, vars, playbook and roles,
     base image) is reused unless --force.
+    One bake of a comp at a time: a second one waits (--lock-wait) or fails saying whose
+    bake runs.
     """
     from builder.bake.build import BakeOptions, bake, bake_all
     from builder.config.models import Combo
@@ -336,11 +352,12 @@ def bake_command(
     if (comp is None) == (not all_comps):
         raise InputError("give a COMP or --all (not both)")
     project = _g(ctx).project()
-    options = BakeOptions(force=force, vault_password_file=vault_password_file)
+    options = BakeOptions(force=force, vault_password_file=vault_password_file,
+                          lock_wait_s=lock_wait, break_lock=break_lock)
     progress = Progress()
     result: Result
     outcomes: Sequence[BakeResult | Failed]
-    with handle_signals(Cancel()) as cancel:
+    with handle_signals(Cancel()) as cancel, _using_stack(project, f"bake {app_name} {env}"):
         if comp is not None:
             baked = bake(project, Combo(app_name, env, comp), options=options,
                          progress=progress, cancel=cancel)
@@ -380,6 +397,7 @@ def release_command(
     break_lock: Annotated[bool, typer.Option(
         "--break-lock", help="Take the release lock even if another release holds it (when "
         "that one is gone)")] = False,
+    lock_wait: LockWait = 0,
 ) -> None:
     """Put an AMI on a comp's fleet with a blue/green deployment.
 
@@ -394,10 +412,11 @@ def release_command(
 
     bounded_number(timeout, "--timeout", maximum=7 * 24 * 60)
     project = _g(ctx).project()
-    with handle_signals(Cancel()) as cancel:
+    with handle_signals(Cancel()) as cancel, _using_stack(project, f"release {app_name} {env}"):
         _emit(ctx, release(project, Combo(app_name, env, comp), ami_id=ami, revision=revision,
                            deploy=not no_deploy, wait=not no_wait, timeout_min=timeout,
-                           break_lock=break_lock, progress=Progress(), cancel=cancel))
+                           break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress(),
+                           cancel=cancel))
 
 
 @_command(app, "reap",
@@ -405,18 +424,22 @@ def release_command(
           "builder reap --older-than 30m --dry-run")
 def reap_command(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option("--older-than", metavar="AGE", help="Only what is "
-                                            "older (30m, 2h, 1d)")] = "2h",
+    older_than: Annotated[str | None, typer.Option(
+        "--older-than", metavar="AGE", help="Also what runs started longer ago than this "
+        "(30m, 2h, 1d) left; default 4h, longer than a live run holds anything")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list")] = False,
 ) -> None:
-    """Remove what crashed bakes left behind.
+    """Remove what crashed runs left behind.
 
-    Instances, key pairs and security groups tagged builder:run-id, in every account and
-    region the repo's envs use.
+    Instances, key pairs, security groups, incomplete AMIs and their snapshots, Packer's
+    temporary AMIs, promotions' shares and KMS grants, local build hosts and private temp
+    folders, in every account and region the repo's envs use. A run's leftovers go at
+    once when its process on this host is gone.
     """
-    from builder.pipelines.reap import parse_age, reap
+    from builder.pipelines.reap import DEFAULT_AGE, parse_age, reap
 
-    _emit(ctx, reap(_g(ctx).project(), parse_age(older_than), dry_run=dry_run))
+    age = parse_age(older_than) if older_than is not None else DEFAULT_AGE
+    _emit(ctx, reap(_g(ctx).project(), age, dry_run=dry_run))
 
 
 @_command(app, "promote",
@@ -431,6 +454,10 @@ def promote_command(
         "launches); it must be verified there")] = None,
     no_deploy: Annotated[bool, typer.Option(
         "--no-deploy", help="Copy and tag only; no release in the target env")] = False,
+    break_lock: Annotated[bool, typer.Option(
+        "--break-lock", help="Take the target comp's lock even if another promotion or "
+        "release holds it (when that one is gone)")] = False,
+    lock_wait: LockWait = 0,
 ) -> None:
     """Copy the source env's verified AMI into an env and release it.
 
@@ -444,9 +471,10 @@ def promote_command(
     from builder.pipelines.promote import promote
 
     project = _g(ctx).project()
-    with handle_signals(Cancel()) as cancel:
+    with handle_signals(Cancel()) as cancel, _using_stack(project, f"promote {app_name}"):
         _emit(ctx, promote(project, app_name, comp, to_env, ami_id=ami, deploy=not no_deploy,
-                           progress=Progress(), cancel=cancel))
+                           break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress(),
+                           cancel=cancel))
 
 
 @_command(app, "rebuild",
@@ -476,7 +504,7 @@ def rebuild_command(
     from builder.pipelines.rebuild import rebuild
 
     project = _g(ctx).project()
-    with handle_signals(Cancel()) as cancel:
+    with handle_signals(Cancel()) as cancel, _using_stack(project, "rebuild"):
         report = rebuild(project, app_name, env, release=release_after, dry_run=dry_run,
                          jobs=jobs, progress=Progress(), cancel=cancel)
     _emit(ctx, report)
@@ -491,15 +519,22 @@ def prune_command(
                                              "keep (default: ami_keep)")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really deregister and delete the "
                                       "snapshots (default: only show the plan)")] = False,
+    break_lock: Annotated[bool, typer.Option(
+        "--break-lock", help="With --yes: take the comp's lock even if a release or "
+        "promotion holds it (when that one is gone)")] = False,
+    lock_wait: LockWait = 0,
 ) -> None:
     """Deregister a comp's old AMIs that nothing uses.
 
-    Keeps the newest --keep and every AMI still referenced by a launch template, an Auto
-    Scaling group, an instance, a deployment or a share; only --yes deletes.
+    Keeps the newest --keep, every AMI still referenced by a launch template, an Auto
+    Scaling group, an instance, a deployment or a share, and anything incomplete; only
+    --yes deletes, under the comp's lock.
     """
+    from builder.output import Progress
     from builder.pipelines.prune import prune
 
-    _emit(ctx, prune(_g(ctx).project(), app_name, env, comp, keep=keep, yes=yes))
+    _emit(ctx, prune(_g(ctx).project(), app_name, env, comp, keep=keep, yes=yes,
+                     break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress()))
 
 
 @_command(app, "status",
@@ -604,12 +639,20 @@ def local_up_command(
                   enforce_iam=True if enforce_iam else None))
 
 
-@_command(local_app, "down", "builder local down")
-def local_down_command(ctx: typer.Context) -> None:
-    """Stop the emulator and this root's build hosts."""
+@_command(local_app, "down", "builder local down", "builder local down --force")
+def local_down_command(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Stop even while a bake or release of this root runs (it fails)")
+    ] = False,
+) -> None:
+    """Stop the emulator and this root's build hosts.
+
+    Not while a bake or release of this root uses them, unless --force.
+    """
     from builder.local.stack import down
 
-    _emit(ctx, down(_g(ctx).project().layout))
+    _emit(ctx, down(_g(ctx).project().layout, force=force))
 
 
 @_command(local_app, "status", "builder local status", "builder local status --json")

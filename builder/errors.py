@@ -14,16 +14,20 @@
     │   ├── BakeFailed                packer build failed
     │   ├── DeployFailed              a CodeDeploy deployment failed, stopped or timed out
     │   ├── PromotionFailed           sharing or copying an AMI failed
-    │   ├── LockedError               another release holds the (app, env, comp) lock
-    │   └── TimedOut                  a wait ran past its deadline (builder.polling)
+    │   ├── LockedError               another run holds the (app, env, comp) lock
+    │   ├── TimedOut                  a wait ran past its deadline (builder.polling)
+    │   └── FileSystemError           a file of builder's state (.builder/) could not be
+    │                                 read or written (exit 2 for the infra repo's own files)
     └── Interrupted                   exit 130 (SIGINT) / 143 (SIGTERM)
 
 Foreign exceptions are translated where they enter (builder.aws, builder.process,
-builder.provision.ansible), so callers only ever see this tree.
+builder.provision.ansible), so callers only ever see this tree; an OSError from any file
+operation becomes a FileSystemError in the CLI, after the work unwound its clean-up.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +157,22 @@ class LockedError(OperationFailed):
 
 class TimedOut(OperationFailed):
     """A wait ran past its deadline (builder.polling.poll_until)."""
+
+
+class FileSystemError(OperationFailed):
+    @classmethod
+    def of(cls, exc: OSError) -> FileSystemError:
+        """One line naming the path; builder's own state is exit 1, anything else
+        (the infra repo's files, a --root that can't be read) is bad set-up, exit 2."""
+        paths = [Path(os.fsdecode(p)) for p in (exc.filename, exc.filename2) if p is not None]
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        if len(paths) > 1:
+            reason = f"{reason} (with {paths[1]})"
+        error = cls(reason if paths else f"file system: {reason}",
+                    file=paths[0] if paths else None)
+        if paths and ".builder" not in paths[0].parts:
+            error.exit_code = 2
+        return error
 
 
 class Interrupted(BuilderError):

@@ -5,6 +5,9 @@ and never prints."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import sys
 import threading
 import time
@@ -13,6 +16,11 @@ from typing import Any, Protocol
 
 # What steps report progress to: progress(subject, message); `Progress` or `silent`.
 ProgressFn = Callable[[str, str], None]
+
+# A test hook for the fault-injection suite (tests/faults): `SIGTERM@<regex>` makes
+# builder send itself that signal right after the first progress line matching the
+# regex, so a fault lands at an exact step of a run, without sleeps.
+SIGNAL_AT_ENV = "BUILDER_TEST_SIGNAL_AT"
 
 
 class Result(Protocol):
@@ -59,14 +67,23 @@ class Progress:
         self._quiet = quiet
         self._lock = threading.Lock()
         self._start = time.monotonic()
+        self._fault = _fault_from(os.environ.get(SIGNAL_AT_ENV, ""))
 
     def __call__(self, subject: str, message: str) -> None:
-        if self._quiet:
-            return
-        elapsed = time.monotonic() - self._start
-        with self._lock:
-            sys.stderr.write(f"[{elapsed:6.1f}s] {subject}: {message}\n")
-            sys.stderr.flush()
+        if not self._quiet:
+            elapsed = time.monotonic() - self._start
+            with self._lock:
+                sys.stderr.write(f"[{elapsed:6.1f}s] {subject}: {message}\n")
+                sys.stderr.flush()
+        fault = self._fault
+        if fault is not None and fault[1].search(message):
+            self._fault = None
+            os.kill(os.getpid(), fault[0])
+
+
+def _fault_from(text: str) -> tuple[signal.Signals, re.Pattern[str]] | None:
+    name, at, pattern = text.partition("@")
+    return (signal.Signals[name], re.compile(pattern)) if at else None
 
 
 def silent(subject: str, message: str) -> None:

@@ -160,3 +160,15 @@ def phase_of(message: str) -> str | None:
         if marker in message:
             return phase
     return None
+
+
+# Where amazon-ebs names an AMI it registered: its temporary (unencrypted) image
+# ("AMI: ami-…"), and the final image as it tags it.
+_REGISTERED_RE = re.compile(
+    r"(?:^|: )AMI: (ami-[0-9a-f]+)\s*$|Adding tags to AMI \((ami-[0-9a-f]+)\)")
+
+
+def registered_image(message: str) -> str | None:
+    """The id of an AMI Packer says it registered (so a failed bake can remove it)."""
+    found = _REGISTERED_RE.search(message)
+    return (found[1] or found[2]) if found else None

@@ -71,8 +71,8 @@ class LocalMode(Protocol):
         """A fresh build host for one bake, torn down when the block ends."""
         ...
 
-    def reap_build_hosts(self, layout: Layout) -> int:
-        """Tear down the build hosts of runs that are gone; how many."""
+    def reap_build_hosts(self, layout: Layout, *, dry_run: bool = False) -> list[str]:
+        """Tear down (or only list) the build hosts of runs that are gone; their names."""
         ...
 
 

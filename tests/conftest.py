@@ -16,6 +16,9 @@ from typer.testing import CliRunner
 from builder.aws.calls import CHECK_ENV, RUNNING
 from builder.cli import app
 from builder.local.mode import LOCAL
+from tests.faults.table import pytest_configure, pytest_terminal_summary
+
+__all__ = ["pytest_configure", "pytest_terminal_summary"]  # the fault table's hooks
 
 if TYPE_CHECKING:
     from builder.project import Project

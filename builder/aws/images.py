@@ -3,7 +3,9 @@ status), and the lineage tags (docs/architecture.md, "AMI tags, lineage and stat
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,14 +32,20 @@ TAG_STATUS = "builder:status"
 TAG_PROMOTED_FROM = "builder:promoted-from"
 TAG_BUILD_ID = "builder:build-id"
 TAG_RUN_ID = "builder:run-id"
+# `<host>/<pid>` of the builder process that made a temporary resource or a building AMI,
+# so `reap` knows at once when that process is gone.
+TAG_OWNER = "builder:owner"
 # builder:verified-<env>: when a release verified the AMI on that env's new fleet
 TAG_VERIFIED_PREFIX = "builder:verified-"
 
 
 
 class AmiStatus(StrEnum):
-    """An AMI's place in its life (the builder:status tag)."""
+    """An AMI's place in its life (the builder:status tag). An AMI is `building` (with
+    its run id) until its bake completed every step; then builder itself retags it
+    `baked`. Nothing uses a `building` AMI."""
 
+    BUILDING = "building"
     BAKED = "baked"
     RELEASED = "released"
     VERIFIED = "verified"
@@ -60,6 +68,7 @@ class Image:
     snapshot_ids: tuple[str, ...] = ()
     encrypted: bool = False
     kms_key_ids: tuple[str, ...] = ()
+    description: str = ""
 
     @classmethod
     def from_api(cls, raw: ImageTypeDef) -> Image:
@@ -74,6 +83,7 @@ class Image:
             snapshot_ids=tuple(e["SnapshotId"] for e in ebs if e.get("SnapshotId")),
             encrypted=any(e.get("Encrypted") for e in ebs),
             kms_key_ids=tuple(e["KmsKeyId"] for e in ebs if e.get("KmsKeyId")),
+            description=raw.get("Description", ""),
         )
 
     @property
@@ -94,6 +104,26 @@ class Image:
 
     def age_days(self, now: datetime | None = None) -> float:
         return ((now or datetime.now(UTC)) - self.created).total_seconds() / 86400
+
+
+def owner() -> str:
+    """This process as `<host>/<pid>`: the value of the owner tag (images.TAG_OWNER)."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def owner_gone(value: str | None) -> bool:
+    """Whether the builder process an owner tag names is known to be gone: it ran on
+    this host and no such process exists. Another host's process can't be checked."""
+    host, _, pid = (value or "").rpartition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _parse_time(text: str | None) -> datetime:
@@ -248,3 +278,32 @@ def deregister(ec2: EC2Client, image: Image) -> None:
     for snapshot in image.snapshot_ids:
         with translate(f"deleting {snapshot} of {image.id}"):
             ec2.delete_snapshot(SnapshotId=snapshot)
+
+
+def images_of_run(ec2: EC2Client, run_id: str, names: Sequence[str] = ()) -> list[Image]:
+    """Every AMI in any state a bake (or promotion) registered: tagged with its run id,
+    or named as it names them (an image Packer has not tagged yet)."""
+    found = {i.id: i for i in describe(ec2, owners=["self"],
+                                       filters={f"tag:{TAG_RUN_ID}": [run_id]})}
+    if names:
+        found.update((i.id, i) for i in describe(ec2, owners=["self"],
+                                                 filters={"name": list(names)}))
+    return newest_first(found.values())
+
+
+def snapshots_of_run(ec2: EC2Client, run_id: str) -> list[str]:
+    """The snapshots tagged with a run id (those of an AMI already deregistered)."""
+    with translate("finding snapshots of a run"):
+        pages = ec2.get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], Filters=[{"Name": f"tag:{TAG_RUN_ID}", "Values": [run_id]}])
+        return [s["SnapshotId"] for page in pages for s in page["Snapshots"]]
+
+
+def delete_snapshot(ec2: EC2Client, snapshot_id: str) -> None:
+    """Delete a snapshot; one already gone is fine."""
+    try:
+        with translate(f"deleting {snapshot_id}"):
+            ec2.delete_snapshot(SnapshotId=snapshot_id)
+    except AwsError as exc:
+        if exc.code != "InvalidSnapshot.NotFound":
+            raise

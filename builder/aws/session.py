@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, overload
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
@@ -24,7 +25,14 @@ from botocore.credentials import (
     Credentials,
     DeferredRefreshableCredentials,
 )
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from builder.aws.calls import RUNNING, checking
 from builder.config.models import Settings
@@ -47,6 +55,7 @@ if TYPE_CHECKING:  # the stubs are for mypy only: never loaded when builder runs
 LOCAL_ACCESS_KEY = "AKIABUILDERLOCAL0000"
 LOCAL_SECRET_KEY = "builder-local-secret"  # noqa: S105 - a fixed dummy for the emulator
 SESSION_NAME = "builder"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,11 @@ class Aws:
             self._identities.add(key)
 
     def client_config(self) -> Config:
+        if self.is_local:
+            # The emulator is on loopback and never throttles: a refused connection means
+            # it is gone, and the command fails within seconds instead of backing off.
+            return Config(retries={"mode": "standard", "max_attempts": 2},
+                          user_agent_extra="builder", connect_timeout=2, read_timeout=30)
         return Config(retries={"mode": "adaptive", "max_attempts": 10},
                       user_agent_extra="builder", connect_timeout=10, read_timeout=60)
 
@@ -277,6 +291,12 @@ def translate(doing: str) -> Iterator[None]:
         if code in _DENIED:
             message += _denied_hint(exc.operation_name)
         raise AwsError(message, code=code) from exc
+    except (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError) as exc:
+        url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
+        if url.hostname in _LOOPBACK:  # only the local stack lives there
+            raise AwsError(f"{doing}: the local stack at {url.scheme}://{url.netloc} stopped "
+                           "responding; `builder local status`", code="LocalStackGone") from exc
+        raise AwsError(f"{doing}: {exc}") from exc
     except NoCredentialsError as exc:
         raise AwsError(f"{doing}: no AWS credentials (set a profile, env vars or "
                        "aws_profile; or use --local)") from exc

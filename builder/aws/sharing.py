@@ -16,10 +16,11 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from builder.aws.images import Image
+from builder.aws.images import Image, owner
 from builder.aws.session import EnvAws, translate
 from builder.errors import AwsError
 
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 GRANT_OPERATIONS: tuple[GrantOperationType, ...] = (
     "Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "GenerateDataKeyWithoutPlaintext")
 _AWS_MANAGED_ALIAS = "alias/aws/"
+# On the source AMI while a promotion shares it: `builder:sharing:<target account>` =
+# `<what was added: L launch, S snapshots, G grant> <grant name> <owner> <UTC start>`,
+# so a re-run of that promotion, or `builder reap`, removes a share a killed run left.
+SHARING_TAG_PREFIX = "builder:sharing:"
 _KEY_ARN = re.compile(r"arn:aws[\w-]*:kms:(?P<region>[\w-]+):(?P<account>\d{12}):key/.+")
 
 
@@ -117,9 +122,18 @@ def preflight(source: EnvAws, target: EnvAws, image: Image, *, target_key: str,
 @contextmanager
 def shared(source: EnvAws, plan: SharePlan, *, name: str) -> Iterator[Shared]:
     """Add what the plan says for the duration of the block, and remove it after,
-    whatever happens (an interrupted promotion leaves no share behind)."""
+    whatever happens (an interrupted promotion leaves no share behind; a killed one
+    leaves a `builder:sharing:` tag on the source AMI saying what to remove)."""
     done = Shared()
     ec2 = source.client("ec2")
+    flags = ("L" if plan.launch_permission else "") + ("S" if plan.snapshots else "") + (
+        "G" if plan.grant_key else "")
+    tag = SHARING_TAG_PREFIX + plan.to_account
+    if flags:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        with translate(f"marking {plan.image.id} as shared with {plan.to_account}"):
+            ec2.create_tags(Resources=[plan.image.id], Tags=[
+                {"Key": tag, "Value": f"{flags} {name} {owner()} {started}"}])
     try:
         if plan.launch_permission:
             with translate(f"sharing {plan.image.id} with {plan.to_account}"):
@@ -142,6 +156,66 @@ def shared(source: EnvAws, plan: SharePlan, *, name: str) -> Iterator[Shared]:
         yield done
     finally:
         _unshare(source, plan, done)
+        if flags:
+            with translate(f"unmarking {plan.image.id}"):
+                ec2.delete_tags(Resources=[plan.image.id], Tags=[{"Key": tag}])
+
+
+@dataclass(frozen=True)
+class LeftShare:
+    """A share a promotion recorded on its source AMI and did not remove (killed)."""
+
+    image: Image
+    account: str
+    flags: str
+    grant_name: str
+    owner: str
+    started_at: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.image.id} -> {self.account}"
+
+
+def left_shares(image: Image) -> list[LeftShare]:
+    """The shares recorded on `image` by promotions that have not removed them."""
+    found = []
+    for key, value in image.tags.items():
+        if key.startswith(SHARING_TAG_PREFIX):
+            flags, grant_name, who, started = ([*value.split(" "), "", "", "", ""])[:4]
+            found.append(LeftShare(image, key.removeprefix(SHARING_TAG_PREFIX), flags,
+                                   grant_name, who, started))
+    return found
+
+
+def remove_left_share(source: EnvAws, left: LeftShare) -> None:
+    """Undo what a killed promotion added (the launch permission, the snapshots'
+    create-volume permissions, its KMS grants by name), then drop the record."""
+    ec2 = source.client("ec2")
+    if "G" in left.flags:
+        keys = sorted({str(s["KmsKeyId"]) for s in _snapshots(source, left.image)
+                       if s.get("KmsKeyId")})
+        for key in keys:
+            kms = _kms(source, key)
+            with translate(f"listing the grants of {key}"):
+                grants = [g for page in kms.get_paginator("list_grants").paginate(KeyId=key)
+                          for g in page.get("Grants", []) if g.get("Name") == left.grant_name]
+            for grant in grants:
+                with translate(f"revoking grant {grant['GrantId']} on {key}"):
+                    kms.revoke_grant(KeyId=key, GrantId=grant["GrantId"])
+    if "S" in left.flags:
+        for snapshot in left.image.snapshot_ids:
+            with translate(f"unsharing {snapshot}"):
+                ec2.modify_snapshot_attribute(
+                    SnapshotId=snapshot, Attribute="createVolumePermission",
+                    OperationType="remove", UserIds=[left.account])
+    if "L" in left.flags:
+        with translate(f"unsharing {left.image.id}"):
+            ec2.modify_image_attribute(ImageId=left.image.id, LaunchPermission={
+                "Remove": [{"UserId": left.account}]})
+    with translate(f"unmarking {left.image.id}"):
+        ec2.delete_tags(Resources=[left.image.id],
+                        Tags=[{"Key": SHARING_TAG_PREFIX + left.account}])
 
 
 def _unshare(source: EnvAws, plan: SharePlan, done: Shared) -> None:

@@ -6,14 +6,28 @@ Packer makes the instance itself; `run_tags` put the same run-id tag on it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from builder.aws.images import TAG_RUN_ID
-from builder.aws.session import translate
+from builder.aws.images import (
+    TAG_BUILT_AT,
+    TAG_OWNER,
+    TAG_RUN_ID,
+    TAG_STATUS,
+    AmiStatus,
+    Image,
+    builder_images,
+    delete_snapshot,
+    deregister,
+    describe,
+    owner_gone,
+)
+from builder.aws.session import EnvAws, translate
+from builder.aws.sharing import LeftShare, left_shares, remove_left_share
 from builder.errors import AwsError, ConfigError, TimedOut
 from builder.polling import poll_until
 
@@ -127,37 +141,84 @@ class Leftovers:
     instances: tuple[str, ...]
     security_groups: tuple[str, ...]
     key_pairs: tuple[str, ...]
+    images: tuple[Image, ...] = ()  # `building` AMIs of dead runs, Packer's temporary ones
+    snapshots: tuple[str, ...] = ()  # a dead run's snapshots no AMI holds any more
+    shares: tuple[LeftShare, ...] = ()  # promotions' shares and grants on source AMIs
 
     @property
     def empty(self) -> bool:
-        return not (self.instances or self.security_groups or self.key_pairs)
+        return not (self.instances or self.security_groups or self.key_pairs or self.images
+                    or self.snapshots or self.shares)
+
+    def by_kind(self) -> dict[str, list[str]]:
+        return {"instances": list(self.instances), "security_groups": list(self.security_groups),
+                "key_pairs": list(self.key_pairs),
+                "building_amis": [i.id for i in self.images if i.tags],
+                "packer_temporary_amis": [i.id for i in self.images if not i.tags],
+                "snapshots": [s for i in self.images for s in i.snapshot_ids]
+                             + list(self.snapshots),
+                "shares": [s.label for s in self.shares]}
 
 
-def find_leftovers(ec2: EC2Client, older_than: datetime) -> Leftovers:
-    """Resources tagged with a builder run id, started before `older_than`."""
+# Packer's temporary (unencrypted) AMI when it encrypts: a random 7-character name, no
+# tags, no description. Only ever found by age: nothing on it says whose run it was.
+_PACKER_TEMPORARY_NAME = re.compile(r"[A-Za-z0-9]{7}")
+
+
+def find_leftovers(ec2: EC2Client, older_than: datetime, apps: Sequence[str] = ()) -> Leftovers:
+    """Resources tagged with a builder run id whose run started before `older_than` or
+    whose owning builder process (on this host) is gone; Packer's temporary AMIs older
+    than that; promotions' shares (recorded on the source AMIs of `apps`) likewise."""
     run_filter: list[FilterTypeDef] = [{"Name": "tag-key", "Values": [TAG_RUN_ID]}]
 
-    def old(tags: Sequence[TagTypeDef], fallback: datetime | None) -> bool:
+    def dead(tags: Sequence[TagTypeDef], fallback: datetime | None) -> bool:
         values = {t["Key"]: t["Value"] for t in tags}
-        started = values.get(TAG_STARTED_AT)
+        if owner_gone(values.get(TAG_OWNER)):
+            return True
+        started = values.get(TAG_STARTED_AT) or values.get(TAG_BUILT_AT)
         when = datetime.fromisoformat(started) if started else fallback
         return when is not None and when < older_than
 
-    with translate("finding leftovers of crashed bakes"):
+    with translate("finding leftovers of crashed runs"):
         reservations = ec2.describe_instances(Filters=[
             *run_filter, {"Name": "instance-state-name", "Values": list(_LIVE_STATES)}])
         instances = [i for r in reservations["Reservations"] for i in r["Instances"]
-                     if old(i.get("Tags", []), i.get("LaunchTime"))]
+                     if dead(i.get("Tags", []), i.get("LaunchTime"))]
         groups = [g for g in ec2.describe_security_groups(Filters=run_filter)["SecurityGroups"]
-                  if old(g.get("Tags", []), None)]
+                  if dead(g.get("Tags", []), None)]
         keys = [k for k in ec2.describe_key_pairs(Filters=run_filter)["KeyPairs"]
-                if old(k.get("Tags", []), k.get("CreateTime"))]
+                if dead(k.get("Tags", []), k.get("CreateTime"))]
+        snapshots = [s for page in ec2.get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], Filters=[{"Name": f"tag:{TAG_STATUS}",
+                                         "Values": [AmiStatus.BUILDING]}])
+            for s in page["Snapshots"] if dead(s.get("Tags", []), s.get("StartTime"))]
+    own = describe(ec2, owners=["self"])
+    building = [i for i in own if i.tags.get(TAG_STATUS) == AmiStatus.BUILDING
+                and dead([{"Key": k, "Value": v} for k, v in i.tags.items()], i.created)]
+    temporary = [i for i in own if not i.tags and _PACKER_TEMPORARY_NAME.fullmatch(i.name)
+                 and not i.description and i.created < older_than]
+    held = {s for i in own for s in i.snapshot_ids}
+    shares = [left for image in (builder_images(ec2, apps) if apps else [])
+              for left in left_shares(image)
+              if owner_gone(left.owner) or _before(left.started_at, older_than)]
     return Leftovers(tuple(i["InstanceId"] for i in instances),
-                     tuple(g["GroupId"] for g in groups), tuple(k["KeyName"] for k in keys))
+                     tuple(g["GroupId"] for g in groups), tuple(k["KeyName"] for k in keys),
+                     tuple(building + temporary),
+                     tuple(s["SnapshotId"] for s in snapshots if s["SnapshotId"] not in held),
+                     tuple(shares))
 
 
-def remove_leftovers(ec2: EC2Client, leftovers: Leftovers) -> None:
-    """Remove what crashed bakes left: instances first (and wait), then groups and key pairs."""
+def _before(when: str, cutoff: datetime) -> bool:
+    try:
+        return datetime.fromisoformat(when) < cutoff
+    except ValueError:
+        return True  # a record that can't be read is no live run's
+
+
+def remove_leftovers(source: EnvAws, leftovers: Leftovers) -> None:
+    """Remove what crashed runs left: instances first (and wait), then groups, key pairs,
+    incomplete AMIs and their snapshots, and promotions' shares."""
+    ec2 = source.client("ec2")
     if leftovers.instances:
         with translate("terminating leftover builder instances"):
             ec2.terminate_instances(InstanceIds=list(leftovers.instances))
@@ -167,4 +228,9 @@ def remove_leftovers(ec2: EC2Client, leftovers: Leftovers) -> None:
         delete_security_group(ec2, group_id)
     for name in leftovers.key_pairs:
         delete_key_pair(ec2, name)
-
+    for image in leftovers.images:
+        deregister(ec2, image)
+    for snapshot in leftovers.snapshots:
+        delete_snapshot(ec2, snapshot)
+    for share in leftovers.shares:
+        remove_left_share(source, share)

@@ -6,12 +6,19 @@ calls back into this process (builder.provision.hook over a unix socket) with th
 instance's SSH address, and builder provisions it with ansible-runner over direct SSH.
 The SSH key pair and security group are builder's own, tagged with the run id, and
 removed whatever happens; Packer's instance carries the same tag (`builder reap`).
+
+The AMI is `builder:status=building` (with the run id and owner) until everything else
+is done, and builder retags it `baked` as the very last step; a failure or interrupt
+after Packer started deregisters every AMI of the run (found by run id, by name, and by
+the ids Packer printed: its temporary unencrypted image has neither) with its
+snapshots. One bake of a comp runs at a time (the bake lock).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -23,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import packer, process
+from builder import packer, process, scratch
 from builder.aws import images, temporary
 from builder.aws.calls import runs
 from builder.bake.plan import Plan, plan
@@ -40,12 +47,16 @@ from builder.output import ProgressFn, silent, table
 from builder.project import BuildHost, Project
 from builder.provision import hook
 from builder.redact import remember
+from builder.release import lock
 from builder.render.template import write
 
 if TYPE_CHECKING:
     from builder.provision.steps import Provisioning
 
 _PACKER_STOP_TIMEOUT_S = 600
+# The bake lock's lease: longer than any bake; a holder killed on this host is noticed
+# at once, one on another machine by --break-lock or this expiry.
+_BAKE_LOCK_MIN = 240
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,8 @@ class BakeOptions:
 
     force: bool = False
     vault_password_file: Path | None = None
+    lock_wait_s: float = 0  # how long to wait for another bake of the comp to end
+    break_lock: bool = False
 
 
 @runs("bake")
@@ -148,16 +161,30 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
     subject = str(combo)
     progress(subject, "resolving config, base image and fingerprint")
     the_plan = plan(project, combo)
-    settings = the_plan.resolved.settings
     if the_plan.existing is not None and not options.force:
-        progress(subject, f"unchanged: {the_plan.existing.id} has this fingerprint")
-        return BakeResult(combo, the_plan.existing.id, settings.aws_region,
-                          settings.aws_account_id, True, the_plan.fingerprint.value,
-                          the_plan.source.id, time.monotonic() - started, None,
-                          the_plan.existing.name)
+        return _unchanged(the_plan, the_plan.existing, progress, started)
     cancel.raise_if_set()
     vault_password = _vault_password(the_plan, options)
-    return _Build(project, the_plan, vault_password, progress, cancel, started).run()
+    waited: list[bool] = []
+    with lock.held(the_plan.env_aws, combo, minutes=_BAKE_LOCK_MIN, purpose=lock.BAKE,
+                   wait_s=options.lock_wait_s, break_lock=options.break_lock,
+                   progress=progress, cancel=cancel, on_wait=lambda: waited.append(True)):
+        if waited and not options.force:  # the bake we waited for may have made it
+            existing = next((i for i in images.images_of(
+                the_plan.env_aws.client("ec2"), combo, fingerprint=the_plan.fingerprint.value)
+                if i.status in images.USABLE_STATUSES), None)
+            if existing is not None:
+                return _unchanged(the_plan, existing, progress, started)
+        return _Build(project, the_plan, vault_password, progress, cancel, started).run()
+
+
+def _unchanged(the_plan: Plan, existing: images.Image, progress: ProgressFn,
+               started: float) -> BakeResult:
+    settings = the_plan.resolved.settings
+    progress(str(the_plan.resolved.combo), f"unchanged: {existing.id} has this fingerprint")
+    return BakeResult(the_plan.resolved.combo, existing.id, settings.aws_region,
+                      settings.aws_account_id, True, the_plan.fingerprint.value,
+                      the_plan.source.id, time.monotonic() - started, None, existing.name)
 
 
 def bake_all(project: Project, app: str, env: str, *, jobs: int | None = None,
@@ -216,7 +243,7 @@ class _Build:
         now = datetime.now(UTC)
         self.run_id = uuid.uuid4().hex[:12]
         self.build_id = f"{now:%Y%m%dT%H%M%SZ}-{self.run_id}"
-        self.build_time = f"{now:%Y%m%d%H%M%S}"
+        self.build_time = f"{now:%Y%m%d%H%M%S}-{self.run_id[:8]}"
         self.built_at = now.isoformat(timespec="seconds")
         self.artifacts = (project.layout.state_dir / "builds" / self.combo.app /
                           self.combo.env / self.combo.comp / self.build_id)
@@ -224,16 +251,31 @@ class _Build:
         self.phases: dict[str, float] = {}
         self.provisioning: Provisioning | None = None
         self.provision_error: BuilderError | None = None
+        # Unique per run: two bakes of one comp in the same second get different names.
+        self.ami_name = f"{the_plan.resolved.settings.ami_name}-{self.build_time}"
+        self.packer_started = False
+        self.registered: set[str] = set()  # AMI ids Packer said it registered
+        self.local_image: Path | None = None
 
     # -- orchestration --------------------------------------------------------
     def run(self) -> BakeResult:
+        """The bake; once Packer may have registered an image, any failure or interrupt
+        removes every image of this run (and its snapshots) before the error goes on."""
+        try:
+            return self._run()
+        except BaseException:
+            if self.packer_started:
+                self._discard_images()
+            raise
+
+    def _run(self) -> BakeResult:
         settings = self.plan.resolved.settings
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.progress(self.subject, f"baking from {self.plan.source.id} "
                                     f"({self.plan.source.name}); build {self.build_id}")
         with ExitStack() as stack:
             private = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="builder-bake-")))
+                tempfile.TemporaryDirectory(prefix=scratch.prefix("bake"))))
             private.chmod(0o700)
             key_file, public_key = _make_key(private)
             run_values = self._run_values(key_file)
@@ -251,31 +293,59 @@ class _Build:
                 name=f"provision-{self.run_id}"))
             ami_id = self._packer(files.template, files.var_file)
             listener.join(timeout=5)
+            image = self._check_image(ami_id)
             if host is not None:
-                host.save_changes(self.project.layout.state_dir / "local" / "images" / ami_id)
-        image = self._check_image(ami_id)
+                self.progress(self.subject, "saving the local image")
+                self.local_image = self.project.layout.state_dir / "local" / "images" / ami_id
+                host.save_changes(self.local_image)
         result = BakeResult(
             self.combo, ami_id, settings.aws_region, settings.aws_account_id, False,
             self.plan.fingerprint.value, self.plan.source.id, time.monotonic() - self.started,
             self.artifacts, image.name, dict(self.phases), self._slowest())
         (self.artifacts / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        self.cancel.raise_if_set()
+        # The very last step: only now may anything use the AMI.
+        images.set_tags(self.ec2, image, {images.TAG_STATUS: images.AmiStatus.BAKED})
+        self.progress(self.subject, f"AMI {ami_id} is complete: tagged {images.AmiStatus.BAKED}")
         return result
 
+    def _discard_images(self) -> None:
+        """Deregister what Packer registered for this run (its temporary image too) and
+        delete the snapshots; what can't be removed is said and left to `builder reap`."""
+        try:
+            found = {i.id: i for i in images.images_of_run(self.ec2, self.run_id,
+                                                            [self.ami_name])}
+            found.update(images.images_by_id(self.ec2, self.registered - found.keys()))
+            for image in found.values():
+                if image.state == "deregistered":  # Packer removed it itself
+                    continue
+                self.progress(self.subject, f"removing the incomplete AMI {image.id} "
+                                            f"({image.name or 'unnamed'})")
+                images.deregister(self.ec2, image)
+            for snapshot in images.snapshots_of_run(self.ec2, self.run_id):
+                images.delete_snapshot(self.ec2, snapshot)
+        except BuilderError as exc:
+            self.progress(self.subject, f"could not remove this run's AMIs ({exc.message}); "
+                                        "`builder reap` will")
+        if self.local_image is not None:
+            shutil.rmtree(self.local_image, ignore_errors=True)
+
     def _run_values(self, key_file: Path) -> dict[str, Any]:
-        settings = self.plan.resolved.settings
+        owner = images.owner()
         run_tags = {images.TAG_RUN_ID: self.run_id, images.TAG_APP: self.combo.app,
                     images.TAG_ENV: self.combo.env, images.TAG_COMP: self.combo.comp,
-                    temporary.TAG_STARTED_AT: self.built_at,
+                    temporary.TAG_STARTED_AT: self.built_at, images.TAG_OWNER: owner,
                     "Name": f"builder {self.combo} {self.run_id}"}
-        ami_name = f"{settings.ami_name}-{self.build_time}"
+        # `building` with the run id and owner until the bake completes (see `_run`).
         tags = {
-            "Name": ami_name, images.TAG_APP: self.combo.app, images.TAG_ENV: self.combo.env,
-            images.TAG_COMP: self.combo.comp,
+            "Name": self.ami_name, images.TAG_APP: self.combo.app,
+            images.TAG_ENV: self.combo.env, images.TAG_COMP: self.combo.comp,
             images.TAG_FINGERPRINT: self.plan.fingerprint.value,
             images.TAG_SOURCE_AMI: self.plan.source.id,
             images.TAG_SOURCE_AMI_NAME: self.plan.source.name[:255],
-            images.TAG_BUILT_AT: self.built_at, images.TAG_STATUS: images.AmiStatus.BAKED,
-            images.TAG_BUILD_ID: self.build_id,
+            images.TAG_BUILT_AT: self.built_at, images.TAG_STATUS: images.AmiStatus.BUILDING,
+            images.TAG_BUILD_ID: self.build_id, images.TAG_RUN_ID: self.run_id,
+            images.TAG_OWNER: owner,
         }
         commit = _git_commit(self.project.layout.root)
         if commit:
@@ -365,28 +435,41 @@ class _Build:
                "PACKER_LOG_PATH": str(self.artifacts / "packer.log"),
                "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"}
         self.cancel.raise_if_set()
+        transcript = (self.artifacts / "packer.out").open("w", encoding="utf-8")
+        self.packer_started = True
         child = process.start(packer.build_argv(template, var_file), cwd=self.artifacts, env=env)
         ami_id, errors = "", []
         phase, phase_started = "start", time.monotonic()
-        # Packer cleans up (instance, its own temporaries) on SIGINT; give it the chance.
-        with self.cancel.on_cancel(lambda: process.signal_group(child, signal.SIGINT)), \
-                (self.artifacts / "packer.out").open("w", encoding="utf-8") as transcript:
-            assert child.stdout is not None
-            for raw in child.stdout:
-                transcript.write(raw)
-                line = packer.parse_machine_line(raw)
-                if line is None:
-                    continue
-                if line.kind == "ui" and line.data[:1] == ("error",):
-                    errors.append(line.message.strip())
-                new_phase = packer.phase_of(line.message) if line.kind == "ui" else None
-                if new_phase and new_phase != phase:
-                    now = time.monotonic()
-                    self.phases[phase] = self.phases.get(phase, 0.0) + now - phase_started
-                    phase, phase_started = new_phase, now
-                    self.progress(self.subject, f"packer: {new_phase}")
-                if line.kind == "artifact" and line.data[1:2] == ("id",):
-                    ami_id = line.data[2].split(":")[-1]
+        try:
+            # Packer cleans up (instance, its own temporaries) on SIGINT; give it the chance.
+            with self.cancel.on_cancel(lambda: process.signal_group(child, signal.SIGINT)), \
+                    transcript:
+                assert child.stdout is not None
+                for raw in child.stdout:
+                    transcript.write(raw)
+                    line = packer.parse_machine_line(raw)
+                    if line is None:
+                        continue
+                    registered = packer.registered_image(line.message)
+                    if registered:
+                        self.registered.add(registered)
+                    if line.kind == "ui" and line.data[:1] == ("error",):
+                        errors.append(line.message.strip())
+                    new_phase = packer.phase_of(line.message) if line.kind == "ui" else None
+                    if new_phase and new_phase != phase:
+                        now = time.monotonic()
+                        self.phases[phase] = self.phases.get(phase, 0.0) + now - phase_started
+                        phase, phase_started = new_phase, now
+                        self.progress(self.subject, f"packer: {new_phase}")
+                    if line.kind == "artifact" and line.data[1:2] == ("id",):
+                        ami_id = line.data[2].split(":")[-1]
+                        self.registered.add(ami_id)
+        except BaseException:
+            # Whatever broke the loop, Packer is stopped and gone before its images are
+            # looked for (else it could register one after the clean-up looked).
+            process.signal_group(child, signal.SIGINT)
+            raise
+        finally:
             process.stop(child, signum=None, grace_s=_PACKER_STOP_TIMEOUT_S)
             returncode = child.wait()
         self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - phase_started
@@ -402,8 +485,10 @@ class _Build:
 
     def _check_image(self, ami_id: str) -> images.Image:
         found = images.describe(self.ec2, image_ids=[ami_id])
-        if not found or found[0].status != images.AmiStatus.BAKED:
-            raise BakeFailed(f"{ami_id}: Packer reported it but it is missing or untagged")
+        if (not found or found[0].status != images.AmiStatus.BUILDING
+                or found[0].tags.get(images.TAG_RUN_ID) != self.run_id):
+            raise BakeFailed(f"{ami_id}: Packer reported it but it is missing or not tagged "
+                             "with this run")
         self.progress(self.subject, f"AMI {ami_id} ({found[0].name}) is {found[0].state}")
         return found[0]
 

@@ -176,16 +176,21 @@ def build_host(layout: Layout, *, user: str, authorized_key: str) -> Iterator[Bu
 
 def stop_all(layout: Layout) -> int:
     """Tear down every build host of this root (running, or left by a crashed run)."""
-    return _stop_where(layout, lambda _info: True)
+    hosts = _where(layout, lambda _info: True)
+    _tear_down_all(hosts)
+    return len(hosts)
 
 
-def stop_orphans(layout: Layout) -> int:
+def stop_orphans(layout: Layout, *, dry_run: bool = False) -> list[str]:
     """Tear down the build hosts whose bake is gone (`builder reap`); running bakes
-    keep theirs."""
-    return _stop_where(layout, lambda info: not _alive(info.get("owner_pid")))
+    keep theirs. Their names (only listed with `dry_run`)."""
+    hosts = _where(layout, lambda info: not _alive(info.get("owner_pid")))
+    if not dry_run:
+        _tear_down_all(hosts)
+    return [home.name for home in hosts]
 
 
-def _stop_where(layout: Layout, wanted: Callable[[dict[str, Any]], bool]) -> int:
+def _where(layout: Layout, wanted: Callable[[dict[str, Any]], bool]) -> list[Path]:
     hosts = []
     for registry in sorted(_hosts_dir(layout).glob(f"*/{_REGISTRY_FILE}")):
         try:
@@ -194,11 +199,14 @@ def _stop_where(layout: Layout, wanted: Callable[[dict[str, Any]], bool]) -> int
             info = {}
         if wanted(info):
             hosts.append(registry.parent)
+    return hosts
+
+
+def _tear_down_all(hosts: list[Path]) -> None:
     if hosts:
         _require_root()
     for home in hosts:
         _teardown(home)
-    return len(hosts)
 
 
 def _alive(pid: object) -> bool:

@@ -25,8 +25,8 @@ class _LocalMode:
                    ) -> AbstractContextManager[buildhost.BuildHost]:
         return buildhost.build_host(layout, user=user, authorized_key=authorized_key)
 
-    def reap_build_hosts(self, layout: Layout) -> int:
-        return buildhost.stop_orphans(layout)
+    def reap_build_hosts(self, layout: Layout, *, dry_run: bool = False) -> list[str]:
+        return buildhost.stop_orphans(layout, dry_run=dry_run)
 
 
 LOCAL = _LocalMode()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder import process
 from builder.config.layout import Layout
-from builder.errors import OperationFailed, TimedOut, ToolMissing
+from builder.errors import OperationFailed, RefusedError, TimedOut, ToolMissing
 from builder.local import buildhost, control, iam
 from builder.local.emulator.server import LOG_FILE, SERVER_FILE
 from builder.local.mode import local_project
@@ -31,6 +31,7 @@ from builder.local.resources import ResourcesReport, ensure_resources
 from builder.local.state import (
     is_ours,
     live_server,
+    running_commands,
     running_endpoint,
     server_info,
     state_dir,
@@ -172,8 +173,14 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
                                enforcement=enforced)
 
 
-def down(layout: Layout) -> LocalDown:
-    """Stop the emulator and every build host of this root."""
+def down(layout: Layout, *, force: bool = False) -> LocalDown:
+    """Stop the emulator and every build host of this root; not while a bake or release
+    of this root uses them, unless `force` (then that run fails, and cleans up what it
+    can)."""
+    running = running_commands(layout)
+    if running and not force:
+        raise RefusedError("the local stack is in use by " + "; ".join(running)
+                           + ": wait for it, or `builder local down --force`")
     info = server_info(layout)
     pid = int(info["pid"]) if info and "pid" in info else None
     stopped = False

@@ -4,6 +4,9 @@ emulator (`<root>/.builder/local/server.json`)."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +60,45 @@ def live_server(layout: Layout) -> dict[str, Any] | None:
         return None
     same = all(health.get(key) == info.get(key) for key in ("pid", "state_dir", "token"))
     return info if same else None
+
+
+def _runs_dir(layout: Layout) -> Path:
+    return state_dir(layout) / "runs"
+
+
+@contextmanager
+def command_running(layout: Layout, command: str) -> Iterator[None]:
+    """Mark a command that uses the local stack as running (`local down` refuses to pull
+    the stack from under it)."""
+    marker = _runs_dir(layout) / f"{os.getpid()}.json"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"pid": os.getpid(), "command": command}) + "\n",
+                      encoding="utf-8")
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def running_commands(layout: Layout) -> list[str]:
+    """The commands of this root running on the local stack now (`<pid>: <command>`);
+    markers of processes that are gone are dropped."""
+    found = []
+    for marker in sorted(_runs_dir(layout).glob("*.json")):
+        try:
+            info = json.loads(marker.read_text(encoding="utf-8"))
+            pid = int(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with suppress(OSError):
+                marker.unlink()
+            continue
+        except PermissionError:
+            pass
+        found.append(f"{pid}: builder {info.get('command', '?')}")
+    return found

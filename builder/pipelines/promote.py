@@ -4,19 +4,23 @@ with its lineage, and released there.
 
 Preflight first (nothing changes until every permission is known to be there or
 addable), then share → copy → wait (the tool's own deadline) → tag → unshare →
-release. A copy already made from that AMI for that env is reused, so a re-run after
-any failure picks up where the last one stopped; a failed or abandoned copy is
-deregistered and the share removed, so nothing is left half-done.
+release, all under the target comp's lock. The copy is `building` until it is
+available and tagged. A copy already made from that AMI for that env is reused, so a
+re-run after any failure picks up where the last one stopped; a failed or abandoned copy
+is deregistered and the share removed, so nothing is left half-done. After a kill -9,
+the share is recorded on the source AMI (builder.aws.sharing) and the re-run removes it
+and the killed run's incomplete twin copies.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from builder.aws import EnvAws, fleet, sharing, translate
+from builder.aws import EnvAws, fleet, sharing, temporary, translate
 from builder.aws import images as amis
 from builder.aws.calls import runs
 from builder.aws.images import Image
@@ -35,6 +39,7 @@ from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent
 from builder.polling import Growing, poll_until
 from builder.project import Project
+from builder.release import lock
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -46,9 +51,11 @@ COPY_TIMEOUT_MIN = 180.0
 # Polling a copy: quick at first (small images, the emulator), then every 15 s.
 _FIRST_POLL_S, _MAX_POLL_S = 0.5, 15.0
 _UNKNOWN_GRACE_S = 60.0
+# The promotion lock outlives the copy's deadline by this much (the release after it).
+_LOCK_MARGIN_MIN = 60.0
 # Tags of the source that describe the source env, not the image's content.
 _NOT_INHERITED = (amis.TAG_ENV, amis.TAG_STATUS, amis.TAG_PROMOTED_FROM, amis.TAG_RUN_ID,
-                  "Name")
+                  amis.TAG_OWNER, temporary.TAG_STARTED_AT, "Name")
 
 
 @dataclass(frozen=True)
@@ -97,12 +104,15 @@ class PromoteResult:
 @runs("promote")
 def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str | None = None,
             deploy: bool = True, timeout_min: float = COPY_TIMEOUT_MIN,
+            break_lock: bool = False, lock_wait_s: float = 0,
             progress: ProgressFn = silent, cancel: Cancel | None = None) -> PromoteResult:
     """Copy the AMI verified in the target env's promote_from env into the target and release it.
 
     Checks every permission first (RefusedError/ConfigError naming all that is missing),
-    reuses a copy already made from the same AMI, and removes the share and any grant
-    when done. A failed copy is deregistered.
+    then works under the target combo's lock (the one its releases take): one promotion
+    into an env at a time, so two never make two copies. Reuses a copy already made from
+    the same AMI, and removes the share and any grant when done. A failed copy is
+    deregistered.
     """
     if ami_id is not None and not AMI_ID_RE.fullmatch(ami_id):
         raise InputError(f"--ami {ami_id!r:.40}: not an AMI id (ami-0123456789abcdef0)")
@@ -118,24 +128,42 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
     subject = str(target.combo)
     image = _verified_source(source_aws, source, ami_id)
     progress(subject, f"promoting {source_env}'s verified {image.id} ({image.name})")
-    earlier = _existing_copy(target_aws, target.combo, source_env, image)
-    reused = earlier is not None and earlier.state == "available"
-    if earlier is not None and reused:
-        copy, shared = earlier, False
-        progress(subject, f"reusing {copy.id}, copied by an earlier run")
-    else:
-        copy, shared = _copy(source_aws, target_aws, source, target, image, earlier,
-                             timeout_min, progress, cancel)
-    cancel.raise_if_set()
-    released = None
-    if deploy:
-        from builder.release.release import release
+    with lock.held(target_aws, target.combo, minutes=timeout_min + _LOCK_MARGIN_MIN,
+                   break_lock=break_lock, progress=progress, wait_s=lock_wait_s,
+                   cancel=cancel):
+        _remove_left_shares(source_aws, image, target_aws.account_id, progress, subject)
+        earlier = _existing_copy(target_aws, target, source_env, image, progress)
+        reused = earlier is not None and earlier.state == "available"
+        if earlier is not None and reused:
+            copy, shared = earlier, False
+            progress(subject, f"reusing {copy.id}, copied by an earlier run")
+            if copy.status == amis.AmiStatus.BUILDING:  # that run was stopped before tagging
+                amis.set_tags(target_aws.client("ec2"), copy, _copy_tags(
+                    target, image, _lineage(source_env, image), copy.name))
+        else:
+            copy, shared = _copy(source_aws, target_aws, source, target, image, earlier,
+                                 timeout_min, progress, cancel)
+        cancel.raise_if_set()
+        released = None
+        if deploy:
+            from builder.release.release import release
 
-        released = release(project, target.combo, ami_id=copy.id, progress=progress,
-                           cancel=cancel)
+            released = release(project, target.combo, ami_id=copy.id, progress=progress,
+                               cancel=cancel, lock_held=True)
     return PromoteResult(target.combo, source_env, image.id, source_aws.account_id,
                          source_aws.region, copy.id, target_aws.account_id, target_aws.region,
                          reused, shared, released, time.monotonic() - started)
+
+
+def _remove_left_shares(source_aws: EnvAws, image: Image, account: str,
+                        progress: ProgressFn, subject: str) -> None:
+    """A share of this AMI with the target account that a killed promotion left: under
+    the lock no other promotion there runs, so it is removed before anything else."""
+    for left in sharing.left_shares(image):
+        if left.account == account:
+            progress(subject, f"removing the share {left.label} a stopped promotion left "
+                              f"({left.owner} at {left.started_at})")
+            sharing.remove_left_share(source_aws, left)
 
 
 def _verified_source(source_aws: EnvAws, source: ResolvedVars, ami_id: str | None) -> Image:
@@ -164,12 +192,34 @@ def _verified_source(source_aws: EnvAws, source: ResolvedVars, ami_id: str | Non
     return image
 
 
-def _existing_copy(target_aws: EnvAws, combo: Combo, source_env: str,
-                   image: Image) -> Image | None:
-    found = amis.describe(target_aws.client("ec2"), owners=["self"], filters={
+def _existing_copy(target_aws: EnvAws, target: ResolvedVars, source_env: str, image: Image,
+                   progress: ProgressFn) -> Image | None:
+    """The copy of `image` an earlier run made to reuse: the one verified or on the
+    target's launch template, else the newest complete one, else the newest incomplete
+    one still copying or copied (its run stopped). The rest of the incomplete and failed
+    copies (twins of killed runs) are deregistered: under the lock, none is in use."""
+    ec2 = target_aws.client("ec2")
+    found = amis.describe(ec2, owners=["self"], filters={
         f"tag:{amis.TAG_PROMOTED_FROM}": [_lineage(source_env, image)],
-        f"tag:{amis.TAG_ENV}": [combo.env], "state": ["pending", "available", "failed"]})
-    return next((i for i in found if i.state != "failed"), found[0] if found else None)
+        f"tag:{amis.TAG_ENV}": [target.combo.env], "state": ["pending", "available", "failed"]})
+    if not found:
+        return None
+    running = fleet.default_image(ec2, target.settings.launch_template_name) if any(
+        i.status != amis.AmiStatus.BUILDING for i in found) else ""
+    verified = amis.verified_tag(target.combo.env)
+    complete = [i for i in found if i.state == "available" and i.status in amis.USABLE_STATUSES]
+    chosen = (next((i for i in complete if i.status == amis.AmiStatus.VERIFIED or verified in i.tags
+                    or i.id == running), None)
+              or next(iter(complete), None)
+              or next((i for i in found if i.state != "failed"), None))
+    for twin in found:
+        if twin is not chosen and (twin.state == "failed"
+                                   or twin.status not in amis.USABLE_STATUSES):
+            progress(str(target.combo), f"removing {twin.id}, an incomplete copy "
+                                        f"({twin.state}, {twin.status or 'untagged'}) of an "
+                                        "earlier run")
+            _discard(ec2, twin.id)
+    return chosen
 
 
 def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: ResolvedVars,
@@ -178,10 +228,6 @@ def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: 
     """Share, copy (or wait for an earlier run's pending copy), tag, unshare."""
     subject = str(target.combo)
     ec2 = target_aws.client("ec2")
-    if earlier is not None and earlier.state == "failed":
-        progress(subject, f"removing {earlier.id}, an earlier copy that failed")
-        _discard(ec2, earlier.id)
-        earlier = None
     plan = sharing.preflight(source_aws, target_aws, image,
                              target_key=target.settings.kms_key_id,
                              source_env=source.combo.env, target_env=target.combo.env)
@@ -215,11 +261,16 @@ def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: 
 def _start_copy(ec2: EC2Client, source_aws: EnvAws, target: ResolvedVars, image: Image,
                 lineage: str) -> str:
     settings = target.settings
-    name = f"{settings.ami_name}-{amis.built_at(image):%Y%m%d%H%M%S}"
+    # The source's id in the name: two sources baked in the same second stay apart, and
+    # EC2 refuses a twin copy of one source under the same name.
+    name = f"{settings.ami_name}-{amis.built_at(image):%Y%m%d%H%M%S}-{image.id[4:12]}"
+    run_id = uuid.uuid4().hex[:12]
     request: CopyImageRequestTypeDef = {
         "SourceImageId": image.id, "SourceRegion": source_aws.region, "Name": name,
         "Description": f"{target.combo}: promoted from {lineage}"[:255],
-        "ClientToken": f"builder-{image.id}-{target.combo.env}"[:64],
+        # Per run: a token reused after its copy was deregistered would hand back that
+        # deregistered copy instead of making a new one.
+        "ClientToken": f"builder-{run_id}",
         # An encrypted source stays encrypted; a key given means encryption with it.
         "Encrypted": settings.encrypt_boot or image.encrypted or bool(settings.kms_key_id)}
     if settings.kms_key_id:
@@ -227,9 +278,13 @@ def _start_copy(ec2: EC2Client, source_aws: EnvAws, target: ResolvedVars, image:
     with translate(f"copying {image.id} into {settings.aws_account_id} "
                    f"{settings.aws_region}"):
         copy_id = str(ec2.copy_image(**request)["ImageId"])
-    # Tagged at once, so a re-run after a crash finds (and reuses) the pending copy.
+    # Tagged at once (incomplete, with the run and its owner), so a re-run after a crash
+    # finds the pending copy and `builder reap` knows whose it is.
     pending = Image(copy_id, name, "pending", settings.aws_account_id, datetime.now(UTC))
-    amis.set_tags(ec2, pending, _copy_tags(target, image, lineage, name))
+    amis.set_tags(ec2, pending, {
+        **_copy_tags(target, image, lineage, name), amis.TAG_STATUS: amis.AmiStatus.BUILDING,
+        amis.TAG_RUN_ID: run_id, amis.TAG_OWNER: amis.owner(),
+        temporary.TAG_STARTED_AT: datetime.now(UTC).isoformat(timespec="seconds")})
     return copy_id
 
 
@@ -280,7 +335,7 @@ def _copy_tags(target: ResolvedVars, image: Image, lineage: str, name: str) -> d
     """The source's lineage (fingerprint, source AMI, build) for the target env."""
     tags = {k: v for k, v in image.tags.items()
             if k.startswith("builder:") and k not in _NOT_INHERITED
-            and not k.startswith(amis.TAG_VERIFIED_PREFIX)}
+            and not k.startswith((amis.TAG_VERIFIED_PREFIX, sharing.SHARING_TAG_PREFIX))}
     tags.update({"Name": name, amis.TAG_ENV: target.combo.env,
                  amis.TAG_STATUS: amis.AmiStatus.BAKED, amis.TAG_PROMOTED_FROM: lineage})
     return tags

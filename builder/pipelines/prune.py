@@ -23,8 +23,9 @@ from builder.aws.images import Image
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
 from builder.errors import AwsError, InputError
-from builder.output import table
+from builder.output import ProgressFn, silent, table
 from builder.project import Project
+from builder.release import lock
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling.type_defs import LaunchTemplateSpecificationTypeDef
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 # Every state an AMI can be listed in, but `deregistered`.
 _STATES = ("pending", "available", "failed", "error", "invalid", "disabled", "transient")
+_LOCK_MIN = 30.0  # far longer than deregistering a comp's AMIs takes
 _MISSING_DEPLOYMENT_GROUP = ("DeploymentGroupDoesNotExistException",
                              "ApplicationDoesNotExistException")
 
@@ -108,26 +110,43 @@ class PruneReport:
 
 @runs("prune")
 def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None = None,
-          yes: bool = False) -> PruneReport:
+          yes: bool = False, break_lock: bool = False, lock_wait_s: float = 0,
+          progress: ProgressFn = silent) -> PruneReport:
     """Plan (and with `yes`, do) the removal of the comp's old AMIs and their snapshots.
 
-    Keeps the newest `keep` (default ami_keep) and every AMI still in use.
+    Keeps the newest `keep` (default ami_keep) and every AMI still in use. With `yes` it
+    works under the combo's lock: no release or promotion of the comp picks an AMI while
+    its neighbours are deregistered.
     """
     if keep is not None and keep < 1:
         raise InputError(f"--keep {keep}: keep at least 1 AMI")
     resolved = project.resolve(app, env, comp)
+    env_aws = project.env_aws(resolved)
+    if not yes:
+        return _prune(env_aws, resolved, keep, yes=False)
+    with lock.held(env_aws, resolved.combo, minutes=_LOCK_MIN, break_lock=break_lock,
+                   wait_s=lock_wait_s, progress=progress):
+        return _prune(env_aws, resolved, keep, yes=True)
+
+
+def _prune(env_aws: EnvAws, resolved: ResolvedVars, keep: int | None, *, yes: bool
+           ) -> PruneReport:
     settings = resolved.settings
     keep_newest = keep if keep is not None else settings.ami_keep
-    env_aws = project.env_aws(resolved)
     ec2 = env_aws.client("ec2")
     candidates = amis.images_of(ec2, resolved.combo, states=_STATES)
     reasons = _in_use(env_aws, resolved, candidates)
-    # The newest that can launch: a copy or bake that ended failed takes no place of theirs.
-    for image in [i for i in candidates if i.state == "available"][:keep_newest]:
+    # The newest that can launch: a copy or bake that ended failed, or one not complete
+    # yet, takes no place of theirs.
+    for image in [i for i in candidates if i.state == "available"
+                  and i.status != amis.AmiStatus.BUILDING][:keep_newest]:
         reasons.setdefault(image.id, []).insert(0, f"one of the newest {keep_newest}")
     for image in candidates:
         if image.state == "pending":
             reasons.setdefault(image.id, []).append("pending (a bake or copy in progress)")
+        elif image.status == amis.AmiStatus.BUILDING:
+            reasons.setdefault(image.id, []).append(
+                "incomplete (its bake or copy runs, or `builder reap` removes it)")
     entries = [PruneEntry(i, bool(reasons.get(i.id)), tuple(reasons.get(i.id, ())))
                for i in candidates]
     if yes:

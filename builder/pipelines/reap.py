@@ -1,17 +1,32 @@
-"""`builder reap`: remove what crashed bakes left behind (builder instances, key pairs,
-security groups), in every account and region the infra repo's envs use."""
+"""`builder reap`: remove what crashed runs left behind, in every account and region the
+infra repo's envs use, and on this host.
+
+In AWS: builder instances, key pairs and security groups (tagged with a run id),
+`building` AMIs and their snapshots (bakes and promotion copies that never completed),
+Packer's temporary AMIs, and the launch/create-volume permissions and KMS grants a
+promotion recorded on its source AMI. On this host: local build hosts and builder's
+private temp folders. A run's leftovers go when its owning process (on this host) is
+gone, or when it started longer ago than `older_than` (default: longer than any live
+run holds them).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from builder import scratch
 from builder.aws import AwsTarget, temporary
 from builder.aws.calls import runs
 from builder.errors import BuilderError, InputError
 from builder.output import table
 from builder.project import Project
+
+# The longest a live run holds what it made: a bake's lock lease, a promotion's copy
+# deadline plus its release.
+DEFAULT_AGE = timedelta(hours=4)
 
 
 @dataclass(frozen=True)
@@ -30,7 +45,19 @@ class ReapReport:
     places: tuple[ReapedPlace, ...]
     skipped: tuple[str, ...]  # envs (or single comps) whose config could not be read
     dry_run: bool
-    local_build_hosts: int = 0  # build hosts of dead bakes torn down (local mode)
+    local_build_hosts: tuple[str, ...] = ()  # build hosts of dead bakes (local mode)
+    temp_folders: tuple[Path, ...] = ()  # builder's private folders of dead runs
+
+    def by_kind(self) -> dict[str, list[str]]:
+        """Every leftover by kind; AWS ones as `<account>/<region>/<id>`."""
+        kinds: dict[str, list[str]] = {}
+        for place in self.places:
+            for kind, ids in place.leftovers.by_kind().items():
+                kinds.setdefault(kind, []).extend(
+                    f"{place.account}/{place.region}/{i}" for i in ids)
+        kinds["local_build_hosts"] = list(self.local_build_hosts)
+        kinds["temp_folders"] = [str(f) for f in self.temp_folders]
+        return kinds
 
     exit_code = 0
 
@@ -38,25 +65,18 @@ class ReapReport:
         return {
             "dry_run": self.dry_run,
             "removed": [{"account": p.account, "region": p.region,
-                         "instances": list(p.leftovers.instances),
-                         "security_groups": list(p.leftovers.security_groups),
-                         "key_pairs": list(p.leftovers.key_pairs)} for p in self.places],
+                         **p.leftovers.by_kind()} for p in self.places],
+            "by_kind": self.by_kind(),
             "skipped": list(self.skipped),
-            "local_build_hosts": self.local_build_hosts,
         }
 
     def to_text(self) -> str:
-        rows = [(p.account, p.region, ", ".join(p.leftovers.instances) or "-",
-                 ", ".join(p.leftovers.security_groups) or "-",
-                 ", ".join(p.leftovers.key_pairs) or "-") for p in self.places]
+        rows = [(kind, len(ids), ", ".join(ids)) for kind, ids in self.by_kind().items() if ids]
         if rows:
             verb = "would remove" if self.dry_run else "removed"
-            text = f"{verb}:\n" + table(
-                ("account", "region", "instances", "security groups", "key pairs"), rows)
+            text = f"{verb}:\n" + table(("kind", "count", "what"), rows)
         else:
             text = "nothing to reap"
-        if self.local_build_hosts:
-            text += f"\ntore down {self.local_build_hosts} local build host(s) of dead bakes"
         for where in self.skipped:
             text += f"\nskipped {where}: its config has errors (builder validate)"
         return text
@@ -79,32 +99,40 @@ def parse_age(text: str) -> timedelta:
 
 
 @runs("reap")
-def reap(project: Project, older_than: timedelta, *, dry_run: bool = False) -> ReapReport:
-    """Remove builder instances, key pairs and security groups older than `older_than`,
-    in every account and region the envs use (and dead local build hosts)."""
-    targets, skipped = _targets(project)
-    build_hosts = 0
-    if project.local_mode is not None and not dry_run:
-        build_hosts = project.local_mode.reap_build_hosts(project.layout)
+def reap(project: Project, older_than: timedelta = DEFAULT_AGE, *,
+         dry_run: bool = False) -> ReapReport:
+    """Remove what crashed runs left (instances, key pairs, security groups, incomplete
+    AMIs and their snapshots, Packer's temporary AMIs, promotions' shares and grants,
+    local build hosts, private temp folders): whose owning process on this host is gone,
+    or older than `older_than`, in every account and region the envs use."""
+    targets, apps, skipped = _targets(project)
     cutoff = datetime.now(UTC) - older_than
+    build_hosts: list[str] = []
+    if project.local_mode is not None:
+        build_hosts = project.local_mode.reap_build_hosts(project.layout, dry_run=dry_run)
+    folders = scratch.leftovers(cutoff)
+    if not dry_run:
+        scratch.remove(folders)
     places = []
     for target in targets:
-        ec2 = project.aws.env(target).client("ec2")
-        leftovers = temporary.find_leftovers(ec2, cutoff)
+        env_aws = project.aws.env(target)
+        leftovers = temporary.find_leftovers(env_aws.client("ec2"), cutoff, apps)
         if leftovers.empty:
             continue
         if not dry_run:
-            temporary.remove_leftovers(ec2, leftovers)
+            temporary.remove_leftovers(env_aws, leftovers)
         places.append(ReapedPlace(target.account_id, target.region, leftovers))
-    return ReapReport(tuple(places), tuple(skipped), dry_run, build_hosts)
+    return ReapReport(tuple(places), tuple(skipped), dry_run, tuple(build_hosts),
+                      tuple(folders))
 
 
-def _targets(project: Project) -> tuple[list[AwsTarget], list[str]]:
+def _targets(project: Project) -> tuple[list[AwsTarget], list[str], list[str]]:
     """Every account and region a comp bakes in (a comp's own vars file may move it),
-    and what could not be read."""
+    the apps, and what could not be read."""
     targets: dict[AwsTarget, None] = {}
     skipped: list[str] = []
-    for app in project.config.apps():
+    apps = list(project.config.apps())
+    for app in apps:
         for env in project.config.envs(app):
             try:
                 comps = project.config.components(app, env)
@@ -116,4 +144,4 @@ def _targets(project: Project) -> tuple[list[AwsTarget], list[str]]:
                     targets[AwsTarget.of(project.resolve(app, env, comp).settings)] = None
                 except BuilderError:
                     skipped.append(f"{app}/{env}/{comp}")
-    return list(targets), skipped
+    return list(targets), apps, skipped

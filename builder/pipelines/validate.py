@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder import scratch
 from builder.batch import Ok, run_each
 from builder.config.layout import Layout
 from builder.config.models import Combo
@@ -151,7 +152,7 @@ def _external_checks(layout: Layout, rendered: Rendered) -> list[Problem]:
 
     problems: list[Problem] = []
     resolved = rendered.resolved
-    with tempfile.TemporaryDirectory(prefix="builder-validate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch.prefix("validate")) as tmp:
         files = write(rendered, Path(tmp))
         problems.extend(_relocate(p, files.template, rendered)
                         for p in _guard(lambda: packer.validate(files.template, files.var_file)))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from builder import process
+from builder import process, scratch
 from builder.config.layout import Layout
 from builder.errors import Problem, ProvisionFailed
 
@@ -70,7 +70,7 @@ def base_env(layout: Layout) -> dict[str, str]:
 
 def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any]) -> list[Problem]:
     """`ansible-playbook --syntax-check`, each error with its file and line."""
-    with tempfile.TemporaryDirectory(prefix="builder-syntax-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch.prefix("syntax")) as tmp:
         vars_file = Path(tmp) / "extravars.json"
         vars_file.write_text(json.dumps(dict(extravars), default=str), encoding="utf-8")
         done = process.run(
@@ -299,7 +299,7 @@ class _Attempt:
 
 @contextlib.contextmanager
 def _private_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="builder-ansible-"))  # 0700
+    folder = Path(tempfile.mkdtemp(prefix=scratch.prefix("ansible")))  # 0700
     try:
         yield folder
     finally:

@@ -151,16 +151,18 @@ class ReleaseResult:
 @runs("release")
 def release(project: Project, combo: Combo, *, ami_id: str | None = None,
             revision: str | None = None, deploy: bool = True, wait: bool = True,
-            timeout_min: float = 30.0, break_lock: bool = False,
-            progress: ProgressFn = silent, cancel: Cancel | None = None) -> ReleaseResult:
+            timeout_min: float = 30.0, break_lock: bool = False, lock_wait_s: float = 0,
+            lock_held: bool = False, progress: ProgressFn = silent,
+            cancel: Cancel | None = None) -> ReleaseResult:
     """Release `ami_id` (default: the newest baked, released or verified AMI of the combo
     in its env's account) and deploy it blue/green, under the combo's release lock.
 
     revision: s3://bucket/key to deploy instead of the group's current target revision.
     deploy False: the launch template only (AMI tagged released). wait False: return once
     the deployment is created (the lock goes with it; a later release of the same AMI
-    attaches and finishes). Raises RefusedError (the AMI), LockedError, DeployFailed
-    (rolled back), Interrupted (Ctrl-C while waiting: the deployment goes on).
+    attaches and finishes). lock_held: the caller (promote) holds the combo's lock.
+    Raises RefusedError (the AMI), LockedError, DeployFailed (rolled back), Interrupted
+    (Ctrl-C while waiting: the deployment goes on).
     """
     if timeout_min <= 0:
         raise InputError(f"--timeout {timeout_min:g}: give minutes, more than 0")
@@ -175,9 +177,11 @@ def release(project: Project, combo: Combo, *, ami_id: str | None = None,
     # written, the lock included; run() reads the template's default again under it.
     run.image = run._choose_image()
     run._default_version()
+    if lock_held:
+        return run.run()
     lease = timeout_min + LOCK_MARGIN_MIN if deploy and wait else LOCK_MARGIN_MIN
     with lock.held(run.env_aws, combo, minutes=lease, break_lock=break_lock,
-                   progress=run.progress):
+                   progress=run.progress, wait_s=lock_wait_s, cancel=cancel):
         run.mark("lock")
         return run.run()
 
@@ -287,6 +291,10 @@ class _Release:
         if not found:
             raise RefusedError(f"{self.subject}: {ami_id}: no such AMI in {where}")
         image = found[0]
+        if image.status == images.AmiStatus.BUILDING:
+            raise RefusedError(f"{self.subject}: {ami_id} is incomplete (builder:status="
+                               f"{images.AmiStatus.BUILDING}): its bake or promotion has not "
+                               "finished; `builder reap` removes it when that run is gone")
         if image.state != "available":
             raise RefusedError(f"{self.subject}: {ami_id} is {image.state or 'in no state'}, "
                                "not available")

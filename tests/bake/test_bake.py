@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.local]
 
 LINEAGE_TAGS = {"Name", "builder:app", "builder:env", "builder:comp", "builder:fingerprint",
                 "builder:source-ami", "builder:source-ami-name", "builder:built-at",
-                "builder:git-commit", "builder:status", "builder:build-id"}
+                "builder:git-commit", "builder:status", "builder:build-id", "builder:run-id",
+                "builder:owner"}
 
 
 def bake(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

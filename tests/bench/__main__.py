@@ -1,7 +1,8 @@
 """`make bench`: every benchmark, one after the other, each printing its own JSON.
 
     .venv/bin/python -m tests.bench [NAME ...]     (names: foundation provision bake
-                                                    release rebuild access; default all)
+                                                    release rebuild access faults;
+                                                    default all)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ BENCHES = {
     "release": [],
     "rebuild": [],
     "access": [],
+    "faults": [],
 }
 
 

@@ -205,6 +205,18 @@ def test_machine_readable_lines() -> None:
     assert packer.parse_machine_line("not machine readable") is None
 
 
+def test_the_amis_packer_registers_are_read_from_its_output() -> None:
+    """Its temporary (unencrypted) AMI has no tags and a random name: only its id in the
+    output lets a failed bake remove it."""
+    assert packer.registered_image("    amazon-ebs.image: AMI: ami-6f583a0be143de8b3") == (
+        "ami-6f583a0be143de8b3")
+    assert packer.registered_image(
+        "==> amazon-ebs.image: Adding tags to AMI (ami-51fa8cd8c9bd8a453)...") == (
+        "ami-51fa8cd8c9bd8a453")
+    assert packer.registered_image("==> amazon-ebs.image: Creating AMI JjZWmom from "
+                                   "instance i-d053af288acc28ad9") is None
+
+
 def test_packer_argv_is_exact(tmp_path: Path) -> None:
     exe = packer.executable()
     template, var_file = tmp_path / "t.pkr.hcl", tmp_path / "t.pkrvars.json"

@@ -1,8 +1,11 @@
 """The release lock in DynamoDB (in the env's own account): made on first use, one
-holder at a time, expiry, --break-lock, and always released by its holder."""
+holder at a time, expiry, --break-lock, --lock-wait, the bake lock beside it, and always
+released by its holder."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
@@ -12,7 +15,7 @@ from builder.aws import locks as lock_items
 from builder.config.models import Combo
 from builder.errors import LockedError
 from builder.project import Project
-from builder.release.lock import held, owner_name
+from builder.release.lock import BAKE, held, owner_name
 from tests.release.emulated import Lines
 
 pytestmark = pytest.mark.local
@@ -109,3 +112,51 @@ def test_the_lock_is_released_when_the_block_fails(dev: EnvAws) -> None:
     with pytest.raises(RuntimeError), held(dev, COMBO, minutes=5):
         raise RuntimeError("the release failed")
     assert stored(dev) is None
+
+
+def test_a_second_holder_waits_for_the_first(dev: EnvAws) -> None:
+    """--lock-wait: the second run takes the lock the moment the first lets go."""
+    waiting, done = threading.Event(), threading.Event()
+    second: list[lock_items.LockItem] = []
+
+    def wait_for_it() -> None:
+        with held(dev, COMBO, minutes=5, wait_s=60, on_wait=waiting.set) as mine:
+            second.append(mine)
+        done.set()
+
+    with held(dev, COMBO, minutes=5):
+        thread = threading.Thread(target=wait_for_it)
+        thread.start()
+        assert waiting.wait(30)  # it found the lock taken and waits
+        assert not second
+    thread.join(30)
+    assert done.is_set() and second and stored(dev) is None
+
+
+def test_a_wait_that_runs_out_names_the_holder(dev: EnvAws) -> None:
+    with held(dev, COMBO, minutes=5) as first, pytest.raises(LockedError) as locked, \
+            held(dev, COMBO, minutes=5, wait_s=0.5):
+        pass
+    assert locked.value.message.startswith(f"demo/dev/app: locked by {first.owner}")
+    assert "--lock-wait" not in locked.value.message  # it waited already
+
+
+def test_bakes_have_a_lock_of_their_own(dev: EnvAws) -> None:
+    """A release never waits for a bake; two bakes of one comp do."""
+    with held(dev, COMBO, minutes=5), held(dev, COMBO, minutes=5, purpose=BAKE) as bake:
+        assert bake.key == "demo/dev/app bake"
+        with pytest.raises(LockedError, match=r"^demo/dev/app bake: locked by .* --lock-wait"), \
+                held(dev, COMBO, minutes=5, purpose=BAKE):
+            pass
+
+
+def test_a_killed_holder_on_this_host_is_named(dev: EnvAws) -> None:
+    gone = lock_items.LockItem(str(COMBO), f"ci@{socket.gethostname()}:{2**22 + 1}", "token",
+                               "2026-01-01T00:00:00+00:00", int(time.time()) + 300)
+    dynamodb = dev.client("dynamodb")
+    assert lock_items.put(dynamodb, gone, now=int(time.time())) is None
+    # No waiting for a holder that is gone.
+    with pytest.raises(LockedError, match="that process is gone \\(killed\\): --break-lock"), \
+            held(dev, COMBO, minutes=5, wait_s=30):
+        pass
+    assert lock_items.delete(dynamodb, gone)
