@@ -73,6 +73,7 @@ ANY_ALLOWED_IN_AWS = {
     ("session.py", "record"): "botocore's event model",
     ("session.py", "__init__"): "the cache of clients of every service",
     ("session.py", "client"): "the overloads above it give each service's type",
+    ("session.py", "_client"): "the cache behind the overloads of client()",
     ("session.py", "make_sts"): "botocore's client creator",
     ("sharing.py", "_statement_allows"): "a statement of a key policy's JSON",
     ("sharing.py", "_as_list"): "a value of a key policy's JSON",

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # the stubs are for mypy only: never loaded when builder runs
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_sts import STSClient
+    from mypy_boto3_sts.type_defs import GetCallerIdentityResponseTypeDef
 
 # Dummy source credentials for the local emulator: it issues real-looking role
 # credentials per account from them, as STS would.
@@ -97,7 +98,8 @@ class Aws:
         self._envs: dict[AwsTarget, EnvAws] = {}
         self._lock = threading.Lock()
         # (account, profile, role) whose caller identity matched: checked once per run.
-        self._identities: set[tuple[str, str | None, str | None]] = set()
+        self._identities: dict[tuple[str, str | None, str | None],
+                               GetCallerIdentityResponseTypeDef] = {}
         self._identity_lock = threading.Lock()
 
     @property
@@ -116,25 +118,30 @@ class Aws:
             return target.role_arn
         return f"arn:aws:iam::{target.account_id}:role/builder"
 
-    def check_identity(self, env_aws: EnvAws) -> None:
-        """Refuse (exit 2) to work in another account than the env's `aws_account_id`:
-        a profile or role of the wrong account would otherwise be written to while every
-        message names the configured one. STS GetCallerIdentity, once per account."""
+    def caller_identity(self, env_aws: EnvAws) -> GetCallerIdentityResponseTypeDef:
+        """Who the env's credentials are (STS GetCallerIdentity), asked once per account,
+        profile and role."""
         target = env_aws.target
         key = (target.account_id, target.profile, target.role_arn)
         with self._identity_lock:
-            if key in self._identities:
-                return
-            with translate("checking the AWS identity (sts get-caller-identity)"):
-                actual = str(env_aws.sts().get_caller_identity()["Account"])
-            if actual != target.account_id:
-                how = ", ".join(part for part in (
-                    f"role {self.role_for(target)}" if self.role_for(target) else "",
-                    f"profile {target.profile}" if target.profile else "") if part) or \
-                    "the default credentials"
-                raise RefusedError(f"AWS identity mismatch: {how} is account {actual}, but "
-                                   f"aws_account_id is {target.account_id}; nothing was done")
-            self._identities.add(key)
+            if key not in self._identities:
+                with translate("checking the AWS identity (sts get-caller-identity)"):
+                    self._identities[key] = env_aws.sts().get_caller_identity()
+            return self._identities[key]
+
+    def check_identity(self, env_aws: EnvAws) -> None:
+        """Refuse (exit 2) to work in another account than the env's `aws_account_id`:
+        a profile or role of the wrong account would otherwise be written to while every
+        message names the configured one."""
+        target = env_aws.target
+        actual = str(self.caller_identity(env_aws)["Account"])
+        if actual != target.account_id:
+            how = ", ".join(part for part in (
+                f"role {self.role_for(target)}" if self.role_for(target) else "",
+                f"profile {target.profile}" if target.profile else "") if part) or \
+                "the default credentials"
+            raise RefusedError(f"AWS identity mismatch: {how} is account {actual}, but "
+                               f"aws_account_id is {target.account_id}; nothing was done")
 
     def client_config(self) -> Config:
         if self.is_local:

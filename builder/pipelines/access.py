@@ -157,8 +157,7 @@ def _role(project: Project, settings: Settings) -> str:
 def _examine(env_aws: EnvAws, account: AccountPolicy) -> AccountDoctor:
     assumes = account.role_arn.split(":")[5].startswith("role/")
     try:
-        with translate("sts:GetCallerIdentity"):
-            identity = env_aws.client("sts").get_caller_identity()
+        identity = env_aws.aws.caller_identity(env_aws)
     except AwsError as exc:
         role_failed = "AssumeRole" in exc.message
         return AccountDoctor(account.account, account.role_arn, account.envs, (

@@ -161,8 +161,11 @@ def test_doctor_names_a_missing_permission_and_the_statement_to_add(
     assert statement["Resource"] == ["arn:aws:ec2:eu-west-1:111111111111:launch-template/*"]
 
 
-def test_doctor_finds_credentials_of_another_account(enforced: Project, cli: Any) -> None:
+def test_doctor_refuses_a_role_of_another_account(enforced: Project, cli: Any) -> None:
+    """The env's role lives in another account than aws_account_id: refused from the
+    config, before any call is made."""
     done = _run(cli, enforced, "-e", "aws_account_id=444444444444", "doctor", "demo",
                 "--env", "dev")
     assert done.exit_code == 2, done.output
-    assert "not aws_account_id 444444444444" in done.stdout
+    assert "is a role of account 111111111111, but aws_account_id is 444444444444" in \
+        done.output
