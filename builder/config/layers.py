@@ -136,8 +136,14 @@ class ConfigLoader:
         """The comps of an env: its resolved `components` list."""
         self._check_env(app, env)
         values, origins, _ = self._layered(app, env, None)
+        if "components" not in values:
+            # Located at the env's own file so `validate` files the problem under the env.
+            raise ConfigError(f"components: required (the list of comps of {app}/{env}); "
+                              f"{_where_to_set(self.layout, app, env, None)}",
+                              file=self.layout.vars_dir / app / env / "common.yml")
         resolved = _Resolver(self._jinja, values, origins).value("components")
         return _components(resolved, origins.get(("components",)))
+
 
     def combos(
         self, app: str | None = None, env: str | None = None, comp: str | None = None
@@ -323,6 +329,13 @@ def _error_at(origin: Origin | None, message: str) -> ConfigError:
 # -- the builder keys --------------------------------------------------------
 
 
+def _where_to_set(layout: Layout, app: str, env: str, comp: str | None) -> str:
+    """Ends the message of a missing key: the layer files that could hold it, lowest
+    first (an env's `components` only in the env-wide ones: comp=None)."""
+    files = [layout.relative(path) for path in layout.layer_files(app, env, comp)]
+    return f"set it in {', '.join(files[:-1])} or {files[-1]}"
+
+
 def _components(value: Any, origin: Origin | None) -> list[str]:
     if value is None:
         raise _error_at(origin, "components: required (the list of comps of this env)")
@@ -344,6 +357,7 @@ def _settings(
 ) -> tuple[Settings | None, list[Problem]]:
     """Type-check the keys the tool reads; collect every problem, not just the first."""
     problems: list[Problem] = []
+    where_to_set = _where_to_set(layout, app, env, comp)
 
     def fail(key: str, message: str) -> None:
         problems.append(_error_at(origins.get(key), f"{key}: {message}").problem)
@@ -353,7 +367,7 @@ def _settings(
         value = values.get(key)
         if value is None or value == "":
             if not optional and key in REQUIRED:
-                fail(key, "required")
+                fail(key, f"required; {where_to_set}")
             elif not optional:
                 fail(key, "must not be empty")
             return ""
@@ -373,10 +387,14 @@ def _settings(
         return value
 
     components: list[str] = []
-    try:
-        components = _components(values.get("components"), origins.get("components"))
-    except ConfigError as exc:
-        problems.append(exc.problem)
+    if "components" not in values:
+        fail("components", f"required (the list of comps of {app}/{env}); "
+                           f"{_where_to_set(layout, app, env, None)}")
+    else:
+        try:
+            components = _components(values.get("components"), origins.get("components"))
+        except ConfigError as exc:
+            problems.append(exc.problem)
     if components and comp not in components:
         fail("components", f"comp {comp!r} is not in this env's components {components}")
 
@@ -397,7 +415,10 @@ def _settings(
 
     source_ami = text("source_ami", pattern=_AMI_RE, what="an AMI id", optional=True)
     source_filter = _source_filter(values.get("source_ami_filter"), fail)
-    if bool(source_ami) == bool(source_filter):
+    if not source_ami and not source_filter:
+        fail("source_ami_filter", f"one of source_ami and source_ami_filter is required; "
+                                  f"{where_to_set}")
+    elif source_ami and source_filter:
         fail("source_ami_filter", "set exactly one of source_ami and source_ami_filter")
 
     encrypt = values.get("encrypt_boot")

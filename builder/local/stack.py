@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder import process
 from builder.config.layout import Layout
-from builder.errors import OperationFailed, ToolMissing
+from builder.errors import BuilderError, OperationFailed, Problem, ToolMissing, ValidationFailed
 from builder.local import buildhost, control
 from builder.local.emulator.server import LOG_FILE, SERVER_FILE
 from builder.local.mode import local_project
@@ -124,20 +124,44 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     """
     started = time.monotonic()
     layout = project.layout
+    _check_config(project)
     info = live_server(layout)
     note = "already running"
     if info is None:
         progress("local", "starting the emulator")
         info = _start(layout, port, deploy_step_seconds)
         note = "started"
-    progress("local", f"emulator at {info['endpoint']}; making resources")
-    report = ensure_resources(local_project(project), progress)
-    image = None
-    if build_host if build_host is not None else os.environ.get(NO_BUILD_HOST_ENV) != "1":
-        image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
-    current = status(layout)
+    try:
+        progress("local", f"emulator at {info['endpoint']}; making resources")
+        report = ensure_resources(local_project(project), progress)
+        image = None
+        if build_host if build_host is not None else os.environ.get(NO_BUILD_HOST_ENV) != "1":
+            image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
+        current = status(layout)
+    except BaseException:
+        # A failed `up` leaves things as it found them: no emulator it started itself.
+        if note == "started":
+            down(layout)
+        raise
     return dataclasses.replace(current, note=note, resources=report, build_host_image=image,
                                seconds=round(time.monotonic() - started, 2))
+
+
+def _check_config(project: Project) -> None:
+    """Every combo's config must resolve before anything starts: all problems at once."""
+    problems: list[Problem] = []
+    for combo in project.config.combos():
+        if isinstance(combo, Problem):
+            problems.append(combo)
+            continue
+        try:
+            project.resolve(combo.app, combo.env, combo.comp)
+        except ValidationFailed as exc:
+            problems += exc.problems
+        except BuilderError as exc:
+            problems.append(exc.problem)
+    if problems:
+        raise ValidationFailed(problems)
 
 
 def down(layout: Layout) -> LocalDown:

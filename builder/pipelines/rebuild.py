@@ -112,8 +112,7 @@ def plan(project: Project, app: str | None = None, env: str | None = None, *,
     covered = inventory.scope(project, app, env)
     facts = inventory.gather(project, covered.resolved)
     now = datetime.now(UTC)
-    entries = [PlanEntry(combo, ERROR, (problem,), None)
-               for combo, problem in covered.problems.items()]
+    entries: list[PlanEntry] = []
     for resolved in covered.resolved:
         combo = resolved.combo
         problem = facts.problems.get(combo)

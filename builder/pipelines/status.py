@@ -128,8 +128,7 @@ def status(project: Project, app: str | None = None, env: str | None = None) -> 
     covered = inventory.scope(project, app, env)
     facts = inventory.gather(project, covered.resolved)
     deployments = _last_deployments(project, covered.resolved)
-    rows = [ComboStatus(combo, "", "", error=problem)
-            for combo, problem in covered.problems.items()]
+    rows: list[ComboStatus] = []
     for resolved in covered.resolved:
         settings = resolved.settings
         combo = resolved.combo

@@ -177,7 +177,7 @@ def test_several_problems_reported_at_once(repo: Path) -> None:
 
 def test_neither_source_ami_nor_filter(repo: Path) -> None:
     write(repo, "vars/shop/common/common.yml", "aws_region: eu-west-1\n")
-    assert any("set exactly one of source_ami and source_ami_filter" in p
+    assert any("one of source_ami and source_ami_filter is required" in p
                for p in resolve_problems(repo))
 
 
