@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -30,6 +31,8 @@ from typing import IO, Any, Literal
 from builder import process
 from builder.config.layout import Layout
 from builder.errors import Problem, ProvisionFailed
+from builder.provision import ansible_cfg
+from builder.provision.ansible_cfg import AnsibleConfig
 
 Strategy = Literal["mitogen", "linear"]
 STRATEGIES: tuple[Strategy, ...] = ("mitogen", "linear")
@@ -56,27 +59,28 @@ def tool(name: str) -> str:
     return str(beside) if beside.exists() else process.require(name, "run `make setup`")
 
 
-def base_env(layout: Layout) -> dict[str, str]:
-    """Settings every Ansible run of builder shares: the roles search path (the repo's
-    roles, then the bundled ones) and no cows, retry files or host key prompts."""
-    return {
-        "ANSIBLE_ROLES_PATH": os.pathsep.join(str(p) for p in layout.roles_dirs()),
-        "ANSIBLE_NOCOWS": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_HOST_KEY_CHECKING": "0",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
+def base_env(layout: Layout, config: AnsibleConfig) -> dict[str, str]:
+    """Settings every Ansible run of builder shares, on top of the repo's ansible.cfg
+    (see builder.provision.ansible_cfg): its roles path extended with the repo's and the
+    bundled roles, and no cows, retry files or host key prompts."""
+    env = {"ANSIBLE_NOCOWS": "1"}
+    env.update((o.env, o.value) for o in ansible_cfg.run_settings(
+        config, layout, callback_dir=_PLUGINS_DIR / "callback", callback="builder_tasks",
+        strategy="linear", mitogen_dir=None, private=None))
+    return env
 
 
 def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any]) -> list[Problem]:
     """`ansible-playbook --syntax-check`, each error with its file and line."""
+    config = ansible_cfg.find(layout, playbook)
     with tempfile.TemporaryDirectory(prefix="builder-syntax-") as tmp:
         vars_file = Path(tmp) / "extravars.json"
         vars_file.write_text(json.dumps(dict(extravars), default=str), encoding="utf-8")
         done = process.run(
             [tool("ansible-playbook"), "--syntax-check", "-i", "localhost,",
              "-e", f"@{vars_file}", str(playbook)],
-            what="ansible syntax check", cwd=layout.root, env=base_env(layout), check=False,
+            what="ansible syntax check", cwd=config.folder or layout.root,
+            env=base_env(layout, config), check=False,
         )
     if done.returncode == 0:
         return []
@@ -128,6 +132,7 @@ def run_playbook(
     target: SshTarget,
     extravars: Mapping[str, Any],
     *,
+    group_vars: Mapping[str, Any] | None = None,
     artifacts_dir: Path,
     vault_password: str | None,
     strategy: Strategy = "mitogen",
@@ -135,6 +140,10 @@ def run_playbook(
     cancel: threading.Event,
 ) -> PlaybookRun:
     """Run one playbook against one host over direct SSH (pipelining on, become by sudo).
+
+    `extravars` go in as extra vars (Ansible's highest precedence); `group_vars` as the
+    inventory's group_vars for `all`, after the repo's own (the inventory of its
+    ansible.cfg), so play vars, vars_files, role vars and set_fact override them.
 
     Progress gets "task k/N: name" as tasks start; the events go to
     `artifacts_dir/ansible-<playbook>.jsonl`. A failed task raises ProvisionFailed naming
@@ -150,8 +159,9 @@ def run_playbook(
     mitogen_dir = _mitogen_strategy_dir() if strategy == "mitogen" else None
     if strategy == "mitogen" and mitogen_dir is None:
         progress("mitogen is not installed: using Ansible's linear strategy")
-    attempt = _Attempt(layout, playbook, target, extravars, artifacts_dir, vault_password,
-                       progress, cancel, mask)
+    attempt = _Attempt(layout, ansible_cfg.find(layout, playbook), playbook, target, extravars,
+                       dict(group_vars or {}), artifacts_dir, vault_password, progress, cancel,
+                       mask)
     outcome = attempt.run(mitogen_dir)
     if mitogen_dir is not None and outcome.mitogen_failed():
         progress(f"mitogen cannot run with this ansible-core ({outcome.error_text()}); "
@@ -216,9 +226,11 @@ class _Attempt:
     """One playbook run, repeatable with another strategy."""
 
     layout: Layout
+    config: AnsibleConfig
     playbook: Path
     target: SshTarget
     extravars: Mapping[str, Any]
+    group_vars: Mapping[str, Any]
     artifacts_dir: Path
     vault_password: str | None
     progress: Callable[[str], None]
@@ -234,15 +246,15 @@ class _Attempt:
         started = time.monotonic()
         with _private_dir() as private, events_file.open("w", encoding="utf-8") as events:
             env = self._env(private, strategy, mitogen_dir)
-            inventory = _write_private(private / "inventory.json",
-                                       json.dumps(_inventory(self.target)))
+            inventory = self._inventory(private / "inventory")
             extra = _write_private(private / "extravars.json",
                                    json.dumps(dict(self.extravars), default=str))
             sink = _EventSink(self.progress, events, self.mask, private / "task-count")
             try:
                 config = ansible_runner.RunnerConfig(
                     private_data_dir=str(private), playbook=str(self.playbook),
-                    inventory=str(inventory), envvars=env, host_cwd=str(self.layout.root),
+                    inventory=str(inventory), envvars=env,
+                    host_cwd=str(self.config.folder or self.layout.root),
                     cmdline=f"-e @{shlex.quote(str(extra))}",
                     # No env/ files, no stdout copy, nothing echoed on builder's stdout.
                     suppress_env_files=True, quiet=True,
@@ -266,31 +278,40 @@ class _Attempt:
 
     def _env(self, private: Path, strategy: str, mitogen_dir: Path | None) -> dict[str, str]:
         ansible_playbook = tool("ansible-playbook")
-        callbacks = [c for c in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
-        env = base_env(self.layout) | {
+        env = {
+            "ANSIBLE_NOCOWS": "1",
             # ansible-runner starts `ansible-playbook` by name.
             "PATH": os.pathsep.join([str(Path(ansible_playbook).parent),
                                      os.environ.get("PATH", os.defpath)]),
-            "ANSIBLE_PIPELINING": "1",
-            "ANSIBLE_BECOME_METHOD": "sudo",
-            # Where Ubuntu and Debian keep it; discovery would cost a round trip per run.
-            "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
-            "ANSIBLE_NOCOLOR": "1",
-            # Module invocations are not logged into the image's journal.
-            "ANSIBLE_NO_TARGET_SYSLOG": "1",
-            "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(private / "cp"),
-            "ANSIBLE_CALLBACK_PLUGINS": str(_PLUGINS_DIR / "callback"),
-            "ANSIBLE_CALLBACKS_ENABLED": ",".join([*callbacks, "builder_tasks"]),
             _RUN_MARKER: str(private / "task-count"),
-            "ANSIBLE_STRATEGY": strategy,
         }
-        if mitogen_dir is not None:
-            env["ANSIBLE_STRATEGY_PLUGINS"] = str(mitogen_dir)
+        env.update((o.env, o.value) for o in ansible_cfg.run_settings(
+            self.config, self.layout, callback_dir=_PLUGINS_DIR / "callback",
+            callback="builder_tasks", strategy=strategy, mitogen_dir=mitogen_dir,
+            private=private))
         if self.vault_password is not None:
             password = _write_private(private / "vault-password", self.vault_password)
             env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password)
+        elif (named := self.config.vault_password_file()) is not None and not named.exists():
+            # The repo names a password file this machine lacks: Ansible would stop before
+            # the first task even when nothing is encrypted. A password nothing opens keeps
+            # it going; an encrypted file then fails to decrypt, naming itself.
+            placeholder = _write_private(private / "vault-password", secrets.token_hex(16))
+            env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(placeholder)
         return env
+
+    def _inventory(self, folder: Path) -> Path:
+        """The run's inventory: the one host, and group_vars/all holding the repo's
+        inventory vars for `all` (lowest first) and then builder's group vars."""
+        all_vars = folder / "group_vars" / "all"
+        all_vars.mkdir(parents=True, mode=0o700)
+        _write_private(folder / "hosts.json", json.dumps(_inventory(self.target)))
+        # Ansible loads a group_vars folder's files in name order; later ones win.
+        for number, path in enumerate(self.config.inventory_all_vars()):
+            (all_vars / f"{number:03d}-{path.name}").symlink_to(path)
+        _write_private(all_vars / "zzz-builder.json",
+                       json.dumps(dict(self.group_vars), default=str))
+        return folder
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """The provisioning of one bake, over direct SSH to the builder instance:
 
 1. the comp's playbook (`playbook`, by default playbooks/<app>/packer-<comp>.yml), with
-   every resolved var — `app`, `env` and `comp` included — as extra vars;
+   builder's own keys, `app`, `env`, `comp` and `-e` values as extra vars and every
+   other resolved var at inventory group_vars precedence (`split_vars`);
 2. builder's finalize playbook (builder/playbooks/finalize.yml), whatever step 1 did:
    the image_hygiene role, the generic image checks, then the comp's own checks.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from builder import process
-from builder.config.layers import ResolvedVars
+from builder.config.layers import CLI_LAYER, DEFAULTS, REQUIRED, ResolvedVars
 from builder.config.layout import Layout
 from builder.provision.ansible import (
     STRATEGIES,
@@ -40,6 +41,8 @@ CODEDEPLOY_VAR = "codedeploy_agent_install"
 _BUNDLED = Path(__file__).resolve().parent / "playbooks"
 FINALIZE_PLAYBOOK = _BUNDLED / "finalize.yml"
 _NO_COMP_CHECKS = _BUNDLED / "no-checks.yml"
+# The keys builder itself reads (the README's tables), with the built-in names.
+BUILDER_KEYS = frozenset({*DEFAULTS, *REQUIRED, "app", "env", "comp", CODEDEPLOY_VAR})
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0", "")
 
@@ -81,15 +84,15 @@ def provision(
     playbook = comp_playbook(layout, resolved)
     strategy = _strategy(resolved)
     skip_hygiene = _flag(resolved, SKIP_HYGIENE_VAR)
-    extravars = dict(resolved.values)
-    if local and CODEDEPLOY_VAR not in extravars:
+    extravars, group_vars = split_vars(resolved)
+    if local and CODEDEPLOY_VAR not in extravars and CODEDEPLOY_VAR not in group_vars:
         extravars[CODEDEPLOY_VAR] = False
         progress(f"local mode: the CodeDeploy agent is NOT installed ({CODEDEPLOY_VAR}: false; "
                  "its S3 bucket is out of reach)")
 
     def run(book: Path, variables: Mapping[str, Any]) -> PlaybookRun:
         return run_playbook(
-            layout, book, target, variables, artifacts_dir=artifacts_dir,
+            layout, book, target, variables, group_vars=group_vars, artifacts_dir=artifacts_dir,
             vault_password=vault_password, strategy=strategy,
             progress=lambda message: progress(f"{book.name}: {message}"), cancel=cancel,
         )
@@ -108,6 +111,20 @@ def provision(
         SKIP_HYGIENE_VAR: skip_hygiene,
     })
     return Provisioning((comp_run, finalize_run))
+
+
+def split_vars(resolved: ResolvedVars) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(extra vars, group vars): builder's own keys, `app`/`env`/`comp` and `-e` values
+    stay extra vars; every other var goes in at inventory group_vars precedence, where
+    play vars, vars_files, role vars and set_fact override it as they would a value in
+    the repo's group_vars/all."""
+    extra: dict[str, Any] = {}
+    group: dict[str, Any] = {}
+    for key, value in resolved.values.items():
+        own = key in BUILDER_KEYS or key.startswith("builder_")
+        from_cli = resolved.origins[key].layer == CLI_LAYER
+        (extra if own or from_cli else group)[key] = value
+    return extra, group
 
 
 def tool_files(layout: Layout, resolved: ResolvedVars) -> list[Path]:
