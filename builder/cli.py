@@ -181,7 +181,8 @@ def validate_command(
     """
     from builder.pipelines.validate import validate
 
-    report = validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs)
+    report = validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs,
+                      verbose=_g(ctx).verbose)
     _emit(ctx, report)
     if not report.ok:
         raise typer.Exit(2)

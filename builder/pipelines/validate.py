@@ -14,8 +14,12 @@ from builder.config.layout import Layout
 from builder.config.models import Combo
 from builder.errors import BuilderError, ConfigError, Problem, ValidationFailed, shown_path
 from builder.project import Project
-from builder.provision.steps import comp_playbook
+from builder.provision.ansible import planned_settings
+from builder.provision.ansible_cfg import Override
+from builder.provision.steps import comp_playbook, strategy
 from builder.render.template import Rendered, source_line, write
+
+_AnsibleSettings = tuple[Path | None, tuple[Override, ...]]
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,10 @@ class ComboReport:
     env: str
     comp: str | None
     problems: tuple[Problem, ...]
+    # The ansible.cfg a bake would use (None: Ansible's defaults) and builder's settings
+    # on top of it, when the combo got that far.
+    ansible_config: Path | None = None
+    ansible_overrides: tuple[Override, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -34,6 +42,7 @@ class ComboReport:
 class ValidateReport:
     root: Path
     results: tuple[ComboReport, ...]
+    verbose: bool = False  # the text lists builder's Ansible settings
 
     @property
     def ok(self) -> bool:
@@ -44,7 +53,11 @@ class ValidateReport:
             "ok": self.ok,
             "results": [
                 {"app": r.app, "env": r.env, "comp": r.comp, "ok": r.ok,
-                 "errors": [_problem_json(p, self.root) for p in r.problems]}
+                 "errors": [_problem_json(p, self.root) for p in r.problems],
+                 "ansible": {
+                     "config": str(shown_path(r.ansible_config, self.root))
+                     if r.ansible_config else None,
+                     "overrides": [dataclasses.asdict(o) for o in r.ansible_overrides]}}
                 for r in self.results
             ],
         }
@@ -55,10 +68,27 @@ class ValidateReport:
             name = "/".join(part for part in (r.app, r.env, r.comp) if part)
             lines.append(f"{'ok  ' if r.ok else 'FAIL'} {name}")
             lines.extend(f"     {p.format(self.root)}" for p in r.problems)
+        if self.verbose:
+            lines += self._ansible_text()
         bad = sum(not r.ok for r in self.results)
         lines.append(f"{len(self.results)} combos, {bad} with problems"
                      if bad else f"{len(self.results)} combos, all valid")
         return "\n".join(lines)
+
+
+    def _ansible_text(self) -> list[str]:
+        """Once per distinct Ansible configuration: which combos use it, what builder sets."""
+        groups: dict[tuple[Path | None, tuple[Override, ...]], list[str]] = {}
+        for r in self.results:
+            if r.ansible_overrides:
+                name = "/".join(part for part in (r.app, r.env, r.comp) if part)
+                groups.setdefault((r.ansible_config, r.ansible_overrides), []).append(name)
+        lines = []
+        for (config, overrides), names in groups.items():
+            shown = shown_path(config, self.root) if config else "none (Ansible's defaults)"
+            lines.append(f"ansible.cfg: {shown} — {', '.join(names)}; builder sets:")
+            lines.extend(f"     {o.show()}" for o in overrides)
+        return lines
 
 
 def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
@@ -67,7 +97,8 @@ def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
 
 
 def validate(project: Project, app: str | None = None, env: str | None = None,
-             comp: str | None = None, *, offline: bool = False, jobs: int = 2) -> ValidateReport:
+             comp: str | None = None, *, offline: bool = False, jobs: int = 2,
+             verbose: bool = False) -> ValidateReport:
     reports: list[ComboReport] = []
     checks: list[tuple[int, Rendered]] = []
     try:
@@ -80,8 +111,8 @@ def validate(project: Project, app: str | None = None, env: str | None = None,
             where = _env_of(item, project)
             reports.append(ComboReport(where[0], where[1], None, (item,)))
             continue
-        problems, rendered = _check_offline(project, item)
-        reports.append(ComboReport(item.app, item.env, item.comp, tuple(problems)))
+        problems, rendered, settings = _check_offline(project, item)
+        reports.append(ComboReport(item.app, item.env, item.comp, tuple(problems), *settings))
         if rendered is not None and not offline:
             checks.append((len(reports) - 1, rendered))
     if checks:
@@ -94,7 +125,7 @@ def validate(project: Project, app: str | None = None, env: str | None = None,
     if comp is not None and not any(r.comp == comp for r in reports) and app and env:
         reports.append(ComboReport(app, env, comp, (Problem(
             f"comp {comp!r} is not in the components of {app}/{env}"),)))
-    return ValidateReport(project.root, tuple(reports))
+    return ValidateReport(project.root, tuple(reports), verbose)
 
 
 def _env_of(problem: Problem, project: Project) -> tuple[str, str]:
@@ -106,16 +137,21 @@ def _env_of(problem: Problem, project: Project) -> tuple[str, str]:
     return "", ""
 
 
-def _check_offline(project: Project, combo: Combo) -> tuple[list[Problem], Rendered | None]:
+def _check_offline(project: Project, combo: Combo
+                   ) -> tuple[list[Problem], Rendered | None, _AnsibleSettings]:
+    none: _AnsibleSettings = (None, ())
     try:
         resolved = project.resolve(combo.app, combo.env, combo.comp)
     except ValidationFailed as exc:
-        return list(exc.problems), None
+        return list(exc.problems), None, none
     except BuilderError as exc:
-        return [exc.problem], None
+        return [exc.problem], None, none
     problems: list[Problem] = []
+    settings = none
     try:
-        comp_playbook(project.layout, resolved)
+        playbook = comp_playbook(project.layout, resolved)
+        config, overrides = planned_settings(project.layout, playbook, strategy(resolved))
+        settings = (config.path, tuple(overrides))
     except ConfigError as exc:
         problems.append(exc.problem)
     # Outside the try below: without Packer (its version decides the rendering) the
@@ -124,10 +160,10 @@ def _check_offline(project: Project, combo: Combo) -> tuple[list[Problem], Rende
     try:
         rendered = renderer.render(resolved)
     except ValidationFailed as exc:
-        return problems + list(exc.problems), None
+        return problems + list(exc.problems), None, settings
     except BuilderError as exc:
-        return [*problems, exc.problem], None
-    return problems, (rendered if not problems else None)
+        return [*problems, exc.problem], None, settings
+    return problems, (rendered if not problems else None), settings
 
 
 def _external_checks(layout: Layout, rendered: Rendered) -> list[Problem]:

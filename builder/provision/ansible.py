@@ -70,6 +70,18 @@ def base_env(layout: Layout, config: AnsibleConfig) -> dict[str, str]:
     return env
 
 
+def planned_settings(layout: Layout, playbook: Path, strategy: Strategy
+                     ) -> tuple[AnsibleConfig, list[ansible_cfg.Override]]:
+    """The configuration a bake's run of `playbook` uses and what builder sets on top
+    (`validate -v` lists them); the run's private folder shows as `<private>`."""
+    config = ansible_cfg.find(layout, playbook)
+    mitogen_dir = _mitogen_strategy_dir() if strategy == "mitogen" else None
+    return config, ansible_cfg.run_settings(
+        config, layout, callback_dir=_PLUGINS_DIR / "callback", callback="builder_tasks",
+        strategy="mitogen_linear" if mitogen_dir is not None else "linear",
+        mitogen_dir=mitogen_dir, private=Path("<private>"))
+
+
 def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any]) -> list[Problem]:
     """`ansible-playbook --syntax-check`, each error with its file and line."""
     config = ansible_cfg.find(layout, playbook)

@@ -83,7 +83,7 @@ class Override:
     why: str
 
     def show(self) -> str:
-        return f"{self.env}={self.value}  ({self.why})"
+        return f"{self.env}={self.value} — {self.why}"
 
 
 @dataclass(frozen=True)

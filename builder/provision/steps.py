@@ -82,7 +82,7 @@ def provision(
     bucket is out of reach, so the agent is not installed unless the vars say otherwise.
     """
     playbook = comp_playbook(layout, resolved)
-    strategy = _strategy(resolved)
+    chosen = strategy(resolved)
     skip_hygiene = _flag(resolved, SKIP_HYGIENE_VAR)
     extravars, group_vars = split_vars(resolved)
     if local and CODEDEPLOY_VAR not in extravars and CODEDEPLOY_VAR not in group_vars:
@@ -93,7 +93,7 @@ def provision(
     def run(book: Path, variables: Mapping[str, Any]) -> PlaybookRun:
         return run_playbook(
             layout, book, target, variables, group_vars=group_vars, artifacts_dir=artifacts_dir,
-            vault_password=vault_password, strategy=strategy,
+            vault_password=vault_password, strategy=chosen,
             progress=lambda message: progress(f"{book.name}: {message}"), cancel=cancel,
         )
 
@@ -155,7 +155,8 @@ def comp_checks(layout: Layout, resolved: ResolvedVars) -> Path | None:
     return checks if checks.is_file() else None
 
 
-def _strategy(resolved: ResolvedVars) -> Strategy:
+def strategy(resolved: ResolvedVars) -> Strategy:
+    """builder_ansible_strategy, checked."""
     value = str(resolved.values.get(STRATEGY_VAR, "mitogen"))
     for strategy in STRATEGIES:
         if value == strategy:
