@@ -2,10 +2,16 @@
 
 Inputs: the rendered template and its config-derived Packer vars, the playbook with
 every file and role it uses (roles' own dependencies and include/import_role
-included), the tool's own provisioning (hygiene and checks), every resolved var (what
-Ansible gets; a comment-only change to a vars file changes nothing), the env's vault
-files, and the resolved source AMI id. A bake whose fingerprint matches an available
-AMI is skipped.
+included, found along the repo's roles_path), the tool's own provisioning (hygiene and
+checks), every resolved var (what Ansible gets; a comment-only change to a vars file
+changes nothing), and the resolved source AMI id. Also what Ansible reads besides:
+every vars_files/include_vars file the play reaches with the combo's vars (a templated
+path rendered with them; one they can't render — a fact, a loop var — stands for every
+file in the folder it points into), the ansible.cfg the run uses and the plugin,
+library and module_utils folders it names, the group_vars/host_vars beside the
+playbook and the inventory, and every vault-encrypted file of the app's vars folders
+(by content, whatever its name). A bake whose fingerprint matches an available AMI is
+skipped.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.sandbox
 import yaml
 
 from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
+from builder.provision import ansible_cfg
 from builder.render.template import Rendered
 
 _ROLE_TASK_KEYS = ("include_role", "import_role", "ansible.builtin.include_role",
@@ -32,6 +41,11 @@ _FILE_TASK_KEYS = ("include_tasks", "import_tasks", "ansible.builtin.include_tas
                    "ansible.builtin.include_vars")
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _BLOCK_KEYS = ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always")
+_VAULT_HEADER = b"$ANSIBLE_VAULT;"
+# Renders templated vars_files paths the way Ansible would with the combo's vars; a
+# name only Ansible knows (a fact) is an error here, and then the folder counts.
+_JINJA = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined,
+                                             autoescape=False)
 
 
 @dataclass(frozen=True)
@@ -48,14 +62,14 @@ class FileCache:
     combos that share a few playbooks and roles.
     """
 
-    walks: dict[Path, frozenset[Path]] = field(default_factory=dict)
+    walks: dict[Path, _Walk] = field(default_factory=dict)
     digests: dict[Path, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def playbook_files(self, layout: Layout, playbook: Path) -> frozenset[Path]:
+    def playbook_files(self, layout: Layout, playbook: Path) -> _Walk:
         with self._lock:
             if playbook not in self.walks:
-                self.walks[playbook] = frozenset(_playbook_files(layout, playbook))
+                self.walks[playbook] = _playbook_files(layout, playbook)
             return self.walks[playbook]
 
     def digest(self, path: Path) -> str:
@@ -68,9 +82,10 @@ class FileCache:
 def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_ami: str,
             tool_files: Iterable[Path] = (), cache: FileCache | None = None) -> Fingerprint:
     cache = cache or FileCache()
+    walk = cache.playbook_files(layout, resolved.playbook_path)
     # A playbook's vars_files that are config layers of this combo count through the
-    # resolved vars (Ansible gets each of their values as an extra var), not as text.
-    files = ((cache.playbook_files(layout, resolved.playbook_path) | set(tool_files))
+    # resolved vars (Ansible gets each of their values), not as text.
+    files = ((walk.files | walk.rendered(resolved.values) | set(tool_files))
              - {layer.resolve() for layer in resolved.files})
     inputs = {
         "template": rendered.digest(),
@@ -116,42 +131,89 @@ def _label(layout: Layout, path: Path) -> str:
 
 
 def _vault_files(layout: Layout, resolved: ResolvedVars) -> list[Path]:
+    """The app's vault files in its common and env folders: `*.vault.yml`, and any
+    other file there that is vault-encrypted (known by its header, not its name)."""
     combo = resolved.combo
     folders = [layout.vars_dir / combo.app / "common", layout.vars_dir / combo.app / combo.env]
-    return sorted(p for folder in folders if folder.is_dir() for p in folder.glob("*.vault.yml"))
+    return sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*")
+                  if p.is_file() and (p.name.endswith(".vault.yml") or is_vault_encrypted(p)))
 
 
-def _playbook_files(layout: Layout, playbook: Path) -> set[Path]:
-    """The playbook, the files it includes, and every file of every role it uses."""
+def is_vault_encrypted(path: Path) -> bool:
+    """An ansible-vault encrypted file: its first bytes are the vault header."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(_VAULT_HEADER)) == _VAULT_HEADER
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """What a playbook reads whatever the vars (`files`), and the vars files it names
+    by a template (`templated`: the folder a path starts from, the path as written)."""
+
+    files: frozenset[Path]
+    templated: frozenset[tuple[Path, str]]
+
+    def rendered(self, values: Mapping[str, Any]) -> set[Path]:
+        """The templated vars files these vars reach; for a path they can't render
+        (a fact, a loop var), every file of the folder it points into."""
+        found: set[Path] = set()
+        for base, template in sorted(self.templated):
+            try:
+                found.add((base / _JINJA.from_string(template).render(values)).resolve())
+            except Exception:  # any failure to render (Ansible's filters too): the folder
+                prefix = template.split("{", 1)[0]
+                static = Path(prefix)
+                folder = (base / (static if prefix.endswith("/") else static.parent)).resolve()
+                if folder.is_dir():
+                    found.update(p for p in folder.rglob("*") if p.is_file())
+        return found
+
+
+def _playbook_files(layout: Layout, playbook: Path) -> _Walk:
+    """The playbook, the files it includes, every file of every role it uses, and what
+    Ansible reads around it: ansible.cfg, the code folders it names, group_vars and
+    host_vars beside the playbook and the inventory."""
+    config = ansible_cfg.find(layout, playbook)
+    roles_path = [playbook.parent / "roles", *config.paths(ansible_cfg.ROLES_PATH),
+                  *layout.roles_dirs()]
     found: set[Path] = set()
+    templated: set[tuple[Path, str]] = set()
     roles: set[str] = set()
-    _walk_yaml_file(playbook, found, roles)
+    _walk_yaml_file(playbook, found, roles, templated)
     done: set[str] = set()
     while roles - done:
         name = min(roles - done)
         done.add(name)
-        folder = _role_dir(layout, playbook.parent, name)
+        folder = next((base / name for base in roles_path if (base / name).is_dir()), None)
         if folder is None:
             continue  # Ansible's own check reports a missing role; nothing to hash
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             found.add(path)
             if path.suffix in (".yml", ".yaml"):
-                _walk_yaml_file(path, set(), roles)
+                _walk_yaml_file(path, set(), roles, templated)
         meta = _load(folder / "meta" / "main.yml")
         if isinstance(meta, dict):
             for dependency in meta.get("dependencies") or []:
                 roles.update(_role_names([dependency]))
-    return found
+    around = [*config.code_folders(), playbook.parent / "group_vars",
+              playbook.parent / "host_vars"]
+    for source in config.paths(ansible_cfg.INVENTORY):
+        base = source if source.is_dir() else source.parent
+        around += [base / "group_vars", base / "host_vars"]
+    for folder in around:
+        if folder.is_dir():
+            found.update(p for p in folder.rglob("*")
+                         if p.is_file() and "__pycache__" not in p.parts)
+    if config.path is not None:
+        found.add(config.path)
+    return _Walk(frozenset(found), frozenset(templated))
 
 
-def _role_dir(layout: Layout, playbook_dir: Path, name: str) -> Path | None:
-    for base in (playbook_dir / "roles", *layout.roles_dirs()):
-        if (base / name).is_dir():
-            return base / name
-    return None
-
-
-def _walk_yaml_file(path: Path, files: set[Path], roles: set[str]) -> None:
+def _walk_yaml_file(path: Path, files: set[Path], roles: set[str],
+                    templated: set[tuple[Path, str]]) -> None:
     if path in files or not path.is_file():
         return
     files.add(path)
@@ -166,12 +228,30 @@ def _walk_yaml_file(path: Path, files: set[Path], roles: set[str]) -> None:
         for key in _FILE_TASK_KEYS:
             value = item.get(key)
             if isinstance(value, dict):
-                value = value.get("file")
-            if isinstance(value, str) and "{{" not in value:
-                _walk_yaml_file((path.parent / value).resolve(), files, roles)
-        for vars_file in item.get("vars_files") or []:
-            if isinstance(vars_file, str) and "{{" not in vars_file:
-                files.add((path.parent / vars_file).resolve())
+                value = value.get("file") or value.get("dir")
+            if not isinstance(value, str):
+                continue
+            if _is_template(value):
+                templated.add((path.parent, value))
+            else:
+                target = (path.parent / value).resolve()
+                if target.is_dir():  # include_vars dir=
+                    files.update(p for p in target.rglob("*") if p.is_file())
+                else:
+                    _walk_yaml_file(target, files, roles, templated)
+        for entry in item.get("vars_files") or []:
+            # A list entry is "the first of these that exists": each may be the one.
+            for vars_file in entry if isinstance(entry, list) else [entry]:
+                if not isinstance(vars_file, str):
+                    continue
+                if _is_template(vars_file):
+                    templated.add((path.parent, vars_file))
+                else:
+                    files.add((path.parent / vars_file).resolve())
+
+
+def _is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
 
 
 def _items(document: Any) -> Iterator[dict[str, Any]]:
