@@ -174,6 +174,9 @@ def validate_command(
     offline: Annotated[bool, typer.Option("--offline", help="Skip packer validate and the "
                                           "Ansible syntax check")] = False,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="External checks in parallel")] = 2,
+    vault_password_file: Annotated[Path | None, typer.Option(
+        "--vault-password-file", help="Open vault files for the syntax check (or "
+        "BUILDER_VAULT_PASSWORD_FILE, or the vault_password_ssm_parameter var)")] = None,
 ) -> None:
     """Check every (app, env, comp) in scope; report every problem at once.
 
@@ -182,7 +185,7 @@ def validate_command(
     from builder.pipelines.validate import validate
 
     report = validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs,
-                      verbose=_g(ctx).verbose)
+                      verbose=_g(ctx).verbose, vault_password_file=vault_password_file)
     _emit(ctx, report)
     if not report.ok:
         raise typer.Exit(2)

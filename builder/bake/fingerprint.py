@@ -149,27 +149,50 @@ def is_vault_encrypted(path: Path) -> bool:
 
 
 @dataclass(frozen=True)
+class VarsFilesEntry:
+    """One `vars_files` entry: the file naming it and its candidates (a list entry means
+    the first that exists), paths as written, relative to that file's folder."""
+
+    referrer: Path
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class _Walk:
-    """What a playbook reads whatever the vars (`files`), and the vars files it names
-    by a template (`templated`: the folder a path starts from, the path as written)."""
+    """What a playbook reads whatever the vars (`files`), the vars files it names by a
+    template (`templated`: the folder a path starts from, the path as written), every
+    vars_files entry, and the roles it names that no roles path holds (with the file
+    naming each)."""
 
     files: frozenset[Path]
     templated: frozenset[tuple[Path, str]]
+    vars_files: tuple[VarsFilesEntry, ...]
+    missing_roles: tuple[tuple[str, Path], ...]
 
     def rendered(self, values: Mapping[str, Any]) -> set[Path]:
         """The templated vars files these vars reach; for a path they can't render
         (a fact, a loop var), every file of the folder it points into."""
         found: set[Path] = set()
         for base, template in sorted(self.templated):
-            try:
-                found.add((base / _JINJA.from_string(template).render(values)).resolve())
-            except Exception:  # any failure to render (Ansible's filters too): the folder
-                prefix = template.split("{", 1)[0]
-                static = Path(prefix)
-                folder = (base / (static if prefix.endswith("/") else static.parent)).resolve()
-                if folder.is_dir():
-                    found.update(p for p in folder.rglob("*") if p.is_file())
+            path = render_path(base, template, values)
+            if path is not None:
+                found.add(path)
+                continue
+            prefix = template.split("{", 1)[0]
+            static = Path(prefix)
+            folder = (base / (static if prefix.endswith("/") else static.parent)).resolve()
+            if folder.is_dir():
+                found.update(p for p in folder.rglob("*") if p.is_file())
         return found
+
+
+def render_path(base: Path, template: str, values: Mapping[str, Any]) -> Path | None:
+    """A templated path rendered with the combo's vars, from `base`; None when they
+    can't render it (a fact, a loop var, one of Ansible's own filters)."""
+    try:
+        return (base / _JINJA.from_string(template).render(values)).resolve()
+    except Exception:  # any failure to render means "known only to Ansible at run time"
+        return None
 
 
 def _playbook_files(layout: Layout, playbook: Path) -> _Walk:
@@ -179,25 +202,27 @@ def _playbook_files(layout: Layout, playbook: Path) -> _Walk:
     config = ansible_cfg.find(layout, playbook)
     roles_path = [playbook.parent / "roles", *config.paths(ansible_cfg.ROLES_PATH),
                   *layout.roles_dirs()]
-    found: set[Path] = set()
-    templated: set[tuple[Path, str]] = set()
-    roles: set[str] = set()
-    _walk_yaml_file(playbook, found, roles, templated)
+    walker = _Walker()
+    walker.yaml_file(playbook)
     done: set[str] = set()
-    while roles - done:
-        name = min(roles - done)
+    missing: list[tuple[str, Path]] = []
+    while set(walker.roles) - done:
+        name = min(set(walker.roles) - done)
         done.add(name)
         folder = next((base / name for base in roles_path if (base / name).is_dir()), None)
         if folder is None:
-            continue  # Ansible's own check reports a missing role; nothing to hash
+            # Two dots: a collection's role, looked up in the collections path by Ansible.
+            if name.count(".") < 2:
+                missing.append((name, walker.roles[name]))
+            continue
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            found.add(path)
+            walker.files.add(path)
             if path.suffix in (".yml", ".yaml"):
-                _walk_yaml_file(path, set(), roles, templated)
-        meta = _load(folder / "meta" / "main.yml")
+                walker.yaml_file(path, walk=False)
+        meta_file = folder / "meta" / "main.yml"
+        meta = _load(meta_file)
         if isinstance(meta, dict):
-            for dependency in meta.get("dependencies") or []:
-                roles.update(_role_names([dependency]))
+            walker.add_roles(_role_names(meta.get("dependencies") or []), meta_file)
     around = [*config.code_folders(), playbook.parent / "group_vars",
               playbook.parent / "host_vars"]
     for source in config.paths(ansible_cfg.INVENTORY):
@@ -205,49 +230,69 @@ def _playbook_files(layout: Layout, playbook: Path) -> _Walk:
         around += [base / "group_vars", base / "host_vars"]
     for folder in around:
         if folder.is_dir():
-            found.update(p for p in folder.rglob("*")
-                         if p.is_file() and "__pycache__" not in p.parts)
+            walker.files.update(p for p in folder.rglob("*")
+                                if p.is_file() and "__pycache__" not in p.parts)
     if config.path is not None:
-        found.add(config.path)
-    return _Walk(frozenset(found), frozenset(templated))
+        walker.files.add(config.path)
+    return _Walk(frozenset(walker.files), frozenset(walker.templated),
+                 tuple(walker.vars_files), tuple(missing))
 
 
-def _walk_yaml_file(path: Path, files: set[Path], roles: set[str],
-                    templated: set[tuple[Path, str]]) -> None:
-    if path in files or not path.is_file():
-        return
-    files.add(path)
-    for item in _items(_load(path)):
-        roles.update(_role_names(item.get("roles") or []))
-        for key in _ROLE_TASK_KEYS:
-            value = item.get(key)
-            if isinstance(value, dict) and isinstance(value.get("name"), str):
-                roles.add(value["name"])
-            elif isinstance(value, str):
-                roles.add(value)
-        for key in _FILE_TASK_KEYS:
-            value = item.get(key)
-            if isinstance(value, dict):
-                value = value.get("file") or value.get("dir")
-            if not isinstance(value, str):
-                continue
-            if _is_template(value):
-                templated.add((path.parent, value))
-            else:
-                target = (path.parent / value).resolve()
-                if target.is_dir():  # include_vars dir=
-                    files.update(p for p in target.rglob("*") if p.is_file())
-                else:
-                    _walk_yaml_file(target, files, roles, templated)
-        for entry in item.get("vars_files") or []:
-            # A list entry is "the first of these that exists": each may be the one.
-            for vars_file in entry if isinstance(entry, list) else [entry]:
-                if not isinstance(vars_file, str):
-                    continue
-                if _is_template(vars_file):
-                    templated.add((path.parent, vars_file))
-                else:
-                    files.add((path.parent / vars_file).resolve())
+class _Walker:
+    """Follows a playbook's YAML: included files, roles named, vars files."""
+
+    def __init__(self) -> None:
+        self.files: set[Path] = set()
+        self.templated: set[tuple[Path, str]] = set()
+        self.roles: dict[str, Path] = {}  # name -> the first file naming it
+        self.vars_files: list[VarsFilesEntry] = []
+        self._seen: set[Path] = set()
+
+    def add_roles(self, names: Iterable[str], referrer: Path) -> None:
+        for name in names:
+            self.roles.setdefault(name, referrer)
+
+    def yaml_file(self, path: Path, *, walk: bool = True) -> None:
+        """Read one playbook or task file (`walk`: also count it as a file read)."""
+        if path in self._seen or not path.is_file():
+            return
+        self._seen.add(path)
+        if walk:
+            self.files.add(path)
+        for item in _items(_load(path)):
+            self.add_roles(_role_names(item.get("roles") or []), path)
+            for key in _ROLE_TASK_KEYS:
+                value = item.get(key)
+                if isinstance(value, dict) and isinstance(value.get("name"), str):
+                    self.add_roles([value["name"]], path)
+                elif isinstance(value, str):
+                    self.add_roles([value], path)
+            for key in _FILE_TASK_KEYS:
+                self._included(path, item.get(key))
+            for entry in item.get("vars_files") or []:
+                # A list entry is "the first of these that exists": each may be the one.
+                candidates = [c for c in (entry if isinstance(entry, list) else [entry])
+                              if isinstance(c, str)]
+                self.vars_files.append(VarsFilesEntry(path, tuple(candidates)))
+                for vars_file in candidates:
+                    if _is_template(vars_file):
+                        self.templated.add((path.parent, vars_file))
+                    else:
+                        self.files.add((path.parent / vars_file).resolve())
+
+    def _included(self, path: Path, value: Any) -> None:
+        if isinstance(value, dict):
+            value = value.get("file") or value.get("dir")
+        if not isinstance(value, str):
+            return
+        if _is_template(value):
+            self.templated.add((path.parent, value))
+            return
+        target = (path.parent / value).resolve()
+        if target.is_dir():  # include_vars dir=
+            self.files.update(p for p in target.rglob("*") if p.is_file())
+        else:
+            self.yaml_file(target)
 
 
 def _is_template(text: str) -> bool:

@@ -10,13 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
 from builder.config.models import Combo
 from builder.errors import BuilderError, ConfigError, Problem, ValidationFailed, shown_path
+from builder.pipelines import playbook_checks
 from builder.project import Project
+from builder.provision import ansible_cfg, vault
 from builder.provision.ansible import planned_settings
 from builder.provision.ansible_cfg import Override
 from builder.provision.steps import comp_playbook, strategy
+from builder.provision.vault import VaultPassword
 from builder.render.template import Rendered, source_line, write
 
 _AnsibleSettings = tuple[Path | None, tuple[Override, ...]]
@@ -32,6 +36,7 @@ class ComboReport:
     # on top of it, when the combo got that far.
     ansible_config: Path | None = None
     ansible_overrides: tuple[Override, ...] = ()
+    notes: tuple[str, ...] = ()  # not problems: what went unchecked, and why
 
     @property
     def ok(self) -> bool:
@@ -54,6 +59,7 @@ class ValidateReport:
             "results": [
                 {"app": r.app, "env": r.env, "comp": r.comp, "ok": r.ok,
                  "errors": [_problem_json(p, self.root) for p in r.problems],
+                 "notes": list(r.notes),
                  "ansible": {
                      "config": str(shown_path(r.ansible_config, self.root))
                      if r.ansible_config else None,
@@ -68,6 +74,7 @@ class ValidateReport:
             name = "/".join(part for part in (r.app, r.env, r.comp) if part)
             lines.append(f"{'ok  ' if r.ok else 'FAIL'} {name}")
             lines.extend(f"     {p.format(self.root)}" for p in r.problems)
+            lines.extend(f"     note: {note}" for note in r.notes)
         if self.verbose:
             lines += self._ansible_text()
         bad = sum(not r.ok for r in self.results)
@@ -98,9 +105,13 @@ def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
 
 def validate(project: Project, app: str | None = None, env: str | None = None,
              comp: str | None = None, *, offline: bool = False, jobs: int = 2,
-             verbose: bool = False) -> ValidateReport:
+             verbose: bool = False, vault_password_file: Path | None = None) -> ValidateReport:
+    """Every problem of every combo in scope. The syntax check opens vault files with
+    the password `bake` would use (the file, BUILDER_VAULT_PASSWORD_FILE, or online the
+    SSM parameter); without one it stands them in and says which went unchecked."""
     reports: list[ComboReport] = []
-    checks: list[tuple[int, Rendered]] = []
+    checks: list[tuple[int, _Check]] = []
+    given = vault.from_file(vault_password_file)
     try:
         scope = list(project.config.combos(app, env, comp))
     except BuilderError as exc:
@@ -111,13 +122,19 @@ def validate(project: Project, app: str | None = None, env: str | None = None,
             where = _env_of(item, project)
             reports.append(ComboReport(where[0], where[1], None, (item,)))
             continue
-        problems, rendered, settings = _check_offline(project, item)
+        problems, rendered, settings, encrypted = _check_offline(project, item)
         reports.append(ComboReport(item.app, item.env, item.comp, tuple(problems), *settings))
         if rendered is not None and not offline:
-            checks.append((len(reports) - 1, rendered))
+            password = (given or _ssm_password(project, rendered.resolved)
+                        or vault.from_config(ansible_cfg.find(
+                            project.layout, rendered.resolved.playbook_path
+                        ).vault_password_file()))
+            check = _Check(rendered, password, encrypted)
+            checks.append((len(reports) - 1, check))
+            reports[-1] = dataclasses.replace(reports[-1], notes=check.notes(project.layout))
     if checks:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            found_all = pool.map(lambda check: _external_checks(project.layout, check[1]),
+            found_all = pool.map(lambda each: _external_checks(project.layout, each[1]),
                                  checks)
             for (index, _), found in zip(checks, found_all, strict=True):
                 reports[index] = dataclasses.replace(
@@ -137,21 +154,64 @@ def _env_of(problem: Problem, project: Project) -> tuple[str, str]:
     return "", ""
 
 
+@dataclass(frozen=True)
+class _Check:
+    """One combo's external checks: what was rendered, the vault password found (None:
+    no source had one), and the vault files its play reaches."""
+
+    rendered: Rendered
+    password: VaultPassword | None
+    encrypted: tuple[Path, ...]
+
+    @property
+    def stand_ins(self) -> tuple[Path, ...]:
+        """Vault files the syntax check can't open: stood in by empty mappings."""
+        return () if self.password is not None and self.password.opens else self.encrypted
+
+    def notes(self, layout: Layout) -> tuple[str, ...]:
+        notes = [self.password.note] if self.password and self.password.note else []
+        if self.stand_ins:
+            files = ", ".join(layout.relative(p) for p in self.stand_ins)
+            notes.append(f"vault files not checked (no vault password): {files}; to check "
+                         f"them give {vault.HOW_TO_GIVE}")
+        return tuple(notes)
+
+
+def _ssm_password(project: Project, resolved: ResolvedVars) -> VaultPassword | None:
+    parameter = resolved.settings.vault_password_ssm_parameter
+    if not parameter:
+        return None
+
+    def read(name: str) -> str:
+        from builder.aws import translate
+
+        with translate(f"reading SSM parameter {name}"):
+            reply = project.env_aws(resolved).client("ssm").get_parameter(
+                Name=name, WithDecryption=True)
+        return str(reply["Parameter"]["Value"])
+
+    return vault.from_ssm(parameter, read)
+
+
 def _check_offline(project: Project, combo: Combo
-                   ) -> tuple[list[Problem], Rendered | None, _AnsibleSettings]:
+                   ) -> tuple[list[Problem], Rendered | None, _AnsibleSettings, tuple[Path, ...]]:
     none: _AnsibleSettings = (None, ())
     try:
         resolved = project.resolve(combo.app, combo.env, combo.comp)
     except ValidationFailed as exc:
-        return list(exc.problems), None, none
+        return list(exc.problems), None, none, ()
     except BuilderError as exc:
-        return [exc.problem], None, none
+        return [exc.problem], None, none, ()
     problems: list[Problem] = []
+    found_in_playbook: tuple[Problem, ...] = ()  # these leave the external checks to run
     settings = none
+    encrypted: tuple[Path, ...] = ()
     try:
         playbook = comp_playbook(project.layout, resolved)
         config, overrides = planned_settings(project.layout, playbook, strategy(resolved))
         settings = (config.path, tuple(overrides))
+        findings = playbook_checks.check(project, resolved)
+        found_in_playbook, encrypted = findings.problems, findings.encrypted
     except ConfigError as exc:
         problems.append(exc.problem)
     # Outside the try below: without Packer (its version decides the rendering) the
@@ -160,24 +220,28 @@ def _check_offline(project: Project, combo: Combo
     try:
         rendered = renderer.render(resolved)
     except ValidationFailed as exc:
-        return problems + list(exc.problems), None, settings
+        return [*problems, *found_in_playbook, *exc.problems], None, settings, encrypted
     except BuilderError as exc:
-        return [*problems, exc.problem], None, settings
-    return problems, (rendered if not problems else None), settings
+        return [*problems, *found_in_playbook, exc.problem], None, settings, encrypted
+    return ([*problems, *found_in_playbook], (rendered if not problems else None), settings,
+            encrypted)
 
 
-def _external_checks(layout: Layout, rendered: Rendered) -> list[Problem]:
+def _external_checks(layout: Layout, check: _Check) -> list[Problem]:
     from builder import packer
     from builder.provision import ansible
 
     problems: list[Problem] = []
+    rendered = check.rendered
     resolved = rendered.resolved
     with tempfile.TemporaryDirectory(prefix="builder-validate-") as tmp:
         files = write(rendered, Path(tmp))
         problems.extend(_relocate(p, files.template, rendered)
                         for p in _guard(lambda: packer.validate(files.template, files.var_file)))
+    password = check.password.value if check.password else None
     problems.extend(_guard(lambda: ansible.syntax_check(
-        layout, resolved.playbook_path, resolved.values)))
+        layout, resolved.playbook_path, resolved.values, vault_password=password,
+        stand_ins=check.stand_ins)))
     return problems
 
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -42,6 +42,7 @@ _LOCATION_RE = re.compile(
     r"(?:Origin: (?P<file>/[^:\s]+):(?P<line>\d+)"
     r"|The error appears to be in '(?P<file_old>[^']+)': line (?P<line_old>\d+))"
 )
+_UNOPENED_VAULT_RE = re.compile(r"'(?P<file>/[^']+)': Decryption failed")
 _ERROR_RE = re.compile(r"^(?:\[ERROR\]|ERROR!):?\s*(?P<message>.+)$", re.MULTILINE)
 # Names the run's private task-count file; in every process of the run's environment.
 _RUN_MARKER = "BUILDER_TASK_COUNT_FILE"
@@ -82,21 +83,43 @@ def planned_settings(layout: Layout, playbook: Path, strategy: Strategy
         mitogen_dir=mitogen_dir, private=Path("<private>"))
 
 
-def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any]) -> list[Problem]:
-    """`ansible-playbook --syntax-check`, each error with its file and line."""
+def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any], *,
+                 vault_password: str | None = None,
+                 stand_ins: Sequence[Path] = ()) -> list[Problem]:
+    """`ansible-playbook --syntax-check`, each error with its file and line.
+
+    `vault_password` opens the vault files the play loads; `stand_ins` are vault files
+    no password opens: the check then runs on a copy of the repo where each of them is
+    an empty mapping, so the rest of the play is still checked.
+    """
     config = ansible_cfg.find(layout, playbook)
     with tempfile.TemporaryDirectory(prefix="builder-syntax-") as tmp:
+        root = layout.root
+        if stand_ins:
+            root = _copy_with_stand_ins(layout.root, Path(tmp) / "repo", stand_ins)
+            config = ansible_cfg.find(Layout(root), root / playbook.relative_to(layout.root))
+        env = base_env(layout, config)
         vars_file = Path(tmp) / "extravars.json"
         vars_file.write_text(json.dumps(dict(extravars), default=str), encoding="utf-8")
+        named = config.vault_password_file()
+        if vault_password is not None or (named is not None and not named.exists()):
+            # A repo's password file this machine lacks would stop Ansible before the
+            # check: a password nothing opens stands in (stand_ins hold the vault files).
+            password = vault_password if vault_password is not None else secrets.token_hex(16)
+            env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(
+                _write_private(Path(tmp) / "vault-password", password))
         done = process.run(
             [tool("ansible-playbook"), "--syntax-check", "-i", "localhost,",
-             "-e", f"@{vars_file}", str(playbook)],
-            what="ansible syntax check", cwd=config.folder or layout.root,
-            env=base_env(layout, config), check=False,
+             "-e", f"@{vars_file}", str(root / playbook.relative_to(layout.root))],
+            what="ansible syntax check", cwd=config.folder or root, env=env, check=False,
         )
+        output = (done.stderr + done.stdout).replace(str(root), str(layout.root))
     if done.returncode == 0:
         return []
-    output = done.stderr + done.stdout
+    locked = _UNOPENED_VAULT_RE.search(output)
+    if locked:
+        return [Problem("vault-encrypted, and the vault password given doesn't open it",
+                        Path(locked["file"]).resolve(), 1)]
     where = _LOCATION_RE.search(output)
     found = _ERROR_RE.search(output)
     last = output.strip().splitlines()[-1] if output.strip() else f"exit code {done.returncode}"
@@ -105,6 +128,16 @@ def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any]) -
         file, line = where["file"] or where["file_old"], where["line"] or where["line_old"]
         return [Problem(f"ansible syntax: {message}", Path(file), int(line))]
     return [Problem(f"ansible syntax: {message}", playbook)]
+
+
+def _copy_with_stand_ins(root: Path, copy: Path, stand_ins: Sequence[Path]) -> Path:
+    """The repo (without builder's state and git's) with each stand-in an empty mapping."""
+    shutil.copytree(root, copy, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git", ".builder"))
+    for path in stand_ins:
+        if path.is_relative_to(root):
+            (copy / path.relative_to(root)).write_text("{}\n", encoding="utf-8")
+    return copy
 
 
 @dataclass(frozen=True)
