@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 # Global options may come anywhere on the line (`builder bake demo dev app --local`):
 # they are moved in front of the command before parsing.
-_GLOBAL_FLAGS = {"--local", "--json", "-v", "--verbose"}
+_GLOBAL_FLAGS = {"--local", "--json", "-v", "-vv", "-vvv", "-vvvv", "--verbose"}
 _GLOBAL_OPTIONS = {"--root", "-e", "--extra-var"}
 
 
@@ -88,7 +88,7 @@ class Globals:
     root: str | None = None
     local: bool = False
     as_json: bool = False
-    verbose: bool = False
+    verbose: int = 0  # -v count: debug logs at 1; a bake's Ansible gets the same count
     overrides: dict[str, str] = field(default_factory=dict)
 
     def project(self) -> Project:
@@ -109,8 +109,9 @@ def _globals(
     local: Annotated[bool, typer.Option("--local", help="Use the local emulator and build host "
                                         "(or BUILDER_LOCAL=1)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logs and tracebacks")
-                       ] = False,
+    verbose: Annotated[int, typer.Option(
+        "-v", "--verbose", count=True, help="Debug logs and tracebacks; a bake passes "
+        "-v/-vv/-vvv on to Ansible")] = 0,
     extra: Annotated[list[str] | None, typer.Option("-e", "--extra-var", metavar="KEY=VALUE",
                                                     help="Override a var (top layer)")] = None,
 ) -> None:
@@ -185,7 +186,7 @@ def validate_command(
     from builder.pipelines.validate import validate
 
     report = validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs,
-                      verbose=_g(ctx).verbose, vault_password_file=vault_password_file)
+                      verbose=_g(ctx).verbose > 0, vault_password_file=vault_password_file)
     _emit(ctx, report)
     if not report.ok:
         raise typer.Exit(2)
@@ -207,17 +208,28 @@ def bake_command(
     release_after: Annotated[bool, typer.Option(
         "--release", help="Then release each baked (or unchanged) AMI, as `builder release` "
         "does")] = False,
+    ansible_tags: Annotated[list[str] | None, typer.Option(
+        "--ansible-tags", metavar="TAGS", help="Run only these tags of the comp's playbook "
+        "(comma-separated or repeated; part of the fingerprint)")] = None,
+    ansible_skip_tags: Annotated[list[str] | None, typer.Option(
+        "--ansible-skip-tags", metavar="TAGS", help="Skip these tags of the comp's playbook "
+        "(part of the fingerprint)")] = None,
+    diff: Annotated[bool, typer.Option("--diff", help="Show Ansible's diffs of changed "
+                                       "files")] = False,
 ) -> None:
     """Bake an AMI for APP ENV COMP (skipped when its inputs are unchanged)."""
     from builder.bake.build import BakeOptions, bake, bake_all
     from builder.config.models import Combo
     from builder.interrupts import Cancel, handle_signals
     from builder.output import Progress
+    from builder.provision.ansible import AnsibleOptions
 
     if (comp is None) == (not all_comps):
         raise InputError("give a COMP or --all (not both)")
     project = _g(ctx).project()
-    options = BakeOptions(force=force, vault_password_file=vault_password_file)
+    ansible = AnsibleOptions(_tags(ansible_tags), _tags(ansible_skip_tags), diff,
+                             _g(ctx).verbose)
+    options = BakeOptions(force=force, vault_password_file=vault_password_file, ansible=ansible)
     progress = Progress()
     with handle_signals(Cancel()) as cancel:
         if comp is not None:
@@ -248,6 +260,11 @@ def _release_baked(ctx: typer.Context, project: Project,
     _emit(ctx, report)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _tags(given: list[str] | None) -> tuple[str, ...]:
+    """`--ansible-tags a,b --ansible-tags c` as Ansible's list of tags."""
+    return tuple(t.strip() for item in given or [] for t in item.split(",") if t.strip())
 
 
 @app.command("release")

@@ -40,6 +40,7 @@ from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent, table
 from builder.project import BuildHost, Project
 from builder.provision import hook
+from builder.provision.ansible import NO_OPTIONS, AnsibleOptions
 from builder.render.template import write
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class BakeBatch:
 class BakeOptions:
     force: bool = False
     vault_password_file: Path | None = None
+    ansible: AnsibleOptions = NO_OPTIONS
 
 
 def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions(),
@@ -140,7 +142,7 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
     started = time.monotonic()
     subject = str(combo)
     progress(subject, "resolving config, base image and fingerprint")
-    the_plan = plan(project, combo)
+    the_plan = plan(project, combo, options.ansible)
     settings = the_plan.resolved.settings
     if the_plan.existing is not None and not options.force:
         progress(subject, f"unchanged: {the_plan.existing.id} has this fingerprint")
@@ -150,7 +152,8 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
                           the_plan.existing.name)
     cancel.raise_if_set()
     vault_password = _vault_password(the_plan, options)
-    return _Build(project, the_plan, vault_password, progress, cancel, started).run()
+    return _Build(project, the_plan, vault_password, progress, cancel, started,
+                  options.ansible).run()
 
 
 def bake_all(project: Project, app: str, env: str, *, jobs: int | None = None,
@@ -201,8 +204,10 @@ class _Build:
     """One `packer build` with everything around it; cleans up on every path."""
 
     def __init__(self, project: Project, the_plan: Plan, vault_password: str | None,
-                 progress: ProgressFn, cancel: Cancel, started: float):
+                 progress: ProgressFn, cancel: Cancel, started: float,
+                 ansible_options: AnsibleOptions = NO_OPTIONS):
         self.project = project
+        self.ansible_options = ansible_options
         self.plan = the_plan
         self.vault_password = vault_password
         self.progress = progress
@@ -345,7 +350,8 @@ class _Build:
                 self.project.layout, self.plan.resolved, target, artifacts_dir=self.artifacts,
                 vault_password=self.vault_password,
                 progress=lambda message: self.progress(self.subject, message),
-                cancel=self.cancel.event, local=self.project.aws.is_local)
+                cancel=self.cancel.event, local=self.project.aws.is_local,
+                options=self.ansible_options)
         except BuilderError as exc:
             self.provision_error = exc
             return {"ok": False, "message": exc.message}

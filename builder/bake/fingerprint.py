@@ -80,7 +80,9 @@ class FileCache:
 
 
 def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_ami: str,
-            tool_files: Iterable[Path] = (), cache: FileCache | None = None) -> Fingerprint:
+            tool_files: Iterable[Path] = (), cache: FileCache | None = None,
+            ansible_run: Mapping[str, Any] | None = None) -> Fingerprint:
+    """`ansible_run`: what of the bake's Ansible options changes what runs (tags)."""
     cache = cache or FileCache()
     walk = cache.playbook_files(layout, resolved.playbook_path)
     # A playbook's vars_files that are config layers of this combo count through the
@@ -95,13 +97,15 @@ def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_a
                   for path in _vault_files(layout, resolved)},
         "source_ami": source_ami,
     }
+    if ansible_run:  # absent otherwise: fingerprints of plain bakes stay as they were
+        inputs["ansible"] = dict(ansible_run)
     value = _digest(json.dumps(inputs, sort_keys=True))
     return Fingerprint(value, inputs)
 
 
 def changed_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What differs between two fingerprints' inputs, in words ("role base", "vars")."""
-    changes = [part for part in ("template", "vars", "source_ami")
+    changes = [part for part in ("template", "vars", "source_ami", "ansible")
                if old.get(part) != new.get(part)]
     for part in ("files", "vault"):
         before, after = old.get(part, {}), new.get(part, {})

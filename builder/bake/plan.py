@@ -16,6 +16,7 @@ from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
 from builder.project import Project
 from builder.provision import steps as provision
+from builder.provision.ansible import NO_OPTIONS, AnsibleOptions
 from builder.render.template import Rendered
 
 
@@ -31,9 +32,11 @@ class Plan:
     existing: images.Image | None
 
 
-def pin_source(project: Project, resolved: ResolvedVars, source: images.Image
+def pin_source(project: Project, resolved: ResolvedVars, source: images.Image,
+               options: AnsibleOptions = NO_OPTIONS,
                ) -> tuple[ResolvedVars, Rendered, fingerprints.Fingerprint]:
-    """The combo rendered with its base image pinned by id, and the bake's fingerprint.
+    """The combo rendered with its base image pinned by id, and the bake's fingerprint
+    (the Ansible tags of `options` included).
 
     No AWS calls: `rebuild` plans hundreds of combos from batched image queries.
     """
@@ -42,18 +45,18 @@ def pin_source(project: Project, resolved: ResolvedVars, source: images.Image
     rendered = project.renderer.render(pinned)
     fingerprint = fingerprints.compute(project.layout, resolved, rendered, source.id,
                                        provision.tool_files(project.layout, resolved),
-                                       project.file_cache)
+                                       project.file_cache, options.fingerprint_part())
     return pinned, rendered, fingerprint
 
 
-def plan(project: Project, combo: Combo) -> Plan:
+def plan(project: Project, combo: Combo, options: AnsibleOptions = NO_OPTIONS) -> Plan:
     """Resolve, find the base image, render with it pinned, fingerprint, look for an
     AMI with that fingerprint."""
     resolved = project.resolve(combo.app, combo.env, combo.comp)
     env_aws = project.env_aws(resolved)
     ec2 = env_aws.client("ec2")
     source = images.resolve_source(ec2, resolved.settings)
-    pinned, rendered, fingerprint = pin_source(project, resolved, source)
+    pinned, rendered, fingerprint = pin_source(project, resolved, source, options)
     existing = next((image for image in images.images_of(ec2, combo,
                                                           fingerprint=fingerprint.value)
                      if image.status in images.USABLE_STATUSES), None)

@@ -141,6 +141,48 @@ def _copy_with_stand_ins(root: Path, copy: Path, stand_ins: Sequence[Path]) -> P
 
 
 @dataclass(frozen=True)
+class AnsibleOptions:
+    """Options of one bake for the comp's playbook (builder's own runs ignore them):
+    `bake --ansible-tags/--ansible-skip-tags/--diff` and the global `-v` count."""
+
+    tags: tuple[str, ...] = ()
+    skip_tags: tuple[str, ...] = ()
+    diff: bool = False
+    verbosity: int = 0
+
+    def argv(self) -> list[str]:
+        """ansible-playbook's options for these (tags as Ansible takes them: a,b)."""
+        args = []
+        if self.tags:
+            args += ["--tags", ",".join(self.tags)]
+        if self.skip_tags:
+            args += ["--skip-tags", ",".join(self.skip_tags)]
+        if self.diff:
+            args.append("--diff")
+        if self.verbosity:
+            args.append("-" + "v" * min(self.verbosity, 4))
+        return args
+
+    @property
+    def shows_output(self) -> bool:
+        """Ansible's own output goes to builder's progress (diffs, verbose results)."""
+        return self.diff or self.verbosity > 0
+
+    def fingerprint_part(self) -> dict[str, list[str]]:
+        """What changes what runs: tags do (an image baked with a subset of the play is
+        another image); diff and verbosity don't."""
+        part = {}
+        if self.tags:
+            part["tags"] = sorted(self.tags)
+        if self.skip_tags:
+            part["skip_tags"] = sorted(self.skip_tags)
+        return part
+
+
+NO_OPTIONS = AnsibleOptions()
+
+
+@dataclass(frozen=True)
 class SshTarget:
     """Where a playbook runs: direct SSH to the builder instance or the local build host."""
 
@@ -178,6 +220,7 @@ def run_playbook(
     extravars: Mapping[str, Any],
     *,
     group_vars: Mapping[str, Any] | None = None,
+    options: AnsibleOptions = NO_OPTIONS,
     artifacts_dir: Path,
     vault_password: str | None,
     strategy: Strategy = "mitogen",
@@ -205,8 +248,8 @@ def run_playbook(
     if strategy == "mitogen" and mitogen_dir is None:
         progress("mitogen is not installed: using Ansible's linear strategy")
     attempt = _Attempt(layout, ansible_cfg.find(layout, playbook), playbook, target, extravars,
-                       dict(group_vars or {}), artifacts_dir, vault_password, progress, cancel,
-                       mask)
+                       dict(group_vars or {}), options, artifacts_dir, vault_password, progress,
+                       cancel, mask)
     outcome = attempt.run(mitogen_dir)
     if mitogen_dir is not None and outcome.mitogen_failed():
         progress(f"mitogen cannot run with this ansible-core ({outcome.error_text()}); "
@@ -276,6 +319,7 @@ class _Attempt:
     target: SshTarget
     extravars: Mapping[str, Any]
     group_vars: Mapping[str, Any]
+    options: AnsibleOptions
     artifacts_dir: Path
     vault_password: str | None
     progress: Callable[[str], None]
@@ -294,13 +338,14 @@ class _Attempt:
             inventory = self._inventory(private / "inventory")
             extra = _write_private(private / "extravars.json",
                                    json.dumps(dict(self.extravars), default=str))
-            sink = _EventSink(self.progress, events, self.mask, private / "task-count")
+            sink = _EventSink(self.progress, events, self.mask, private / "task-count",
+                              show_output=self.options.shows_output)
             try:
                 config = ansible_runner.RunnerConfig(
                     private_data_dir=str(private), playbook=str(self.playbook),
                     inventory=str(inventory), envvars=env,
                     host_cwd=str(self.config.folder or self.layout.root),
-                    cmdline=f"-e @{shlex.quote(str(extra))}",
+                    cmdline=shlex.join(["-e", f"@{extra}", *self.options.argv()]),
                     # No env/ files, no stdout copy, nothing echoed on builder's stdout.
                     suppress_env_files=True, quiet=True,
                     settings={"suppress_output_file": True, "pexpect_timeout": _CANCEL_POLL_S},
@@ -425,8 +470,9 @@ class _EventSink:
     the bake's events file — JSON lines without result payloads, secrets masked."""
 
     def __init__(self, progress: Callable[[str], None], out: IO[str],
-                 mask: Callable[[str], str], count_file: Path):
+                 mask: Callable[[str], str], count_file: Path, *, show_output: bool = False):
         self._progress = progress
+        self._show_output = show_output
         self._out = out
         self._mask = mask
         self._count_file = count_file
@@ -454,6 +500,10 @@ class _EventSink:
         stdout = str(event.get("stdout") or "")
         if stdout:
             record["stdout"] = stdout
+            if self._show_output:
+                for line in stdout.splitlines():
+                    if line.strip():
+                        self._progress(self._mask(line))
             self.errors.extend(m["message"].strip() for m in _ERROR_RE.finditer(stdout))
         masked = {k: self._mask(v) if isinstance(v, str) else v for k, v in record.items()}
         self._out.write(json.dumps(masked, default=str) + "\n")

@@ -27,7 +27,9 @@ from builder import process
 from builder.config.layers import CLI_LAYER, DEFAULTS, REQUIRED, ResolvedVars
 from builder.config.layout import Layout
 from builder.provision.ansible import (
+    NO_OPTIONS,
     STRATEGIES,
+    AnsibleOptions,
     PlaybookRun,
     SshTarget,
     Strategy,
@@ -73,11 +75,14 @@ def provision(
     progress: Callable[[str], None],
     cancel: threading.Event,
     local: bool = False,
+    options: AnsibleOptions = NO_OPTIONS,
 ) -> Provisioning:
     """Provision the instance at `target` for one bake; ProvisionFailed names the host
     and the failed task or check. A canceled run ends the sequence: the result's
     `canceled` is then true and the caller raises Interrupted.
 
+    `options` (tags, diff, verbosity) apply to the comp's playbook only: builder's
+    hygiene and checks run whole, whatever the tags.
     `local`: the bake runs against the local build host, where the CodeDeploy agent's
     bucket is out of reach, so the agent is not installed unless the vars say otherwise.
     """
@@ -90,14 +95,16 @@ def provision(
         progress(f"local mode: the CodeDeploy agent is NOT installed ({CODEDEPLOY_VAR}: false; "
                  "its S3 bucket is out of reach)")
 
-    def run(book: Path, variables: Mapping[str, Any]) -> PlaybookRun:
+    def run(book: Path, variables: Mapping[str, Any],
+            options: AnsibleOptions = NO_OPTIONS) -> PlaybookRun:
         return run_playbook(
-            layout, book, target, variables, group_vars=group_vars, artifacts_dir=artifacts_dir,
+            layout, book, target, variables, group_vars=group_vars, options=options,
+            artifacts_dir=artifacts_dir,
             vault_password=vault_password, strategy=chosen,
             progress=lambda message: progress(f"{book.name}: {message}"), cancel=cancel,
         )
 
-    comp_run = run(playbook, extravars)
+    comp_run = run(playbook, extravars, options)
     if comp_run.canceled:
         return Provisioning((comp_run,))
     if skip_hygiene:
