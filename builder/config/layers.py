@@ -59,6 +59,15 @@ DEFAULTS: dict[str, Any] = {
     "vault_password_ssm_parameter": None,
 }
 REQUIRED = ("components", "aws_region", "aws_account_id")
+# Keys rendered strictly: the ones builder reads (the README's tables) and the built-ins.
+# Every other value renders as far as the layers take it; the rest is Ansible's to do.
+BUILDER_KEYS = frozenset({*DEFAULTS, *REQUIRED, "app", "env", "comp",
+                          "codedeploy_agent_install"})
+BY_ANSIBLE = "(resolved by Ansible)"
+
+
+def is_builder_key(key: str) -> bool:
+    return key in BUILDER_KEYS or key.startswith("builder_")
 
 _REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 _ACCOUNT_RE = re.compile(r"\d{12}")
@@ -80,17 +89,23 @@ class ResolvedVars:
     origins: Mapping[str, Origin]
     files: tuple[Path, ...]
     settings: Settings
+    # Values left as written: they name something only Ansible knows (a fact, group_vars).
+    by_ansible: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
         """`builder vars --json`: values and the file:line each came from."""
-        return {
+        document = {
             "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
             "vars": dict(self.values),
             "origins": {key: self.origin(key) for key in self.values},
         }
+        if self.by_ansible:
+            document["resolved_by_ansible"] = sorted(self.by_ansible)
+        return document
 
     def to_text(self) -> str:
-        rows = [(key, _show(value), self.origin(key)) for key, value in sorted(self.values.items())]
+        rows = [(key, _show(value) + (f" {BY_ANSIBLE}" if key in self.by_ansible else ""),
+                 self.origin(key)) for key, value in sorted(self.values.items())]
         return table(("key", "value", "origin"), rows)
 
     @property
@@ -177,9 +192,16 @@ class ConfigLoader:
         resolver = _Resolver(self._jinja, values, origins)
         problems: list[Problem] = []
         resolved: dict[str, Any] = {}
+        by_ansible: set[str] = set()
         for key in values:
             try:
                 resolved[key] = resolver.value(key)
+            except _Unknown as exc:
+                if is_builder_key(key):
+                    problems.append(exc.problem)
+                else:  # Ansible renders it at use, where the name is known
+                    resolved[key] = values[key]
+                    by_ansible.add(key)
             except ConfigError as exc:
                 problems.append(exc.problem)
         top_origins = {key: origins[(key,)] for key in resolved}
@@ -189,7 +211,7 @@ class ConfigLoader:
         if problems or settings is None:
             raise ValidationFailed(problems)
         return ResolvedVars(self.layout.root, Combo(app, env, comp), resolved, top_origins,
-                            tuple(files), settings)
+                            tuple(files), settings, frozenset(by_ansible))
 
     def _check_env(self, app: str, env: str) -> None:
         check_name("env", env)
@@ -286,7 +308,9 @@ class _Resolver:
             run = template.new_context(cast("dict[str, Any]", context), shared=True)
             return "".join(template.root_render_func(run))
         except jinja2.UndefinedError as exc:
-            raise self._error(path, f"Jinja: {exc.message}") from exc
+            unknown = self._error(path, f"Jinja: {exc.message}")
+            raise _Unknown(unknown.message, file=unknown.problem.file,
+                           line=unknown.problem.line) from exc
         except jinja2.TemplateSyntaxError as exc:
             raise self._error(path, f"Jinja syntax: {exc.message}") from exc
         except ConfigError:
@@ -297,6 +321,10 @@ class _Resolver:
     def _error(self, path: KeyPath, message: str) -> ConfigError:
         origin = self._origins.get(path) or self._origins.get(path[:1])
         return _error_at(origin, f"{'.'.join(path)}: {message}")
+
+
+class _Unknown(ConfigError):
+    """A value names something the layers don't define (strict for builder's keys)."""
 
 
 class _LazyContext(Mapping[str, Any]):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from builder import process
-from builder.config.layers import CLI_LAYER, DEFAULTS, REQUIRED, ResolvedVars
+from builder.config.layers import CLI_LAYER, ResolvedVars, is_builder_key
 from builder.config.layout import Layout
 from builder.provision.ansible import (
     NO_OPTIONS,
@@ -43,8 +43,6 @@ CODEDEPLOY_VAR = "codedeploy_agent_install"
 _BUNDLED = Path(__file__).resolve().parent / "playbooks"
 FINALIZE_PLAYBOOK = _BUNDLED / "finalize.yml"
 _NO_COMP_CHECKS = _BUNDLED / "no-checks.yml"
-# The keys builder itself reads (the README's tables), with the built-in names.
-BUILDER_KEYS = frozenset({*DEFAULTS, *REQUIRED, "app", "env", "comp", CODEDEPLOY_VAR})
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0", "")
 
@@ -128,7 +126,7 @@ def split_vars(resolved: ResolvedVars) -> tuple[dict[str, Any], dict[str, Any]]:
     extra: dict[str, Any] = {}
     group: dict[str, Any] = {}
     for key, value in resolved.values.items():
-        own = key in BUILDER_KEYS or key.startswith("builder_")
+        own = is_builder_key(key)
         from_cli = resolved.origins[key].layer == CLI_LAYER
         (extra if own or from_cli else group)[key] = value
     return extra, group

@@ -135,3 +135,11 @@ def test_verbose_lists_what_builder_adds_to_the_repos_config(shop: Path, cli: An
     assert "ANSIBLE_PIPELINING" not in result.stdout
     assert "ANSIBLE_PYTHON_INTERPRETER" not in result.stdout
     assert "ANSIBLE_STRATEGY=" in result.stdout
+
+
+def test_vars_shows_what_only_ansible_resolves(shop: Path, cli: Any) -> None:
+    result = cli("vars", "shop", "dev", "web", "--json", root=shop)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["vars"]["shop_support_line"] == "Support: {{ shop_support_email }}"
+    assert document["resolved_by_ansible"] == ["shop_support_line"]
