@@ -23,6 +23,7 @@ from builder.config.source import (
     KeyPath,
     LocatedDoc,
     Origin,
+    VaultValue,
     YamlError,
     load_mapping,
     merge,
@@ -96,7 +97,7 @@ class ResolvedVars:
         """`builder vars --json`: values and the file:line each came from."""
         document = {
             "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
-            "vars": dict(self.values),
+            "vars": json.loads(json.dumps(dict(self.values), default=_shown)),
             "origins": {key: self.origin(key) for key in self.values},
         }
         if self.by_ansible:
@@ -204,6 +205,10 @@ class ConfigLoader:
                     by_ansible.add(key)
             except ConfigError as exc:
                 problems.append(exc.problem)
+            if is_builder_key(key) and isinstance(resolved.get(key), VaultValue):
+                problems.append(_error_at(origins.get((key,)), (
+                    f"{key}: a !vault value, but builder reads this key itself and never "
+                    "decrypts: write it in plain text (secrets belong in vault files)")).problem)
         top_origins = {key: origins[(key,)] for key in resolved}
         settings = None
         if not problems:
@@ -524,5 +529,12 @@ def _source_filter(value: Any, fail: Callable[[str, str], None]) -> SourceAmiFil
 
 
 def _show(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, VaultValue):
+        return "(vault)"
+    return value if isinstance(value, str) else json.dumps(value, default=_shown)
+
+
+def _shown(value: Any) -> str:
+    """JSON for what plain JSON lacks: `(vault)` for encrypted values, else the text."""
+    return "(vault)" if isinstance(value, VaultValue) else str(value)
 

@@ -40,9 +40,34 @@ class YamlError(Exception):
         self.line = line
 
 
+@dataclass(frozen=True)
+class VaultValue:
+    """An inline `!vault` value: kept encrypted, passed to Ansible as it was written.
+    builder never decrypts it; its text is the ciphertext (so an edit counts)."""
+
+    ciphertext: str
+
+    def __str__(self) -> str:
+        return self.ciphertext
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as Ansible reads vars files: safe, plus inline `!vault` values."""
+
+
+def _vault(loader: yaml.SafeLoader, node: yaml.Node) -> VaultValue:
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!vault must be a block of ciphertext", node.start_mark)
+    return VaultValue(str(loader.construct_scalar(node)))
+
+
+_Loader.add_constructor("!vault", _vault)
+
+
 def load_mapping(text: str, file: Path) -> LocatedDoc:
     """Parse one YAML document that must be a mapping (an empty file is an empty one)."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -61,7 +86,7 @@ def load_mapping(text: str, file: Path) -> LocatedDoc:
 
 
 def _mapping(
-    loader: yaml.SafeLoader,
+    loader: _Loader,
     node: yaml.MappingNode,
     file: Path,
     prefix: KeyPath,

@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import yaml
+
 from builder import process
 from builder.config.layout import Layout
+from builder.config.source import VaultValue
 from builder.errors import Problem, ProvisionFailed
 from builder.provision import ansible_cfg
 from builder.provision.ansible_cfg import AnsibleConfig
@@ -128,6 +131,21 @@ def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any], *
         file, line = where["file"] or where["file_old"], where["line"] or where["line_old"]
         return [Problem(f"ansible syntax: {message}", Path(file), int(line))]
     return [Problem(f"ansible syntax: {message}", playbook)]
+
+
+class _GroupVarsDumper(yaml.SafeDumper):
+    """YAML as Ansible reads group_vars, inline `!vault` values kept encrypted."""
+
+
+_GroupVarsDumper.add_representer(
+    VaultValue, lambda dumper, value: dumper.represent_scalar("!vault", value.ciphertext,
+                                                             style="|"))
+
+
+def group_vars_yaml(values: Mapping[str, Any]) -> str:
+    """A group_vars file holding `values` (inline vault values still encrypted)."""
+    return yaml.dump(dict(values), Dumper=_GroupVarsDumper, sort_keys=True,
+                     allow_unicode=True, default_flow_style=False)
 
 
 def _copy_with_stand_ins(root: Path, copy: Path, stand_ins: Sequence[Path]) -> Path:
@@ -399,8 +417,7 @@ class _Attempt:
         # Ansible loads a group_vars folder's files in name order; later ones win.
         for number, path in enumerate(self.config.inventory_all_vars()):
             (all_vars / f"{number:03d}-{path.name}").symlink_to(path)
-        _write_private(all_vars / "zzz-builder.json",
-                       json.dumps(dict(self.group_vars), default=str))
+        _write_private(all_vars / "zzz-builder.yml", group_vars_yaml(self.group_vars))
         return folder
 
 
