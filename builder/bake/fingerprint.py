@@ -30,7 +30,7 @@ import yaml
 
 from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
-from builder.provision import ansible_cfg
+from builder.provision import ansible_cfg, requirements
 from builder.render.template import Rendered
 
 _ROLE_TASK_KEYS = ("include_role", "import_role", "ansible.builtin.include_role",
@@ -238,6 +238,7 @@ def _playbook_files(layout: Layout, playbook: Path) -> _Walk:
                                 if p.is_file() and "__pycache__" not in p.parts)
     if config.path is not None:
         walker.files.add(config.path)
+    walker.files.update(requirements.files(layout, config, playbook))
     return _Walk(frozenset(walker.files), frozenset(walker.templated),
                  tuple(walker.vars_files), tuple(missing))
 

@@ -15,6 +15,7 @@ from builder.bake import fingerprint as fingerprints
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
 from builder.project import Project
+from builder.provision import ansible_cfg, requirements
 from builder.provision import steps as provision
 from builder.provision.ansible import NO_OPTIONS, AnsibleOptions
 from builder.render.template import Rendered
@@ -53,6 +54,10 @@ def plan(project: Project, combo: Combo, options: AnsibleOptions = NO_OPTIONS) -
     """Resolve, find the base image, render with it pinned, fingerprint, look for an
     AMI with that fingerprint."""
     resolved = project.resolve(combo.app, combo.env, combo.comp)
+    # The repo's requirements.yml (once per set): a source out of reach stops the bake
+    # here, before any AWS call.
+    requirements.ensure(project.layout, ansible_cfg.find(project.layout, resolved.playbook_path),
+                        resolved.playbook_path)
     env_aws = project.env_aws(resolved)
     ec2 = env_aws.client("ec2")
     source = images.resolve_source(ec2, resolved.settings)

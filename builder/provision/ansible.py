@@ -34,7 +34,7 @@ from builder import process
 from builder.config.layout import Layout
 from builder.config.source import VaultValue
 from builder.errors import Problem, ProvisionFailed
-from builder.provision import ansible_cfg
+from builder.provision import ansible_cfg, requirements
 from builder.provision.ansible_cfg import AnsibleConfig
 
 Strategy = Literal["mitogen", "linear"]
@@ -63,15 +63,24 @@ def tool(name: str) -> str:
     return str(beside) if beside.exists() else process.require(name, "run `make setup`")
 
 
-def base_env(layout: Layout, config: AnsibleConfig) -> dict[str, str]:
+def base_env(layout: Layout, config: AnsibleConfig,
+             installed: tuple[Path, Path] | None) -> dict[str, str]:
     """Settings every Ansible run of builder shares, on top of the repo's ansible.cfg
-    (see builder.provision.ansible_cfg): its roles path extended with the repo's and the
-    bundled roles, and no cows, retry files or host key prompts."""
+    (see builder.provision.ansible_cfg): its roles path extended with the installed
+    requirements, the repo's and the bundled roles, and no cows, retry files or host key
+    prompts."""
     env = {"ANSIBLE_NOCOWS": "1"}
     env.update((o.env, o.value) for o in ansible_cfg.run_settings(
         config, layout, callback_dir=_PLUGINS_DIR / "callback", callback="builder_tasks",
-        strategy="linear", mitogen_dir=None, private=None))
+        strategy="linear", mitogen_dir=None, private=None, installed=installed))
     return env
+
+
+def _installed(layout: Layout, config: AnsibleConfig, playbook: Path
+               ) -> tuple[Path, Path] | None:
+    """The roles and collections of the playbook's requirements.yml, installed (once)."""
+    done = requirements.ensure(layout, config, playbook)
+    return (done.roles, done.collections) if done is not None else None
 
 
 def planned_settings(layout: Layout, playbook: Path, strategy: Strategy
@@ -96,12 +105,13 @@ def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any], *
     an empty mapping, so the rest of the play is still checked.
     """
     config = ansible_cfg.find(layout, playbook)
+    installed = _installed(layout, config, playbook)
     with tempfile.TemporaryDirectory(prefix="builder-syntax-") as tmp:
         root = layout.root
         if stand_ins:
             root = _copy_with_stand_ins(layout.root, Path(tmp) / "repo", stand_ins)
             config = ansible_cfg.find(Layout(root), root / playbook.relative_to(layout.root))
-        env = base_env(layout, config)
+        env = base_env(layout, config, installed)
         vars_file = Path(tmp) / "extravars.json"
         vars_file.write_text(json.dumps(dict(extravars), default=str), encoding="utf-8")
         named = config.vault_password_file()
@@ -396,7 +406,7 @@ class _Attempt:
         env.update((o.env, o.value) for o in ansible_cfg.run_settings(
             self.config, self.layout, callback_dir=_PLUGINS_DIR / "callback",
             callback="builder_tasks", strategy=strategy, mitogen_dir=mitogen_dir,
-            private=private))
+            private=private, installed=_installed(self.layout, self.config, self.playbook)))
         if self.vault_password is not None:
             password = _write_private(private / "vault-password", self.vault_password)
             env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password)

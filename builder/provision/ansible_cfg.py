@@ -69,6 +69,7 @@ BECOME_METHOD = _Setting("ANSIBLE_BECOME_METHOD", (("privilege_escalation", "bec
 CODE_FOLDERS = (LIBRARY, MODULE_UTILS, FILTER_PLUGINS, LOOKUP_PLUGINS, TEST_PLUGINS,
                 ACTION_PLUGINS, VARS_PLUGINS, CALLBACK_PLUGINS, STRATEGY_PLUGINS)
 
+_DEFAULT_COLLECTIONS_PATH = ("~/.ansible/collections", "/usr/share/ansible/collections")
 # Ansible's own defaults for where the user's extra plugins live (beside the config).
 _DEFAULT_DIRS = {LIBRARY: "library", MODULE_UTILS: "module_utils",
                  FILTER_PLUGINS: "filter_plugins", LOOKUP_PLUGINS: "lookup_plugins"}
@@ -212,10 +213,12 @@ def run_settings(
     strategy: str,
     mitogen_dir: Path | None,
     private: Path | None,
+    installed: tuple[Path, Path] | None = None,
 ) -> list[Override]:
     """What builder sets for one run, on top of `config`, each with why.
 
     `private`: the run's private folder (None for a syntax check, which connects nowhere).
+    `installed`: the roles and collections folders of the repo's requirements.yml.
     """
     found: list[Override] = []
 
@@ -228,9 +231,15 @@ def run_settings(
 
     if config.path is not None:
         add(CONFIG_ENV, str(config.path), "the repo's Ansible configuration")
-    extend(ROLES_PATH, layout.roles_dirs(),
-           "playbooks/roles and builder's bundled roles appended (the repo's roles_path "
-           "comes first: its role of a name wins)")
+    extend(ROLES_PATH, [*([installed[0]] if installed else []), *layout.roles_dirs()],
+           "requirements.yml's roles, playbooks/roles and builder's bundled roles appended "
+           "(the repo's roles_path comes first: its role of a name wins)")
+    if installed is not None:
+        own = config.paths(COLLECTIONS_PATH) or [
+            Path(p).expanduser() for p in _DEFAULT_COLLECTIONS_PATH]
+        add(COLLECTIONS_PATH.env, os.pathsep.join(_unique([*(str(p) for p in own),
+                                                           str(installed[1])])),
+            "requirements.yml's collections appended (the repo's come first)")
     add("ANSIBLE_HOST_KEY_CHECKING", "0", "a fresh instance every bake: no host key to know")
     add("ANSIBLE_RETRY_FILES_ENABLED", "0", "no .retry files in the repo")
     add("ANSIBLE_FORCE_COLOR", "0", "builder reads Ansible's output")
