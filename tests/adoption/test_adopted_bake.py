@@ -91,6 +91,8 @@ def test_it_bakes_unchanged_with_ansible_playbooks_values(shop: Path) -> None:
     # The custom module from library/.
     assert json.loads(image_file(shop, ami, "etc/shop/release.json")) == {
         "channel": "stable", "version": "2024.05"}
+    # The module of a collection requirements.yml installs from a local tarball.
+    assert image_file(shop, ami, "etc/shop/built-by") == "Acme Shop platform\n"
     # The vault-encrypted vars_files entry, decrypted with the bake's password.
     assert image_file(shop, ami, "etc/shop/db-password.sha256").strip() == (
         hashlib.sha256(b"dev-db-s3cret").hexdigest())
@@ -100,7 +102,8 @@ def test_it_bakes_unchanged_with_ansible_playbooks_values(shop: Path) -> None:
     for name in ("ansible/ansible.cfg", "ansible/vars/dev.yml", "ansible/vars/secrets/dev.yml",
                  "ansible/library/shop_release.py", "ansible/filter_plugins/shop_filters.py",
                  "ansible/inventory/group_vars/all/main.yml",
-                 "ansible/roles.galaxy/acme.motd/templates/motd.j2"):
+                 "ansible/roles.galaxy/acme.motd/templates/motd.j2",
+                 "ansible/requirements.yml"):
         assert name in files, name
     assert "ansible/vars/prod.yml" not in files  # not reachable from dev
 
@@ -125,6 +128,8 @@ EDITS = {
     "ansible/library/shop_release.py": lambda text: text.replace("0o644", "0o640"),
     "ansible/inventory/group_vars/all/main.yml": lambda text: text + "shop_motd_extra: hi\n",
     "ansible/roles.galaxy/acme.motd/templates/motd.j2": lambda text: text + "--\n",
+    "ansible/requirements.yml": lambda text: text.replace("type: file",
+                                                          "type: file\n    version: 1.0.0"),
 }
 
 

@@ -143,3 +143,24 @@ def test_vars_shows_what_only_ansible_resolves(shop: Path, cli: Any) -> None:
     document = json.loads(result.stdout)
     assert document["vars"]["shop_support_line"] == "Support: {{ shop_support_email }}"
     assert document["resolved_by_ansible"] == ["shop_support_line"]
+
+
+def test_requirements_are_installed_once_and_a_bad_source_stops_early(shop: Path,
+                                                                      cli: Any) -> None:
+    code, document = validate(cli, shop)
+    assert code == 0, errors(document)
+    (installed,) = (shop / ".builder/ansible-requirements").iterdir()
+    assert (installed / "collections/ansible_collections/acme/tools/plugins/modules/"
+                        "marker.py").is_file()
+    stamp = (installed / ".installed").stat().st_mtime_ns
+    assert validate(cli, shop)[0] == 0
+    assert (installed / ".installed").stat().st_mtime_ns == stamp  # reused, not redone
+
+    requirements = shop / "ansible/requirements.yml"
+    requirements.write_text(requirements.read_text().replace("1.0.0.tar.gz", "2.0.0.tar.gz"))
+    # No local stack and no AWS access here: the error comes before any AWS call.
+    result = cli("bake", "shop", "dev", "web", root=shop)
+    assert result.exit_code == 2, result.output
+    assert ("ansible/requirements.yml: can't install its requirements: Unable to find "
+            "collection artifact file at 'collections/vendor/acme-tools-2.0.0.tar.gz'"
+            in result.output)
