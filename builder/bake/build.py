@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder import packer, process
 from builder.aws import images, temporary
-from builder.bake.plan import Plan, plan
+from builder.bake.plan import Plan, plan, require_no_password
 from builder.config.models import Combo
 from builder.errors import (
     BakeFailed,
@@ -152,6 +152,8 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
                           the_plan.existing.name)
     cancel.raise_if_set()
     vault_password = _vault_password(the_plan, options)
+    if vault_password is None:
+        require_no_password(project, the_plan.resolved)
     return _Build(project, the_plan, vault_password, progress, cancel, started,
                   options.ansible).run()
 

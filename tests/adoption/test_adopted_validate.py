@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from builder.errors import InputError
+
 VAULT_PASSWORD = "shop-dev-vault\n"
 SECRET = "ansible/vars/secrets/dev.yml"
 PLAYBOOK = "ansible/playbooks/web.yml"
@@ -164,3 +166,23 @@ def test_requirements_are_installed_once_and_a_bad_source_stops_early(shop: Path
     assert ("ansible/requirements.yml: can't install its requirements: Unable to find "
             "collection artifact file at 'collections/vendor/acme-tools-2.0.0.tar.gz'"
             in result.output)
+
+
+def test_a_bake_without_a_password_for_its_vault_files_stops_early(
+        shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from builder.bake.plan import require_no_password
+    from builder.project import Project
+
+    monkeypatch.delenv("BUILDER_VAULT_PASSWORD_FILE", raising=False)
+    project = Project.open(str(shop))
+    resolved = project.resolve("shop", "dev", "web")
+    with pytest.raises(InputError, match=f"the play loads vault files \\({SECRET}\\)"):
+        require_no_password(project, resolved)
+    config = shop / "ansible/ansible.cfg"
+    config.write_text(config.read_text().replace(
+        "[defaults]\n", "[defaults]\nvault_password_file = .vault-pass\n"))
+    with pytest.raises(InputError, match=r"vault_password_file .*/ansible/\.vault-pass does "
+                                         r"not exist, and the play loads vault files"):
+        require_no_password(project, resolved)
+    (shop / "ansible/.vault-pass").write_text(VAULT_PASSWORD)
+    require_no_password(project, resolved)  # Ansible reads the repo's own file
