@@ -1,7 +1,8 @@
 """`make bench`: every benchmark, one after the other, each printing its own JSON.
 
     .venv/bin/python -m tests.bench [NAME ...]     (names: foundation provision bake
-                                                    release rebuild; default all)
+                                                    release rebuild adopted;
+                                                    default all)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ BENCHES = {
     "bake": [],
     "release": [],
     "rebuild": [],
+    "adopted": [],
 }
 
 
