@@ -108,6 +108,9 @@ def test_it_bakes_unchanged_with_ansible_playbooks_values(shop: Path) -> None:
     assert "ansible/vars/prod.yml" not in files  # not reachable from dev
 
     assert bake(shop)["skipped"] is True
+    released = run_builder("--local", "release", "shop", "dev", "web", "--json", root=shop)
+    assert released.returncode == 0, released.stderr[-2000:]
+    assert json.loads(released.stdout)["ami_id"] == ami
 
 
 def _reencrypt(path: Path, text: str, password_file: Path) -> None:
