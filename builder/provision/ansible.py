@@ -89,10 +89,12 @@ def planned_settings(layout: Layout, playbook: Path, strategy: Strategy
     (`validate -v` lists them); the run's private folder shows as `<private>`."""
     config = ansible_cfg.find(layout, playbook)
     mitogen_dir = _mitogen_strategy_dir() if strategy == "mitogen" else None
+    planned = requirements.planned(layout, config, playbook)  # nothing installed here
     return config, ansible_cfg.run_settings(
         config, layout, callback_dir=_PLUGINS_DIR / "callback", callback="builder_tasks",
         strategy="mitogen_linear" if mitogen_dir is not None else "linear",
-        mitogen_dir=mitogen_dir, private=Path("<private>"))
+        mitogen_dir=mitogen_dir, private=Path("<private>"),
+        installed=(planned.roles, planned.collections) if planned else None)
 
 
 def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any], *,

@@ -52,9 +52,8 @@ def files(layout: Layout, config: AnsibleConfig, playbook: Path) -> list[Path]:
     return found
 
 
-def ensure(layout: Layout, config: AnsibleConfig, playbook: Path) -> Installed | None:
-    """Install the playbook's requirements unless this set is already installed (None
-    when there are none). A source that can't be had is bad input naming the entry."""
+def planned(layout: Layout, config: AnsibleConfig, playbook: Path) -> Installed | None:
+    """Where the playbook's requirements go (installed or not); None without any."""
     wanted = files(layout, config, playbook)
     if not wanted:
         return None
@@ -64,10 +63,22 @@ def ensure(layout: Layout, config: AnsibleConfig, playbook: Path) -> Installed |
                           if path.is_relative_to(layout.root) else path).encode())
         digest.update(path.read_bytes())
     key = digest.hexdigest()[:16]
+    target = layout.state_dir / "ansible-requirements" / key
+    return Installed(key, target / "roles", target / "collections")
+
+
+def ensure(layout: Layout, config: AnsibleConfig, playbook: Path) -> Installed | None:
+    """Install the playbook's requirements unless this set is already installed (None
+    when there are none). A source that can't be had is bad input naming the entry."""
+    where = planned(layout, config, playbook)
+    if where is None:
+        return None
+    wanted = files(layout, config, playbook)
+    key = where.key
     base = layout.state_dir / "ansible-requirements"
     target = base / key
     if (target / _DONE).is_file():
-        return Installed(key, target / "roles", target / "collections")
+        return where
     base.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=base))
     try:
@@ -81,7 +92,7 @@ def ensure(layout: Layout, config: AnsibleConfig, playbook: Path) -> Installed |
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
-    return Installed(key, target / "roles", target / "collections")
+    return where
 
 
 def _install(path: Path, into: Path, cwd: Path, layout: Layout) -> None:

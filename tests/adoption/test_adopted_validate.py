@@ -137,6 +137,11 @@ def test_verbose_lists_what_builder_adds_to_the_repos_config(shop: Path, cli: An
     assert "ANSIBLE_PIPELINING" not in result.stdout
     assert "ANSIBLE_PYTHON_INTERPRETER" not in result.stdout
     assert "ANSIBLE_STRATEGY=" in result.stdout
+    # requirements.yml's collections come after Ansible's default places.
+    collections = next(line for line in result.stdout.splitlines()
+                       if "ANSIBLE_COLLECTIONS_PATH=" in line)
+    assert "/.ansible/collections:" in collections
+    assert "/.builder/ansible-requirements/" in collections
 
 
 def test_vars_shows_what_only_ansible_resolves(shop: Path, cli: Any) -> None:
