@@ -19,7 +19,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -36,6 +35,7 @@ from builder.config.source import VaultValue
 from builder.errors import Problem, ProvisionFailed
 from builder.provision import ansible_cfg, requirements
 from builder.provision.ansible_cfg import AnsibleConfig
+from builder.provision.tools import tool
 
 Strategy = Literal["mitogen", "linear"]
 STRATEGIES: tuple[Strategy, ...] = ("mitogen", "linear")
@@ -55,12 +55,6 @@ _MASK = "********"
 _CANCEL_POLL_S = 0.25
 # Inherited settings that would send a run's output or secrets elsewhere.
 _DROPPED_ENV = ("ANSIBLE_LOG_PATH", "ANSIBLE_KEEP_REMOTE_FILES", "ANSIBLE_DEBUG")
-
-
-def tool(name: str) -> str:
-    """An Ansible command from the same environment as builder itself."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else process.require(name, "run `make setup`")
 
 
 def base_env(layout: Layout, config: AnsibleConfig,

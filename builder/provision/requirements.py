@@ -24,6 +24,7 @@ from builder import process
 from builder.config.layout import Layout
 from builder.errors import InputError, ProcessFailed
 from builder.provision.ansible_cfg import AnsibleConfig
+from builder.provision.tools import tool
 
 _NAMES = ("requirements.yml", "collections/requirements.yml", "roles/requirements.yml")
 _DONE = ".installed"
@@ -96,8 +97,6 @@ def ensure(layout: Layout, config: AnsibleConfig, playbook: Path) -> Installed |
 
 
 def _install(path: Path, into: Path, cwd: Path, layout: Layout) -> None:
-    from builder.provision.ansible import tool
-
     # With a roles folder of its own, `install -r` skips collections: one run per kind.
     env = {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
     try:
@@ -120,8 +119,6 @@ def _ansible_version() -> str:
     try:
         return "ansible-core " + importlib.metadata.version("ansible-core")
     except importlib.metadata.PackageNotFoundError:
-        from builder.provision.ansible import tool
-
         done = process.run([tool("ansible-galaxy"), "--version"],
                            what="ansible-galaxy --version", env={"ANSIBLE_NOCOLOR": "1"})
         return done.stdout.splitlines()[0] if done.stdout else "unknown"
