@@ -37,6 +37,7 @@ class ComboReport:
     ansible_config: Path | None = None
     ansible_overrides: tuple[Override, ...] = ()
     notes: tuple[str, ...] = ()  # not problems: what went unchecked, and why
+    vault_password_from: str | None = None  # where the syntax check's password came from
 
     @property
     def ok(self) -> bool:
@@ -60,6 +61,7 @@ class ValidateReport:
                 {"app": r.app, "env": r.env, "comp": r.comp, "ok": r.ok,
                  "errors": [_problem_json(p, self.root) for p in r.problems],
                  "notes": list(r.notes),
+                 "vault_password_from": r.vault_password_from,
                  "ansible": {
                      "config": str(shown_path(r.ansible_config, self.root))
                      if r.ansible_config else None,
@@ -131,7 +133,9 @@ def validate(project: Project, app: str | None = None, env: str | None = None,
                         ).vault_password_file()))
             check = _Check(rendered, password, encrypted)
             checks.append((len(reports) - 1, check))
-            reports[-1] = dataclasses.replace(reports[-1], notes=check.notes(project.layout))
+            reports[-1] = dataclasses.replace(
+                reports[-1], notes=check.notes(project.layout),
+                vault_password_from=password.source if password and password.opens else None)
     if checks:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             found_all = pool.map(lambda each: _external_checks(project.layout, each[1]),

@@ -69,6 +69,7 @@ def test_with_the_password_vault_files_are_opened(shop: Path, cli: Any, password
     code, document = validate(cli, shop, *args)
     assert code == 0, errors(document)
     assert document["results"][0]["notes"] == []
+    assert document["results"][0]["vault_password_from"] == str(password)
 
 
 def test_a_password_that_opens_nothing_names_the_file(shop: Path, cli: Any,
