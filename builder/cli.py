@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # Global options may come anywhere on the line (`builder bake demo dev app --local`):
 # they are moved in front of the command before parsing.
-_GLOBAL_FLAGS = {"--local", "--json", "-v", "--verbose"}
+_GLOBAL_FLAGS = {"--local", "--json", "-v", "-vv", "-vvv", "-vvvv", "--verbose"}
 _GLOBAL_OPTIONS = {"--root", "-e", "--extra-var"}
 
 
@@ -175,7 +175,7 @@ class Globals:
     root: str | None = None
     local: bool = False
     as_json: bool = False
-    verbose: bool = False
+    verbose: int = 0  # -v count: debug logs at 1; a bake's Ansible gets the same count
     overrides: dict[str, str] = field(default_factory=dict)
 
     def project(self) -> Project:
@@ -197,8 +197,9 @@ def _globals(
     local: Annotated[bool, typer.Option("--local", help="Use the local emulator and build host "
                                         "(or BUILDER_LOCAL=1)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logs and tracebacks")
-                       ] = False,
+    verbose: Annotated[int, typer.Option(
+        "-v", "--verbose", count=True, help="Debug logs and tracebacks; a bake passes "
+        "-v/-vv/-vvv on to Ansible")] = 0,
     extra: Annotated[list[str] | None, typer.Option("-e", "--extra-var", metavar="KEY=VALUE",
                                                     help="Override a var (top layer)")] = None,
 ) -> None:
@@ -300,6 +301,9 @@ def validate_command(
                                           "Ansible syntax check")] = False,
     jobs: Annotated[int, typer.Option("-j", "--jobs", metavar="N", min=1,
                                       help="External checks in parallel")] = 2,
+    vault_password_file: Annotated[Path | None, typer.Option(
+        "--vault-password-file", metavar="FILE", help="Open vault files for the syntax check "
+        "(or BUILDER_VAULT_PASSWORD_FILE, or the vault_password_ssm_parameter var)")] = None,
 ) -> None:
     """Check every (app, env, comp) and report every problem.
 
@@ -308,7 +312,8 @@ def validate_command(
     """
     from builder.pipelines.validate import validate
 
-    _emit(ctx, validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs))
+    _emit(ctx, validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs,
+                        verbose=_g(ctx).verbose > 0, vault_password_file=vault_password_file))
 
 
 @_command(app, "bake",
@@ -336,6 +341,14 @@ def bake_command(
     break_lock: Annotated[bool, typer.Option(
         "--break-lock", help="Take the comp's bake lock even if another bake holds it (when "
         "that one is gone)")] = False,
+    ansible_tags: Annotated[list[str] | None, typer.Option(
+        "--ansible-tags", metavar="TAGS", help="Run only these tags of the comp's playbook "
+        "(comma-separated or repeated; part of the fingerprint)")] = None,
+    ansible_skip_tags: Annotated[list[str] | None, typer.Option(
+        "--ansible-skip-tags", metavar="TAGS", help="Skip these tags of the comp's playbook "
+        "(part of the fingerprint)")] = None,
+    diff: Annotated[bool, typer.Option("--diff", help="Show Ansible's diffs of changed "
+                                       "files")] = False,
 ) -> None:
     """Bake a comp's AMI (skipped when nothing changed).
 
@@ -348,12 +361,15 @@ def bake_command(
     from builder.config.models import Combo
     from builder.interrupts import Cancel, handle_signals
     from builder.output import Progress
+    from builder.provision.ansible import AnsibleOptions
 
     if (comp is None) == (not all_comps):
         raise InputError("give a COMP or --all (not both)")
     project = _g(ctx).project()
+    ansible = AnsibleOptions(_tags(ansible_tags), _tags(ansible_skip_tags), diff,
+                             _g(ctx).verbose)
     options = BakeOptions(force=force, vault_password_file=vault_password_file,
-                          lock_wait_s=lock_wait, break_lock=break_lock)
+                          lock_wait_s=lock_wait, break_lock=break_lock, ansible=ansible)
     progress = Progress()
     result: Result
     outcomes: Sequence[BakeResult | Failed]
@@ -371,6 +387,11 @@ def bake_command(
 
             result = release_baked(project, outcomes, progress=progress, cancel=cancel)
     _emit(ctx, result)
+
+
+def _tags(given: list[str] | None) -> tuple[str, ...]:
+    """`--ansible-tags a,b --ansible-tags c` as Ansible's list of tags."""
+    return tuple(t.strip() for item in given or [] for t in item.split(",") if t.strip())
 
 
 @_command(app, "release",

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from builder import packer, process, scratch
 from builder.aws import images, temporary
 from builder.aws.calls import runs
-from builder.bake.plan import Plan, plan
+from builder.bake.plan import Plan, plan, require_no_password
 from builder.batch import Failed, Ok, run_each
 from builder.config.models import Combo
 from builder.errors import (
@@ -46,6 +46,7 @@ from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent, table
 from builder.project import BuildHost, Project
 from builder.provision import hook
+from builder.provision.ansible import NO_OPTIONS, AnsibleOptions
 from builder.redact import remember
 from builder.release import lock
 from builder.render.template import write
@@ -145,6 +146,7 @@ class BakeOptions:
     vault_password_file: Path | None = None
     lock_wait_s: float = 0  # how long to wait for another bake of the comp to end
     break_lock: bool = False
+    ansible: AnsibleOptions = NO_OPTIONS
 
 
 @runs("bake")
@@ -160,11 +162,13 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
     started = time.monotonic()
     subject = str(combo)
     progress(subject, "resolving config, base image and fingerprint")
-    the_plan = plan(project, combo)
+    the_plan = plan(project, combo, options.ansible)
     if the_plan.existing is not None and not options.force:
         return _unchanged(the_plan, the_plan.existing, progress, started)
     cancel.raise_if_set()
     vault_password = _vault_password(the_plan, options)
+    if vault_password is None:
+        require_no_password(project, the_plan.resolved)
     waited: list[bool] = []
     with lock.held(the_plan.env_aws, combo, minutes=_BAKE_LOCK_MIN, purpose=lock.BAKE,
                    wait_s=options.lock_wait_s, break_lock=options.break_lock,
@@ -175,7 +179,8 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
                 if i.status in images.USABLE_STATUSES), None)
             if existing is not None:
                 return _unchanged(the_plan, existing, progress, started)
-        return _Build(project, the_plan, vault_password, progress, cancel, started).run()
+        return _Build(project, the_plan, vault_password, progress, cancel, started,
+                      options.ansible).run()
 
 
 def _unchanged(the_plan: Plan, existing: images.Image, progress: ProgressFn,
@@ -231,8 +236,10 @@ class _Build:
     """One `packer build` with everything around it; cleans up on every path."""
 
     def __init__(self, project: Project, the_plan: Plan, vault_password: str | None,
-                 progress: ProgressFn, cancel: Cancel, started: float):
+                 progress: ProgressFn, cancel: Cancel, started: float,
+                 ansible_options: AnsibleOptions = NO_OPTIONS):
         self.project = project
+        self.ansible_options = ansible_options
         self.plan = the_plan
         self.vault_password = vault_password
         self.progress = progress
@@ -418,7 +425,8 @@ class _Build:
                 self.project.layout, self.plan.resolved, target, artifacts_dir=self.artifacts,
                 vault_password=self.vault_password,
                 progress=lambda message: self.progress(self.subject, message),
-                cancel=self.cancel.event, local=self.project.aws.is_local)
+                cancel=self.cancel.event, local=self.project.aws.is_local,
+                options=self.ansible_options)
         except BuilderError as exc:
             self.provision_error = exc
             return {"ok": False, "message": exc.message}

@@ -2,10 +2,16 @@
 
 Inputs: the rendered template and its config-derived Packer vars, the playbook with
 every file and role it uses (roles' own dependencies and include/import_role
-included), the tool's own provisioning (hygiene and checks), every resolved var (what
-Ansible gets; a comment-only change to a vars file changes nothing), the env's vault
-files, and the resolved source AMI id. A bake whose fingerprint matches an available
-AMI is skipped.
+included, found along the repo's roles_path), the tool's own provisioning (hygiene and
+checks), every resolved var (what Ansible gets; a comment-only change to a vars file
+changes nothing), and the resolved source AMI id. Also what Ansible reads besides:
+every vars_files/include_vars file the play reaches with the combo's vars (a templated
+path rendered with them; one they can't render — a fact, a loop var — stands for every
+file in the folder it points into), the ansible.cfg the run uses and the plugin,
+library and module_utils folders it names, the group_vars/host_vars beside the
+playbook and the inventory, and every vault-encrypted file of the app's vars folders
+(by content, whatever its name). A bake whose fingerprint matches an available AMI is
+skipped.
 """
 
 from __future__ import annotations
@@ -18,9 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.sandbox
+
 from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
 from builder.config.source import YamlError, safe_load
+from builder.provision import ansible_cfg, requirements
 from builder.render.template import Rendered
 
 _ROLE_TASK_KEYS = ("include_role", "import_role", "ansible.builtin.include_role",
@@ -31,6 +41,11 @@ _FILE_TASK_KEYS = ("include_tasks", "import_tasks", "ansible.builtin.include_tas
                    "ansible.builtin.include_vars")
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _BLOCK_KEYS = ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always")
+_VAULT_HEADER = b"$ANSIBLE_VAULT;"
+# Renders templated vars_files paths the way Ansible would with the combo's vars; a
+# name only Ansible knows (a fact) is an error here, and then the folder counts.
+_JINJA = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined,
+                                             autoescape=False)
 
 
 @dataclass(frozen=True)
@@ -50,14 +65,14 @@ class FileCache:
     combos that share a few playbooks and roles.
     """
 
-    walks: dict[Path, frozenset[Path]] = field(default_factory=dict)
+    walks: dict[Path, _Walk] = field(default_factory=dict)
     digests: dict[Path, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def playbook_files(self, layout: Layout, playbook: Path) -> frozenset[Path]:
+    def playbook_files(self, layout: Layout, playbook: Path) -> _Walk:
         with self._lock:
             if playbook not in self.walks:
-                self.walks[playbook] = frozenset(_playbook_files(layout, playbook))
+                self.walks[playbook] = _playbook_files(layout, playbook)
             return self.walks[playbook]
 
     def digest(self, path: Path) -> str:
@@ -68,13 +83,17 @@ class FileCache:
 
 
 def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_ami: str,
-            tool_files: Iterable[Path] = (), cache: FileCache | None = None) -> Fingerprint:
-    """Fingerprint one combo: template, Packer vars, playbook files and roles, the
-    tool's own files, vars, vault files and the base image."""
+            tool_files: Iterable[Path] = (), cache: FileCache | None = None,
+            ansible_run: Mapping[str, Any] | None = None) -> Fingerprint:
+    """Fingerprint one combo: template, Packer vars, playbook files and roles (and what
+    Ansible reads besides: vars_files, ansible.cfg, plugins, group_vars), the tool's own
+    files, vars, vault files and the base image. `ansible_run`: what of the bake's Ansible
+    options changes what runs (tags)."""
     cache = cache or FileCache()
+    walk = cache.playbook_files(layout, resolved.playbook_path)
     # A playbook's vars_files that are config layers of this combo count through the
-    # resolved vars (Ansible gets each of their values as an extra var), not as text.
-    files = ((cache.playbook_files(layout, resolved.playbook_path) | set(tool_files))
+    # resolved vars (Ansible gets each of their values), not as text.
+    files = ((walk.files | walk.rendered(resolved.values) | set(tool_files))
              - {layer.resolve() for layer in resolved.files})
     inputs = {
         "template": rendered.digest(),
@@ -84,13 +103,15 @@ def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_a
                   for path in _vault_files(layout, resolved)},
         "source_ami": source_ami,
     }
+    if ansible_run:  # absent otherwise: fingerprints of plain bakes stay as they were
+        inputs["ansible"] = dict(ansible_run)
     value = _digest(json.dumps(inputs, sort_keys=True))
     return Fingerprint(value, inputs)
 
 
 def changed_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What differs between two fingerprints' inputs, in words ("role base", "vars")."""
-    changes = [part for part in ("template", "vars", "source_ami")
+    changes = [part for part in ("template", "vars", "source_ami", "ansible")
                if old.get(part) != new.get(part)]
     for part in ("files", "vault"):
         before, after = old.get(part, {}), new.get(part, {})
@@ -120,62 +141,173 @@ def _label(layout: Layout, path: Path) -> str:
 
 
 def _vault_files(layout: Layout, resolved: ResolvedVars) -> list[Path]:
+    """The app's vault files in its common and env folders: `*.vault.yml`, and any
+    other file there that is vault-encrypted (known by its header, not its name)."""
     combo = resolved.combo
     folders = [layout.vars_dir / combo.app / "common", layout.vars_dir / combo.app / combo.env]
-    return sorted(p for folder in folders if folder.is_dir() for p in folder.glob("*.vault.yml"))
+    return sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*")
+                  if p.is_file() and (p.name.endswith(".vault.yml") or is_vault_encrypted(p)))
 
 
-def _playbook_files(layout: Layout, playbook: Path) -> set[Path]:
-    """The playbook, the files it includes, and every file of every role it uses."""
-    found: set[Path] = set()
-    roles: set[str] = set()
-    _walk_yaml_file(playbook, found, roles)
+def is_vault_encrypted(path: Path) -> bool:
+    """An ansible-vault encrypted file: its first bytes are the vault header."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(_VAULT_HEADER)) == _VAULT_HEADER
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class VarsFilesEntry:
+    """One `vars_files` entry: the file naming it and its candidates (a list entry means
+    the first that exists), paths as written, relative to that file's folder."""
+
+    referrer: Path
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """What a playbook reads whatever the vars (`files`), the vars files it names by a
+    template (`templated`: the folder a path starts from, the path as written), every
+    vars_files entry, and the roles it names that no roles path holds (with the file
+    naming each)."""
+
+    files: frozenset[Path]
+    templated: frozenset[tuple[Path, str]]
+    vars_files: tuple[VarsFilesEntry, ...]
+    missing_roles: tuple[tuple[str, Path], ...]
+
+    def rendered(self, values: Mapping[str, Any]) -> set[Path]:
+        """The templated vars files these vars reach; for a path they can't render
+        (a fact, a loop var), every file of the folder it points into."""
+        found: set[Path] = set()
+        for base, template in sorted(self.templated):
+            path = render_path(base, template, values)
+            if path is not None:
+                found.add(path)
+                continue
+            prefix = template.split("{", 1)[0]
+            static = Path(prefix)
+            folder = (base / (static if prefix.endswith("/") else static.parent)).resolve()
+            if folder.is_dir():
+                found.update(p for p in folder.rglob("*") if p.is_file())
+        return found
+
+
+def render_path(base: Path, template: str, values: Mapping[str, Any]) -> Path | None:
+    """A templated path rendered with the combo's vars, from `base`; None when they
+    can't render it (a fact, a loop var, one of Ansible's own filters)."""
+    try:
+        return (base / _JINJA.from_string(template).render(values)).resolve()
+    except Exception:  # any failure to render means "known only to Ansible at run time"
+        return None
+
+
+def _playbook_files(layout: Layout, playbook: Path) -> _Walk:
+    """The playbook, the files it includes, every file of every role it uses, and what
+    Ansible reads around it: ansible.cfg, the code folders it names, group_vars and
+    host_vars beside the playbook and the inventory."""
+    config = ansible_cfg.find(layout, playbook)
+    roles_path = [playbook.parent / "roles", *config.paths(ansible_cfg.ROLES_PATH),
+                  *layout.roles_dirs()]
+    walker = _Walker()
+    walker.yaml_file(playbook)
     done: set[str] = set()
-    while roles - done:
-        name = min(roles - done)
+    missing: list[tuple[str, Path]] = []
+    while set(walker.roles) - done:
+        name = min(set(walker.roles) - done)
         done.add(name)
-        folder = _role_dir(layout, playbook.parent, name)
+        folder = next((base / name for base in roles_path if (base / name).is_dir()), None)
         if folder is None:
-            continue  # Ansible's own check reports a missing role; nothing to hash
+            # Two dots: a collection's role, looked up in the collections path by Ansible.
+            if name.count(".") < 2:
+                missing.append((name, walker.roles[name]))
+            continue
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            found.add(path)
+            walker.files.add(path)
             if path.suffix in (".yml", ".yaml"):
-                _walk_yaml_file(path, set(), roles)
-        meta = _load(folder / "meta" / "main.yml")
+                walker.yaml_file(path, walk=False)
+        meta_file = folder / "meta" / "main.yml"
+        meta = _load(meta_file)
         if isinstance(meta, dict):
-            for dependency in meta.get("dependencies") or []:
-                roles.update(_role_names([dependency]))
-    return found
+            walker.add_roles(_role_names(meta.get("dependencies") or []), meta_file)
+    around = [*config.code_folders(), playbook.parent / "group_vars",
+              playbook.parent / "host_vars"]
+    for source in config.paths(ansible_cfg.INVENTORY):
+        base = source if source.is_dir() else source.parent
+        around += [base / "group_vars", base / "host_vars"]
+    for folder in around:
+        if folder.is_dir():
+            walker.files.update(p for p in folder.rglob("*")
+                                if p.is_file() and "__pycache__" not in p.parts)
+    if config.path is not None:
+        walker.files.add(config.path)
+    walker.files.update(requirements.files(layout, config, playbook))
+    return _Walk(frozenset(walker.files), frozenset(walker.templated),
+                 tuple(walker.vars_files), tuple(missing))
 
 
-def _role_dir(layout: Layout, playbook_dir: Path, name: str) -> Path | None:
-    for base in (playbook_dir / "roles", *layout.roles_dirs()):
-        if (base / name).is_dir():
-            return base / name
-    return None
+class _Walker:
+    """Follows a playbook's YAML: included files, roles named, vars files."""
+
+    def __init__(self) -> None:
+        self.files: set[Path] = set()
+        self.templated: set[tuple[Path, str]] = set()
+        self.roles: dict[str, Path] = {}  # name -> the first file naming it
+        self.vars_files: list[VarsFilesEntry] = []
+        self._seen: set[Path] = set()
+
+    def add_roles(self, names: Iterable[str], referrer: Path) -> None:
+        for name in names:
+            self.roles.setdefault(name, referrer)
+
+    def yaml_file(self, path: Path, *, walk: bool = True) -> None:
+        """Read one playbook or task file (`walk`: also count it as a file read)."""
+        if path in self._seen or not path.is_file():
+            return
+        self._seen.add(path)
+        if walk:
+            self.files.add(path)
+        for item in _items(_load(path)):
+            self.add_roles(_role_names(item.get("roles") or []), path)
+            for key in _ROLE_TASK_KEYS:
+                value = item.get(key)
+                if isinstance(value, dict) and isinstance(value.get("name"), str):
+                    self.add_roles([value["name"]], path)
+                elif isinstance(value, str):
+                    self.add_roles([value], path)
+            for key in _FILE_TASK_KEYS:
+                self._included(path, item.get(key))
+            for entry in item.get("vars_files") or []:
+                # A list entry is "the first of these that exists": each may be the one.
+                candidates = [c for c in (entry if isinstance(entry, list) else [entry])
+                              if isinstance(c, str)]
+                self.vars_files.append(VarsFilesEntry(path, tuple(candidates)))
+                for vars_file in candidates:
+                    if _is_template(vars_file):
+                        self.templated.add((path.parent, vars_file))
+                    else:
+                        self.files.add((path.parent / vars_file).resolve())
+
+    def _included(self, path: Path, value: Any) -> None:
+        if isinstance(value, dict):
+            value = value.get("file") or value.get("dir")
+        if not isinstance(value, str):
+            return
+        if _is_template(value):
+            self.templated.add((path.parent, value))
+            return
+        target = (path.parent / value).resolve()
+        if target.is_dir():  # include_vars dir=
+            self.files.update(p for p in target.rglob("*") if p.is_file())
+        else:
+            self.yaml_file(target)
 
 
-def _walk_yaml_file(path: Path, files: set[Path], roles: set[str]) -> None:
-    if path in files or not path.is_file():
-        return
-    files.add(path)
-    for item in _items(_load(path)):
-        roles.update(_role_names(item.get("roles") or []))
-        for key in _ROLE_TASK_KEYS:
-            value = item.get(key)
-            if isinstance(value, dict) and isinstance(value.get("name"), str):
-                roles.add(value["name"])
-            elif isinstance(value, str):
-                roles.add(value)
-        for key in _FILE_TASK_KEYS:
-            value = item.get(key)
-            if isinstance(value, dict):
-                value = value.get("file")
-            if isinstance(value, str) and "{{" not in value:
-                _walk_yaml_file((path.parent / value).resolve(), files, roles)
-        for vars_file in item.get("vars_files") or []:
-            if isinstance(vars_file, str) and "{{" not in vars_file:
-                files.add((path.parent / vars_file).resolve())
+def _is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
 
 
 def _items(document: Any) -> Iterator[dict[str, Any]]:

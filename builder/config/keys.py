@@ -264,7 +264,9 @@ REQUIRED = tuple(key.name for key in KEYS if key.required)
 
 
 def _one_base_image(values: Mapping[str, Any]) -> tuple[str, str] | None:
-    if (values["source_ami"] is None) == (values["source_ami_filter"] is None):
+    if values["source_ami"] is None and values["source_ami_filter"] is None:
+        return "source_ami_filter", "one of source_ami and source_ami_filter is required"
+    if values["source_ami"] is not None and values["source_ami_filter"] is not None:
         return "source_ami_filter", "set exactly one of source_ami and source_ami_filter"
     return None
 

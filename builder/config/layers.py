@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 
 from builder import sandbox
-from builder.config.keys import DEFAULTS, component_problem, parse_settings
+from builder.config.keys import DEFAULTS, KEYS, component_problem, parse_settings
 from builder.config.layout import Layout, check_name
 from builder.config.models import Combo, Settings
 from builder.config.source import (
@@ -27,6 +27,7 @@ from builder.config.source import (
     KeyPath,
     LocatedDoc,
     Origin,
+    VaultValue,
     YamlError,
     load_mapping,
     merge,
@@ -41,6 +42,17 @@ DEFAULTS_LAYER = "<builder defaults>"
 CLI_LAYER = "<command line -e>"
 BUILTIN_LAYER = "<built-in>"
 
+# Keys rendered strictly: the ones builder reads (`builder keys`) and the built-ins.
+# Every other value renders as far as the layers take it; the rest is Ansible's to do.
+BUILDER_KEYS = frozenset({*(key.name for key in KEYS), "app", "env", "comp",
+                          "codedeploy_agent_install"})
+BY_ANSIBLE = "(resolved by Ansible)"
+
+
+def is_builder_key(key: str) -> bool:
+    """Whether builder reads the key itself (rendered strictly, passed as an extra var)."""
+    return key in BUILDER_KEYS or key.startswith("builder_")
+
 _WHOLE_EXPR_RE = re.compile(r"\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%).)*)\}\}\s*", re.DOTALL)
 
 
@@ -54,19 +66,25 @@ class ResolvedVars:
     origins: Mapping[str, Origin]
     files: tuple[Path, ...]
     settings: Settings
+    # Values left as written: they name something only Ansible knows (a fact, group_vars).
+    by_ansible: frozenset[str] = frozenset()
 
     exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         """`builder vars --json`: values and the file:line each came from."""
-        return {
+        document = {
             "app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
-            "vars": dict(self.values),
+            "vars": json.loads(json.dumps(dict(self.values), default=_shown)),
             "origins": {key: self.origin(key) for key in self.values},
         }
+        if self.by_ansible:
+            document["resolved_by_ansible"] = sorted(self.by_ansible)
+        return document
 
     def to_text(self) -> str:
-        rows = [(key, _show(value), self.origin(key)) for key, value in sorted(self.values.items())]
+        rows = [(key, _show(value) + (f" {BY_ANSIBLE}" if key in self.by_ansible else ""),
+                 self.origin(key)) for key, value in sorted(self.values.items())]
         return table(("key", "value", "origin"), rows)
 
     @property
@@ -113,11 +131,17 @@ class ConfigLoader:
         """The comps of an env: its resolved `components` list."""
         self._check_env(app, env)
         values, origins, _ = self._layered(app, env, None)
+        if "components" not in values:
+            # Located at the env's own file so `validate` files the problem under the env.
+            raise ConfigError(f"components: required (the list of comps of {app}/{env}); "
+                              f"{_where_to_set(self.layout, app, env, None)}",
+                              file=self.layout.vars_dir / app / env / "common.yml")
         resolved = _Resolver(self._jinja, values, origins).value("components")
         problem = component_problem(resolved)
         if problem:
             raise _error_at(origins.get(("components",)), f"components: {problem}")
         return list(resolved)
+
 
     def combos(
         self, app: str | None = None, env: str | None = None, comp: str | None = None
@@ -160,11 +184,22 @@ class ConfigLoader:
         resolver = _Resolver(self._jinja, values, origins)
         problems: list[Problem] = []
         resolved: dict[str, Any] = {}
+        by_ansible: set[str] = set()
         for key in values:
             try:
                 resolved[key] = resolver.value(key)
+            except _Unknown as exc:
+                if is_builder_key(key):
+                    problems.append(exc.problem)
+                else:  # Ansible renders it at use, where the name is known
+                    resolved[key] = values[key]
+                    by_ansible.add(key)
             except ConfigError as exc:
                 problems.append(exc.problem)
+            if is_builder_key(key) and isinstance(resolved.get(key), VaultValue):
+                problems.append(_error_at(origins.get((key,)), (
+                    f"{key}: a !vault value, but builder reads this key itself and never "
+                    "decrypts: write it in plain text (secrets belong in vault files)")).problem)
         top_origins = {key: origins[(key,)] for key in resolved}
         settings = None
         if not problems:
@@ -173,7 +208,7 @@ class ConfigLoader:
         if problems or settings is None:
             raise ValidationFailed(problems)
         return ResolvedVars(self.layout.root, Combo(app, env, comp), resolved, top_origins,
-                            tuple(files), settings)
+                            tuple(files), settings, frozenset(by_ansible))
 
     def _check_env(self, app: str, env: str) -> None:
         check_name("env", env)
@@ -289,7 +324,9 @@ class _Resolver:
         except sandbox.SecurityError as exc:
             raise self._error(path, f"Jinja sandbox: {exc}") from exc
         except jinja2.UndefinedError as exc:
-            raise self._error(path, f"Jinja: {exc.message}") from exc
+            unknown = self._error(path, f"Jinja: {exc.message}")
+            raise _Unknown(unknown.message, file=unknown.problem.file,
+                           line=unknown.problem.line) from exc
         except jinja2.TemplateSyntaxError as exc:
             raise self._error(path, f"Jinja syntax: {exc.message}") from exc
         except ConfigError:
@@ -302,6 +339,10 @@ class _Resolver:
     def _error(self, path: KeyPath, message: str) -> ConfigError:
         origin = self._origins.get(path) or self._origins.get(path[:1])
         return _error_at(origin, f"{'.'.join(path)}: {message}")
+
+
+class _Unknown(ConfigError):
+    """A value names something the layers don't define (strict for builder's keys)."""
 
 
 class _LazyContext(Mapping[str, Any]):
@@ -355,6 +396,14 @@ def _error_at(origin: Origin | None, message: str) -> ConfigError:
 # -- the builder keys (declared in builder.config.keys) -----------------------
 
 
+def _where_to_set(layout: Layout, app: str, env: str, comp: str | None) -> str:
+    """Ends the message of a missing key: the layer files that could hold it, lowest
+    first (an env's `components` only in the env-wide ones: comp=None)."""
+    files = [layout.relative(path) for path in layout.layer_files(app, env, comp)]
+    return f"set it in {', '.join(files[:-1])} or {files[-1]}"
+
+
+
 def _settings(
     values: Mapping[str, Any], origins: Mapping[str, Origin], layout: Layout, combo: Combo
 ) -> tuple[Settings | None, list[Problem]]:
@@ -362,6 +411,10 @@ def _settings(
     problems: list[Problem] = []
 
     def report(key: str, message: str) -> None:
+        if message.startswith("required") or message.endswith("is required"):
+            # A missing key: name the layer files that could hold it.
+            comp = None if key == "components" else combo.comp
+            message += f"; {_where_to_set(layout, combo.app, combo.env, comp)}"
         problems.append(_error_at(origins.get(key), f"{key}: {message}").problem)
 
     settings = parse_settings(values, combo, layout, report)
@@ -369,5 +422,12 @@ def _settings(
 
 
 def _show(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, VaultValue):
+        return "(vault)"
+    return value if isinstance(value, str) else json.dumps(value, default=_shown)
+
+
+def _shown(value: Any) -> str:
+    """JSON for what plain JSON lacks: `(vault)` for encrypted values, else the text."""
+    return "(vault)" if isinstance(value, VaultValue) else str(value)
 

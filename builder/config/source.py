@@ -57,6 +57,17 @@ class YamlError(Exception):
         self.line = line
 
 
+@dataclass(frozen=True)
+class VaultValue:
+    """An inline `!vault` value: kept encrypted, passed to Ansible as it was written.
+    builder never decrypts it; its text is the ciphertext (so an edit counts)."""
+
+    ciphertext: str
+
+    def __str__(self) -> str:
+        return self.ciphertext
+
+
 class YamlLimitError(YamlError):
     """Over one of the resource limits above (not merely text YAML can't read)."""
 
@@ -100,6 +111,17 @@ class _LimitedLoader(Composer, _Events, SafeConstructor, Resolver):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+def _vault(loader: _LimitedLoader, node: yaml.Node) -> VaultValue:
+    """An inline `!vault` value, as Ansible's vars files may hold (kept encrypted)."""
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!vault must be a block of ciphertext", node.start_mark)
+    return VaultValue(str(loader.construct_scalar(node)))
+
+
+_LimitedLoader.add_constructor("!vault", _vault)
 
 
 def _check_expansion(root: yaml.Node) -> None:

@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from builder import process
 from builder.config.layout import Layout
-from builder.errors import OperationFailed, RefusedError, TimedOut, ToolMissing
+from builder.errors import (
+    BuilderError,
+    OperationFailed,
+    Problem,
+    RefusedError,
+    TimedOut,
+    ToolMissing,
+    ValidationFailed,
+)
 from builder.local import buildhost, control, iam
 from builder.local.emulator.server import LOG_FILE, SERVER_FILE
 from builder.local.mode import local_project
@@ -149,28 +157,52 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     """
     started = time.monotonic()
     layout = project.layout
+    _check_config(project)
     info = live_server(layout)
     note = "already running"
     if info is None:
         progress("local", "starting the emulator")
         info = _start(layout, port, deploy_step_seconds)
         note = "started"
-    progress("local", f"emulator at {info['endpoint']}; making resources")
-    local = local_project(project)
-    with iam.paused(str(info["endpoint"])) as enforcing:
-        report = ensure_resources(local, progress)
-    enforced = None
-    if enforcing or (enforce_iam if enforce_iam is not None
-                     else os.environ.get(iam.ENFORCE_IAM_ENV) == "1"):
-        progress("local", "attaching the generated IAM policies; enforcing IAM")
-        enforced = iam.enforce(local)
-    image = None
-    if build_host if build_host is not None else not env_flag(NO_BUILD_HOST_ENV):
-        image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
-    current = status(layout)
+    try:
+        progress("local", f"emulator at {info['endpoint']}; making resources")
+        local = local_project(project)
+        with iam.paused(str(info["endpoint"])) as enforcing:
+            report = ensure_resources(local, progress)
+        enforced = None
+        if enforcing or (enforce_iam if enforce_iam is not None
+                         else env_flag(iam.ENFORCE_IAM_ENV)):
+            progress("local", "attaching the generated IAM policies; enforcing IAM")
+            enforced = iam.enforce(local)
+        image = None
+        if build_host if build_host is not None else not env_flag(NO_BUILD_HOST_ENV):
+            image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
+        current = status(layout)
+    except BaseException:
+        # A failed `up` leaves things as it found them: no emulator it started itself.
+        if note == "started":
+            down(layout, force=True)
+        raise
     return dataclasses.replace(current, note=note, resources=report, build_host_image=image,
                                seconds=round(time.monotonic() - started, 2),
                                enforcement=enforced)
+
+
+def _check_config(project: Project) -> None:
+    """Every combo's config must resolve before anything starts: all problems at once."""
+    problems: list[Problem] = []
+    for combo in project.config.combos():
+        if isinstance(combo, Problem):
+            problems.append(combo)
+            continue
+        try:
+            project.resolve(combo.app, combo.env, combo.comp)
+        except ValidationFailed as exc:
+            problems += exc.problems
+        except BuilderError as exc:
+            problems.append(exc.problem)
+    if problems:
+        raise ValidationFailed(problems)
 
 
 def down(layout: Layout, *, force: bool = False) -> LocalDown:

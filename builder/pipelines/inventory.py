@@ -22,7 +22,7 @@ from builder.aws import images as amis
 from builder.aws.images import Image
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo, Settings
-from builder.errors import BuilderError, InputError
+from builder.errors import BuilderError, InputError, Problem, ValidationFailed
 from builder.project import Project
 
 _PARALLEL_PLACES = 8
@@ -65,25 +65,26 @@ class Inventory:
 
 @dataclass(frozen=True)
 class Scope:
-    """The combos a command covers, resolved; combos (or whole envs, comp "*") whose
-    config can't be read are problems."""
+    """The combos a command covers, resolved, and folders under vars/ that are no app
+    (each its own problem: the other apps still count)."""
 
     resolved: tuple[ResolvedVars, ...]
-    problems: Mapping[Combo, str]
+    problems: Mapping[Combo, str] = field(default_factory=dict)
 
 
 def scope(project: Project, app: str | None = None, env: str | None = None) -> Scope:
     """Every combo of `app` (default: every app) in `env` (default: every env).
 
-    An unknown app or env is bad input; a broken env or combo is a problem of its own
-    that doesn't hide the others.
+    An unknown app or env is bad input, and so is config that can't be read: every
+    problem of every env and combo at once (ValidationFailed), before any AWS call.
     """
     config = project.config
     apps = [app] if app else config.apps()
     if env is not None and not any(env in config.envs(each) for each in apps):
         raise InputError(f"no env {env!r} in " + (f"vars/{app}/" if app else "any app"))
     resolved: list[ResolvedVars] = []
-    problems: dict[Combo, str] = {}
+    problems: list[Problem] = []
+    not_apps: dict[Combo, str] = {}
     for each_app in apps:
         try:
             envs = config.envs(each_app)
@@ -91,7 +92,7 @@ def scope(project: Project, app: str | None = None, env: str | None = None) -> S
             if app:
                 raise
             # A stray folder under vars/ is its own problem; the other apps still count.
-            problems[Combo(each_app, "*", "*")] = exc.format(project.root)
+            not_apps[Combo(each_app, "*", "*")] = exc.format(project.root)
             continue
         for each_env in [env] if env else envs:
             if each_env not in envs:
@@ -99,14 +100,22 @@ def scope(project: Project, app: str | None = None, env: str | None = None) -> S
             try:
                 comps = config.components(each_app, each_env)
             except BuilderError as exc:
-                problems[Combo(each_app, each_env, "*")] = exc.format(project.root)
+                problems += _in(f"{each_app}/{each_env}", exc)
                 continue
             for comp in comps:
                 try:
                     resolved.append(project.resolve(each_app, each_env, comp))
                 except BuilderError as exc:
-                    problems[Combo(each_app, each_env, comp)] = exc.format(project.root)
-    return Scope(tuple(resolved), problems)
+                    problems += _in(f"{each_app}/{each_env}/{comp}", exc)
+    if problems:
+        raise ValidationFailed(problems)
+    return Scope(tuple(resolved), not_apps)
+
+
+def _in(where: str, exc: BuilderError) -> list[Problem]:
+    """The problems of `exc` (all of a ValidationFailed), each naming its env or combo."""
+    found = exc.problems if isinstance(exc, ValidationFailed) else [exc.problem]
+    return [Problem(f"{where}: {p.message}", p.file, p.line) for p in found]
 
 
 def promote_source(combo: Combo, settings: Settings) -> Combo | None:

@@ -11,14 +11,22 @@ from typing import Any
 
 from builder import scratch
 from builder.batch import Ok, run_each
+from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
 from builder.config.models import Combo
 from builder.errors import BuilderError, ConfigError, Problem, ValidationFailed, shown_path
 from builder.interrupts import Cancel
 from builder.output import silent
+from builder.pipelines import playbook_checks
 from builder.project import Project
-from builder.provision.steps import comp_playbook
+from builder.provision import ansible_cfg, vault
+from builder.provision.ansible import planned_settings
+from builder.provision.ansible_cfg import Override
+from builder.provision.steps import comp_playbook, strategy
+from builder.provision.vault import VaultPassword
 from builder.render.template import Rendered, source_line, write
+
+_AnsibleSettings = tuple[Path | None, tuple[Override, ...]]
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,12 @@ class ComboReport:
     env: str
     comp: str | None
     problems: tuple[Problem, ...]
+    # The ansible.cfg a bake would use (None: Ansible's defaults) and builder's settings
+    # on top of it, when the combo got that far.
+    ansible_config: Path | None = None
+    ansible_overrides: tuple[Override, ...] = ()
+    notes: tuple[str, ...] = ()  # not problems: what went unchecked, and why
+    vault_password_from: str | None = None  # where the syntax check's password came from
 
     @property
     def ok(self) -> bool:
@@ -41,6 +55,7 @@ class ValidateReport:
 
     root: Path
     results: tuple[ComboReport, ...]
+    verbose: bool = False  # the text lists builder's Ansible settings
 
     @property
     def ok(self) -> bool:
@@ -56,7 +71,13 @@ class ValidateReport:
             "ok": self.ok,
             "results": [
                 {"app": r.app, "env": r.env, "comp": r.comp, "ok": r.ok,
-                 "errors": [_problem_json(p, self.root) for p in r.problems]}
+                 "errors": [_problem_json(p, self.root) for p in r.problems],
+                 "notes": list(r.notes),
+                 "vault_password_from": r.vault_password_from,
+                 "ansible": {
+                     "config": str(shown_path(r.ansible_config, self.root))
+                     if r.ansible_config else None,
+                     "overrides": [dataclasses.asdict(o) for o in r.ansible_overrides]}}
                 for r in self.results
             ],
         }
@@ -67,10 +88,28 @@ class ValidateReport:
             name = "/".join(part for part in (r.app, r.env, r.comp) if part)
             lines.append(f"{'ok  ' if r.ok else 'FAIL'} {name}")
             lines.extend(f"     {p.format(self.root)}" for p in r.problems)
+            lines.extend(f"     note: {note}" for note in r.notes)
+        if self.verbose:
+            lines += self._ansible_text()
         bad = sum(not r.ok for r in self.results)
         lines.append(f"{len(self.results)} combos, {bad} with problems"
                      if bad else f"{len(self.results)} combos, all valid")
         return "\n".join(lines)
+
+
+    def _ansible_text(self) -> list[str]:
+        """Once per distinct Ansible configuration: which combos use it, what builder sets."""
+        groups: dict[tuple[Path | None, tuple[Override, ...]], list[str]] = {}
+        for r in self.results:
+            if r.ansible_overrides:
+                name = "/".join(part for part in (r.app, r.env, r.comp) if part)
+                groups.setdefault((r.ansible_config, r.ansible_overrides), []).append(name)
+        lines = []
+        for (config, overrides), names in groups.items():
+            shown = shown_path(config, self.root) if config else "none (Ansible's defaults)"
+            lines.append(f"ansible.cfg: {shown} — {', '.join(names)}; builder sets:")
+            lines.extend(f"     {o.show()}" for o in overrides)
+        return lines
 
 
 def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
@@ -79,11 +118,14 @@ def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
 
 
 def validate(project: Project, app: str | None = None, env: str | None = None,
-             comp: str | None = None, *, offline: bool = False, jobs: int = 2) -> ValidateReport:
-    """Check config, render and HCL, and unless offline Packer and Ansible, for every
-    combo in scope."""
+             comp: str | None = None, *, offline: bool = False, jobs: int = 2,
+             verbose: bool = False, vault_password_file: Path | None = None) -> ValidateReport:
+    """Every problem of every combo in scope. The syntax check opens vault files with
+    the password `bake` would use (the file, BUILDER_VAULT_PASSWORD_FILE, or online the
+    SSM parameter); without one it stands them in and says which went unchecked."""
     reports: list[ComboReport] = []
-    checks: dict[Combo, tuple[int, Rendered]] = {}  # what Packer and Ansible check, per combo
+    checks: dict[Combo, tuple[int, _Check]] = {}  # what Packer and Ansible check
+    given = vault.from_file(vault_password_file)
     try:
         scope = list(project.config.combos(app, env, comp))
     except BuilderError as exc:
@@ -94,10 +136,18 @@ def validate(project: Project, app: str | None = None, env: str | None = None,
             where = _env_of(item, project)
             reports.append(ComboReport(where[0], where[1], None, (item,)))
             continue
-        problems, rendered = _check_offline(project, item)
-        reports.append(ComboReport(item.app, item.env, item.comp, tuple(problems)))
+        problems, rendered, settings, encrypted = _check_offline(project, item)
+        reports.append(ComboReport(item.app, item.env, item.comp, tuple(problems), *settings))
         if rendered is not None and not offline:
-            checks[item] = (len(reports) - 1, rendered)
+            password = (given or _ssm_password(project, rendered.resolved)
+                        or vault.from_config(ansible_cfg.find(
+                            project.layout, rendered.resolved.playbook_path
+                        ).vault_password_file()))
+            check = _Check(rendered, password, encrypted)
+            checks[item] = (len(reports) - 1, check)
+            reports[-1] = dataclasses.replace(
+                reports[-1], notes=check.notes(project.layout),
+                vault_password_from=password.source if password and password.opens else None)
     for done in run_each(list(checks), lambda combo: _external_checks(project.layout,
                                                                       checks[combo][1]),
                          jobs=max(1, jobs), cancel=Cancel(), progress=silent, what="validate"):
@@ -108,7 +158,7 @@ def validate(project: Project, app: str | None = None, env: str | None = None,
     if comp is not None and not any(r.comp == comp for r in reports) and app and env:
         reports.append(ComboReport(app, env, comp, (Problem(
             f"comp {comp!r} is not in the components of {app}/{env}"),)))
-    return ValidateReport(project.root, tuple(reports))
+    return ValidateReport(project.root, tuple(reports), verbose)
 
 
 def _env_of(problem: Problem, project: Project) -> tuple[str, str]:
@@ -122,16 +172,64 @@ def _env_of(problem: Problem, project: Project) -> tuple[str, str]:
     return "", ""
 
 
-def _check_offline(project: Project, combo: Combo) -> tuple[list[Problem], Rendered | None]:
+@dataclass(frozen=True)
+class _Check:
+    """One combo's external checks: what was rendered, the vault password found (None:
+    no source had one), and the vault files its play reaches."""
+
+    rendered: Rendered
+    password: VaultPassword | None
+    encrypted: tuple[Path, ...]
+
+    @property
+    def stand_ins(self) -> tuple[Path, ...]:
+        """Vault files the syntax check can't open: stood in by empty mappings."""
+        return () if self.password is not None and self.password.opens else self.encrypted
+
+    def notes(self, layout: Layout) -> tuple[str, ...]:
+        notes = [self.password.note] if self.password and self.password.note else []
+        if self.stand_ins:
+            files = ", ".join(layout.relative(p) for p in self.stand_ins)
+            notes.append(f"vault files not checked (no vault password): {files}; to check "
+                         f"them give {vault.HOW_TO_GIVE}")
+        return tuple(notes)
+
+
+def _ssm_password(project: Project, resolved: ResolvedVars) -> VaultPassword | None:
+    parameter = resolved.settings.vault_password_ssm_parameter
+    if not parameter:
+        return None
+
+    def read(name: str) -> str:
+        from builder.aws import translate
+
+        with translate(f"reading SSM parameter {name}"):
+            reply = project.env_aws(resolved).client("ssm").get_parameter(
+                Name=name, WithDecryption=True)
+        return str(reply["Parameter"]["Value"])
+
+    return vault.from_ssm(parameter, read)
+
+
+def _check_offline(project: Project, combo: Combo
+                   ) -> tuple[list[Problem], Rendered | None, _AnsibleSettings, tuple[Path, ...]]:
+    none: _AnsibleSettings = (None, ())
     try:
         resolved = project.resolve(combo.app, combo.env, combo.comp)
     except ValidationFailed as exc:
-        return list(exc.problems), None
+        return list(exc.problems), None, none, ()
     except BuilderError as exc:
-        return [exc.problem], None
+        return [exc.problem], None, none, ()
     problems: list[Problem] = []
+    found_in_playbook: tuple[Problem, ...] = ()  # these leave the external checks to run
+    settings = none
+    encrypted: tuple[Path, ...] = ()
     try:
-        comp_playbook(project.layout, resolved)
+        playbook = comp_playbook(project.layout, resolved)
+        config, overrides = planned_settings(project.layout, playbook, strategy(resolved))
+        settings = (config.path, tuple(overrides))
+        findings = playbook_checks.check(project, resolved)
+        found_in_playbook, encrypted = findings.problems, findings.encrypted
     except ConfigError as exc:
         problems.append(exc.problem)
     # Outside the try below: without Packer (its version decides the rendering) the
@@ -140,24 +238,28 @@ def _check_offline(project: Project, combo: Combo) -> tuple[list[Problem], Rende
     try:
         rendered = renderer.render(resolved)
     except ValidationFailed as exc:
-        return problems + list(exc.problems), None
+        return [*problems, *found_in_playbook, *exc.problems], None, settings, encrypted
     except BuilderError as exc:
-        return [*problems, exc.problem], None
-    return problems, (rendered if not problems else None)
+        return [*problems, *found_in_playbook, exc.problem], None, settings, encrypted
+    return ([*problems, *found_in_playbook], (rendered if not problems else None), settings,
+            encrypted)
 
 
-def _external_checks(layout: Layout, rendered: Rendered) -> list[Problem]:
+def _external_checks(layout: Layout, check: _Check) -> list[Problem]:
     from builder import packer
     from builder.provision import ansible
 
     problems: list[Problem] = []
+    rendered = check.rendered
     resolved = rendered.resolved
     with tempfile.TemporaryDirectory(prefix=scratch.prefix("validate")) as tmp:
         files = write(rendered, Path(tmp))
         problems.extend(_relocate(p, files.template, rendered)
                         for p in _guard(lambda: packer.validate(files.template, files.var_file)))
+    password = check.password.value if check.password else None
     problems.extend(_guard(lambda: ansible.syntax_check(
-        layout, resolved.playbook_path, resolved.values)))
+        layout, resolved.playbook_path, resolved.values, vault_password=password,
+        stand_ins=check.stand_ins)))
     return problems
 
 

@@ -15,20 +15,26 @@ import importlib.util
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import yaml
+
 from builder import process, scratch
 from builder.config.layout import Layout
+from builder.config.source import VaultValue
 from builder.errors import Problem, ProvisionFailed
+from builder.provision import ansible_cfg, requirements
+from builder.provision.ansible_cfg import AnsibleConfig
+from builder.provision.tools import tool
 
 Strategy = Literal["mitogen", "linear"]
 STRATEGIES: tuple[Strategy, ...] = ("mitogen", "linear")
@@ -38,6 +44,7 @@ _LOCATION_RE = re.compile(
     r"(?:Origin: (?P<file>/[^:\s]+):(?P<line>\d+)"
     r"|The error appears to be in '(?P<file_old>[^']+)': line (?P<line_old>\d+))"
 )
+_UNOPENED_VAULT_RE = re.compile(r"'(?P<file>/[^']+)': Decryption failed")
 _ERROR_RE = re.compile(r"^(?:\[ERROR\]|ERROR!):?\s*(?P<message>.+)$", re.MULTILINE)
 # Names the run's private task-count file; in every process of the run's environment.
 _RUN_MARKER = "BUILDER_TASK_COUNT_FILE"
@@ -50,37 +57,78 @@ _LEFTOVER_GRACE_S = 0.2  # for what a run left to end on SIGTERM before SIGKILL
 _DROPPED_ENV = ("ANSIBLE_LOG_PATH", "ANSIBLE_KEEP_REMOTE_FILES", "ANSIBLE_DEBUG")
 
 
-def tool(name: str) -> str:
-    """An Ansible command from the same environment as builder itself."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else process.require(name, "run `make setup`")
+def base_env(layout: Layout, config: AnsibleConfig,
+             installed: tuple[Path, Path] | None) -> dict[str, str]:
+    """Settings every Ansible run of builder shares, on top of the repo's ansible.cfg
+    (see builder.provision.ansible_cfg): its roles path extended with the installed
+    requirements, the repo's and the bundled roles, and no cows, retry files or host key
+    prompts."""
+    env = {"ANSIBLE_NOCOWS": "1"}
+    env.update((o.env, o.value) for o in ansible_cfg.run_settings(
+        config, layout, callback_dir=_PLUGINS_DIR / "callback", callback="builder_tasks",
+        strategy="linear", mitogen_dir=None, private=None, installed=installed))
+    return env
 
 
-def base_env(layout: Layout) -> dict[str, str]:
-    """Settings every Ansible run of builder shares: the roles search path (the repo's
-    roles, then the bundled ones) and no cows, retry files or host key prompts."""
-    return {
-        "ANSIBLE_ROLES_PATH": os.pathsep.join(str(p) for p in layout.roles_dirs()),
-        "ANSIBLE_NOCOWS": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_HOST_KEY_CHECKING": "0",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
+def _installed(layout: Layout, config: AnsibleConfig, playbook: Path
+               ) -> tuple[Path, Path] | None:
+    """The roles and collections of the playbook's requirements.yml, installed (once)."""
+    done = requirements.ensure(layout, config, playbook)
+    return (done.roles, done.collections) if done is not None else None
 
 
-def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any]) -> list[Problem]:
-    """`ansible-playbook --syntax-check`, each error with its file and line."""
+def planned_settings(layout: Layout, playbook: Path, strategy: Strategy
+                     ) -> tuple[AnsibleConfig, list[ansible_cfg.Override]]:
+    """The configuration a bake's run of `playbook` uses and what builder sets on top
+    (`validate -v` lists them); the run's private folder shows as `<private>`."""
+    config = ansible_cfg.find(layout, playbook)
+    mitogen_dir = _mitogen_strategy_dir() if strategy == "mitogen" else None
+    planned = requirements.planned(layout, config, playbook)  # nothing installed here
+    return config, ansible_cfg.run_settings(
+        config, layout, callback_dir=_PLUGINS_DIR / "callback", callback="builder_tasks",
+        strategy="mitogen_linear" if mitogen_dir is not None else "linear",
+        mitogen_dir=mitogen_dir, private=Path("<private>"),
+        installed=(planned.roles, planned.collections) if planned else None)
+
+
+def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any], *,
+                 vault_password: str | None = None,
+                 stand_ins: Sequence[Path] = ()) -> list[Problem]:
+    """`ansible-playbook --syntax-check`, each error with its file and line.
+
+    `vault_password` opens the vault files the play loads; `stand_ins` are vault files
+    no password opens: the check then runs on a copy of the repo where each of them is
+    an empty mapping, so the rest of the play is still checked.
+    """
+    config = ansible_cfg.find(layout, playbook)
+    installed = _installed(layout, config, playbook)
     with tempfile.TemporaryDirectory(prefix=scratch.prefix("syntax")) as tmp:
+        root = layout.root
+        if stand_ins:
+            root = _copy_with_stand_ins(layout.root, Path(tmp) / "repo", stand_ins)
+            config = ansible_cfg.find(Layout(root), root / playbook.relative_to(layout.root))
+        env = base_env(layout, config, installed)
         vars_file = Path(tmp) / "extravars.json"
         vars_file.write_text(json.dumps(dict(extravars), default=str), encoding="utf-8")
+        named = config.vault_password_file()
+        if vault_password is not None or (named is not None and not named.exists()):
+            # A repo's password file this machine lacks would stop Ansible before the
+            # check: a password nothing opens stands in (stand_ins hold the vault files).
+            password = vault_password if vault_password is not None else secrets.token_hex(16)
+            env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(
+                _write_private(Path(tmp) / "vault-password", password))
         done = process.run(
             [tool("ansible-playbook"), "--syntax-check", "-i", "localhost,",
-             "-e", f"@{vars_file}", str(playbook)],
-            what="ansible syntax check", cwd=layout.root, env=base_env(layout), check=False,
+             "-e", f"@{vars_file}", str(root / playbook.relative_to(layout.root))],
+            what="ansible syntax check", cwd=config.folder or root, env=env, check=False,
         )
+        output = (done.stderr + done.stdout).replace(str(root), str(layout.root))
     if done.returncode == 0:
         return []
-    output = done.stderr + done.stdout
+    locked = _UNOPENED_VAULT_RE.search(output)
+    if locked:
+        return [Problem("vault-encrypted, and the vault password given doesn't open it",
+                        Path(locked["file"]).resolve(), 1)]
     where = _LOCATION_RE.search(output)
     found = _ERROR_RE.search(output)
     last = output.strip().splitlines()[-1] if output.strip() else f"exit code {done.returncode}"
@@ -89,6 +137,73 @@ def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any]) -
         file, line = where["file"] or where["file_old"], where["line"] or where["line_old"]
         return [Problem(f"ansible syntax: {message}", Path(file), int(line))]
     return [Problem(f"ansible syntax: {message}", playbook)]
+
+
+class _GroupVarsDumper(yaml.SafeDumper):
+    """YAML as Ansible reads group_vars, inline `!vault` values kept encrypted."""
+
+
+_GroupVarsDumper.add_representer(
+    VaultValue, lambda dumper, value: dumper.represent_scalar("!vault", value.ciphertext,
+                                                             style="|"))
+
+
+def group_vars_yaml(values: Mapping[str, Any]) -> str:
+    """A group_vars file holding `values` (inline vault values still encrypted)."""
+    return yaml.dump(dict(values), Dumper=_GroupVarsDumper, sort_keys=True,
+                     allow_unicode=True, default_flow_style=False)
+
+
+def _copy_with_stand_ins(root: Path, copy: Path, stand_ins: Sequence[Path]) -> Path:
+    """The repo (without builder's state and git's) with each stand-in an empty mapping."""
+    shutil.copytree(root, copy, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git", ".builder"))
+    for path in stand_ins:
+        if path.is_relative_to(root):
+            (copy / path.relative_to(root)).write_text("{}\n", encoding="utf-8")
+    return copy
+
+
+@dataclass(frozen=True)
+class AnsibleOptions:
+    """Options of one bake for the comp's playbook (builder's own runs ignore them):
+    `bake --ansible-tags/--ansible-skip-tags/--diff` and the global `-v` count."""
+
+    tags: tuple[str, ...] = ()
+    skip_tags: tuple[str, ...] = ()
+    diff: bool = False
+    verbosity: int = 0
+
+    def argv(self) -> list[str]:
+        """ansible-playbook's options for these (tags as Ansible takes them: a,b)."""
+        args = []
+        if self.tags:
+            args += ["--tags", ",".join(self.tags)]
+        if self.skip_tags:
+            args += ["--skip-tags", ",".join(self.skip_tags)]
+        if self.diff:
+            args.append("--diff")
+        if self.verbosity:
+            args.append("-" + "v" * min(self.verbosity, 4))
+        return args
+
+    @property
+    def shows_output(self) -> bool:
+        """Ansible's own output goes to builder's progress (diffs, verbose results)."""
+        return self.diff or self.verbosity > 0
+
+    def fingerprint_part(self) -> dict[str, list[str]]:
+        """What changes what runs: tags do (an image baked with a subset of the play is
+        another image); diff and verbosity don't."""
+        part = {}
+        if self.tags:
+            part["tags"] = sorted(self.tags)
+        if self.skip_tags:
+            part["skip_tags"] = sorted(self.skip_tags)
+        return part
+
+
+NO_OPTIONS = AnsibleOptions()
 
 
 @dataclass(frozen=True)
@@ -132,6 +247,8 @@ def run_playbook(
     target: SshTarget,
     extravars: Mapping[str, Any],
     *,
+    group_vars: Mapping[str, Any] | None = None,
+    options: AnsibleOptions = NO_OPTIONS,
     artifacts_dir: Path,
     vault_password: str | None,
     strategy: Strategy = "mitogen",
@@ -139,6 +256,10 @@ def run_playbook(
     cancel: threading.Event,
 ) -> PlaybookRun:
     """Run one playbook against one host over direct SSH (pipelining on, become by sudo).
+
+    `extravars` go in as extra vars (Ansible's highest precedence); `group_vars` as the
+    inventory's group_vars for `all`, after the repo's own (the inventory of its
+    ansible.cfg), so play vars, vars_files, role vars and set_fact override them.
 
     Progress gets "task k/N: name" as tasks start; the events go to
     `artifacts_dir/ansible-<playbook>.jsonl`. A failed task raises ProvisionFailed naming
@@ -154,8 +275,9 @@ def run_playbook(
     mitogen_dir = _mitogen_strategy_dir() if strategy == "mitogen" else None
     if strategy == "mitogen" and mitogen_dir is None:
         progress("mitogen is not installed: using Ansible's linear strategy")
-    attempt = _Attempt(layout, playbook, target, extravars, artifacts_dir, vault_password,
-                       progress, cancel, mask)
+    attempt = _Attempt(layout, ansible_cfg.find(layout, playbook), playbook, target, extravars,
+                       dict(group_vars or {}), options, artifacts_dir, vault_password, progress,
+                       cancel, mask)
     outcome = attempt.run(mitogen_dir)
     if mitogen_dir is not None and outcome.mitogen_failed():
         progress(f"mitogen cannot run with this ansible-core ({outcome.error_text()}); "
@@ -220,9 +342,12 @@ class _Attempt:
     """One playbook run, repeatable with another strategy."""
 
     layout: Layout
+    config: AnsibleConfig
     playbook: Path
     target: SshTarget
     extravars: Mapping[str, Any]
+    group_vars: Mapping[str, Any]
+    options: AnsibleOptions
     artifacts_dir: Path
     vault_password: str | None
     progress: Callable[[str], None]
@@ -238,16 +363,17 @@ class _Attempt:
         started = time.monotonic()
         with _private_dir() as private, events_file.open("w", encoding="utf-8") as events:
             env = self._env(private, strategy, mitogen_dir)
-            inventory = _write_private(private / "inventory.json",
-                                       json.dumps(_inventory(self.target)))
+            inventory = self._inventory(private / "inventory")
             extra = _write_private(private / "extravars.json",
                                    json.dumps(dict(self.extravars), default=str))
-            sink = _EventSink(self.progress, events, self.mask, private / "task-count")
+            sink = _EventSink(self.progress, events, self.mask, private / "task-count",
+                              show_output=self.options.shows_output)
             try:
                 config = ansible_runner.RunnerConfig(
                     private_data_dir=str(private), playbook=str(self.playbook),
-                    inventory=str(inventory), envvars=env, host_cwd=str(self.layout.root),
-                    cmdline=f"-e @{shlex.quote(str(extra))}",
+                    inventory=str(inventory), envvars=env,
+                    host_cwd=str(self.config.folder or self.layout.root),
+                    cmdline=shlex.join(["-e", f"@{extra}", *self.options.argv()]),
                     # No env/ files, no stdout copy, nothing echoed on builder's stdout.
                     suppress_env_files=True, quiet=True,
                     settings={"suppress_output_file": True, "pexpect_timeout": _CANCEL_POLL_S},
@@ -270,31 +396,39 @@ class _Attempt:
 
     def _env(self, private: Path, strategy: str, mitogen_dir: Path | None) -> dict[str, str]:
         ansible_playbook = tool("ansible-playbook")
-        callbacks = [c for c in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
-        env = base_env(self.layout) | {
+        env = {
+            "ANSIBLE_NOCOWS": "1",
             # ansible-runner starts `ansible-playbook` by name.
             "PATH": os.pathsep.join([str(Path(ansible_playbook).parent),
                                      os.environ.get("PATH", os.defpath)]),
-            "ANSIBLE_PIPELINING": "1",
-            "ANSIBLE_BECOME_METHOD": "sudo",
-            # Where Ubuntu and Debian keep it; discovery would cost a round trip per run.
-            "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
-            "ANSIBLE_NOCOLOR": "1",
-            # Module invocations are not logged into the image's journal.
-            "ANSIBLE_NO_TARGET_SYSLOG": "1",
-            "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(private / "cp"),
-            "ANSIBLE_CALLBACK_PLUGINS": str(_PLUGINS_DIR / "callback"),
-            "ANSIBLE_CALLBACKS_ENABLED": ",".join([*callbacks, "builder_tasks"]),
             _RUN_MARKER: str(private / "task-count"),
-            "ANSIBLE_STRATEGY": strategy,
         }
-        if mitogen_dir is not None:
-            env["ANSIBLE_STRATEGY_PLUGINS"] = str(mitogen_dir)
+        env.update((o.env, o.value) for o in ansible_cfg.run_settings(
+            self.config, self.layout, callback_dir=_PLUGINS_DIR / "callback",
+            callback="builder_tasks", strategy=strategy, mitogen_dir=mitogen_dir,
+            private=private, installed=_installed(self.layout, self.config, self.playbook)))
         if self.vault_password is not None:
             password = _write_private(private / "vault-password", self.vault_password)
             env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password)
+        elif (named := self.config.vault_password_file()) is not None and not named.exists():
+            # The repo names a password file this machine lacks: Ansible would stop before
+            # the first task even when nothing is encrypted. A password nothing opens keeps
+            # it going; an encrypted file then fails to decrypt, naming itself.
+            placeholder = _write_private(private / "vault-password", secrets.token_hex(16))
+            env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(placeholder)
         return env
+
+    def _inventory(self, folder: Path) -> Path:
+        """The run's inventory: the one host, and group_vars/all holding the repo's
+        inventory vars for `all` (lowest first) and then builder's group vars."""
+        all_vars = folder / "group_vars" / "all"
+        all_vars.mkdir(parents=True, mode=0o700)
+        _write_private(folder / "hosts.json", json.dumps(_inventory(self.target)))
+        # Ansible loads a group_vars folder's files in name order; later ones win.
+        for number, path in enumerate(self.config.inventory_all_vars()):
+            (all_vars / f"{number:03d}-{path.name}").symlink_to(path)
+        _write_private(all_vars / "zzz-builder.yml", group_vars_yaml(self.group_vars))
+        return folder
 
 
 @contextlib.contextmanager
@@ -359,8 +493,9 @@ class _EventSink:
     the bake's events file — JSON lines without result payloads, secrets masked."""
 
     def __init__(self, progress: Callable[[str], None], out: IO[str],
-                 mask: Callable[[str], str], count_file: Path):
+                 mask: Callable[[str], str], count_file: Path, *, show_output: bool = False):
         self._progress = progress
+        self._show_output = show_output
         self._out = out
         self._mask = mask
         self._count_file = count_file
@@ -388,6 +523,10 @@ class _EventSink:
         stdout = str(event.get("stdout") or "")
         if stdout:
             record["stdout"] = stdout
+            if self._show_output:
+                for line in stdout.splitlines():
+                    if line.strip():
+                        self._progress(self._mask(line))
             self.errors.extend(m["message"].strip() for m in _ERROR_RE.finditer(stdout))
         masked = {k: self._mask(v) if isinstance(v, str) else v for k, v in record.items()}
         self._out.write(json.dumps(masked, default=str) + "\n")

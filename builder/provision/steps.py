@@ -1,7 +1,8 @@
 """The provisioning of one bake, over direct SSH to the builder instance:
 
 1. the comp's playbook (`playbook`, by default playbooks/<app>/packer-<comp>.yml), with
-   every resolved var — `app`, `env` and `comp` included — as extra vars;
+   builder's own keys, `app`, `env`, `comp` and `-e` values as extra vars and every
+   other resolved var at inventory group_vars precedence (`split_vars`);
 2. builder's finalize playbook (builder/playbooks/finalize.yml), whatever step 1 did:
    the image_hygiene role, the generic image checks, then the comp's own checks.
 
@@ -23,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from builder import process
-from builder.config.layers import ResolvedVars
+from builder.config.layers import CLI_LAYER, ResolvedVars, is_builder_key
 from builder.config.layout import Layout
 from builder.provision.ansible import (
+    NO_OPTIONS,
     STRATEGIES,
+    AnsibleOptions,
     PlaybookRun,
     SshTarget,
     Strategy,
@@ -70,31 +73,36 @@ def provision(
     progress: Callable[[str], None],
     cancel: threading.Event,
     local: bool = False,
+    options: AnsibleOptions = NO_OPTIONS,
 ) -> Provisioning:
     """Provision the instance at `target` for one bake; ProvisionFailed names the host
     and the failed task or check. A canceled run ends the sequence: the result's
     `canceled` is then true and the caller raises Interrupted.
 
+    `options` (tags, diff, verbosity) apply to the comp's playbook only: builder's
+    hygiene and checks run whole, whatever the tags.
     `local`: the bake runs against the local build host, where the CodeDeploy agent's
     bucket is out of reach, so the agent is not installed unless the vars say otherwise.
     """
     playbook = comp_playbook(layout, resolved)
-    strategy = _strategy(resolved)
+    chosen = strategy(resolved)
     skip_hygiene = _flag(resolved, SKIP_HYGIENE_VAR)
-    extravars = dict(resolved.values)
-    if local and CODEDEPLOY_VAR not in extravars:
+    extravars, group_vars = split_vars(resolved)
+    if local and CODEDEPLOY_VAR not in extravars and CODEDEPLOY_VAR not in group_vars:
         extravars[CODEDEPLOY_VAR] = False
         progress(f"local mode: the CodeDeploy agent is NOT installed ({CODEDEPLOY_VAR}: false; "
                  "its S3 bucket is out of reach)")
 
-    def run(book: Path, variables: Mapping[str, Any]) -> PlaybookRun:
+    def run(book: Path, variables: Mapping[str, Any],
+            options: AnsibleOptions = NO_OPTIONS) -> PlaybookRun:
         return run_playbook(
-            layout, book, target, variables, artifacts_dir=artifacts_dir,
-            vault_password=vault_password, strategy=strategy,
+            layout, book, target, variables, group_vars=group_vars, options=options,
+            artifacts_dir=artifacts_dir,
+            vault_password=vault_password, strategy=chosen,
             progress=lambda message: progress(f"{book.name}: {message}"), cancel=cancel,
         )
 
-    comp_run = run(playbook, extravars)
+    comp_run = run(playbook, extravars, options)
     if comp_run.canceled:
         return Provisioning((comp_run,))
     if skip_hygiene:
@@ -108,6 +116,20 @@ def provision(
         SKIP_HYGIENE_VAR: skip_hygiene,
     })
     return Provisioning((comp_run, finalize_run))
+
+
+def split_vars(resolved: ResolvedVars) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(extra vars, group vars): builder's own keys, `app`/`env`/`comp` and `-e` values
+    stay extra vars; every other var goes in at inventory group_vars precedence, where
+    play vars, vars_files, role vars and set_fact override it as they would a value in
+    the repo's group_vars/all."""
+    extra: dict[str, Any] = {}
+    group: dict[str, Any] = {}
+    for key, value in resolved.values.items():
+        own = is_builder_key(key)
+        from_cli = resolved.origins[key].layer == CLI_LAYER
+        (extra if own or from_cli else group)[key] = value
+    return extra, group
 
 
 def tool_files(layout: Layout, resolved: ResolvedVars) -> list[Path]:
@@ -138,7 +160,8 @@ def comp_checks(layout: Layout, resolved: ResolvedVars) -> Path | None:
     return checks if checks.is_file() else None
 
 
-def _strategy(resolved: ResolvedVars) -> Strategy:
+def strategy(resolved: ResolvedVars) -> Strategy:
+    """builder_ansible_strategy, checked."""
     value = str(resolved.values.get(STRATEGY_VAR, "mitogen"))
     for strategy in STRATEGIES:
         if value == strategy:

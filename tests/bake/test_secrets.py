@@ -35,9 +35,8 @@ def vaulted(bake_root: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     playbook = bake_root / "playbooks/demo/packer-worker.yml"
     original = playbook.read_text()
     playbook.write_text(original.replace(
-        "    - ../../vars/demo/common/worker.yml",
-        "    - ../../vars/demo/common/worker.yml\n"
-        "    - ../../vars/demo/{{ env }}/secrets.vault.yml",
+        "  roles:\n",
+        "  vars_files:\n    - ../../vars/demo/{{ env }}/secrets.vault.yml\n  roles:\n",
     ) + "  tasks:\n    - name: Use the token\n      no_log: true\n"
         "      ansible.builtin.command: test -n '{{ vault_api_token }}'\n"
         "      changed_when: false\n"

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, one after the other, each printing its own JSON.
 
     .venv/bin/python -m tests.bench [NAME ...]     (names: foundation provision bake
-                                                    release rebuild access faults;
+                                                    release rebuild access faults adopted;
                                                     default all)
 """
 
@@ -18,6 +18,7 @@ BENCHES = {
     "rebuild": [],
     "access": [],
     "faults": [],
+    "adopted": [],
 }
 
 

@@ -92,11 +92,39 @@ def test_jinja_with_builtins_and_other_vars(repo: Path) -> None:
     assert resolved.values["codedeploy_application"] == "shop"
 
 
-def test_undefined_jinja_name_names_file_and_line(repo: Path) -> None:
-    write(repo, "vars/shop/dev/web.yml", "port: 8080\n\nbanner: 'hello {{ customer }}'\n")
+def test_undefined_jinja_name_in_a_builder_key_names_file_and_line(repo: Path) -> None:
+    write(repo, "vars/shop/dev/web.yml", "port: 8080\n\nami_name: 'shop-{{ customer }}'\n")
     assert resolve_problems(repo) == [
-        "vars/shop/dev/web.yml:3: banner: Jinja: 'customer' is undefined"
+        "vars/shop/dev/web.yml:3: ami_name: Jinja: 'customer' is undefined"
     ]
+
+
+def test_a_name_only_ansible_knows_is_left_to_ansible(repo: Path) -> None:
+    write(repo, "vars/shop/dev/web.yml",
+          "banner: 'hello {{ customer }}'\n"
+          "motd: '{{ banner }} on {{ ansible_facts.hostname }}'\n"
+          "site: '{{ app }}-{{ env }}'\n")
+    resolved = loader(repo).resolve("shop", "dev", "web")
+    assert resolved.values["banner"] == "hello {{ customer }}"
+    assert resolved.values["motd"] == "{{ banner }} on {{ ansible_facts.hostname }}"
+    assert resolved.values["site"] == "shop-dev"  # what the layers know is rendered
+    assert resolved.by_ansible == {"banner", "motd"}
+    assert "hello {{ customer }} (resolved by Ansible)" in resolved.to_text()
+    assert resolved.to_json()["resolved_by_ansible"] == ["banner", "motd"]
+
+
+def test_a_builder_key_may_not_lean_on_a_name_only_ansible_knows(repo: Path) -> None:
+    write(repo, "vars/shop/dev/web.yml", "suffix: '{{ ansible_date_time.epoch }}'\n"
+                                        "launch_template_name: 'shop-{{ suffix }}'\n")
+    (problem,) = resolve_problems(repo)
+    assert problem.startswith("vars/shop/dev/web.yml:1: suffix: Jinja: 'ansible_date_time'")
+
+
+def test_cycles_and_syntax_errors_stay_errors_outside_builder_keys(repo: Path) -> None:
+    write(repo, "vars/shop/dev/web.yml", "a: '{{ b }}'\nb: '{{ a }}'\nc: '{{ oops'\n")
+    problems = resolve_problems(repo)
+    assert any("refers to itself" in p for p in problems)
+    assert any(p.startswith("vars/shop/dev/web.yml:3: c: Jinja syntax") for p in problems)
 
 
 def test_self_reference_is_an_error(repo: Path) -> None:
@@ -177,7 +205,7 @@ def test_several_problems_reported_at_once(repo: Path) -> None:
 
 def test_neither_source_ami_nor_filter(repo: Path) -> None:
     write(repo, "vars/shop/common/common.yml", "aws_region: eu-west-1\n")
-    assert any("set exactly one of source_ami and source_ami_filter" in p
+    assert any("one of source_ami and source_ami_filter is required" in p
                for p in resolve_problems(repo))
 
 

@@ -84,8 +84,10 @@ def test_a_comment_in_a_vars_file_does_not_change_it(demo_root: Path) -> None:
 
 def test_a_comment_in_a_vars_file_the_playbook_loads_does_not_change_it(demo_root: Path
                                                                         ) -> None:
-    # packer-app.yml lists vars/demo/common/common.yml in vars_files: its values count
-    # through the resolved vars, its text does not.
+    # A layer the playbook lists in vars_files counts through the resolved vars, not as text.
+    playbook = demo_root / "playbooks/demo/packer-app.yml"
+    playbook.write_text(playbook.read_text().replace(
+        "  roles:\n", "  vars_files:\n    - ../../vars/demo/common/common.yml\n  roles:\n"))
     before = fingerprint(demo_root)
     vars_file = demo_root / "vars/demo/common/common.yml"
     vars_file.write_text("# reviewed\n" + vars_file.read_text())

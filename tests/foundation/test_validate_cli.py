@@ -13,7 +13,7 @@ from builder.cli import app, hoist_globals
 from tests.conftest import run_builder
 
 BROKEN_EXPECTED = {
-    ("dev", "web"): ("vars/shop/dev/common.yml", 3, "greeting: Jinja: 'customer' is undefined"),
+    ("dev", "web"): ("vars/shop/dev/common.yml", 3, "ami_name: Jinja: 'customer' is undefined"),
     ("prod", None): ("vars/shop/prod/common.yml", 2, "YAML:"),
     ("qa", "web"): ("vars/shop/qa/common.yml", 2, "is not a 12-digit account id"),
     ("stage", "web"): ("packer/broken.pkr.hcl", 8, "HCL syntax:"),

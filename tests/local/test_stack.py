@@ -114,3 +114,31 @@ def test_up_prepares_the_build_host_image_by_default(demo_root: Path,
         assert (Path(started.build_host_image) / "usr/sbin/sshd").exists()
     finally:
         assert stack.down(project.layout).build_hosts_stopped == 0
+
+
+def test_up_with_broken_config_starts_nothing(demo_root: Path, cli: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(stack.NO_BUILD_HOST_ENV, "1")
+    common = demo_root / "vars/demo/staging/common.yml"
+    common.write_text(common.read_text().replace("components:", "comps:"))
+    result = cli("local", "up", root=demo_root)
+    assert result.exit_code == 2, result.output
+    assert "components: required" in result.output and "Traceback" not in result.output
+    assert not (demo_root / ".builder/local/server.json").exists()
+
+
+def test_a_failed_up_stops_the_emulator_it_started(demo_root: Path, tmp_path: Path, cli: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # The build host image step fails after the emulator started: no debootstrap on PATH
+    # and an empty image cache.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dpkg").symlink_to("/usr/bin/dpkg")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("BUILDER_BUILDHOST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(stack.NO_BUILD_HOST_ENV, raising=False)
+    result = cli("local", "up", root=demo_root)
+    assert result.exit_code == 2, result.output
+    assert "debootstrap" in result.output
+    assert not (demo_root / ".builder/local/server.json").exists()
+    assert json.loads(cli("local", "status", "--json", root=demo_root).stdout)["running"] is False
