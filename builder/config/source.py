@@ -121,7 +121,8 @@ def _vault(loader: _LimitedLoader, node: yaml.Node) -> VaultValue:
     return VaultValue(str(loader.construct_scalar(node)))
 
 
-_LimitedLoader.add_constructor("!vault", _vault)
+# What add_constructor does, without the stubs' narrower loader types.
+_LimitedLoader.yaml_constructors = {**_LimitedLoader.yaml_constructors, "!vault": _vault}
 
 
 def _check_expansion(root: yaml.Node) -> None:
