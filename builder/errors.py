@@ -160,6 +160,8 @@ class TimedOut(OperationFailed):
 
 
 class FileSystemError(OperationFailed):
+    """A file or folder builder could not read or write, named by its path."""
+
     @classmethod
     def of(cls, exc: OSError) -> FileSystemError:
         """One line naming the path; builder's own state is exit 1, anything else

@@ -44,6 +44,7 @@ def leftovers(older_than: datetime) -> list[Path]:
 
 
 def remove(folders: list[Path]) -> None:
+    """Delete builder's private temp folders (`reap`), whatever they hold."""
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
 

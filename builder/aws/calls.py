@@ -88,13 +88,27 @@ def _calls(on: str, why: str, *actions: str, side: Side = "env", by: By = "build
     return tuple(Call(action, why, on, side, by, when) for action in actions)
 
 
+# The per-(app, env, comp) lock: release, bake (its own key), promote (in the target),
+# prune --yes.
+_LOCK = _calls(LOCK_TABLE, "the comp's lock (table made on first use)",
+               "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:CreateTable",
+               "dynamodb:DescribeTable")
+
+# Removing what a failed or interrupted run registered: its AMIs and their snapshots.
+_DISCARD = (
+    *_calls(ANY, "find the run's AMIs and snapshots (Describe calls take no resource "
+            "scope)", "ec2:DescribeImages", "ec2:DescribeSnapshots"),
+    *_calls(BUILDER_IMAGE, "deregister an incomplete AMI of the run", "ec2:DeregisterImage"),
+    *_calls(IMAGE, "deregister Packer's temporary AMI (untagged, so not scoped by tag)",
+            "ec2:DeregisterImage"),
+    *_calls(SNAPSHOT, "delete the snapshots of those AMIs", "ec2:DeleteSnapshot"),
+)
+
 # The release step, also run inside bake --release, promote and rebuild.
 _RELEASE = (
     *_calls(IMAGE, "choose and check the AMI to release", "ec2:DescribeImages"),
     *_calls(BUILDER_IMAGE, "tag the AMI released, verified or failed", "ec2:CreateTags"),
-    *_calls(LOCK_TABLE, "the release lock (table made on first use)",
-            "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:CreateTable",
-            "dynamodb:DescribeTable"),
+    *_LOCK,
     *_calls(ANY, "read the launch template's default version (AWS allows no resource "
             "scope on Describe calls)", "ec2:DescribeLaunchTemplateVersions"),
     *_calls(LAUNCH_TEMPLATE, "add the version with the new AMI, make it the default, "
@@ -172,6 +186,8 @@ _BAKE = (
             "ec2:DeleteSecurityGroup"),
     *_calls(ANY, "find the VPC for the security group", "ec2:DescribeVpcs",
             "ec2:DescribeSubnets"),
+    *_LOCK,
+    *_DISCARD,
 )
 
 _PROMOTE = (
@@ -181,8 +197,9 @@ _PROMOTE = (
             "ec2:DescribeSnapshotAttribute", side="source"),
     *_calls(ANY, "read the launch template's default version (the AMI to promote)",
             "ec2:DescribeLaunchTemplateVersions", side="source"),
-    *_calls(BUILDER_IMAGE, "share the AMI with the target account, and unshare it",
-            "ec2:ModifyImageAttribute", side="source"),
+    *_calls(BUILDER_IMAGE, "share the AMI with the target account, and unshare it; record "
+            "the share on the AMI (a tag) so a killed run's share can be found and removed",
+            "ec2:ModifyImageAttribute", "ec2:CreateTags", "ec2:DeleteTags", side="source"),
     *_calls(SNAPSHOT, "share the AMI's snapshots with the target account, and unshare them",
             "ec2:ModifySnapshotAttribute", side="source"),
     *_calls(KMS_KEY, "check that the target may use the snapshots' key; add and revoke "
@@ -196,6 +213,7 @@ _PROMOTE = (
     *_calls(BUILDER_IMAGE, "tag the copy with its lineage; remove a failed copy",
             "ec2:CreateTags", "ec2:DeregisterImage"),
     *_calls(SNAPSHOT, "remove a failed copy's snapshots", "ec2:DeleteSnapshot"),
+    *_calls(ANY, "find a failed copy's snapshots", "ec2:DescribeSnapshots"),
     *_calls(KMS_KEY, "check the target's kms_key_id; re-encrypt the copy with it",
             "kms:DescribeKey", "kms:CreateGrant", "kms:GenerateDataKeyWithoutPlaintext",
             "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:Decrypt"),
@@ -217,13 +235,20 @@ _PRUNE = (
             "codedeploy:GetDeploymentGroup"),
     *_calls(BUILDER_IMAGE, "deregister the old AMIs", "ec2:DeregisterImage"),
     *_calls(SNAPSHOT, "delete their snapshots", "ec2:DeleteSnapshot"),
+    *_LOCK,
 )
 
 _REAP = (
-    *_calls(ANY, "find what crashed bakes left (Describe calls take no resource scope)",
+    *_calls(ANY, "find what crashed runs left (Describe calls take no resource scope)",
             "ec2:DescribeInstances", "ec2:DescribeKeyPairs", "ec2:DescribeSecurityGroups"),
     *_calls(RUN_TAGGED, "remove the builder instances, key pairs and security groups",
             "ec2:TerminateInstances", "ec2:DeleteKeyPair", "ec2:DeleteSecurityGroup"),
+    *_DISCARD,
+    *_calls(BUILDER_IMAGE, "remove a killed promotion's share of a source AMI and its "
+            "record", "ec2:ModifyImageAttribute", "ec2:DeleteTags"),
+    *_calls(SNAPSHOT, "unshare that AMI's snapshots", "ec2:ModifySnapshotAttribute"),
+    *_calls(KMS_KEY, "revoke that promotion's grant on the snapshots' key",
+            "kms:ListGrants", "kms:RevokeGrant"),
 )
 
 _STATUS = (

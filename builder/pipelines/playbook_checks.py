@@ -19,11 +19,15 @@ _VAULT_SUFFIXES = (".vault.yml", ".vault.yaml")
 
 @dataclass(frozen=True)
 class PlaybookFindings:
+    """What `validate` finds in a combo's play beyond Ansible's own syntax check."""
+
     problems: tuple[Problem, ...]
     encrypted: tuple[Path, ...]  # vault-encrypted files the play reaches, sorted
 
 
 def check(project: Project, resolved: ResolvedVars) -> PlaybookFindings:
+    """vars_files that reach no file, roles no roles path holds, vault files the play
+    loads (and which of them are not encrypted)."""
     layout = project.layout
     playbook = resolved.playbook_path
     walk = project.file_cache.playbook_files(layout, playbook)
