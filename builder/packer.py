@@ -5,7 +5,9 @@ Only this module builds Packer command lines.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -60,26 +62,44 @@ def installed_version() -> PackerVersion:
     return PackerVersion.parse(done.stdout)
 
 
-def init_argv(template: Path) -> list[str]:
-    return [executable(), "init", template.name]
+def _arg(path: Path, cwd: Path | None) -> str:
+    """A file as Packer's argument: its name when Packer runs in its folder."""
+    return path.name if cwd is None or path.parent == cwd else str(path)
 
 
-def validate_argv(template: Path, var_file: Path) -> list[str]:
-    return [executable(), "validate", f"-var-file={var_file.name}", template.name]
+def init_argv(template: Path, cwd: Path | None = None) -> list[str]:
+    return [executable(), "init", _arg(template, cwd)]
 
 
-def build_argv(template: Path, var_file: Path) -> list[str]:
+def validate_argv(template: Path, var_file: Path, cwd: Path | None = None) -> list[str]:
+    return [executable(), "validate", f"-var-file={_arg(var_file, cwd)}", _arg(template, cwd)]
+
+
+def build_argv(template: Path, var_file: Path, cwd: Path | None = None) -> list[str]:
     # -on-error=cleanup: a failed build never leaves its instance running for debugging.
     return [executable(), "build", "-machine-readable", "-color=false", "-on-error=cleanup",
-            f"-var-file={var_file.name}", template.name]
+            f"-var-file={_arg(var_file, cwd)}", _arg(template, cwd)]
 
 
-def validate(template: Path, var_file: Path) -> list[Problem]:
-    """`packer validate` on rendered files; each error with its file and line."""
+def child_env(artifacts: Path) -> dict[str, str]:
+    """What Packer's children need: builder's Python environment first on PATH (the
+    shell-local callback, a template's own ansible provisioner), Packer's cache and
+    plugin-free state kept out of the template's folder it runs in."""
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return {"PATH": bin_dir + (os.pathsep + path if path else ""),
+            "PACKER_CACHE_DIR": str(artifacts / "packer_cache"), "CHECKPOINT_DISABLE": "1"}
+
+
+def validate(template: Path, var_file: Path, cwd: Path | None = None) -> list[Problem]:
+    """`packer validate` on rendered files, run in `cwd` (the user template's folder, so
+    relative paths resolve as for the user); each error with its file and line."""
+    cwd = cwd or template.parent
+    env = child_env(template.parent)
     if installed_version().needs_required_plugins:
-        process.run(init_argv(template), what="packer init", cwd=template.parent)
-    done = process.run(validate_argv(template, var_file), what="packer validate",
-                       cwd=template.parent, check=False)
+        process.run(init_argv(template, cwd), what="packer init", cwd=cwd, env=env)
+    done = process.run(validate_argv(template, var_file, cwd), what="packer validate",
+                       cwd=cwd, env=env, check=False)
     if done.returncode == 0:
         return []
     return parse_errors(done.stdout + done.stderr, template)

@@ -280,6 +280,8 @@ class _Build:
         return {
             "builder_tags": tags, "builder_run_tags": run_tags,
             "builder_build_time": self.build_time,
+            "builder_aws_region": settings.aws_region,
+            "builder_source_ami": self.plan.source.id,
             "builder_ssh_keypair_name": f"builder-{self.run_id}",
             "builder_ssh_private_key_file": str(key_file),
             "builder_ec2_endpoint": self.project.aws.local_endpoint or "",
@@ -360,9 +362,11 @@ class _Build:
     def _packer(self, template: Path, var_file: Path) -> str:
         env = {**self.plan.env_aws.credentials_env(), "PACKER_LOG": "1",
                "PACKER_LOG_PATH": str(self.artifacts / "packer.log"),
-               "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"}
+               "PACKER_NO_COLOR": "1", **packer.child_env(self.artifacts)}
         self.cancel.raise_if_set()
-        child = process.start(packer.build_argv(template, var_file), cwd=self.artifacts, env=env)
+        # In the template's own folder: its relative paths resolve as for `packer build`.
+        cwd = self.plan.rendered.source.parent
+        child = process.start(packer.build_argv(template, var_file, cwd), cwd=cwd, env=env)
         ami_id, errors = "", []
         phase, phase_started = "start", time.monotonic()
         with self.cancel.on_cancel(lambda: _interrupt(child)), \

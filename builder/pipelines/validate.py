@@ -15,7 +15,7 @@ from builder.config.models import Combo
 from builder.errors import BuilderError, ConfigError, Problem, ValidationFailed, shown_path
 from builder.project import Project
 from builder.provision.steps import comp_playbook
-from builder.render.template import Rendered, source_line, write
+from builder.render.template import Rendered, write
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,8 @@ def _external_checks(layout: Layout, rendered: Rendered) -> list[Problem]:
     with tempfile.TemporaryDirectory(prefix="builder-validate-") as tmp:
         files = write(rendered, Path(tmp))
         problems.extend(_relocate(p, files.template, rendered)
-                        for p in _guard(lambda: packer.validate(files.template, files.var_file)))
+                        for p in _guard(lambda: packer.validate(files.template, files.var_file,
+                                                      rendered.source.parent)))
     problems.extend(_guard(lambda: ansible.syntax_check(
         layout, resolved.playbook_path, resolved.values)))
     return problems
@@ -155,6 +156,5 @@ def _guard(check: Callable[[], list[Problem]]) -> list[Problem]:
 def _relocate(problem: Problem, rendered_file: Path, rendered: Rendered) -> Problem:
     """Packer names the rendered copy in a temp dir; point at the user's template."""
     if problem.file is not None and problem.file.name == rendered_file.name:
-        line = source_line(problem.line, rendered.hcl, rendered.source)
-        return Problem(problem.message, rendered.source, line)
+        return Problem(problem.message, rendered.source, rendered.template_line(problem.line))
     return problem

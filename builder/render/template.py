@@ -2,7 +2,9 @@
 
 Templates are looked up in the root's packer/ first, then among the bundled ones;
 `.pkr.hcl.j2` goes through Jinja first. python-hcl2 then reads the result, and the
-declared `variable` blocks decide what goes into the var file.
+declared `variable` blocks decide what goes into the var file. A template that doesn't
+call back into builder itself is adapted to builder's contract (builder.render.adapt),
+or refused with the reasons.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
 from builder.errors import Problem, TemplateError, ValidationFailed
 from builder.packer import REQUIRED_PLUGINS_BLOCK, PackerVersion
+from builder.render import adapt
 
 TEMPLATE_SUFFIXES = (".pkr.hcl", ".pkr.hcl.j2")
 _ERROR_LINE_RE = re.compile(r"line (\d+)")
@@ -44,10 +47,30 @@ class Rendered:
     hcl: str
     variables: tuple[Variable, ...]
     var_values: Mapping[str, Any]
+    # A user template's adapted copy: `hcl` is then the adapted text, this the record.
+    adaptation: adapt.Adaptation | None = None
+    original_hcl: str = ""  # the rendered text before adaptation ("" when not adapted)
 
     @property
     def file_name(self) -> str:
         return f"{self.template_name}.pkr.hcl"
+
+    def template_line(self, line: int | None) -> int | None:
+        """A line of `hcl` (as Packer reports it), as a line of the user's template."""
+        if self.adaptation is None:
+            return source_line(line, self.hcl, self.source)
+        return source_line(self.adaptation.rendered_line(line), self.original_hcl, self.source)
+
+    def packer_text(self) -> str:
+        """`hcl` as Packer reads it: Packer runs in the template's own folder (relative
+        paths resolve as when the user runs `packer build` there) on a copy written
+        elsewhere, so `path.root` is pinned to that folder. Not in `hcl`: the
+        fingerprint must not depend on where the repo is checked out."""
+        folder = json.dumps(str(self.source.parent.resolve()))
+        return "".join(
+            line if line.lstrip().startswith(("#", "//")) else
+            re.sub(r"\bpath\.root\b", lambda _: folder, line)
+            for line in self.hcl.splitlines(keepends=True))
 
     def var_file_json(self, run_values: Mapping[str, Any] | None = None) -> str:
         """The var file; `run_values` (builder_* of one bake) only where declared."""
@@ -85,6 +108,7 @@ class Renderer:
     packer_version: PackerVersion
     _parsed: dict[str, tuple[Variable, ...]] = field(default_factory=dict, repr=False)
     _jinja: dict[Path, jinja2.Environment] = field(default_factory=dict, repr=False)
+    _adapted: dict[str, adapt.Adaptation] = field(default_factory=dict, repr=False)
 
     def find_template(self, name: str) -> Path:
         for folder in self.layout.template_dirs():
@@ -103,8 +127,42 @@ class Renderer:
             raise resolved.problem("packer_template", exc.message) from exc
         hcl = self._text(source, resolved)
         variables = self._variables(hcl, source)
-        return Rendered(resolved, name, source, hcl, variables,
-                        _var_values(variables, resolved, source))
+        values = _var_values(variables, resolved, source)
+        if adapt.follows_contract(hcl):
+            return Rendered(resolved, name, source, hcl, variables, values)
+        adaptation = self._adapt(hcl, source, resolved, values)
+        if adaptation.refusals:
+            raise ValidationFailed([
+                Problem(f"template {source.name}: {note.text}", source,
+                        source_line(note.line, hcl, source))
+                for note in adaptation.refusals])
+        known = {v.name for v in variables}
+        added = tuple(Variable(n, None, True, None) for n in adaptation.declared
+                      if n not in known)
+        return Rendered(resolved, name, source, adaptation.text, variables + added, values,
+                        adaptation, hcl)
+
+    def check(self, resolved: ResolvedVars) -> tuple[Path, str, adapt.Adaptation | None]:
+        """`builder template check`: the template, its rendered text, and what adapting it
+        changes and can't handle (None: it calls back into builder itself)."""
+        source = self.find_template(resolved.settings.packer_template)
+        hcl = self._text(source, resolved)
+        variables = self._variables(hcl, source)
+        if adapt.follows_contract(hcl):
+            return source, hcl, None
+        values = _var_values(variables, resolved, source)
+        return source, hcl, self._adapt(hcl, source, resolved, values)
+
+    def _adapt(self, hcl: str, source: Path, resolved: ResolvedVars,
+               values: Mapping[str, Any]) -> adapt.Adaptation:
+        context = adapt.Context(source.parent.resolve(), resolved.playbook_path.resolve(),
+                                values, self.packer_version.needs_required_plugins)
+        key = hashlib.sha256("\0".join((
+            hcl, str(context.packer_dir), str(context.playbook),
+            json.dumps(values, sort_keys=True, default=str))).encode()).hexdigest()
+        if key not in self._adapted:
+            self._adapted[key] = adapt.adapt(hcl, context)
+        return self._adapted[key]
 
     def _text(self, source: Path, resolved: ResolvedVars) -> str:
         text = source.read_text(encoding="utf-8")
@@ -131,7 +189,8 @@ class Renderer:
         has_plugins_block = re.search(r"^[ \t]*required_plugins\s*\{", text, re.MULTILINE)
         if self.packer_version.needs_required_plugins and not has_plugins_block:
             text = REQUIRED_PLUGINS_BLOCK + "\n" + text
-        elif has_plugins_block and not self.packer_version.needs_required_plugins:
+        elif (has_plugins_block and not self.packer_version.needs_required_plugins
+              and adapt.follows_contract(text)):  # a user template's copy drops the block
             raise TemplateError(
                 f"declares required_plugins, which Packer {self.packer_version} rejects "
                 "(builder adds the block itself on Packer 1.7+)", file=source,
@@ -150,7 +209,7 @@ def write(rendered: Rendered, out_dir: Path, run_values: Mapping[str, Any] | Non
     """Write the template, the var file and the resolved vars (what Ansible gets)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     template = out_dir / rendered.file_name
-    template.write_text(rendered.hcl, encoding="utf-8")
+    template.write_text(rendered.packer_text(), encoding="utf-8")
     var_file = out_dir / f"{rendered.template_name}.pkrvars.json"
     var_file.write_text(rendered.var_file_json(run_values), encoding="utf-8")
     vars_json = out_dir / "vars.json"
