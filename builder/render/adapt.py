@@ -59,8 +59,7 @@ _LOCALS = """locals {{
   builder_reserved_run_tags = {{
     for k, v in var.builder_run_tags : k => v if substr(k, 0, 8) == "builder:"
   }}
-  builder_ami_name          = {ami_name}
-}}
+{ami_name}}}
 """
 _CALLBACK = """provisioner "shell-local" {{
 {i}  # builder: Ansible over direct SSH (the comp's playbook), then hygiene and checks
@@ -120,6 +119,7 @@ class Context:
     packer_dir: Path
     playbook: Path
     values: Mapping[str, Any]
+    root: Path  # the infra repo: paths in messages are shown relative to it
     plugins_block: bool = True  # Packer >= 1.7; 1.6 has the amazon builder built in
 
 
@@ -266,7 +266,7 @@ class _Adapter:
                         "AMI per bake (one amazon-ebs source)")
 
     # -- source ---------------------------------------------------------------------
-    def _source(self, block: Any) -> str:
+    def _source(self, block: Any) -> str | None:
         body = _body(block)
         attributes = _attributes(body)
         indent = " " * (next(iter(attributes.values())).node.meta.column - 1
@@ -300,13 +300,11 @@ class _Adapter:
         if interface is not None and "session_manager" in self.span(interface.value):
             self.refuse(interface.line, "ssh_interface = session_manager: builder provisions "
                         "over direct SSH")
-        ami = attributes.get("ami_name")
-        if ami is None:
-            self.refuse(_line(block), "no ami_name in the source")
-            return '""'
-        ami_name = self.span(ami.value)
-        replace("ami_name", "local.builder_ami_name",
-                "moved into local.builder_ami_name (the Name tag uses it too)")
+        ami = attributes.get("ami_name")  # without one, Packer's validate says so
+        ami_name = self.span(ami.value) if ami is not None else None
+        if ami_name is not None:
+            replace("ami_name", "local.builder_ami_name",
+                    "moved into local.builder_ami_name (the Name tag uses it too)")
 
         def tags(name: str, builder: str, reserved: str, with_name: bool) -> None:
             base = f"var.{builder}" + (", { Name = local.builder_ami_name }" if with_name else "")
@@ -318,8 +316,8 @@ class _Adapter:
                 add(name, f"merge({base})" if with_name else f"var.{builder}",
                     "builder's tags (lineage, run id)")
 
-        tags("tags", "builder_tags", "builder_reserved_tags", True)
-        tags("snapshot_tags", "builder_tags", "builder_reserved_tags", True)
+        tags("tags", "builder_tags", "builder_reserved_tags", ami_name is not None)
+        tags("snapshot_tags", "builder_tags", "builder_reserved_tags", ami_name is not None)
         tags("run_tags", "builder_run_tags", "builder_reserved_run_tags", False)
         tags("run_volume_tags", "builder_run_tags", "builder_reserved_run_tags", False)
 
@@ -427,8 +425,9 @@ class _Adapter:
                             "builder can't tell which playbook this is (use a path relative "
                             "to the template's folder, path.root, or a variable with a value)")
             elif path.resolve() != wanted:
-                self.refuse(playbook.line, f"playbook_file is {path.resolve()}, not the comp's "
-                            f"playbook {wanted}: set `playbook:` in the comp's vars to it")
+                self.refuse(playbook.line, f"playbook_file is {self._shown(path.resolve())}, "
+                            f"not the comp's playbook {self._shown(wanted)}: builder runs the "
+                            "comp's playbook; set `playbook:` in the comp's vars to this one")
             else:
                 runs_comp.append(block)
         if len(runs_comp) > 1:
@@ -463,6 +462,10 @@ class _Adapter:
             self.edits.append((_rbrace(build), _rbrace(build), f"{' ' * column}{callback}\n"))
             self.change(_line(build), "builder's provisioning added (the build has no "
                         "provisioner)")
+
+    def _shown(self, path: Path) -> str:
+        root = self.context.root.resolve()
+        return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
     def _path(self, expression: str) -> Path | None:
         """A playbook_file expression as a path, as Packer would see it with the template's
@@ -510,7 +513,7 @@ class _Adapter:
         return "".join(parts)
 
     # -- variables and locals ---------------------------------------------------------
-    def _append(self, ami_name: str) -> None:
+    def _append(self, ami_name: str | None) -> None:
         added = []
         for name, (type_expr, default) in _RUN_VARIABLES.items():
             if name not in self.declared:
@@ -519,9 +522,10 @@ class _Adapter:
         self.edits.append((len(self.text), len(self.text),
                            ("" if self.text.endswith("\n") else "\n") +
                            "\n# -- added by builder: set for each bake ----------------------\n"
-                           + "\n".join(added) + "\n" + _LOCALS.format(ami_name=ami_name)))
+                           + "\n".join(added) + "\n" + _LOCALS.format(ami_name=(
+                               f"  builder_ami_name = {ami_name}\n" if ami_name else ""))))
         self.change(None, f"declares {len(added)} builder_* variables (set by `builder bake` "
-                    "for each run) and local.builder_ami_name")
+                    "for each run) and builder's locals")
         self.declared.update(_RUN_VARIABLES)
 
     def _result(self) -> Adaptation:

@@ -156,7 +156,8 @@ class Renderer:
     def _adapt(self, hcl: str, source: Path, resolved: ResolvedVars,
                values: Mapping[str, Any]) -> adapt.Adaptation:
         context = adapt.Context(source.parent.resolve(), resolved.playbook_path.resolve(),
-                                values, self.packer_version.needs_required_plugins)
+                                values, self.layout.root,
+                                self.packer_version.needs_required_plugins)
         key = hashlib.sha256("\0".join((
             hcl, str(context.packer_dir), str(context.playbook),
             json.dumps(values, sort_keys=True, default=str))).encode()).hexdigest()
