@@ -29,6 +29,7 @@ REQUIRED_PLUGINS_BLOCK = """packer {
 """
 _VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _LOCATION_RE = re.compile(r"on (?P<file>\S+?) line (?P<line>\d+)")
+_COUNT_RE = re.compile(r"\d+ error\(s\) occurred:?")
 
 
 @dataclass(frozen=True, order=True)
@@ -105,25 +106,38 @@ def validate(template: Path, var_file: Path, cwd: Path | None = None) -> list[Pr
     return parse_errors(done.stdout + done.stderr, template)
 
 
-def parse_errors(output: str, template: Path) -> list[Problem]:
-    """Packer prints `Error: <summary>` then `on <file> line <n>:` and the detail."""
+def parse_errors(output: str, template: Path, what: str = "packer validate") -> list[Problem]:
+    """Packer prints `Error: <summary>`, `on <file> line <n>:`, then the detail, which may
+    be a list (`N error(s) occurred:` and `* item` lines, an item wrapping onto the
+    next lines): one problem per item, each with the block's file and line."""
     problems: list[Problem] = []
     blocks = re.split(r"^Error: ", output, flags=re.MULTILINE)
     for block in blocks[1:]:
         lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
         summary = lines[0] if lines else "invalid template"
         where = _LOCATION_RE.search(block)
-        detail = next((line for line in lines[1:] if not line.startswith(("on ", "("))
-                       and not re.match(r"\d+:", line)), "")
-        message = f"packer validate: {summary}" + (f": {detail}" if detail else "")
-        if where:
-            problems.append(Problem(message, template.parent / Path(where["file"]).name,
-                                    int(where["line"])))
+        file = template.parent / Path(where["file"]).name if where else template
+        line = int(where["line"]) if where else None
+        detail: list[str] = []
+        items: list[str] = []
+        for text in lines[1:]:
+            if _LOCATION_RE.match(text) or text.startswith("(") or re.match(r"\d+:", text):
+                continue
+            if text.startswith("* "):
+                items.append(text[2:])
+            elif items:
+                items[-1] += " " + text
+            elif not _COUNT_RE.fullmatch(text):
+                detail.append(text)
+        label = "" if _COUNT_RE.fullmatch(summary) else summary
+        head = f"{what}: " + (f"{label}: " if label and (items or detail) else label)
+        if items:
+            problems.extend(Problem(head + item, file, line) for item in items)
         else:
-            problems.append(Problem(message, template))
+            problems.append(Problem(head + " ".join(detail), file, line))
     if not problems:
         last = output.strip().splitlines()[-1] if output.strip() else "failed"
-        problems.append(Problem(f"packer validate: {last}", template))
+        problems.append(Problem(f"{what}: {last}", template))
     return problems
 
 

@@ -34,6 +34,7 @@ from builder.errors import (
     BuilderError,
     InputError,
     Interrupted,
+    Problem,
     ProvisionFailed,
 )
 from builder.interrupts import Cancel
@@ -395,6 +396,12 @@ class _Build:
             raise self.provision_error
         if returncode != 0 or not ami_id:
             reason = next((e for e in reversed(errors) if e), f"exit code {returncode}")
+            if reason.startswith("Error: "):  # Packer's own diagnostics: every item, located
+                rendered = self.plan.rendered
+                reason = "; ".join(
+                    Problem(p.message, rendered.source, rendered.template_line(p.line)).format(
+                        self.project.layout.root) if p.line else p.message
+                    for p in packer.parse_errors(reason, template, "packer build"))
             raise BakeFailed(f"packer build failed: {reason} (log: "
                              f"{self.artifacts / 'packer.log'})")
         return ami_id

@@ -443,8 +443,8 @@ class _Adapter:
             self.edits.append((block.meta.start_pos, block.meta.end_pos,
                                f"# builder: provisioner \"{kind}\" replaced by builder's "
                                f"provisioning\n{' ' * column}{callback}"))
-            playbook = self.span(_attributes(_body(block))["playbook_file"].value)
-            note = (f'provisioner "{kind}" ({playbook}) replaced by builder\'s provisioning: '
+            playbook_text = self.span(_attributes(_body(block))["playbook_file"].value)
+            note = (f'provisioner "{kind}" ({playbook_text}) replaced by builder\'s provisioning: '
                     "Ansible over direct SSH, hygiene, checks")
             if ignored:
                 note += f"; its {', '.join(ignored)} not used (builder passes the comp's vars)"
