@@ -81,6 +81,9 @@ app = typer.Typer(
 local_app = typer.Typer(help="The embedded AWS emulator and build host (local mode).",
                         no_args_is_help=True)
 app.add_typer(local_app, name="local")
+template_app = typer.Typer(help="User Packer templates: what builder changes in them.",
+                           no_args_is_help=True)
+app.add_typer(template_app, name="template")
 
 
 @dataclass
@@ -182,6 +185,23 @@ def validate_command(
     from builder.pipelines.validate import validate
 
     report = validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs)
+    _emit(ctx, report)
+    if not report.ok:
+        raise typer.Exit(2)
+
+
+@template_app.command("check")
+def template_check_command(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Template name under packer/ "
+                                               "(default: every template the combos use)")
+                    ] = None,
+) -> None:
+    """What builder will change in each template, in order, and what it can't handle,
+    with file:line; exit 2 if a template can't be used. `render` writes the adapted copy."""
+    from builder.pipelines.templates import check
+
+    report = check(_g(ctx).project(), name)
     _emit(ctx, report)
     if not report.ok:
         raise typer.Exit(2)

@@ -66,6 +66,9 @@ _CALLBACK = """provisioner "shell-local" {{
 {i}  inline           = [var.builder_provision_command]
 {i}  environment_vars = ["BUILDER_BUILD_HOST=${{build.Host}}", "BUILDER_BUILD_PORT=${{build.Port}}"]
 {i}}}"""
+_LOCAL_EC2 = "the local emulator's EC2 endpoint in local mode"
+_LOCAL_SSH = "the local build host's SSH address in local mode"
+_RUN_KEY = "builder's per-run key pair (builder's provisioning logs in with it)"
 # Settings that would take the SSH session away from builder's direct connection.
 _REFUSED_SSH = {
     "ssh_bastion_host": "builder provisions over direct SSH from this machine; a bastion "
@@ -236,14 +239,13 @@ class _Adapter:
             if labels[:1] != ["amazon-ebs"]:
                 self.refuse(_line(block), f'source "{labels[0] if labels else "?"}": builder '
                             "bakes amazon-ebs sources only")
-        if len(sources) > 1:
-            self.refuse(_line(sources[1]), f"{len(sources)} source blocks: builder bakes one "
-                        "amazon-ebs source per template")
         if len(builds) != 1:
             self.refuse(_line(builds[1]) if builds else None,
                         f"{len(builds)} build blocks: builder runs exactly one")
-        for build in builds[:1]:
-            self._check_build_sources(build)
+        listed = [self._check_build_sources(build) for build in builds[:1]]
+        if len(sources) > 1 and not any(count > 1 for count in listed):
+            self.refuse(_line(sources[1]), f"{len(sources)} source blocks: builder bakes one "
+                        "amazon-ebs source per template")
         if self.refusals or not sources:
             if not sources:
                 self.refuse(None, "no source block: builder needs one amazon-ebs source")
@@ -253,7 +255,7 @@ class _Adapter:
         self._append(ami_name)
         return self._result()
 
-    def _check_build_sources(self, build: Any) -> None:
+    def _check_build_sources(self, build: Any) -> int:
         body = _body(build)
         listed = _attributes(body).get("sources")
         count = 0
@@ -264,6 +266,7 @@ class _Adapter:
         if count > 1:
             self.refuse(_line(build), f"the build lists {count} sources: builder bakes one "
                         "AMI per bake (one amazon-ebs source)")
+        return count
 
     # -- source ---------------------------------------------------------------------
     def _source(self, block: Any) -> str | None:
@@ -272,6 +275,7 @@ class _Adapter:
         indent = " " * (next(iter(attributes.values())).node.meta.column - 1
                         if attributes else 2)
         added: list[str] = []
+        added_why: dict[str, list[str]] = {}  # reason → names, one note per reason
 
         def replace(name: str, expression: str, why: str) -> None:
             attribute = attributes[name]
@@ -281,7 +285,7 @@ class _Adapter:
 
         def add(name: str, expression: str, why: str) -> None:
             added.append(f"{indent}{name} = {expression}\n")
-            self.change(_line(block), f"{name} added: {why}")
+            added_why.setdefault(why, []).append(name)
 
         def drop(name: str, why: str) -> None:
             attribute = attributes[name]
@@ -314,7 +318,7 @@ class _Adapter:
                         "merged with builder's tags (the template's win, except builder:*)")
             else:
                 add(name, f"merge({base})" if with_name else f"var.{builder}",
-                    "builder's tags (lineage, run id)")
+                "builder's tags (lineage, run id)")
 
         tags("tags", "builder_tags", "builder_reserved_tags", ami_name is not None)
         tags("snapshot_tags", "builder_tags", "builder_reserved_tags", ami_name is not None)
@@ -331,22 +335,18 @@ class _Adapter:
                 add(name, f"var.{variable}", why)
 
         preferred("region", "builder_aws_region", '""', "", "the env's aws_region")
-        preferred("custom_endpoint_ec2", "builder_ec2_endpoint", '""', "",
-                  "the local emulator's endpoint in local mode")
+        preferred("custom_endpoint_ec2", "builder_ec2_endpoint", '""', "", _LOCAL_EC2)
         if "skip_region_validation" in attributes:
             user = self.span(attributes["skip_region_validation"].value)
             replace("skip_region_validation", f'var.builder_ec2_endpoint != "" ? true : {user}',
                     "on in local mode")
         else:
-            add("skip_region_validation", 'var.builder_ec2_endpoint != ""', "on in local mode")
-        preferred("ssh_host", "builder_ssh_host", '""', "",
-                  "the local build host in local mode")
-        preferred("ssh_port", "builder_ssh_port", "0", "22", "the local build host's port in "
-                  "local mode")
+            add("skip_region_validation", 'var.builder_ec2_endpoint != ""', _LOCAL_EC2)
+        preferred("ssh_host", "builder_ssh_host", '""', "", _LOCAL_SSH)
+        preferred("ssh_port", "builder_ssh_port", "0", "22", _LOCAL_SSH)
         for name, variable, why in (
-                ("ssh_keypair_name", "builder_ssh_keypair_name", "builder's per-run key pair"),
-                ("ssh_private_key_file", "builder_ssh_private_key_file",
-                 "builder's per-run key")):
+                ("ssh_keypair_name", "builder_ssh_keypair_name", _RUN_KEY),
+                ("ssh_private_key_file", "builder_ssh_private_key_file", _RUN_KEY)):
             if name in attributes:
                 replace(name, f"var.{variable}", why)
             else:
@@ -359,6 +359,8 @@ class _Adapter:
         if added:
             self.edits.append((_rbrace(block), _rbrace(block),
                                f"{indent}# added by builder\n" + "".join(added)))
+            for why, names in added_why.items():
+                self.change(_line(block), f"adds {', '.join(names)}: {why}")
         return ami_name
 
     def _security_group(self, attributes: dict[str, _Attribute],
