@@ -29,6 +29,7 @@ REQUIRED_PLUGINS_BLOCK = """packer {
 """
 _VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _LOCATION_RE = re.compile(r"on (?P<file>\S+?) line (?P<line>\d+)")
+_ITEM_LOCATION_RE = re.compile(r"(?P<file>[^\s:]+\.pkr\.hcl):(?P<line>\d+),[\d-]+: (?P<text>.*)")
 _COUNT_RE = re.compile(r"\d+ error\(s\) occurred:?")
 
 
@@ -130,15 +131,23 @@ def parse_errors(output: str, template: Path, what: str = "packer validate") -> 
             elif not _COUNT_RE.fullmatch(text):
                 detail.append(text)
         label = "" if _COUNT_RE.fullmatch(summary) else summary
-        head = f"{what}: " + (f"{label}: " if label and (items or detail) else label)
-        if items:
-            problems.extend(Problem(head + item, file, line) for item in items)
-        else:
-            problems.append(Problem(head + " ".join(detail), file, line))
+        for item in items or [" ".join(detail)]:
+            problems.append(_located(what, label, item, file, line, template))
     if not problems:
         last = output.strip().splitlines()[-1] if output.strip() else "failed"
         problems.append(Problem(f"{what}: {last}", template))
     return problems
+
+
+def _located(what: str, label: str, text: str, file: Path, line: int | None,
+             template: Path) -> Problem:
+    """One error; one that names its own place (`<file>:<line>,<columns>: <summary>;
+    <detail>`, as Packer 1.6 words a block's argument errors) gets that line."""
+    inner = _ITEM_LOCATION_RE.search(text)
+    if inner:
+        return Problem(f"{what}: {inner['text'].replace('; ', ': ', 1)}",
+                       template.parent / Path(inner["file"]).name, int(inner["line"]))
+    return Problem(f"{what}: " + ": ".join(part for part in (label, text) if part), file, line)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ def plan(project: Project, combo: Combo) -> Plan:
     """Resolve, find the base image, render with it pinned, fingerprint, look for an
     AMI with that fingerprint."""
     resolved = project.resolve(combo.app, combo.env, combo.comp)
+    # A template builder can't adapt is refused before any AWS call.
+    project.renderer.render(resolved)
     env_aws = project.env_aws(resolved)
     ec2 = env_aws.client("ec2")
     source = images.resolve_source(ec2, resolved.settings)

@@ -1,0 +1,185 @@
+"""User templates (tests/fixtures/templates): adapted to builder's contract or refused
+with file:line, checked by `builder template check`, validated by the real Packer."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from builder import packer
+from builder.config.layers import ConfigLoader
+from builder.config.layout import Layout
+from builder.errors import ValidationFailed
+from builder.packer import PackerVersion
+from builder.render.template import Rendered, Renderer, write
+from tests.conftest import run_builder
+
+PACKER_166 = PackerVersion(1, 6, 6)
+PACKER_111 = PackerVersion(1, 11, 2)
+ADAPTED = ("upgraded", "tutorial", "golden", "tagged", "ansible-local")
+# comp → (template line, what the refusal says)
+REFUSED = {
+    "two-regions": (20, "the build lists 2 sources"),
+    "mixed": (4, 'source "docker": builder bakes amazon-ebs sources only'),
+    "windows": (15, 'communicator = "winrm"'),
+    "ssm": (11, "ssh_interface = session_manager"),
+    "other-playbook": (25, "playbook_file is ansible/elsewhere.yml, not the comp's playbook "
+                           "ansible/upgraded.yml"),
+}
+
+
+@pytest.fixture
+def zoo(fixture_root: Callable[[str], Path]) -> Path:
+    return fixture_root("templates")
+
+
+def render(root: Path, comp: str, version: PackerVersion = PACKER_166) -> Rendered:
+    resolved = ConfigLoader(Layout(root), {}).resolve("zoo", "dev", comp)
+    return Renderer(Layout(root), version).render(resolved)
+
+
+def provisioners(hcl: str) -> list[str]:
+    return re.findall(r'^\s*provisioner "([\w-]+)"', hcl, re.MULTILINE)
+
+
+@pytest.mark.parametrize("comp", sorted(REFUSED))
+def test_templates_builder_cant_use_are_refused_with_file_and_line(zoo: Path, comp: str
+                                                                   ) -> None:
+    line, message = REFUSED[comp]
+    with pytest.raises(ValidationFailed) as caught:
+        render(zoo, comp)
+    problems = caught.value.problems
+    assert any(p.file == zoo / "packer" / f"{comp}.pkr.hcl" and p.line == line
+               and message in p.message for p in problems), problems
+    assert caught.value.exit_code == 2
+
+
+def test_the_ansible_provisioner_becomes_builders_callback_in_place(zoo: Path) -> None:
+    rendered = render(zoo, "golden")
+    assert provisioners(rendered.hcl) == ["file", "shell", "shell-local", "shell"]
+    assert not re.search(r'^\s*provisioner "ansible"', rendered.hcl, re.MULTILINE)
+    assert "inline           = [var.builder_provision_command]" in rendered.hcl
+    # The user's lines stay as they wrote them; builder's copy pins path.root for Packer.
+    assert 'source      = "${path.root}/files/motd"' in rendered.hcl
+    pinned = rendered.packer_text()
+    assert f'source      = "${{"{zoo / "packer"}"}}/files/motd"' in pinned
+    assert "# the template reached through path.root or relative paths" in pinned  # comments
+
+
+def test_without_ansible_builders_provisioning_follows_the_last_shell_step(zoo: Path) -> None:
+    rendered = render(zoo, "tutorial")
+    assert provisioners(rendered.hcl) == ["shell", "shell-local"]
+    assert "required_plugins {" not in rendered.hcl  # Packer 1.6 rejects it
+    newer = render(zoo, "tutorial", PACKER_111)
+    assert newer.hcl.count("required_plugins {") == 1  # the template's own, kept
+
+
+def test_tags_merge_with_the_templates_own(zoo: Path) -> None:
+    hcl = render(zoo, "tagged").hcl
+    assert "tags = merge(var.builder_tags, { Name = local.builder_ami_name }, " \
+           "merge(local.cost_tags, {" in hcl
+    assert "}), local.builder_reserved_tags)" in hcl
+    assert "run_volume_tags = merge(var.builder_run_tags, local.cost_tags, " \
+           "local.builder_reserved_run_tags)" in hcl
+    assert "builder_ami_name = \"zoo-tagged-${local.stamp}\"" in hcl
+
+
+def test_every_builder_setting_is_declared_and_passed(zoo: Path) -> None:
+    rendered = render(zoo, "upgraded")
+    run_values = {"builder_tags": {"builder:app": "zoo"}, "builder_ssh_port": 2222,
+                  "builder_source_ami": "ami-1", "builder_build_time": "x"}
+    values = json.loads(rendered.var_file_json(run_values))
+    assert values["builder_ssh_port"] == 2222 and values["builder_source_ami"] == "ami-1"
+    assert "builder_build_time" not in values  # not declared by the adapted copy
+    assert values["instance_type"] == "t3.micro"  # the vars' value for a declared variable
+
+
+@pytest.mark.parametrize("comp", ADAPTED)
+def test_real_packer_validates_the_adapted_copies(zoo: Path, tmp_path: Path, comp: str
+                                                  ) -> None:
+    rendered = render(zoo, comp)
+    files = write(rendered, tmp_path / comp, {"builder_source_ami": "ami-0123456789abcdef0"})
+    assert packer.validate(files.template, files.var_file, zoo / "packer") == []
+
+
+@pytest.mark.parametrize("comp", ADAPTED)
+def test_the_packer_1_7_rendering_parses(zoo: Path, comp: str) -> None:
+    import hcl2
+
+    rendered = render(zoo, comp, PACKER_111)
+    document = hcl2.loads(rendered.packer_text())
+    assert len(document["packer"]) == 1
+    kinds = [next(iter(p)) for p in document["build"][0]["provisioner"]]
+    assert '"shell-local"' in kinds and '"ansible"' not in kinds
+
+
+def test_packers_errors_point_at_the_users_lines(zoo: Path, cli: Any) -> None:
+    """A line after the replaced provisioner: the adapted copy's line differs."""
+    template = zoo / "packer" / "golden.pkr.hcl"
+    text = template.read_text()
+    template.write_text(text.replace('inline = ["sudo rm -f /tmp/motd"]',
+                                     'inline = ["sudo rm -f /tmp/motd"]\n    bogus_option = 1'))
+    result = cli("validate", "zoo", "--env", "dev", "--comp", "golden", "--json", root=zoo)
+    errors = json.loads(result.stdout)["results"][0]["errors"]
+    line = template.read_text().splitlines().index("    bogus_option = 1") + 1
+    assert {"file": "packer/golden.pkr.hcl", "line": line,
+            "message": 'packer validate: Unsupported argument: An argument named '
+                       '"bogus_option" is not expected here.'} in errors
+
+
+def test_every_item_of_packers_error_list_is_shown(tmp_path: Path) -> None:
+    template = tmp_path / "t.pkr.hcl"
+    template.write_text(
+        'source "amazon-ebs" "x" {\n  region = "eu-west-1"\n  ami_name = "xyz"\n'
+        '  instance_type = "t3.micro"\n  source_ami = "ami-1"\n  ssh_username = "u"\n}\n'
+        'build {\n  sources = ["source.amazon-ebs.x"]\n  provisioner "ansible" {\n'
+        '    playbook_file = "nope.yml"\n    galaxy_file   = "nope2.yml"\n  }\n}\n')
+    var_file = tmp_path / "t.pkrvars.json"
+    var_file.write_text("{}")
+    problems = packer.validate(template, var_file)
+    messages = [p.message for p in problems if p.line == 10]
+    assert any("playbook_file: nope.yml is invalid" in m for m in messages)
+    assert any("galaxy_file: nope2.yml is invalid" in m for m in messages)
+    assert all(m.startswith('packer validate: Failed preparing provisioner-block "ansible"')
+               for m in messages)
+
+
+def test_the_fingerprinted_text_does_not_depend_on_the_checkout(zoo: Path, tmp_path: Path
+                                                                ) -> None:
+    elsewhere = shutil.copytree(zoo, tmp_path / "elsewhere")
+    assert render(zoo, "golden").digest() == render(elsewhere, "golden").digest()
+
+
+def test_template_check_lists_changes_in_order_and_refusals(zoo: Path) -> None:
+    done = run_builder("template", "check", "--json", root=zoo)
+    assert done.returncode == 2, done.stderr
+    report = {t["name"]: t for t in json.loads(done.stdout)["templates"]}
+    assert set(report) == {*ADAPTED, *REFUSED}
+    for name in ADAPTED:
+        assert report[name]["ok"] and not report[name]["cannot_handle"]
+    for name, (line, message) in REFUSED.items():
+        assert not report[name]["ok"]
+        assert any(p["line"] == line and message in p["message"]
+                   for p in report[name]["cannot_handle"])
+    golden = report["golden"]["changes"]
+    lines = [c["line"] for c in golden if c["line"] is not None]
+    assert lines == sorted(lines)
+    assert golden[-2]["message"].startswith('provisioner "ansible"')
+    assert golden[-2]["line"] == 59 and golden[-2]["file"] == "packer/golden.pkr.hcl"
+    one = run_builder("template", "check", "golden", root=zoo)
+    assert one.returncode == 0, one.stderr
+    assert "packer/golden.pkr.hcl:59: provisioner \"ansible\"" in one.stdout
+    assert one.stdout.strip().endswith("1 template, all usable")
+
+
+def test_the_bundled_template_is_used_as_it_is(demo_root: Path) -> None:
+    done = run_builder("template", "check", "ubuntu", "--json", root=demo_root)
+    assert done.returncode == 0, done.stderr
+    (entry,) = json.loads(done.stdout)["templates"]
+    assert entry["follows_contract"] and entry["changes"] == []
