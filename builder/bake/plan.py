@@ -52,6 +52,8 @@ def plan(project: Project, combo: Combo) -> Plan:
     resolved = project.resolve(combo.app, combo.env, combo.comp)
     # A template builder can't adapt is refused before any AWS call.
     project.renderer.render(resolved)
+    for key in (provision.PRE_SHELL_VAR, provision.POST_SHELL_VAR):
+        provision.shell_steps(resolved, key)
     env_aws = project.env_aws(resolved)
     ec2 = env_aws.client("ec2")
     source = images.resolve_source(ec2, resolved.settings)

@@ -14,7 +14,7 @@ from builder.config.layout import Layout
 from builder.config.models import Combo
 from builder.errors import BuilderError, ConfigError, Problem, ValidationFailed, shown_path
 from builder.project import Project
-from builder.provision.steps import comp_playbook
+from builder.provision.steps import POST_SHELL_VAR, PRE_SHELL_VAR, comp_playbook, shell_steps
 from builder.render.template import Rendered, write
 
 
@@ -118,6 +118,11 @@ def _check_offline(project: Project, combo: Combo) -> tuple[list[Problem], Rende
         comp_playbook(project.layout, resolved)
     except ConfigError as exc:
         problems.append(exc.problem)
+    for key in (PRE_SHELL_VAR, POST_SHELL_VAR):
+        try:
+            shell_steps(resolved, key)
+        except ConfigError as exc:
+            problems.append(exc.problem)
     # Outside the try below: without Packer (its version decides the rendering) the
     # whole run stops with ToolMissing instead of one problem per combo.
     renderer = project.renderer

@@ -326,7 +326,7 @@ def _var_values(variables: tuple[Variable, ...], resolved: ResolvedVars, source:
                     f"no value: set {variable.name} in the vars", source, variable.line))
             continue
         value = resolved.values[variable.name]
-        mismatch = type_mismatch(value, variable.type_expr)
+        mismatch = type_mismatch(value, variable.type_expr) or _reserved_tags(variable, value)
         if mismatch:
             origin = resolved.origins[variable.name]
             problems.append(Problem(
@@ -337,6 +337,14 @@ def _var_values(variables: tuple[Variable, ...], resolved: ResolvedVars, source:
     if problems:
         raise ValidationFailed(problems)
     return values
+
+
+def _reserved_tags(variable: Variable, value: Any) -> str | None:
+    """Extra tags (`ami_tags`, `run_tags`, ...) may not set builder's own `builder:*`."""
+    if not variable.name.endswith("tags") or not isinstance(value, Mapping):
+        return None
+    reserved = sorted(str(k) for k in value if str(k).startswith("builder:"))
+    return f"{', '.join(reserved)}: builder:* tags are builder's own" if reserved else None
 
 
 def type_mismatch(value: Any, type_expr: str | None) -> str | None:

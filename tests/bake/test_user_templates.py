@@ -110,3 +110,16 @@ def test_a_template_builder_cant_use_is_refused_before_anything_is_made(zoo: Pat
     assert "packer:" not in done.stderr and "provisioning" not in done.stderr
     assert {i.id for i in images.images_of(ec2(zoo), Combo("zoo", "dev", comp))} == before
     assert leftovers(zoo) == NOTHING_LEFT
+
+
+def test_bundled_template_knobs_and_shell_steps_around_the_playbook(zoo: Path) -> None:
+    result = bake(zoo, "knobs")
+    ami_id = str(result["ami_id"])
+    assert in_image(zoo, ami_id, "/etc/zoo/pre.txt").is_file()
+    # post_provision_shell ran after the playbook: it saw the playbook's file.
+    assert in_image(zoo, ami_id, "/etc/zoo-post-saw.txt").read_text().split() == [
+        "knobs.txt", "pre.txt"]
+    tags, snapshots = tags_of(zoo, ami_id)
+    assert (tags["Team"], tags["Backup"], tags["builder:status"]) == ("payments", "daily",
+                                                                     "baked")
+    assert all(s["Team"] == "payments" for s in snapshots)

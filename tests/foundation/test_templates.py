@@ -160,7 +160,8 @@ def test_template_check_lists_changes_in_order_and_refusals(zoo: Path) -> None:
     done = run_builder("template", "check", "--json", root=zoo)
     assert done.returncode == 2, done.stderr
     report = {t["name"]: t for t in json.loads(done.stdout)["templates"]}
-    assert set(report) == {*ADAPTED, *REFUSED}
+    assert set(report) == {*ADAPTED, *REFUSED, "ubuntu"}
+    assert report["ubuntu"]["follows_contract"] and report["ubuntu"]["combos"] == ["zoo/dev/knobs"]
     for name in ADAPTED:
         assert report[name]["ok"] and not report[name]["cannot_handle"]
     for name, (line, message) in REFUSED.items():
@@ -183,3 +184,70 @@ def test_the_bundled_template_is_used_as_it_is(demo_root: Path) -> None:
     assert done.returncode == 0, done.stderr
     (entry,) = json.loads(done.stdout)["templates"]
     assert entry["follows_contract"] and entry["changes"] == []
+
+
+KNOBS = {
+    "iam_instance_profile": "packer-build", "root_volume_size_gb": 16,
+    "associate_public_ip_address": False, "ami_tags": {"Team": "payments"},
+    "ami_description": "zoo image", "spot_price": "auto",
+    "spot_instance_types": ["t3.micro", "t3a.micro"], "run_tags": {"CostCenter": "cc-1"},
+    "temporary_iam_instance_profile_policy_document": {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["logs:*"], "Resource": ["*"]}]},
+}
+
+
+def knobs_root(zoo: Path, values: dict[str, Any]) -> Path:
+    import yaml
+
+    (zoo / "vars/zoo/dev/knobs.yml").write_text(yaml.safe_dump(values))
+    return zoo
+
+
+def test_bundled_knobs_render_only_when_set(zoo: Path, demo_root: Path) -> None:
+    demo = ConfigLoader(Layout(demo_root), {}).resolve("demo", "dev", "app")
+    plain = Renderer(Layout(demo_root), PACKER_166).render(demo).hcl
+    for knob in ("iam_instance_profile", "spot_price", "spot_instance_types",
+                 "temporary_iam_instance_profile_policy_document", "ami_description"):
+        assert f"{knob} = var.{knob}" not in plain and f'variable "{knob}"' not in plain
+    assert "instance_type = var.instance_type" in plain
+    rendered = render(knobs_root(zoo, KNOBS), "knobs")
+    values = json.loads(rendered.var_file_json())
+    for knob, value in KNOBS.items():
+        if knob != "ami_tags":  # a mapping: merged with common/knobs.yml's
+            assert values[knob] == value, knob
+    assert values["ami_tags"] == {"Team": "payments", "Backup": "daily"}
+    assert "spot_instance_types = var.spot_instance_types" in rendered.hcl
+    assert "instance_type = var.instance_type" not in rendered.hcl  # spot types replace it
+    assert "tags            = merge(var.ami_tags, var.builder_tags)" in rendered.hcl
+
+
+@pytest.mark.parametrize("version", [PACKER_166, PACKER_111])
+def test_bundled_knobs_for_both_packer_syntaxes(zoo: Path, tmp_path: Path,
+                                                version: PackerVersion) -> None:
+    import hcl2
+
+    rendered = render(knobs_root(zoo, KNOBS), "knobs", version)
+    source = hcl2.loads(rendered.hcl)["source"][0]['"amazon-ebs"']['"image"']
+    assert source["iam_instance_profile"] == "${var.iam_instance_profile}"
+    assert source["launch_block_device_mappings"][0]["volume_type"] == "${var.root_volume_type}"
+    if version == packer.installed_version():
+        files = write(rendered, tmp_path)
+        assert packer.validate(files.template, files.var_file) == []
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"ami_tags": {"builder:status": "verified"}}, "builder:status: builder:* tags are"),
+    ({"root_volume_size_gb": "big"}, "root_volume_size_gb: expected a number"),
+    ({"associate_public_ip_address": "maybe"}, "expected true or false"),
+    ({"pre_provision_shell": "apt-get upgrade -y"}, "must be a list of shell commands"),
+])
+def test_bad_knob_values_are_refused_at_their_line(zoo: Path, values: dict[str, Any],
+                                                   message: str) -> None:
+    knobs_root(zoo, values)
+    done = run_builder("validate", "zoo", "--env", "dev", "--comp", "knobs", "--offline",
+                       "--json", root=zoo)
+    assert done.returncode == 2
+    errors = json.loads(done.stdout)["results"][0]["errors"]
+    assert any(message in e["message"] and e["file"] == "vars/zoo/dev/knobs.yml" and e["line"]
+               for e in errors), errors
