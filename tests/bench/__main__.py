@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, one after the other, each printing its own JSON.
 
     .venv/bin/python -m tests.bench [NAME ...]     (names: foundation provision bake
-                                                    release rebuild; default all)
+                                                    release rebuild templates; default all)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ BENCHES = {
     "bake": [],
     "release": [],
     "rebuild": [],
+    "templates": [],
 }
 
 
