@@ -39,6 +39,7 @@ from builder.provision.ansible import (
     TaskTiming,
     run_playbook,
 )
+from builder.render.template import template_provisioning
 
 STRATEGY_VAR = "builder_ansible_strategy"
 SKIP_HYGIENE_VAR = "builder_skip_hygiene"
@@ -103,8 +104,14 @@ def provision(
         )
 
     runs: list[PlaybookRun] = []
-    for book in (_shell_playbook(artifacts_dir, resolved, PRE_SHELL_VAR), playbook,
-                 _shell_playbook(artifacts_dir, resolved, POST_SHELL_VAR)):
+    books: tuple[Path | None, ...] = ()
+    if template_provisioning(resolved):
+        progress("builder_provisioning: template: the template's own provisioners did the "
+                 "provisioning; builder runs hygiene and checks only")
+    else:
+        books = (_shell_playbook(artifacts_dir, resolved, PRE_SHELL_VAR), playbook,
+                 _shell_playbook(artifacts_dir, resolved, POST_SHELL_VAR))
+    for book in books:
         if book is None:
             continue
         runs.append(run(book, extravars))

@@ -124,6 +124,9 @@ class Context:
     values: Mapping[str, Any]
     root: Path  # the infra repo: paths in messages are shown relative to it
     plugins_block: bool = True  # Packer >= 1.7; 1.6 has the amazon builder built in
+    # `builder_provisioning: template`: keep the template's provisioners, add only
+    # builder's hygiene and checks after them
+    template_provisioning: bool = False
 
 
 def adapt(text: str, context: Context) -> Adaptation:
@@ -410,6 +413,9 @@ class _Adapter:
     def _provisioners(self, build: Any) -> None:
         body = _body(build)
         provisioners = [b for b in _children(body, "block") if _name(b) == "provisioner"]
+        if self.context.template_provisioning:
+            self._after_all(build, provisioners)
+            return
         ansible = [b for b in provisioners if _labels(b)[:1] and _labels(b)[0]
                    in ANSIBLE_PROVISIONERS]
         wanted = self.context.playbook.resolve()
@@ -464,6 +470,25 @@ class _Adapter:
             self.edits.append((_rbrace(build), _rbrace(build), f"{' ' * column}{callback}\n"))
             self.change(_line(build), "builder's provisioning added (the build has no "
                         "provisioner)")
+
+    def _after_all(self, build: Any, provisioners: list[Any]) -> None:
+        """`builder_provisioning: template`: the template's provisioners run as they are;
+        builder's hygiene and checks come after the last one."""
+        column = (provisioners[0].meta.column - 1) if provisioners else 2
+        callback = _CALLBACK.format(i=" " * column).replace(
+            "Ansible over direct SSH (the comp's playbook), then hygiene and checks",
+            "hygiene and checks over direct SSH (builder_provisioning: template)")
+        if provisioners:
+            last = provisioners[-1]
+            self.edits.append((last.meta.end_pos, last.meta.end_pos,
+                               f"\n{' ' * column}{callback}"))
+            line = int(last.meta.end_line)
+        else:
+            self.edits.append((_rbrace(build), _rbrace(build), f"{' ' * column}{callback}\n"))
+            line = _line(build)
+        self.change(line, "builder_provisioning: template: the template's provisioners run "
+                    "as they are (through Packer: slower); builder's hygiene and checks added "
+                    "after the last one")
 
     def _shown(self, path: Path) -> str:
         root = self.context.root.resolve()

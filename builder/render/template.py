@@ -157,9 +157,11 @@ class Renderer:
                values: Mapping[str, Any]) -> adapt.Adaptation:
         context = adapt.Context(source.parent.resolve(), resolved.playbook_path.resolve(),
                                 values, self.layout.root,
-                                self.packer_version.needs_required_plugins)
+                                self.packer_version.needs_required_plugins,
+                                template_provisioning(resolved))
         key = hashlib.sha256("\0".join((
             hcl, str(context.packer_dir), str(context.playbook),
+            str(context.template_provisioning),
             json.dumps(values, sort_keys=True, default=str))).encode()).hexdigest()
         if key not in self._adapted:
             self._adapted[key] = adapt.adapt(hcl, context)
@@ -203,6 +205,19 @@ class Renderer:
         if key not in self._parsed:
             self._parsed[key] = _parse_variables(hcl, source)
         return self._parsed[key]
+
+
+PROVISIONING_VAR = "builder_provisioning"
+
+
+def template_provisioning(resolved: ResolvedVars) -> bool:
+    """`builder_provisioning: template` (the escape hatch) rather than `builder`."""
+    value = resolved.values.get(PROVISIONING_VAR, "builder")
+    if value in (None, "builder"):
+        return False
+    if value == "template":
+        return True
+    raise resolved.problem(PROVISIONING_VAR, f"must be builder or template, not {value!r}")
 
 
 def write(rendered: Rendered, out_dir: Path, run_values: Mapping[str, Any] | None = None

@@ -123,3 +123,17 @@ def test_bundled_template_knobs_and_shell_steps_around_the_playbook(zoo: Path) -
     assert (tags["Team"], tags["Backup"], tags["builder:status"]) == ("payments", "daily",
                                                                      "baked")
     assert all(s["Team"] == "payments" for s in snapshots)
+
+
+def test_template_provisioning_runs_the_templates_ansible_then_hygiene(zoo: Path) -> None:
+    """The escape hatch: Packer's own ansible provisioner (no builder vars reach the
+    playbook), then builder's hygiene and checks."""
+    done = run_builder("--local", "-e", "builder_provisioning=template", "bake", "zoo", "dev",
+                       "upgraded", "--force", "--json", root=zoo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ami_id = json.loads(done.stdout)["ami_id"]
+    assert in_image(zoo, ami_id, "/etc/zoo/upgraded.txt").read_text() == (
+        "upgraded provisioned for -/-/-\n")
+    assert "hygiene and checks only" in done.stderr
+    assert in_image(zoo, ami_id, "/etc/machine-id").read_text() == ""
+    assert leftovers(zoo) == NOTHING_LEFT

@@ -251,3 +251,21 @@ def test_bad_knob_values_are_refused_at_their_line(zoo: Path, values: dict[str, 
     errors = json.loads(done.stdout)["results"][0]["errors"]
     assert any(message in e["message"] and e["file"] == "vars/zoo/dev/knobs.yml" and e["line"]
                for e in errors), errors
+
+
+def test_template_provisioning_keeps_the_templates_provisioners(zoo: Path) -> None:
+    (zoo / "vars/zoo/dev/upgraded.yml").write_text("builder_provisioning: template\n")
+    rendered = render(zoo, "upgraded")
+    assert provisioners(rendered.hcl) == ["shell", "ansible", "shell-local"]
+    assert "hygiene and checks over direct SSH (builder_provisioning: template)" in rendered.hcl
+    assert rendered.adaptation is not None
+    assert rendered.adaptation.changes[-2].text.startswith("builder_provisioning: template")
+    # A playbook other than the comp's is the template's business then.
+    (zoo / "vars/zoo/dev/other-playbook.yml").write_text("builder_provisioning: template\n")
+    assert provisioners(render(zoo, "other-playbook").hcl) == ["shell", "ansible", "shell-local"]
+
+
+def test_builder_provisioning_takes_builder_or_template(zoo: Path) -> None:
+    (zoo / "vars/zoo/dev/upgraded.yml").write_text("builder_provisioning: packer\n")
+    with pytest.raises(Exception, match="builder_provisioning: must be builder or template"):
+        render(zoo, "upgraded")
