@@ -30,6 +30,8 @@ REQUIRED_PLUGINS_BLOCK = """packer {
 _VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _LOCATION_RE = re.compile(r"on (?P<file>\S+?) line (?P<line>\d+)")
 _ITEM_LOCATION_RE = re.compile(r"(?P<file>[^\s:]+\.pkr\.hcl):(?P<line>\d+),[\d-]+: (?P<text>.*)")
+_ANSIBLE_SSH_ARGS = ("-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedAlgorithms=+ssh-rsa "
+                     "-o ControlMaster=auto -o ControlPersist=60s")
 _COUNT_RE = re.compile(r"\d+ error\(s\) occurred:?")
 
 
@@ -90,7 +92,11 @@ def child_env(artifacts: Path) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     return {"PATH": bin_dir + (os.pathsep + path if path else ""),
-            "PACKER_CACHE_DIR": str(artifacts / "packer_cache"), "CHECKPOINT_DISABLE": "1"}
+            "PACKER_CACHE_DIR": str(artifacts / "packer_cache"), "CHECKPOINT_DISABLE": "1",
+            # For a template's own ansible provisioner (builder_provisioning: template):
+            # Packer 1.6's SSH proxy offers only ssh-rsa host and user keys, which current
+            # OpenSSH refuses unless told; a template's ansible_env_vars still win.
+            "ANSIBLE_SSH_ARGS": _ANSIBLE_SSH_ARGS}
 
 
 def validate(template: Path, var_file: Path, cwd: Path | None = None) -> list[Problem]:

@@ -298,8 +298,7 @@ class _Build:
 
     @contextmanager
     def _security_group(self, run_values: dict[str, Any]) -> Iterator[None]:
-        values = self.plan.rendered.var_values
-        vpc_id = temporary.vpc_for_build(self.ec2, values)
+        vpc_id = temporary.vpc_for_build(self.ec2, self.plan.rendered.network)
         group_id = temporary.create_security_group(
             self.ec2, f"builder-{self.run_id}", vpc_id,
             self.plan.resolved.settings.ssh_source_cidrs, run_values["builder_run_tags"])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,9 @@ class Adaptation:
     refusals: tuple[Note, ...]
     line_map: tuple[int | None, ...]
     declared: tuple[str, ...]  # builder_* variables the adapted text declares
+    # Where the template puts the instance (subnet_id, subnet_filter, vpc_filter, as the
+    # bundled template's variables): builder's security group is made in that VPC.
+    network: Mapping[str, Any] = field(default_factory=dict)
 
     def rendered_line(self, adapted_line: int | None) -> int | None:
         if adapted_line is None or not 1 <= adapted_line <= len(self.line_map):
@@ -205,6 +208,7 @@ class _Adapter:
         self.declared: set[str] = set()
         self.defaults: dict[str, str] = {}
         self.locals: dict[str, str] = {}
+        self.network: dict[str, Any] = {}
 
     def span(self, node: Any) -> str:
         return self.text[node.meta.start_pos:node.meta.end_pos]
@@ -357,6 +361,7 @@ class _Adapter:
         for name, why in _DROPPED_SSH.items():
             if name in attributes:
                 drop(name, why)
+        self._network(body, attributes)
         self._security_group(attributes, replace, add)
         self._source_image(body, attributes, replace, add)
         if added:
@@ -365,6 +370,50 @@ class _Adapter:
             for why, names in added_why.items():
                 self.change(_line(block), f"adds {', '.join(names)}: {why}")
         return ami_name
+
+    def _network(self, body: Any, attributes: dict[str, _Attribute]) -> None:
+        """The subnet or VPC the template chooses, as values builder can look up."""
+        for name in ("subnet_id", "vpc_id"):
+            if name in attributes:
+                value = self._string(self.span(attributes[name].value), 0)
+                if value is None:
+                    self.refuse(attributes[name].line, f"{name} = "
+                                f"{self.span(attributes[name].value)}: builder can't tell "
+                                "which VPC its security group belongs in (use a literal or a "
+                                "variable with a value)")
+                elif value:
+                    key = "subnet_id" if name == "subnet_id" else "vpc_filter"
+                    self.network[key] = value if name == "subnet_id" else {"vpc-id": value}
+        for block in _children(body, "block"):
+            if _name(block) not in ("subnet_filter", "vpc_filter"):
+                continue
+            found = _attributes(_body(block)).get("filters")
+            filters = self._map(self.span(found.value)) if found is not None else {}
+            if filters is None:
+                self.refuse(_line(block), f"{_name(block)}: builder can't read its filters "
+                            "(use literals or variables with values)")
+            elif filters:
+                self.network.setdefault(_name(block), filters)
+
+    def _map(self, expression: str) -> dict[str, str] | None:
+        """An object literal of string values (`{ "tag:Tier" = "private" }`), or None."""
+        text = expression.strip()
+        if not (text.startswith("{") and text.endswith("}")):
+            found = re.fullmatch(r"var\.(\w+)", text)
+            value = self.context.values.get(found.group(1)) if found else None
+            if isinstance(value, Mapping):
+                return {str(k): str(v) for k, v in value.items()}
+            return None
+        result: dict[str, str] = {}
+        for item in re.split(r"[\n,]", text[1:-1]):
+            if not item.strip():
+                continue
+            key, equals, value_text = item.partition("=")
+            value = self._string(value_text, 0) if equals else None
+            if value is None:
+                return None
+            result[key.strip().strip('"')] = value
+        return result
 
     def _security_group(self, attributes: dict[str, _Attribute],
                         replace: Callable[[str, str, str], None],
@@ -562,7 +611,8 @@ class _Adapter:
         if self.refusals:
             text, line_map = self.text, tuple(range(1, self.text.count("\n") + 2))
         return Adaptation(text, tuple(changes), tuple(refusals), line_map,
-                          tuple(sorted(n for n in self.declared if n.startswith("builder_"))))
+                          tuple(sorted(n for n in self.declared if n.startswith("builder_"))),
+                          dict(self.network))
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> tuple[str, tuple[int | None, ...]]:

@@ -55,6 +55,13 @@ class Rendered:
     def file_name(self) -> str:
         return f"{self.template_name}.pkr.hcl"
 
+    @property
+    def network(self) -> Mapping[str, Any]:
+        """What decides the builder instance's VPC: the var values, or what an adapted
+        template sets itself (subnet_id, subnet_filter, vpc_filter)."""
+        extra = self.adaptation.network if self.adaptation is not None else {}
+        return {**self.var_values, **extra}
+
     def template_line(self, line: int | None) -> int | None:
         """A line of `hcl` (as Packer reports it), as a line of the user's template."""
         if self.adaptation is None:

@@ -123,6 +123,16 @@ def test_bundled_template_knobs_and_shell_steps_around_the_playbook(zoo: Path) -
     assert (tags["Team"], tags["Backup"], tags["builder:status"]) == ("payments", "daily",
                                                                      "baked")
     assert all(s["Team"] == "payments" for s in snapshots)
+    # Local mode made the VPC, subnet and instance profile the vars name; the instance ran
+    # in that subnet.
+    client = ec2(zoo)
+    (subnet,) = client.describe_subnets(Filters=[{"Name": "tag:Tier", "Values": ["build"]}])[
+        "Subnets"]
+    (vpc,) = client.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["zoo-build"]}])[
+        "Vpcs"]
+    assert subnet["VpcId"] == vpc["VpcId"]
+    transcript = (Path(str(result["artifacts"])) / "packer.out").read_text()
+    assert f"Found Subnet ID: {subnet['SubnetId']}" in transcript
 
 
 def test_template_provisioning_runs_the_templates_ansible_then_hygiene(zoo: Path) -> None:

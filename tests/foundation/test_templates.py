@@ -269,3 +269,17 @@ def test_builder_provisioning_takes_builder_or_template(zoo: Path) -> None:
     (zoo / "vars/zoo/dev/upgraded.yml").write_text("builder_provisioning: packer\n")
     with pytest.raises(Exception, match="builder_provisioning: must be builder or template"):
         render(zoo, "upgraded")
+
+
+def test_the_templates_own_network_places_builders_security_group(zoo: Path) -> None:
+    template = zoo / "packer" / "upgraded.pkr.hcl"
+    text = template.read_text()
+    template.write_text(text.replace('  ssh_username = "ubuntu"\n', '  ssh_username = "ubuntu"\n'
+                                     '  subnet_filter {\n    filters = {\n'
+                                     '      "tag:Tier" = "${var.instance_type}-build"\n    }\n'
+                                     '    most_free = true\n  }\n'))
+    assert render(zoo, "upgraded").network["subnet_filter"] == {"tag:Tier": "t3.micro-build"}
+    template.write_text(text.replace('  ssh_username = "ubuntu"\n', '  ssh_username = "ubuntu"\n'
+                                     '  subnet_id = local.nowhere\n'))
+    with pytest.raises(ValidationFailed, match=r"subnet_id = local\.nowhere: builder can.t tell"):
+        render(zoo, "upgraded")
