@@ -14,7 +14,7 @@ from typing import Any
 
 from builder.errors import BuilderError, InputError, Problem, shown_path
 from builder.project import Project
-from builder.render.adapt import Adaptation, Note
+from builder.render.adapt import Adaptation, Note, contract_gaps
 from builder.render.template import source_line
 
 
@@ -104,8 +104,14 @@ def check(project: Project, name: str | None = None) -> CheckReport:
         def located(note: Note, source: Path = source, hcl: str = hcl) -> Problem:
             return Problem(note.text, source, source_line(note.line, hcl, source))
 
+        if adaptation is None:
+            gaps = contract_gaps(hcl)
+            refusals = (Problem("calls back into builder but doesn't use " + ", ".join(
+                f"var.{g}" for g in gaps), source),) if gaps else ()
+            checks.append(TemplateCheck(names[key], source, tuple(combos), True, (), refusals))
+            continue
         checks.append(TemplateCheck(
-            names[key], source, tuple(combos), adaptation is None,
-            tuple(located(n) for n in adaptation.changes) if adaptation else (),
-            tuple(located(n) for n in adaptation.refusals) if adaptation else ()))
+            names[key], source, tuple(combos), False,
+            tuple(located(n) for n in adaptation.changes),
+            tuple(located(n) for n in adaptation.refusals)))
     return CheckReport(project.root, tuple(sorted(checks, key=lambda c: (c.name, c.combos))))

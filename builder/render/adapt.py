@@ -117,6 +117,20 @@ def follows_contract(text: str) -> bool:
     return re.search(rf"\bvar\.{CALLBACK_VARIABLE}\b", text) is not None
 
 
+# What a template that calls back into builder itself must also use, or its AMI would
+# miss builder's tags (lineage, run id: `release`, `prune` and `reap` find AMIs by them)
+# or its instance builder's key, security group or local endpoints.
+CONTRACT_VARIABLES = ("builder_tags", "builder_run_tags", "builder_ssh_keypair_name",
+                      "builder_ssh_private_key_file", "builder_security_group_id",
+                      "builder_ec2_endpoint", "builder_ssh_host", "builder_ssh_port")
+
+
+def contract_gaps(text: str) -> list[str]:
+    """The contract variables a template that calls back into builder doesn't use."""
+    return [name for name in CONTRACT_VARIABLES
+            if re.search(rf"\bvar\.{name}\b", text) is None]
+
+
 @dataclass(frozen=True)
 class Context:
     """What the adaptation needs from the combo: where Packer runs (the template's

@@ -136,6 +136,13 @@ class Renderer:
         variables = self._variables(hcl, source)
         values = _var_values(variables, resolved, source)
         if adapt.follows_contract(hcl):
+            gaps = adapt.contract_gaps(hcl)
+            if gaps:
+                raise TemplateError(
+                    f"calls back into builder (var.{adapt.CALLBACK_VARIABLE}) but doesn't use "
+                    f"{', '.join('var.' + g for g in gaps)}: use them as the bundled ubuntu "
+                    "template does, or drop the callback and let builder adapt the template",
+                    file=source)
             return Rendered(resolved, name, source, hcl, variables, values)
         adaptation = self._adapt(hcl, source, resolved, values)
         if adaptation.refusals:

@@ -283,3 +283,18 @@ def test_the_templates_own_network_places_builders_security_group(zoo: Path) -> 
                                      '  subnet_id = local.nowhere\n'))
     with pytest.raises(ValidationFailed, match=r"subnet_id = local\.nowhere: builder can.t tell"):
         render(zoo, "upgraded")
+
+
+def test_a_template_calling_back_without_builders_tags_is_refused(zoo: Path) -> None:
+    """The issue's "no builder_tags" case: an AMI builder can't find must not be made."""
+    bundled = (Path(__file__).resolve().parents[2] / "packer" / "ubuntu.pkr.hcl.j2").read_text()
+    (zoo / "packer" / "upgraded.pkr.hcl.j2").write_text(
+        bundled.replace("= var.builder_tags", "= {}").replace(
+            "merge(var.ami_tags, var.builder_tags)", "var.ami_tags"))
+    (zoo / "packer" / "upgraded.pkr.hcl").unlink()
+    with pytest.raises(Exception, match=r"doesn't use var\.builder_tags"):
+        render(zoo, "upgraded")
+    done = run_builder("template", "check", "upgraded", "--json", root=zoo)
+    assert done.returncode == 2
+    (entry,) = json.loads(done.stdout)["templates"]
+    assert entry["follows_contract"] and "var.builder_tags" in entry["cannot_handle"][0]["message"]
