@@ -11,7 +11,14 @@ copy in which:
 - the source gets builder's lineage tags merged under its own `tags`, `snapshot_tags`,
   `run_tags` and `run_volume_tags` (the template's values win, except `builder:*`),
   builder's per-run key pair, security group and SSH endpoint, the env's region, the
-  base image builder resolved, and in local mode the emulator's EC2 endpoint.
+  base image builder resolved, and in local mode the emulator's EC2 endpoint;
+- on Packer 1.6, the `packer { required_plugins }` block goes (1.6 rejects it).
+
+With `builder_provisioning: template` the provisioners stay as they are and the callback
+(hygiene and checks only) comes after the last one. What builder can't adapt (several
+sources or builds, a non-amazon-ebs source, WinRM or Session Manager, an Ansible
+provisioner running another playbook, a subnet it can't read) is a refusal, with the
+line, before anything runs.
 
 Why text edits and not HCL2 JSON: the lark tree python-hcl2 parses gives every block
 and attribute its character span, so builder replaces exactly the attributes it owns
