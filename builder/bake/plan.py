@@ -41,7 +41,8 @@ def pin_source(project: Project, resolved: ResolvedVars, source: images.Image
         **resolved.values, "source_ami": source.id, "source_ami_filter": None})
     rendered = project.renderer.render(pinned)
     fingerprint = fingerprints.compute(project.layout, resolved, rendered, source.id,
-                                       provision.tool_files(project.layout, resolved),
+                                       [*provision.tool_files(project.layout, resolved),
+                                        *rendered.template_files],
                                        project.file_cache)
     return pinned, rendered, fingerprint
 

@@ -112,6 +112,9 @@ class Adaptation:
     # Where the template puts the instance (subnet_id, subnet_filter, vpc_filter, as the
     # bundled template's variables): builder's security group is made in that VPC.
     network: Mapping[str, Any] = field(default_factory=dict)
+    # Files the copy's Packer steps read (file sources, scripts, user data, a kept
+    # playbook): inputs of the bake's fingerprint, as the template's text is.
+    files: tuple[Path, ...] = ()
 
     def rendered_line(self, adapted_line: int | None) -> int | None:
         if adapted_line is None or not 1 <= adapted_line <= len(self.line_map):
@@ -230,6 +233,7 @@ class _Adapter:
         self.defaults: dict[str, str] = {}
         self.locals: dict[str, str] = {}
         self.network: dict[str, Any] = {}
+        self.files: list[Path] = []
 
     def span(self, node: Any) -> str:
         return self.text[node.meta.start_pos:node.meta.end_pos]
@@ -279,6 +283,7 @@ class _Adapter:
                 self.refuse(None, "no source block: builder needs one amazon-ebs source")
             return self._result()
         ami_name = self._source(sources[0])
+        self._read_files(sources[0], builds[0])
         self._provisioners(builds[0])
         self._append(ami_name)
         return self._result()
@@ -560,6 +565,37 @@ class _Adapter:
                     "as they are (through Packer: slower); builder's hygiene and checks added "
                     "after the last one")
 
+    def _read_files(self, source: Any, build: Any) -> None:
+        """The local files Packer reads for this build, where builder can tell them."""
+        found: list[tuple[str, Any]] = []
+        user_data = _attributes(_body(source)).get("user_data_file")
+        if user_data is not None:
+            found.append(("", user_data.value))
+        for block in _children(_body(build), "block"):
+            if _name(block) != "provisioner" or not _labels(block):
+                continue
+            attributes = _attributes(_body(block))
+            # A replaced Ansible provisioner's playbook is the comp's (hashed already).
+            names = ["script", "scripts"] + (
+                ["playbook_file"] if self.context.template_provisioning else [])
+            direction = attributes.get("direction")
+            if _labels(block)[0] == "file" and (
+                    direction is None or "download" not in self.span(direction.value)):
+                names.append("source")
+            found.extend((name, attributes[name].value) for name in names if name in attributes)
+        for _, node in found:
+            text = self.span(node).strip()
+            items = re.findall(r'"(?:[^"\\]|\\.)*"', text) if text.startswith("[") else [text]
+            for item in items:
+                value = self._string(item, 0)
+                if value is None:
+                    continue
+                path = (self.context.packer_dir / value).resolve()  # absolute stays absolute
+                if path.is_dir():
+                    self.files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+                elif path.is_file():
+                    self.files.append(path)
+
     def _shown(self, path: Path) -> str:
         root = self.context.root.resolve()
         return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
@@ -633,7 +669,7 @@ class _Adapter:
             text, line_map = self.text, tuple(range(1, self.text.count("\n") + 2))
         return Adaptation(text, tuple(changes), tuple(refusals), line_map,
                           tuple(sorted(n for n in self.declared if n.startswith("builder_"))),
-                          dict(self.network))
+                          dict(self.network), tuple(sorted(set(self.files))))
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> tuple[str, tuple[int | None, ...]]:

@@ -62,6 +62,11 @@ class Rendered:
         extra = self.adaptation.network if self.adaptation is not None else {}
         return {**self.var_values, **extra}
 
+    @property
+    def template_files(self) -> tuple[Path, ...]:
+        """Local files an adapted template's Packer steps read (fingerprint inputs)."""
+        return self.adaptation.files if self.adaptation is not None else ()
+
     def template_line(self, line: int | None) -> int | None:
         """A line of `hcl` (as Packer reports it), as a line of the user's template."""
         if self.adaptation is None:

@@ -298,3 +298,25 @@ def test_a_template_calling_back_without_builders_tags_is_refused(zoo: Path) -> 
     assert done.returncode == 2
     (entry,) = json.loads(done.stdout)["templates"]
     assert entry["follows_contract"] and "var.builder_tags" in entry["cannot_handle"][0]["message"]
+
+
+def test_files_the_templates_steps_read_are_in_the_fingerprint(zoo: Path) -> None:
+    from datetime import UTC, datetime
+
+    from builder.aws.images import Image
+    from builder.bake.plan import pin_source
+    from builder.project import Project
+
+    assert set(render(zoo, "golden").template_files) == {
+        zoo / "packer/files/motd", zoo / "packer/scripts/install-motd.sh"}
+    base = Image("ami-0123456789abcdef0", "base", "available", "099720109477",
+                 datetime.now(UTC))
+
+    def fingerprint() -> str:
+        project = Project.open(str(zoo))
+        resolved = project.resolve("zoo", "dev", "golden")
+        return pin_source(project, resolved, base)[2].value
+
+    before = fingerprint()
+    (zoo / "packer/files/motd").write_text("Another welcome.\n")
+    assert fingerprint() != before
