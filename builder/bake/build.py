@@ -397,10 +397,10 @@ class _Build:
             reason = next((e for e in reversed(errors) if e), f"exit code {returncode}")
             if reason.startswith("Error: "):  # Packer's own diagnostics: every item, located
                 rendered = self.plan.rendered
-                reason = "; ".join(
-                    Problem(p.message, rendered.source, rendered.template_line(p.line)).format(
-                        self.project.layout.root) if p.line else p.message
-                    for p in packer.parse_errors(reason, template, "packer build"))
+                problems = [Problem(p.message.removeprefix("packer: "), rendered.source,
+                                    rendered.template_line(p.line) if p.line else None)
+                            for p in packer.parse_errors(reason, template, "packer")]
+                reason = "; ".join(p.format(self.project.layout.root) for p in problems)
             raise BakeFailed(f"packer build failed: {reason} (log: "
                              f"{self.artifacts / 'packer.log'})")
         return ami_id
