@@ -147,3 +147,19 @@ def test_template_provisioning_runs_the_templates_ansible_then_hygiene(zoo: Path
     assert "hygiene and checks only" in done.stderr
     assert in_image(zoo, ami_id, "/etc/machine-id").read_text() == ""
     assert leftovers(zoo) == NOTHING_LEFT
+
+
+def test_packers_own_errors_in_a_bake_name_the_templates_line(zoo: Path) -> None:
+    """Every item of Packer's error list, at the user's line (here the kept ansible
+    provisioner's playbook is missing)."""
+    (zoo / "ansible" / "elsewhere.yml").unlink()
+    done = run_builder("--local", "-e", "builder_provisioning=template", "bake", "zoo", "dev",
+                       "other-playbook", root=zoo)
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = (zoo / "packer" / "other-playbook.pkr.hcl").read_text().splitlines()
+    line = lines.index('  provisioner "ansible" {') + 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"packer/other-playbook.pkr.hcl:{line}: Failed preparing provisioner-block " \
+           '"ansible"' in last
+    assert "playbook_file:" in last and "elsewhere.yml is invalid" in last
+    assert leftovers(zoo) == NOTHING_LEFT
