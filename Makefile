@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS    := packer debootstrap ssh-keygen
 SYSTEM_PACKAGES := packer debootstrap openssh-client python3-venv
 
-.PHONY: setup system-deps demo test test-quick lint bench clean
+.PHONY: setup system-deps demo test test-quick lint docs bench clean
 
 setup: system-deps $(BIN)/builder
 
@@ -41,6 +41,10 @@ test-quick: setup
 lint: setup
 	$(BIN)/ruff check builder tests
 	$(BIN)/mypy
+
+# The README's key table and docs/cli.md are generated; a test fails when they are stale.
+docs: setup
+	$(BIN)/python -m builder.docs
 
 bench: setup
 	$(BIN)/python -m tests.bench

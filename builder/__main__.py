@@ -1,3 +1,5 @@
+"""`python -m builder`: the same as the `builder` command."""
+
 from builder.cli import main
 
 main()

@@ -1,4 +1,5 @@
-"""The command line: options → one step → output; BuilderError → exit code.
+"""The command line: options → one step → output and exit code (`_emit`, the one place
+results leave); BuilderError → its exit code (`_Group.invoke`).
 
 Heavy imports (boto3, ansible_runner, hcl2) happen inside the commands that need
 them, so `builder --help` stays fast.
@@ -9,20 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from builder.errors import BuilderError, InputError
 
 if TYPE_CHECKING:
-    from builder.bake.build import BakeFailure, BakeResult
-    from builder.interrupts import Cancel
-    from builder.output import Progress, Result
+    from builder.bake.build import BakeResult
+    from builder.batch import Failed
+    from builder.output import Result
     from builder.project import Project
 
 # Global options may come anywhere on the line (`builder bake demo dev app --local`):
@@ -32,6 +33,7 @@ _GLOBAL_OPTIONS = {"--root", "-e", "--extra-var"}
 
 
 def hoist_globals(args: list[str]) -> list[str]:
+    """Move global options in front of the command so they may go anywhere on the line."""
     front: list[str] = []
     rest: list[str] = []
     items = iter(args)
@@ -53,6 +55,8 @@ def hoist_globals(args: list[str]) -> list[str]:
 
 
 class _Group(TyperGroup):
+    """The top-level group: global options anywhere, BuilderError → one line and exit code."""
+
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_globals(list(args)))
 
@@ -70,24 +74,82 @@ class _Group(TyperGroup):
             raise typer.Exit(exc.exit_code) from exc
 
 
+class _Command(TyperCommand):
+    """Help laid out as well-known tools do: `APP ENV [COMP]` in the usage line, arguments
+    by name without type labels."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = _argument_name(param)
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        params = self.get_params(ctx)
+        arguments = [(_argument_name(p), getattr(p, "help", None) or "")
+                     for p in params if p.param_type_name == "argument"]
+        options = [record for p in params if p.param_type_name == "option"
+                   if (record := p.get_help_record(ctx))]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _argument_name(param: Any) -> str:
+    """An argument as help shows it: its metavar (APP), else its name in capitals."""
+    return str(param.metavar or param.name or "").upper()
+
+
+def _examples(*lines: str) -> str:
+    """An "Examples" epilog; click's \\b marker keeps it from re-wrapping the lines."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
 app = typer.Typer(
     cls=_Group,
     help="Bake, release and promote AMIs for apps on EC2 Auto Scaling groups.",
+    epilog=_examples("builder validate                     # every combo, every problem",
+                     "builder bake demo dev app --release  # bake (or reuse), then release",
+                     "builder promote demo app --to prod",
+                     "builder rebuild --dry-run --json     # what is stale, as a CI matrix")
+    + "\n\nGlobal options may go anywhere on the line. Exit codes: 0 done (also nothing to "
+    "do), 1 the operation failed, 2 bad input or config, 130 or 143 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help, as git or pip print it: no boxes, and it pastes into docs/cli.md.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-local_app = typer.Typer(help="The embedded AWS emulator and build host (local mode).",
-                        no_args_is_help=True)
+local_app = typer.Typer(
+    help="Run the embedded AWS emulator and build host (local mode).",
+    epilog=_examples("builder local up", "builder local status --json", "builder local down"),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(local_app, name="local")
-template_app = typer.Typer(help="User Packer templates: what builder changes in them.",
-                           no_args_is_help=True)
+template_app = typer.Typer(
+    help="Check your own Packer templates: what builder changes in them.",
+    epilog=_examples("builder template check", "builder render demo dev app"),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(template_app, name="template")
+
+
+def _command(typer_app: typer.Typer, name: str,
+             *examples: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a command with builder's help layout and its "Examples" epilog."""
+    return typer_app.command(name, cls=_Command, epilog=_examples(*examples))
 
 
 @dataclass
 class Globals:
+    """The global options, shared by every command through the click context."""
+
     root: str | None = None
     local: bool = False
     as_json: bool = False
@@ -107,8 +169,9 @@ class Globals:
 @app.callback()
 def _globals(
     ctx: typer.Context,
-    root: Annotated[str | None, typer.Option("--root", help="Infra repo (default: BUILDER_ROOT, "
-                                             "else the nearest folder upward with vars/)")] = None,
+    root: Annotated[str | None, typer.Option(
+        "--root", metavar="DIR", help="Infra repo (default: BUILDER_ROOT, else the nearest "
+        "folder upward with vars/)")] = None,
     local: Annotated[bool, typer.Option("--local", help="Use the local emulator and build host "
                                         "(or BUILDER_LOCAL=1)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout")] = False,
@@ -137,29 +200,46 @@ def _g(ctx: typer.Context) -> Globals:
 
 
 def _emit(ctx: typer.Context, result: Result) -> None:
+    """Show the command's result, and exit with its code when it reports a failure."""
     from builder.output import emit
 
     emit(result, as_json=_g(ctx).as_json)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
-App = Annotated[str, typer.Argument(help="App (a folder under vars/)")]
-Env = Annotated[str, typer.Argument(help="Environment (a folder under vars/APP/)")]
-Comp = Annotated[str, typer.Argument(help="Component (in the env's components)")]
+App = Annotated[str, typer.Argument(metavar="APP", help="App (a folder under vars/)")]
+Env = Annotated[str, typer.Argument(metavar="ENV", help="Environment (a folder under vars/APP/)")]
+Comp = Annotated[str, typer.Argument(metavar="COMP", help="Component (in the env's components)")]
+AllApps = Annotated[str | None, typer.Argument(metavar="APP", help="App (default: all)")]
+OnlyEnv = Annotated[str | None, typer.Option("--env", metavar="ENV", help="Only this env")]
 
 
-@app.command("vars")
+@_command(app, "vars",
+          "builder vars demo prod app           # key, value and origin",
+          "builder vars demo prod app --json    # {app, env, comp, vars, origins}",
+          "builder vars demo dev app -e instance_type=t3.large")
 def vars_command(ctx: typer.Context, app_name: App, env: Env, comp: Comp) -> None:
-    """Show the resolved vars of APP ENV COMP, each with the file:line it came from."""
+    """Show a comp's resolved vars, each with its file:line.
+
+    Layers apply lowest first: builder's defaults (`builder keys`), vars/APP/common/,
+    vars/APP/ENV/, then -e KEY=VALUE.
+    """
     _emit(ctx, _g(ctx).project().resolve(app_name, env, comp))
 
 
-@app.command("render")
+@_command(app, "render",
+          "builder render demo dev app",
+          "builder render demo dev app --out /tmp/demo-dev-app")
 def render_command(
     ctx: typer.Context, app_name: App, env: Env, comp: Comp,
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder "
+    out: Annotated[Path | None, typer.Option("--out", metavar="DIR", help="Output folder "
                                              "(default .builder/render/APP/ENV/COMP)")] = None,
 ) -> None:
-    """Render the Packer template, its var file and the resolved vars; validated."""
+    """Write a comp's rendered Packer template, var file and vars.
+
+    The template is validated as HCL; the var file holds only the variables it declares.
+    """
     from builder.render.template import write
 
     project = _g(ctx).project()
@@ -168,63 +248,75 @@ def render_command(
     _emit(ctx, write(rendered, folder.resolve()))
 
 
-@app.command("validate")
+@_command(app, "validate",
+          "builder validate                           # every app, env and comp",
+          "builder validate demo --env prod --offline --json")
 def validate_command(
     ctx: typer.Context,
-    app_name: Annotated[str | None, typer.Argument(help="App (default: all)")] = None,
-    env: Annotated[str | None, typer.Option("--env", help="Only this env")] = None,
-    comp: Annotated[str | None, typer.Option("--comp", help="Only this comp")] = None,
+    app_name: AllApps = None,
+    env: OnlyEnv = None,
+    comp: Annotated[str | None, typer.Option("--comp", metavar="COMP", help="Only this comp")
+                    ] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Skip packer validate and the "
                                           "Ansible syntax check")] = False,
-    jobs: Annotated[int, typer.Option("-j", "--jobs", help="External checks in parallel")] = 2,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", metavar="N",
+                                      help="External checks in parallel")] = 2,
 ) -> None:
-    """Check every (app, env, comp) in scope; report every problem at once.
+    """Check every (app, env, comp) and report every problem.
 
-    Config, render, HCL, `packer validate` and the Ansible syntax check; exit 2 if any.
+    Config, render, HCL, `packer validate` and the Ansible syntax check; exit 2 if any
+    problem is found.
     """
     from builder.pipelines.validate import validate
 
-    report = validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs)
-    _emit(ctx, report)
-    if not report.ok:
-        raise typer.Exit(2)
+    _emit(ctx, validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs))
 
 
-@template_app.command("check")
+@_command(template_app, "check",
+          "builder template check",
+          "builder template check golden --json")
 def template_check_command(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Template name under packer/ "
                                                "(default: every template the combos use)")
                     ] = None,
 ) -> None:
-    """What builder will change in each template, in order, and what it can't handle,
-    with file:line; exit 2 if a template can't be used. `render` writes the adapted copy."""
+    """Show what builder changes in templates and what it refuses.
+
+    Each change in file order and each refusal with its file:line; exit 2 if a template
+    can't be used. `render` writes the adapted copy.
+    """
     from builder.pipelines.templates import check
 
-    report = check(_g(ctx).project(), name)
-    _emit(ctx, report)
-    if not report.ok:
-        raise typer.Exit(2)
+    _emit(ctx, check(_g(ctx).project(), name))
 
 
-@app.command("bake")
+@_command(app, "bake",
+          "builder bake demo dev app",
+          "builder bake demo dev --all -j 2            # every comp of the env",
+          "builder bake demo staging app --vault-password-file ~/.vault-pass --force",
+          "builder bake demo dev app --release         # then release it")
 def bake_command(
     ctx: typer.Context, app_name: App, env: Env,
     comp: Annotated[str | None, typer.Argument(help="Component (or --all)")] = None,
     all_comps: Annotated[bool, typer.Option("--all", help="Every comp of the env, in parallel")
                          ] = False,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Parallel bakes with --all "
-                                             "(default: comps, at most 4)")] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", metavar="N", help="Parallel bakes "
+                                             "with --all (default: comps, at most 4)")] = None,
     force: Annotated[bool, typer.Option("--force", help="Bake even if an AMI with the same "
                                         "fingerprint exists")] = False,
     vault_password_file: Annotated[Path | None, typer.Option(
-        "--vault-password-file", help="Ansible vault password (or BUILDER_VAULT_PASSWORD_FILE, "
-        "or the vault_password_ssm_parameter var)")] = None,
+        "--vault-password-file", metavar="FILE", help="Ansible vault password (or "
+        "BUILDER_VAULT_PASSWORD_FILE, or the vault_password_ssm_parameter var)")] = None,
     release_after: Annotated[bool, typer.Option(
         "--release", help="Then release each baked (or unchanged) AMI, as `builder release` "
         "does")] = False,
 ) -> None:
-    """Bake an AMI for APP ENV COMP (skipped when its inputs are unchanged)."""
+    """Bake a comp's AMI (skipped when nothing changed).
+
+    An AMI whose fingerprint matches every input (template, vars, playbook and roles,
+    base image) is reused unless --force.
+    """
     from builder.bake.build import BakeOptions, bake, bake_all
     from builder.config.models import Combo
     from builder.interrupts import Cancel, handle_signals
@@ -235,38 +327,29 @@ def bake_command(
     project = _g(ctx).project()
     options = BakeOptions(force=force, vault_password_file=vault_password_file)
     progress = Progress()
+    result: Result
+    outcomes: Sequence[BakeResult | Failed]
     with handle_signals(Cancel()) as cancel:
         if comp is not None:
-            result = bake(project, Combo(app_name, env, comp), options=options,
-                          progress=progress, cancel=cancel)
-            if release_after:
-                _release_baked(ctx, project, (result,), progress, cancel)
-            else:
-                _emit(ctx, result)
-            return
-        batch = bake_all(project, app_name, env, jobs=jobs, options=options,
+            baked = bake(project, Combo(app_name, env, comp), options=options,
                          progress=progress, cancel=cancel)
-        if release_after:
-            _release_baked(ctx, project, batch.outcomes, progress, cancel)
-            return
-    _emit(ctx, batch)
-    if batch.failures:
-        raise typer.Exit(1)
+            result, outcomes = baked, (baked,)
+        else:
+            batch = bake_all(project, app_name, env, jobs=jobs, options=options,
+                             progress=progress, cancel=cancel)
+            result, outcomes = batch, batch.outcomes
+        if release_after:  # one report per comp; exit 1 (2) if any bake or release failed
+            from builder.pipelines.bake_release import release_baked
+
+            result = release_baked(project, outcomes, progress=progress, cancel=cancel)
+    _emit(ctx, result)
 
 
-def _release_baked(ctx: typer.Context, project: Project,
-                   baked: Sequence[BakeResult | BakeFailure], progress: Progress,
-                   cancel: Cancel) -> None:
-    """`bake --release`: one report per comp; exit 1 (2) if any bake or release failed."""
-    from builder.pipelines.bake_release import release_baked
-
-    report = release_baked(project, baked, progress=progress, cancel=cancel)
-    _emit(ctx, report)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
-
-
-@app.command("release")
+@_command(app, "release",
+          "builder release demo dev app               # the newest usable AMI",
+          "builder release demo prod app --ami ami-0abc1234 --json",
+          "builder release demo dev app --no-deploy   # launch template only",
+          "builder release demo dev app --no-wait --timeout 45")
 def release_command(
     ctx: typer.Context, app_name: App, env: Env, comp: Comp,
     ami: Annotated[str | None, typer.Option(
@@ -281,15 +364,17 @@ def release_command(
         "--no-wait", help="Return once the deployment is created: not verified, lock released; "
         "releasing the same AMI again follows it to the end")] = False,
     timeout: Annotated[float, typer.Option(
-        "--timeout", metavar="MIN", help="Minutes to wait for the deployment before stopping "
-        "it and rolling back")] = 30.0,
+        "--timeout", metavar="MIN", show_default=False, help="Minutes to wait for the "
+        "deployment before stopping it and rolling back (default: 30)")] = 30.0,
     break_lock: Annotated[bool, typer.Option(
         "--break-lock", help="Take the release lock even if another release holds it (when "
         "that one is gone)")] = False,
 ) -> None:
-    """Put an AMI on the comp's launch template and deploy it blue/green with CodeDeploy.
+    """Put an AMI on a comp's fleet with a blue/green deployment.
 
-    Failed, stopped or timed out: launch template and ASG go back, the AMI is tagged failed.
+    A new launch-template version becomes the default and CodeDeploy deploys it
+    blue/green. Failed, stopped or timed out: the launch template and the Auto Scaling
+    group go back and the AMI is tagged failed.
     """
     from builder.config.models import Combo
     from builder.interrupts import Cancel, handle_signals
@@ -303,20 +388,28 @@ def release_command(
                            break_lock=break_lock, progress=Progress(), cancel=cancel))
 
 
-@app.command("reap")
+@_command(app, "reap",
+          "builder reap                               # older than 2h",
+          "builder reap --older-than 30m --dry-run")
 def reap_command(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option("--older-than", help="Only what is older (30m, 2h, "
-                                            "1d)")] = "2h",
+    older_than: Annotated[str, typer.Option("--older-than", metavar="AGE", help="Only what is "
+                                            "older (30m, 2h, 1d)")] = "2h",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list")] = False,
 ) -> None:
-    """Remove builder instances, key pairs and security groups left by crashed bakes."""
+    """Remove what crashed bakes left behind.
+
+    Instances, key pairs and security groups tagged builder:run-id, in every account and
+    region the repo's envs use.
+    """
     from builder.pipelines.reap import parse_age, reap
 
     _emit(ctx, reap(_g(ctx).project(), parse_age(older_than), dry_run=dry_run))
 
 
-@app.command("promote")
+@_command(app, "promote",
+          "builder promote demo app --to prod         # what staging's launch template runs",
+          "builder promote demo app --to prod --ami ami-0123456789abcdef0 --no-deploy")
 def promote_command(
     ctx: typer.Context, app_name: App, comp: Comp,
     to_env: Annotated[str, typer.Option("--to", metavar="ENV", help="The env to promote to "
@@ -327,11 +420,12 @@ def promote_command(
     no_deploy: Annotated[bool, typer.Option(
         "--no-deploy", help="Copy and tag only; no release in the target env")] = False,
 ) -> None:
-    """Copy the AMI verified in the promote_from env into ENV's account and region,
-    re-encrypted and with its lineage, and release it there.
+    """Copy the source env's verified AMI into an env and release it.
 
-    Checks every permission first and names what is missing (exit 2); an AMI that is not
-    verified in the source env is refused (exit 2).
+    The AMI verified in the promote_from env of ENV is copied into ENV's account and
+    region, re-encrypted and tagged with its lineage. Every permission is checked first
+    and what is missing is named (exit 2); an AMI not verified in the source env is
+    refused (exit 2).
     """
     from builder.interrupts import Cancel, handle_signals
     from builder.output import Progress
@@ -343,20 +437,27 @@ def promote_command(
                            progress=Progress(), cancel=cancel))
 
 
-@app.command("rebuild")
+@_command(app, "rebuild",
+          "builder rebuild --dry-run                  # the plan, with a reason per comp",
+          "builder rebuild --dry-run --json           # the plan as a CI matrix",
+          "builder rebuild demo --env staging --release -j 4")
 def rebuild_command(
     ctx: typer.Context,
-    app_name: Annotated[str | None, typer.Argument(help="App (default: all)")] = None,
-    env: Annotated[str | None, typer.Option("--env", help="Only this env")] = None,
+    app_name: AllApps = None,
+    env: OnlyEnv = None,
     release_after: Annotated[bool, typer.Option(
         "--release", help="Release what is baked, and deploy what is promoted")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Only the plan (with --json: a list usable as a CI matrix)")] = False,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Parallel bakes "
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", metavar="N", help="Parallel bakes "
                                              "(default: at most 4)")] = None,
 ) -> None:
-    """Bake what is stale (newer base image, changed inputs, too old), promote what the
-    source env has verified since; exit 1 if anything failed."""
+    """Bake what is stale and promote what is newly verified.
+
+    Stale: a newer base image, changed inputs, or older than rebuild_max_age_days. Envs
+    with promote_from take what their source env has verified since. Exit 1 if anything
+    failed.
+    """
     from builder.interrupts import Cancel, handle_signals
     from builder.output import Progress
     from builder.pipelines.rebuild import rebuild
@@ -366,11 +467,11 @@ def rebuild_command(
         report = rebuild(project, app_name, env, release=release_after, dry_run=dry_run,
                          jobs=jobs, progress=Progress(), cancel=cancel)
     _emit(ctx, report)
-    if report.failed:
-        raise typer.Exit(1)
 
 
-@app.command("prune")
+@_command(app, "prune",
+          "builder prune demo staging app             # the plan, with reasons",
+          "builder prune demo staging app --keep 3 --yes")
 def prune_command(
     ctx: typer.Context, app_name: App, env: Env, comp: Comp,
     keep: Annotated[int | None, typer.Option("--keep", metavar="N", help="Newest AMIs to keep "
@@ -378,38 +479,58 @@ def prune_command(
     yes: Annotated[bool, typer.Option("--yes", help="Really deregister and delete the "
                                       "snapshots (default: only show the plan)")] = False,
 ) -> None:
-    """Deregister the comp's old AMIs and delete their snapshots; anything still in use
-    (launch templates, Auto Scaling groups, instances, deployments, shares) stays."""
+    """Deregister a comp's old AMIs that nothing uses.
+
+    Keeps the newest --keep and every AMI still referenced by a launch template, an Auto
+    Scaling group, an instance, a deployment or a share; only --yes deletes.
+    """
     from builder.pipelines.prune import prune
 
-    report = prune(_g(ctx).project(), app_name, env, comp, keep=keep, yes=yes)
-    _emit(ctx, report)
-    if report.failed:
-        raise typer.Exit(1)
+    _emit(ctx, prune(_g(ctx).project(), app_name, env, comp, keep=keep, yes=yes))
 
 
-@app.command("status")
+@_command(app, "status",
+          "builder status",
+          "builder status demo --env prod --json")
 def status_command(
     ctx: typer.Context,
-    app_name: Annotated[str | None, typer.Argument(help="App (default: all)")] = None,
-    env: Annotated[str | None, typer.Option("--env", help="Only this env")] = None,
+    app_name: AllApps = None,
+    env: OnlyEnv = None,
 ) -> None:
-    """What each comp runs: AMI, age, base image, whether a rebuild is due, last deployment."""
+    """Show what each comp runs and whether a rebuild is due.
+
+    Per comp: the AMI on the launch template's default, its age and status, its base
+    image and a newer one, what is due and why, and the last deployment.
+    """
     from builder.pipelines.status import status
 
     _emit(ctx, status(_g(ctx).project(), app_name, env))
 
 
-@local_app.command("up")
+@_command(app, "keys", "builder keys", "builder keys --json")
+def keys_command(ctx: typer.Context) -> None:
+    """List the keys builder reads from the vars, with defaults."""
+    from builder.config.keys import KeyList
+
+    _emit(ctx, KeyList())
+
+
+@_command(local_app, "up",
+          "builder local up",
+          "builder local up --port 5000 --no-build-host")
 def local_up_command(
     ctx: typer.Context,
-    port: Annotated[int | None, typer.Option("--port", help="Emulator port on 127.0.0.1 "
-                                             "(default: a free one)")] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", metavar="PORT", help="Emulator port on 127.0.0.1 (default: a free one)")
+    ] = None,
     no_build_host: Annotated[bool, typer.Option(
         "--no-build-host", help="Skip the build host image (or BUILDER_LOCAL_NO_BUILD_HOST=1)"
     )] = False,
 ) -> None:
-    """Start the emulator (or reuse it) and make the missing resources and build host image."""
+    """Start the emulator, resources and build host image.
+
+    Idempotent: a running emulator is reused and only what is missing is made.
+    """
     from builder.local.stack import up
     from builder.output import Progress
 
@@ -417,33 +538,39 @@ def local_up_command(
                   build_host=False if no_build_host else None))
 
 
-@local_app.command("down")
+@_command(local_app, "down", "builder local down")
 def local_down_command(ctx: typer.Context) -> None:
-    """Stop the emulator and every build host of this root."""
+    """Stop the emulator and this root's build hosts."""
     from builder.local.stack import down
 
     _emit(ctx, down(_g(ctx).project().layout))
 
 
-@local_app.command("status")
+@_command(local_app, "status", "builder local status", "builder local status --json")
 def local_status_command(ctx: typer.Context) -> None:
-    """Whether the emulator runs, its endpoint, and the resources per account and region."""
+    """Show the emulator's endpoint and resources.
+
+    Whether it runs, its endpoint, and the resources per account and region.
+    """
     from builder.local.stack import status
 
     _emit(ctx, status(_g(ctx).project().layout))
 
 
-@local_app.command("fail-next-deployment")
+@_command(local_app, "fail-next-deployment", "builder local fail-next-deployment demo dev app")
 def local_fail_next_command(ctx: typer.Context, app_name: App, env: Env, comp: Comp) -> None:
-    """Make the next deployment of the comp's deployment group fail (a test control)."""
+    """Make the comp's next deployment fail (for tests)."""
     from builder.local.stack import fail_next_deployment
 
     _emit(ctx, fail_next_deployment(_g(ctx).project(), app_name, env, comp))
 
 
-@local_app.command("publish-source-ami")
+@_command(local_app, "publish-source-ami", "builder local publish-source-ami demo dev")
 def local_publish_source_ami_command(ctx: typer.Context, app_name: App, env: Env) -> None:
-    """Publish a newer base image matching the env's source_ami_filter (OS updates)."""
+    """Publish a newer base image (as OS updates do).
+
+    The image matches the env's source_ami_filter, so `rebuild` sees it as due.
+    """
     from builder.local.resources import publish_source_ami
 
     _emit(ctx, publish_source_ami(_g(ctx).project(), app_name, env))

@@ -14,7 +14,8 @@
     │   ├── BakeFailed                packer build failed
     │   ├── DeployFailed              a CodeDeploy deployment failed, stopped or timed out
     │   ├── PromotionFailed           sharing or copying an AMI failed
-    │   └── LockedError               another release holds the (app, env, comp) lock
+    │   ├── LockedError               another release holds the (app, env, comp) lock
+    │   └── TimedOut                  a wait ran past its deadline (builder.polling)
     └── Interrupted                   exit 130 (SIGINT) / 143 (SIGTERM)
 
 Foreign exceptions are translated where they enter (builder.aws, builder.process,
@@ -75,23 +76,25 @@ class BuilderError(Exception):
 
 
 class InputError(BuilderError):
+    """Bad input, config or set-up: fix it and run again (exit 2)."""
+
     exit_code = 2
 
 
 class ConfigError(InputError):
-    pass
+    """A vars file, a key or a value is wrong; carries its file and line."""
 
 
 class TemplateError(InputError):
-    pass
+    """A Packer template can't be found, rendered or parsed, or misuses a variable."""
 
 
 class RefusedError(InputError):
-    pass
+    """A valid request that must not run: a wrong or unverified AMI."""
 
 
 class ToolMissing(InputError):
-    pass
+    """A program (packer, debootstrap) or a privilege (root) builder needs is missing."""
 
 
 class ValidationFailed(InputError):
@@ -106,10 +109,14 @@ class ValidationFailed(InputError):
 
 
 class OperationFailed(BuilderError):
+    """The work itself failed (exit 1)."""
+
     exit_code = 1
 
 
 class ProcessFailed(OperationFailed):
+    """An external command exited non-zero; keeps its exit status and output tail."""
+
     def __init__(self, message: str, *, returncode: int, output_tail: str = ""):
         super().__init__(message)
         self.returncode = returncode
@@ -117,29 +124,35 @@ class ProcessFailed(OperationFailed):
 
 
 class AwsError(OperationFailed):
+    """An AWS call failed; `code` is AWS's error code."""
+
     def __init__(self, message: str, *, code: str = ""):
         super().__init__(message)
         self.code = code
 
 
 class ProvisionFailed(OperationFailed):
-    pass
+    """An Ansible task or an image check failed on the builder instance."""
 
 
 class BakeFailed(OperationFailed):
-    pass
+    """`packer build` failed."""
 
 
 class DeployFailed(OperationFailed):
-    pass
+    """A CodeDeploy deployment failed, was stopped or timed out."""
 
 
 class PromotionFailed(OperationFailed):
-    pass
+    """Sharing, copying or re-encrypting an AMI for promotion failed."""
 
 
 class LockedError(OperationFailed):
-    pass
+    """Another release holds the (app, env, comp) lock."""
+
+
+class TimedOut(OperationFailed):
+    """A wait ran past its deadline (builder.polling.poll_until)."""
 
 
 class Interrupted(BuilderError):

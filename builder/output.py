@@ -16,7 +16,11 @@ ProgressFn = Callable[[str, str], None]
 
 
 class Result(Protocol):
-    """What every command returns: one value, two ways to show it."""
+    """What every command returns: one value, two ways to show it, and the exit code
+    (0 unless it reports a failure; errors raised are the CLI's to map)."""
+
+    @property
+    def exit_code(self) -> int: ...
 
     def to_json(self) -> Any: ...
 
@@ -24,6 +28,7 @@ class Result(Protocol):
 
 
 def emit(result: Result, *, as_json: bool) -> None:
+    """Print a result on stdout: one JSON document, or its text."""
     out = sys.stdout
     if as_json:
         out.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")

@@ -37,6 +37,8 @@ _COUNT_RE = re.compile(r"\d+ error\(s\) occurred:?")
 
 @dataclass(frozen=True, order=True)
 class PackerVersion:
+    """An installed Packer's version (1.7 and later want a required_plugins block)."""
+
     major: int
     minor: int
     patch: int
@@ -57,11 +59,13 @@ class PackerVersion:
 
 
 def executable() -> str:
+    """The packer on PATH, or ToolMissing saying how to install it."""
     return process.require("packer", INSTALL_HINT)
 
 
 @cache
 def installed_version() -> PackerVersion:
+    """Ask the installed packer for its version."""
     done = process.run([executable(), "version"], what="packer version")
     return PackerVersion.parse(done.stdout)
 
@@ -72,14 +76,17 @@ def _arg(path: Path, cwd: Path | None) -> str:
 
 
 def init_argv(template: Path, cwd: Path | None = None) -> list[str]:
+    """`packer init` of a template (installs the plugins it requires)."""
     return [executable(), "init", _arg(template, cwd)]
 
 
 def validate_argv(template: Path, var_file: Path, cwd: Path | None = None) -> list[str]:
+    """`packer validate` of a template with its var file."""
     return [executable(), "validate", f"-var-file={_arg(var_file, cwd)}", _arg(template, cwd)]
 
 
 def build_argv(template: Path, var_file: Path, cwd: Path | None = None) -> list[str]:
+    """`packer build` of a template with its var file, machine-readable."""
     # -on-error=cleanup: a failed build never leaves its instance running for debugging.
     return [executable(), "build", "-machine-readable", "-color=false", "-on-error=cleanup",
             f"-var-file={_arg(var_file, cwd)}", _arg(template, cwd)]
@@ -172,6 +179,7 @@ class MachineLine:
 
 
 def parse_machine_line(line: str) -> MachineLine | None:
+    """One line of Packer's -machine-readable output, or None if it isn't one."""
     parts = line.rstrip("\n").split(",")
     if len(parts) < 3 or not parts[0].isdigit():
         return None
@@ -196,6 +204,7 @@ _PHASES = (
 
 
 def phase_of(message: str) -> str | None:
+    """The bake phase (launch, ssh, provision, stop, image, tag) a Packer message starts, if any."""
     for marker, phase in _PHASES:
         if marker in message:
             return phase

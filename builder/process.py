@@ -1,17 +1,20 @@
 """The one way builder runs other programs: a clean environment, argv logged, and a
-non-zero exit turned into ProcessFailed (or ToolMissing when the program isn't there)."""
+non-zero exit turned into ProcessFailed (or ToolMissing when the program isn't there);
+and the one way it stops them."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import ProcessFailed, ToolMissing
+from builder.errors import ProcessFailed, TimedOut, ToolMissing
+from builder.polling import poll_until
 
 log = logging.getLogger("builder.process")
 
@@ -19,10 +22,18 @@ log = logging.getLogger("builder.process")
 # (Packer gets the env's own), and the vault password never does.
 _WITHHELD_PREFIXES = ("AWS_", "BUILDER_VAULT_PASSWORD", "BUILDER_LOCAL_VAULT_PASSWORD")
 _TAIL_CHARS = 2000
+_KILLED_WAIT_S = 5.0  # for the kernel to take down what SIGKILL hit
+_STOP_POLL_S = 0.05
+
+# A child builder started (and can reap), or the pid of a process found otherwise (an
+# emulator an earlier run started, leftovers of a run found under /proc).
+Child = subprocess.Popen[str] | int
 
 
 @dataclass(frozen=True)
 class Completed:
+    """A finished command: its argv, exit status and output."""
+
     argv: tuple[str, ...]
     returncode: int
     stdout: str
@@ -30,6 +41,7 @@ class Completed:
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: builder's own secrets withheld, `extra` added."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_WITHHELD_PREFIXES)}
     env.update(extra or {})
     return env
@@ -93,3 +105,64 @@ def start(
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{argv[0]} not found") from exc
+
+
+def signal_group(child: Child, signum: int) -> None:
+    """Send `signum` to a running child and, when it leads a process group (every child
+    `start` makes does), to the whole group: what it started goes with it."""
+    pid = child if isinstance(child, int) else child.pid
+    if not _running(child):
+        return
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except ProcessLookupError:  # it ended in between
+        pass
+
+
+def stop(*children: Child, signum: int | None = signal.SIGTERM, grace_s: float = 5.0) -> bool:
+    """Stop children with what they started: `signum` to each (None: they were already
+    asked, e.g. Packer's SIGINT on Ctrl-C), SIGKILL to those still running after
+    `grace_s`. True once every one is gone (and, for ours, reaped)."""
+    if signum is not None:
+        for child in children:
+            signal_group(child, signum)
+
+    def gone() -> bool | None:
+        return not any(_running(child) for child in children) or None
+
+    try:
+        poll_until(gone, timeout_s=grace_s, interval_s=_STOP_POLL_S, what="stopping")
+        return True
+    except TimedOut:
+        log.debug("still running after %gs; killing", grace_s)
+    for child in children:
+        signal_group(child, signal.SIGKILL)
+    try:
+        poll_until(gone, timeout_s=_KILLED_WAIT_S, interval_s=_STOP_POLL_S, what="killing")
+    except TimedOut:
+        return False
+    return True
+
+
+def _running(child: Child) -> bool:
+    if not isinstance(child, int):
+        return child.poll() is None
+    try:  # our child without its Popen (tests run the stack in-process): reap it
+        done, _ = os.waitpid(child, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(child, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    try:  # a zombie has ended: whoever reaps orphans here may never get to it
+        stat = Path(f"/proc/{child}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

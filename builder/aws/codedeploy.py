@@ -6,15 +6,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from builder.aws.session import translate
 from builder.errors import AwsError, InputError
 
-ACTIVE_STATUSES = ("Created", "Queued", "InProgress", "Baking", "Ready")
+if TYPE_CHECKING:
+    from mypy_boto3_codedeploy import CodeDeployClient
+    from mypy_boto3_codedeploy.literals import BundleTypeType, DeploymentStatusType
+    from mypy_boto3_codedeploy.type_defs import (
+        DeploymentGroupInfoTypeDef,
+        DeploymentInfoTypeDef,
+        InstanceTargetTypeDef,
+        RevisionLocationTypeDef,
+    )
+
+ACTIVE_STATUSES: tuple[DeploymentStatusType, ...] = (
+    "Created", "Queued", "InProgress", "Baking", "Ready")
 SUCCEEDED = "Succeeded"
 FINAL_STATUSES = (SUCCEEDED, "Failed", "Stopped")
-_BUNDLE_TYPES = ((".tar.gz", "tgz"), (".tgz", "tgz"), (".tar", "tar"), (".zip", "zip"))
+_BUNDLE_TYPES: tuple[tuple[str, BundleTypeType], ...] = (
+    (".tar.gz", "tgz"), (".tgz", "tgz"), (".tar", "tar"), (".zip", "zip"))
 # deploymentOverview keys, in the order a deployment moves through them.
 OVERVIEW_KEYS = ("Pending", "InProgress", "Succeeded", "Failed", "Skipped", "Ready")
 TARGET_BATCH = 25  # ids per BatchGetDeploymentTargets call
@@ -23,10 +35,12 @@ GROUP_BATCH = 100  # names per BatchGetDeploymentGroups call
 
 @dataclass(frozen=True)
 class DeploymentGroup:
+    """A CodeDeploy deployment group as builder reads it: its ASGs, style and last deployment."""
+
     application: str
     name: str
     asg_names: tuple[str, ...]
-    target_revision: Mapping[str, Any] | None
+    target_revision: RevisionLocationTypeDef | None
     deployment_type: str  # BLUE_GREEN or IN_PLACE
     green_fleet: str  # COPY_AUTO_SCALING_GROUP, DISCOVER_EXISTING or ""
     last_attempted: str = ""  # id of the group's latest deployment (ended or not)
@@ -39,7 +53,7 @@ class DeploymentGroup:
             "COPY_AUTO_SCALING_GROUP")
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> DeploymentGroup:
+    def from_api(cls, raw: DeploymentGroupInfoTypeDef) -> DeploymentGroup:
         blue_green = raw.get("blueGreenDeploymentConfiguration") or {}
         last = raw.get("lastAttemptedDeployment") or {}
         when = last.get("endTime") or last.get("createTime")
@@ -86,17 +100,21 @@ class Deployment:
         return "; ".join(part for part in parts if part)
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> Deployment:
+    def from_api(cls, raw: DeploymentInfoTypeDef) -> Deployment:
         error = raw.get("errorInformation") or {}
+        # Every value of the overview is an instance count.
+        counts = cast("Mapping[str, int]", raw.get("deploymentOverview") or {})
         return cls(id=raw["deploymentId"], status=raw.get("status", ""),
                    description=raw.get("description", ""),
-                   overview={k: int(v) for k, v in (raw.get("deploymentOverview") or {}).items()},
+                   overview={k: int(v) for k, v in counts.items()},
                    error_code=error.get("code", ""), error_message=error.get("message", ""),
                    rollback_message=(raw.get("rollbackInfo") or {}).get("rollbackMessage", ""))
 
 
 @dataclass(frozen=True)
 class LifecycleEvent:
+    """One lifecycle event (Install, ValidateService, ...) of one deployment target."""
+
     name: str
     status: str  # Pending, InProgress, Succeeded, Failed, Skipped, Unknown
     error_code: str = ""  # diagnostics: ScriptFailed, ScriptTimedOut, ...
@@ -131,7 +149,7 @@ class Target:
         return self.status.lower()
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> Target:
+    def from_api(cls, raw: InstanceTargetTypeDef) -> Target:
         events = []
         for event in raw.get("lifecycleEvents") or []:
             diagnostics = event.get("diagnostics") or {}
@@ -173,13 +191,15 @@ def _words(key: str) -> str:
     return "in progress" if key == "InProgress" else key.lower()
 
 
-def group(codedeploy: Any, application: str, name: str) -> DeploymentGroup:
+def group(codedeploy: CodeDeployClient, application: str, name: str) -> DeploymentGroup:
+    """Read one deployment group (it names the ASG CodeDeploy currently serves)."""
     with translate(f"reading deployment group {application}/{name}"):
         return DeploymentGroup.from_api(codedeploy.get_deployment_group(
             applicationName=application, deploymentGroupName=name)["deploymentGroupInfo"])
 
 
-def groups(codedeploy: Any, application: str, names: Sequence[str]) -> list[DeploymentGroup]:
+def groups(codedeploy: CodeDeployClient, application: str, names: Sequence[str]
+           ) -> list[DeploymentGroup]:
     """The application's groups of these names (those that exist), GROUP_BATCH a call."""
     found: list[DeploymentGroup] = []
     for start in range(0, len(names), GROUP_BATCH):
@@ -192,23 +212,25 @@ def groups(codedeploy: Any, application: str, names: Sequence[str]) -> list[Depl
     return found
 
 
-def create(codedeploy: Any, deployment_group: DeploymentGroup, revision: Mapping[str, Any],
-           description: str) -> str:
+def create(codedeploy: CodeDeployClient, deployment_group: DeploymentGroup,
+           revision: RevisionLocationTypeDef, description: str) -> str:
+    """Start a deployment of `revision` to the group; returns its id."""
     with translate(f"creating a deployment of {deployment_group.application}/"
                    f"{deployment_group.name}"):
         return str(codedeploy.create_deployment(
             applicationName=deployment_group.application,
-            deploymentGroupName=deployment_group.name, revision=dict(revision),
+            deploymentGroupName=deployment_group.name, revision=revision,
             description=description)["deploymentId"])
 
 
-def get(codedeploy: Any, deployment_id: str) -> Deployment:
+def get(codedeploy: CodeDeployClient, deployment_id: str) -> Deployment:
+    """Read one deployment: its status, counts and error information."""
     with translate(f"reading deployment {deployment_id}"):
         return Deployment.from_api(
             codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"])
 
 
-def active(codedeploy: Any, application: str, group_name: str) -> list[str]:
+def active(codedeploy: CodeDeployClient, application: str, group_name: str) -> list[str]:
     """Ids of the group's deployments that haven't ended (CodeDeploy allows one)."""
     with translate(f"listing active deployments of {application}/{group_name}"):
         return list(codedeploy.list_deployments(
@@ -216,22 +238,23 @@ def active(codedeploy: Any, application: str, group_name: str) -> list[str]:
             includeOnlyStatuses=list(ACTIVE_STATUSES))["deployments"])
 
 
-def target_ids(codedeploy: Any, deployment_id: str, *,
+def target_ids(codedeploy: CodeDeployClient, deployment_id: str, *,
                statuses: Sequence[str] = ()) -> list[str]:
     """Ids of the deployment's instances (the first page), only those in `statuses` when
     given; none before the deployment has started."""
-    filters = {"targetFilters": {"TargetStatus": list(statuses)}} if statuses else {}
     try:
         with translate(f"listing the instances of deployment {deployment_id}"):
-            return list(codedeploy.list_deployment_targets(
-                deploymentId=deployment_id, **filters).get("targetIds", []))
+            found = (codedeploy.list_deployment_targets(
+                deploymentId=deployment_id, targetFilters={"TargetStatus": list(statuses)})
+                if statuses else codedeploy.list_deployment_targets(deploymentId=deployment_id))
+            return list(found.get("targetIds", []))
     except AwsError as exc:
         if exc.code == "DeploymentNotStartedException":
             return []
         raise
 
 
-def targets(codedeploy: Any, deployment_id: str, ids: Sequence[str]) -> list[Target]:
+def targets(codedeploy: CodeDeployClient, deployment_id: str, ids: Sequence[str]) -> list[Target]:
     """The first TARGET_BATCH of `ids` with their lifecycle events, in one call."""
     if not ids:
         return []
@@ -242,7 +265,7 @@ def targets(codedeploy: Any, deployment_id: str, ids: Sequence[str]) -> list[Tar
             if raw.get("instanceTarget")]
 
 
-def failed_event(codedeploy: Any, deployment_id: str) -> FailedEvent | None:
+def failed_event(codedeploy: CodeDeployClient, deployment_id: str) -> FailedEvent | None:
     """The failed lifecycle event of the deployment's first failed instance (two calls)."""
     failed = target_ids(codedeploy, deployment_id, statuses=["Failed"])
     for target in targets(codedeploy, deployment_id, failed):
@@ -253,7 +276,7 @@ def failed_event(codedeploy: Any, deployment_id: str) -> FailedEvent | None:
     return None
 
 
-def stop(codedeploy: Any, deployment_id: str) -> None:
+def stop(codedeploy: CodeDeployClient, deployment_id: str) -> None:
     """Stop with rollback; a deployment that ended meanwhile is left as it ended."""
     try:
         with translate(f"stopping deployment {deployment_id}"):
@@ -263,7 +286,7 @@ def stop(codedeploy: Any, deployment_id: str) -> None:
             raise
 
 
-def s3_revision(uri: str) -> dict[str, Any]:
+def s3_revision(uri: str) -> RevisionLocationTypeDef:
     """`s3://bucket/key.zip` as a CodeDeploy revision (bundle type from the extension)."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket or not key:
@@ -276,7 +299,7 @@ def s3_revision(uri: str) -> dict[str, Any]:
             "s3Location": {"bucket": bucket, "key": key, "bundleType": bundle}}
 
 
-def revision_text(revision: Mapping[str, Any]) -> str:
+def revision_text(revision: RevisionLocationTypeDef) -> str:
     """A revision as people write it: s3://bucket/key, or its type and fields."""
     location = revision.get("s3Location")
     if location:

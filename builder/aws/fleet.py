@@ -9,12 +9,21 @@ versions, moves the default, and points the deployment group's current ASG at a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Unpack
 
 from builder.aws.session import translate
 from builder.errors import AwsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_autoscaling.type_defs import LaunchTemplateSpecificationTypeDef
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import (
+        DescribeLaunchTemplateVersionsRequestPaginateTypeDef,
+        LaunchTemplateVersionTypeDef,
+    )
 
 # EC2's largest page for DescribeLaunchTemplateVersions.
 _VERSIONS_PAGE = 200
@@ -37,7 +46,7 @@ class TemplateVersion:
     is_default: bool
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> TemplateVersion:
+    def from_api(cls, raw: LaunchTemplateVersionTypeDef) -> TemplateVersion:
         return cls(template_id=raw["LaunchTemplateId"],
                    template_name=raw.get("LaunchTemplateName", ""),
                    number=int(raw["VersionNumber"]),
@@ -59,17 +68,18 @@ class AsgLaunch:
     version: str  # a number, "$Default" or "$Latest", as the group names it
 
 
-def version(ec2: Any, *, template_name: str = "", template_id: str = "",
+def version(ec2: EC2Client, *, template_name: str = "", template_id: str = "",
             number: str = "$Default") -> TemplateVersion:
     """One version of a template named by name or id: a number, $Default or $Latest.
 
     A missing template is an AwsError with code InvalidLaunchTemplateName.NotFoundException
     (or InvalidLaunchTemplateId.NotFound); the caller knows which setting named it.
     """
-    which = {"LaunchTemplateId": template_id} if template_id else {
-        "LaunchTemplateName": template_name}
     with translate(f"reading launch template {template_id or template_name} version {number}"):
-        found = ec2.describe_launch_template_versions(**which, Versions=[number])
+        found = (ec2.describe_launch_template_versions(LaunchTemplateId=template_id,
+                                                       Versions=[number]) if template_id else
+                 ec2.describe_launch_template_versions(LaunchTemplateName=template_name,
+                                                       Versions=[number]))
     versions = found["LaunchTemplateVersions"]
     if not versions:
         raise AwsError(f"launch template {template_id or template_name} has no version {number}",
@@ -77,7 +87,7 @@ def version(ec2: Any, *, template_name: str = "", template_id: str = "",
     return TemplateVersion.from_api(versions[0])
 
 
-def create_version(ec2: Any, source: TemplateVersion, image_id: str,
+def create_version(ec2: EC2Client, source: TemplateVersion, image_id: str,
                    description: str) -> TemplateVersion:
     """A new version copied from `source` with only ImageId changed (AWS merges the given
     data over SourceVersion)."""
@@ -89,12 +99,14 @@ def create_version(ec2: Any, source: TemplateVersion, image_id: str,
     return TemplateVersion.from_api(made)
 
 
-def set_default(ec2: Any, template_id: str, number: int) -> None:
+def set_default(ec2: EC2Client, template_id: str, number: int) -> None:
+    """Make version `number` the launch template's default."""
     with translate(f"making version {number} the default of launch template {template_id}"):
         ec2.modify_launch_template(LaunchTemplateId=template_id, DefaultVersion=str(number))
 
 
-def asg_launch(autoscaling: Any, name: str) -> AsgLaunch:
+def asg_launch(autoscaling: AutoScalingClient, name: str) -> AsgLaunch:
+    """Which launch template and version an Auto Scaling group launches."""
     with translate(f"reading Auto Scaling group {name}"):
         groups = autoscaling.describe_auto_scaling_groups(
             AutoScalingGroupNames=[name])["AutoScalingGroups"]
@@ -104,7 +116,8 @@ def asg_launch(autoscaling: Any, name: str) -> AsgLaunch:
     return AsgLaunch(name, spec.get("LaunchTemplateId", ""), str(spec.get("Version", "")))
 
 
-def point_asg(autoscaling: Any, name: str, template_id: str, version_spec: str) -> None:
+def point_asg(autoscaling: AutoScalingClient, name: str, template_id: str,
+              version_spec: str) -> None:
     """Make the group launch from `template_id` at `version_spec` (its later instances;
     CodeDeploy copies this spec into the replacement group)."""
     with translate(f"pointing Auto Scaling group {name} at launch template version "
@@ -124,31 +137,34 @@ class AsgLaunchSpecs:
     its launch configuration."""
 
     name: str
-    templates: tuple[Mapping[str, Any], ...]
+    templates: tuple[LaunchTemplateSpecificationTypeDef, ...]
     configuration: str  # launch configuration name, or ""
     instance_ids: tuple[str, ...]
 
 
-def _versions(ec2: Any, doing: str, **kwargs: Any) -> list[TemplateVersion]:
+def _versions(ec2: EC2Client, doing: str,
+              **which: Unpack[DescribeLaunchTemplateVersionsRequestPaginateTypeDef]
+              ) -> list[TemplateVersion]:
+    request: DescribeLaunchTemplateVersionsRequestPaginateTypeDef = {
+        **which, "PaginationConfig": {"PageSize": _VERSIONS_PAGE}}
     with translate(doing):
-        pages = ec2.get_paginator("describe_launch_template_versions").paginate(
-            **kwargs, PaginationConfig={"PageSize": _VERSIONS_PAGE})
+        pages = ec2.get_paginator("describe_launch_template_versions").paginate(**request)
         return [TemplateVersion.from_api(raw)
                 for page in pages for raw in page["LaunchTemplateVersions"]]
 
 
-def every_template(ec2: Any, which: tuple[str, ...] = ("$Default",)) -> list[TemplateVersion]:
+def every_template(ec2: EC2Client, which: tuple[str, ...] = ("$Default",)) -> list[TemplateVersion]:
     """The `which` versions ($Default, $Latest) of every launch template of the account
     and region, in one query."""
     return _versions(ec2, "reading the launch templates", Versions=list(which))
 
 
-def default_images(ec2: Any) -> dict[str, str]:
+def default_images(ec2: EC2Client) -> dict[str, str]:
     """Template name → the AMI of its default version, for every launch template."""
     return {v.template_name: v.image_id for v in every_template(ec2)}
 
 
-def all_versions(ec2: Any, name: str) -> list[TemplateVersion]:
+def all_versions(ec2: EC2Client, name: str) -> list[TemplateVersion]:
     """Every version of one template; none when it doesn't exist."""
     try:
         return _versions(ec2, f"reading the versions of launch template {name}",
@@ -159,12 +175,12 @@ def all_versions(ec2: Any, name: str) -> list[TemplateVersion]:
         raise
 
 
-def default_image(ec2: Any, name: str) -> str:
+def default_image(ec2: EC2Client, name: str) -> str:
     """The AMI of a template's default version ("" when there is no such template)."""
     return launched_image(ec2, {"LaunchTemplateName": name})
 
 
-def launched_image(ec2: Any, spec: Mapping[str, Any]) -> str:
+def launched_image(ec2: EC2Client, spec: LaunchTemplateSpecificationTypeDef) -> str:
     """The AMI a launch template specification (as an Auto Scaling group holds it)
     launches; "" when its template or version is gone."""
     try:
@@ -177,7 +193,7 @@ def launched_image(ec2: Any, spec: Mapping[str, Any]) -> str:
         raise
 
 
-def every_asg(autoscaling: Any) -> list[AsgLaunchSpecs]:
+def every_asg(autoscaling: AutoScalingClient) -> list[AsgLaunchSpecs]:
     """Every Auto Scaling group of the account and region and what it launches from."""
     with translate("listing the Auto Scaling groups"):
         groups = [g for page in autoscaling.get_paginator("describe_auto_scaling_groups")
@@ -195,7 +211,7 @@ def every_asg(autoscaling: Any) -> list[AsgLaunchSpecs]:
     return found
 
 
-def configuration_images(autoscaling: Any, names: Iterable[str]) -> dict[str, str]:
+def configuration_images(autoscaling: AutoScalingClient, names: Iterable[str]) -> dict[str, str]:
     """Launch configuration name → its AMI."""
     wanted = sorted(set(names))
     if not wanted:
@@ -207,7 +223,7 @@ def configuration_images(autoscaling: Any, names: Iterable[str]) -> dict[str, st
                 for page in pages for c in page["LaunchConfigurations"]}
 
 
-def instances_of(ec2: Any, image_ids: Iterable[str]) -> dict[str, str]:
+def instances_of(ec2: EC2Client, image_ids: Iterable[str]) -> dict[str, str]:
     """Instance id → AMI, for the live (not terminated) instances of these AMIs."""
     wanted = sorted(image_ids)
     if not wanted:

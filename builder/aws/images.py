@@ -1,5 +1,5 @@
 """AMIs: the typed EC2 image calls every step shares (bake, release, promote, prune,
-status), and the lineage tags of DESIGN "AMI tags"."""
+status), and the lineage tags (docs/architecture.md, "AMI tags, lineage and statuses")."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from builder.aws.session import translate
 from builder.config.models import Combo, Settings, SourceAmiFilter
 from builder.errors import AwsError, ConfigError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import DescribeImagesRequestPaginateTypeDef, ImageTypeDef
 
 TAG_APP = "builder:app"
 TAG_ENV = "builder:env"
@@ -28,11 +33,18 @@ TAG_RUN_ID = "builder:run-id"
 # builder:verified-<env>: when a release verified the AMI on that env's new fleet
 TAG_VERIFIED_PREFIX = "builder:verified-"
 
-STATUS_BAKED = "baked"
-STATUS_RELEASED = "released"
-STATUS_VERIFIED = "verified"
-STATUS_FAILED = "failed"
-USABLE_STATUSES = (STATUS_BAKED, STATUS_RELEASED, STATUS_VERIFIED)
+
+
+class AmiStatus(StrEnum):
+    """An AMI's place in its life (the builder:status tag)."""
+
+    BAKED = "baked"
+    RELEASED = "released"
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
+USABLE_STATUSES = (AmiStatus.BAKED, AmiStatus.RELEASED, AmiStatus.VERIFIED)
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,7 @@ class Image:
     kms_key_ids: tuple[str, ...] = ()
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> Image:
+    def from_api(cls, raw: ImageTypeDef) -> Image:
         ebs = [m["Ebs"] for m in raw.get("BlockDeviceMappings", []) if "Ebs" in m]
         return cls(
             id=raw["ImageId"],
@@ -92,32 +104,34 @@ def _parse_time(text: str | None) -> datetime:
 
 
 def verified_tag(env: str) -> str:
+    """The tag key that records when an AMI was verified in `env`."""
     return f"{TAG_VERIFIED_PREFIX}{env}"
 
 
 def newest_first(images: Iterable[Image]) -> list[Image]:
+    """Images sorted newest first (creation date, then id for equal dates)."""
     return sorted(images, key=lambda i: (i.created, i.id), reverse=True)
 
 
-def describe(ec2: Any, *, owners: Sequence[str] | None = None, image_ids: Sequence[str] = (),
+def describe(ec2: EC2Client, *, owners: Sequence[str] | None = None, image_ids: Sequence[str] = (),
              filters: Mapping[str, Sequence[str]] | None = None,
              executable_users: Sequence[str] = ()) -> list[Image]:
     """describe_images with paging, as Image values, newest first."""
-    kwargs: dict[str, Any] = {}
+    request: DescribeImagesRequestPaginateTypeDef = {}
     if owners:
-        kwargs["Owners"] = list(owners)
+        request["Owners"] = list(owners)
     if image_ids:
-        kwargs["ImageIds"] = list(image_ids)
+        request["ImageIds"] = list(image_ids)
     if executable_users:
-        kwargs["ExecutableUsers"] = list(executable_users)
+        request["ExecutableUsers"] = list(executable_users)
     if filters:
-        kwargs["Filters"] = [{"Name": k, "Values": list(v)} for k, v in filters.items()]
+        request["Filters"] = [{"Name": k, "Values": list(v)} for k, v in filters.items()]
     with translate("describing images"):
-        pages = ec2.get_paginator("describe_images").paginate(**kwargs)
+        pages = ec2.get_paginator("describe_images").paginate(**request)
         return newest_first(Image.from_api(raw) for page in pages for raw in page["Images"])
 
 
-def resolve_source(ec2: Any, settings: Settings) -> Image:
+def resolve_source(ec2: EC2Client, settings: Settings) -> Image:
     """The base image: the `source_ami` id, or the newest match of `source_ami_filter`."""
     if settings.source_ami:
         found = describe(ec2, image_ids=[settings.source_ami])
@@ -142,7 +156,7 @@ def missing_source(settings: Settings) -> ConfigError:
                        f"by {', '.join(wanted.owners)} in {settings.aws_region}")
 
 
-def images_of(ec2: Any, combo: Combo, *, fingerprint: str | None = None,
+def images_of(ec2: EC2Client, combo: Combo, *, fingerprint: str | None = None,
               states: Sequence[str] = ("available",)) -> list[Image]:
     """The AMIs builder made (or copied) for one combo in this account, newest first."""
     filters: dict[str, Sequence[str]] = {
@@ -154,7 +168,7 @@ def images_of(ec2: Any, combo: Combo, *, fingerprint: str | None = None,
     return describe(ec2, owners=["self"], filters=filters)
 
 
-def set_tags(ec2: Any, image: Image, tags: Mapping[str, str]) -> None:
+def set_tags(ec2: EC2Client, image: Image, tags: Mapping[str, str]) -> None:
     """Tag an AMI and its snapshots alike (lineage stays with the data)."""
     with translate(f"tagging {image.id}"):
         ec2.create_tags(Resources=[image.id, *image.snapshot_ids],
@@ -177,7 +191,7 @@ def built_at(image: Image) -> datetime:
     return _parse_time(tag) if tag else image.created
 
 
-def builder_images(ec2: Any, apps: Sequence[str], *,
+def builder_images(ec2: EC2Client, apps: Sequence[str], *,
                    states: Sequence[str] = ("available",)) -> list[Image]:
     """Every AMI builder made (or copied) for these apps in this account and region, in
     one query for all their combos; newest first."""
@@ -185,7 +199,7 @@ def builder_images(ec2: Any, apps: Sequence[str], *,
                     filters={f"tag:{TAG_APP}": sorted(set(apps)), "state": list(states)})
 
 
-def matching_images(ec2: Any, wanted: Iterable[SourceAmiFilter]
+def matching_images(ec2: EC2Client, wanted: Iterable[SourceAmiFilter]
                     ) -> dict[SourceAmiFilter, list[Image]]:
     """The available images each base-image filter matches, newest first: one query per
     distinct owner set (EC2 ORs the name patterns), matched to each filter here."""
@@ -208,7 +222,7 @@ def _name_pattern(wildcards: str) -> re.Pattern[str]:
                               for c in wildcards), re.DOTALL)
 
 
-def images_by_id(ec2: Any, image_ids: Iterable[str]) -> dict[str, Image]:
+def images_by_id(ec2: EC2Client, image_ids: Iterable[str]) -> dict[str, Image]:
     """The images of these ids this account can see, in one query; ids that no longer
     exist are left out (EC2 fails the whole call for one: then they are asked singly)."""
     wanted = sorted(set(image_ids))
@@ -227,7 +241,7 @@ def images_by_id(ec2: Any, image_ids: Iterable[str]) -> dict[str, Image]:
     return found
 
 
-def deregister(ec2: Any, image: Image) -> None:
+def deregister(ec2: EC2Client, image: Image) -> None:
     """Deregister an AMI (a pending copy stops) and delete its snapshots."""
     with translate(f"deregistering {image.id}"):
         ec2.deregister_image(ImageId=image.id)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
 from builder.aws.session import translate
 from builder.errors import AwsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 TABLE = "builder-locks"
 KEY = "lock"
@@ -24,19 +28,21 @@ TABLE_MISSING = "ResourceNotFoundException"
 
 @dataclass(frozen=True)
 class LockItem:
+    """The DynamoDB item that holds the release lock of one (app, env, comp)."""
+
     key: str  # "<app>/<env>/<comp>"
     owner: str  # user@host:pid, for people
     token: str  # unique per holder: only the holder's own release deletes the item
     started_at: str  # UTC, ISO 8601
     expires_at: int  # epoch seconds; after it anyone may take the lock
 
-    def to_item(self) -> dict[str, Any]:
+    def to_item(self) -> dict[str, AttributeValueTypeDef]:
         return {KEY: {"S": self.key}, "owner": {"S": self.owner}, "token": {"S": self.token},
                 "started_at": {"S": self.started_at},
                 "expires_at": {"N": str(self.expires_at)}}
 
     @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> LockItem:
+    def from_item(cls, item: Mapping[str, AttributeValueTypeDef]) -> LockItem:
         def text(name: str) -> str:
             return str(item.get(name, {}).get("S", "?"))
 
@@ -44,7 +50,8 @@ class LockItem:
                    int(item.get("expires_at", {}).get("N", "0")))
 
 
-def put(dynamodb: Any, lock: LockItem, *, now: int, force: bool = False) -> LockItem | None:
+def put(dynamodb: DynamoDBClient, lock: LockItem, *, now: int, force: bool = False
+        ) -> LockItem | None:
     """Write `lock` unless another holder's unexpired lock is there.
 
     Returns None when written without taking anyone's lock, else the other holder: the
@@ -68,12 +75,13 @@ def put(dynamodb: Any, lock: LockItem, *, now: int, force: bool = False) -> Lock
             if exc.response.get("Error", {}).get("Code") != _CONDITION_FAILED:
                 raise
             # ReturnValuesOnConditionCheckFailure puts the holder's item in the error.
-            holder = cast("Mapping[str, Any] | None", exc.response.get("Item"))
+            holder = cast("Mapping[str, AttributeValueTypeDef] | None",
+                          exc.response.get("Item"))
             return LockItem.from_item(holder or {})
     return None
 
 
-def delete(dynamodb: Any, lock: LockItem) -> bool:
+def delete(dynamodb: DynamoDBClient, lock: LockItem) -> bool:
     """Remove our own lock; False when it is no longer ours (broken by someone else)."""
     try:
         with translate(f"releasing the release lock {lock.key}"):
@@ -89,7 +97,7 @@ def delete(dynamodb: Any, lock: LockItem) -> bool:
     return True
 
 
-def create_table(dynamodb: Any) -> None:
+def create_table(dynamodb: DynamoDBClient) -> None:
     """Make the lock table and wait until it takes writes; another process making it at
     the same moment is fine."""
     try:

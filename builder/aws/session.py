@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 import botocore.session
@@ -28,6 +28,16 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from builder.config.models import Settings
 from builder.errors import AwsError
+
+if TYPE_CHECKING:  # the stubs are for mypy only: never loaded when builder runs
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_codedeploy import CodeDeployClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_sts import STSClient
 
 # Dummy source credentials for the local emulator: it issues real-looking role
 # credentials per account from them, as STS would.
@@ -115,7 +125,28 @@ class EnvAws:
     def account_id(self) -> str:
         return self.target.account_id
 
+    @overload
+    def client(self, service: Literal["autoscaling"], region: str | None = None
+               ) -> AutoScalingClient: ...
+    @overload
+    def client(self, service: Literal["codedeploy"], region: str | None = None
+               ) -> CodeDeployClient: ...
+    @overload
+    def client(self, service: Literal["dynamodb"], region: str | None = None
+               ) -> DynamoDBClient: ...
+    @overload
+    def client(self, service: Literal["ec2"], region: str | None = None) -> EC2Client: ...
+    @overload
+    def client(self, service: Literal["kms"], region: str | None = None) -> KMSClient: ...
+    @overload
+    def client(self, service: Literal["s3"], region: str | None = None) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["ssm"], region: str | None = None) -> SSMClient: ...
+    @overload
+    def client(self, service: Literal["sts"], region: str | None = None) -> STSClient: ...
     def client(self, service: str, region: str | None = None) -> Any:
+        """The env's client of `service` (in `region`, default the env's), made once and
+        shared: each call it makes is counted in the call log."""
         key = (service, region or self.target.region)
         with self._lock:
             if key not in self._clients:

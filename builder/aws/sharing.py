@@ -17,15 +17,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.aws.images import Image
 from builder.aws.session import EnvAws, translate
 from builder.errors import AwsError
 
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import LaunchPermissionTypeDef, SnapshotTypeDef
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_kms.literals import GrantOperationType
+
 # What the copying account does with the source key (EC2 CopyImage, re-encryption).
-GRANT_OPERATIONS = ("Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom",
-                    "GenerateDataKeyWithoutPlaintext")
+GRANT_OPERATIONS: tuple[GrantOperationType, ...] = (
+    "Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "GenerateDataKeyWithoutPlaintext")
 _AWS_MANAGED_ALIAS = "alias/aws/"
 _KEY_ARN = re.compile(r"arn:aws[\w-]*:kms:(?P<region>[\w-]+):(?P<account>\d{12}):key/.+")
 
@@ -73,7 +79,8 @@ def preflight(source: EnvAws, target: EnvAws, image: Image, *, target_key: str,
     """Everything a copy of `image` by `target` needs, checked without changing anything."""
     checks: list[Check] = []
     cross_account = source.account_id != target.account_id
-    launch, snapshots, grant_key = False, (), None
+    launch, grant_key = False, None
+    snapshots: tuple[str, ...] = ()
     snapshots_info = _snapshots(source, image)
     if cross_account:
         checks.append(_ownership(source, image, source_env))
@@ -140,7 +147,7 @@ def shared(source: EnvAws, plan: SharePlan, *, name: str) -> Iterator[Shared]:
 def _unshare(source: EnvAws, plan: SharePlan, done: Shared) -> None:
     """Remove what was added; every step is tried even when one fails."""
     ec2 = source.client("ec2")
-    steps: list[tuple[str, Callable[[], Any]]] = []
+    steps: list[tuple[str, Callable[[], object]]] = []
     if done.grant is not None:
         key, grant_id = done.grant
         steps.append((f"revoking grant {grant_id} on {key}",
@@ -165,13 +172,12 @@ def _unshare(source: EnvAws, plan: SharePlan, done: Shared) -> None:
 # -- the checks ------------------------------------------------------------------------
 
 
-def _snapshots(source: EnvAws, image: Image) -> list[dict[str, Any]]:
+def _snapshots(source: EnvAws, image: Image) -> list[SnapshotTypeDef]:
     if not image.snapshot_ids:
         return []
     with translate(f"reading the snapshots of {image.id}"):
-        found: list[dict[str, Any]] = source.client("ec2").describe_snapshots(
+        return source.client("ec2").describe_snapshots(
             SnapshotIds=list(image.snapshot_ids))["Snapshots"]
-    return found
 
 
 def _ownership(source: EnvAws, image: Image, source_env: str) -> Check:
@@ -182,13 +188,12 @@ def _ownership(source: EnvAws, image: Image, source_env: str) -> Check:
     return Check("source AMI owned by the source account", ok, detail)
 
 
-def launch_permissions(ec2: Any, image_id: str) -> list[dict[str, str]]:
+def launch_permissions(ec2: EC2Client, image_id: str) -> list[LaunchPermissionTypeDef]:
     """Who, besides its owner, may launch (and so copy) an image: {"UserId": account},
     {"Group": "all"}, {"OrganizationArn": ...} or {"OrganizationalUnitArn": ...}."""
     with translate(f"reading who may launch {image_id}"):
-        permissions: list[dict[str, str]] = ec2.describe_image_attribute(
+        return ec2.describe_image_attribute(
             ImageId=image_id, Attribute="launchPermission").get("LaunchPermissions", [])
-    return permissions
 
 
 def _launch_shared(source: EnvAws, image: Image, account: str) -> bool:
@@ -204,7 +209,7 @@ def _volume_shared(source: EnvAws, snapshot: str, account: str) -> bool:
     return any(p.get("UserId") == account or p.get("Group") == "all" for p in permissions)
 
 
-def _may(env: EnvAws, what: str, call: Callable[[Any], Any]) -> Check:
+def _may(env: EnvAws, what: str, call: Callable[[EC2Client], object]) -> Check:
     """An EC2 permission, asked with DryRun: AWS answers DryRunOperation when allowed."""
     try:
         with translate(what):
@@ -262,7 +267,7 @@ def _target_key(target: EnvAws, key: str, target_env: str) -> Check:
     return Check(what, state == "Enabled", f"{metadata.get('Arn', key)} is {state}")
 
 
-def _policy_allows(kms: Any, key: str, account: str) -> bool:
+def _policy_allows(kms: KMSClient, key: str, account: str) -> bool:
     try:
         with translate(f"reading the key policy of {key}"):
             policy = kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"]
@@ -278,12 +283,17 @@ def _statement_allows(statement: Any, account: str) -> bool:
         return False
     principal = statement.get("Principal")
     principals = _as_list(principal.get("AWS") if isinstance(principal, dict) else principal)
-    actions = _as_list(statement.get("Action"))
     return (any(_names_account(p, account) for p in principals)
-            and any(fnmatch.fnmatchcase("kms:decrypt", a.lower()) for a in actions))
+            and any(_covers(a, "kms:Decrypt") for a in _as_list(statement.get("Action"))))
 
 
-def _granted(kms: Any, key: str, account: str) -> bool:
+def _covers(pattern: str, action: str) -> bool:
+    """Whether a policy's Action entry covers `action`, as IAM reads it: case-insensitive,
+    with `*` and `?` the only wildcards (a `[` is just a character, unlike in globs)."""
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower().replace("[", "[[]"))
+
+
+def _granted(kms: KMSClient, key: str, account: str) -> bool:
     with translate(f"listing the grants of {key}"):
         grants = [g for page in kms.get_paginator("list_grants").paginate(KeyId=key)
                   for g in page.get("Grants", [])]
@@ -302,7 +312,7 @@ def _as_list(value: Any) -> Sequence[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def _kms(source: EnvAws, key: str) -> Any:
+def _kms(source: EnvAws, key: str) -> KMSClient:
     match = _KEY_ARN.fullmatch(key)
     return source.client("kms", region=match.group("region") if match else None)
 

@@ -6,38 +6,47 @@ Packer makes the instance itself; `run_tags` put the same run-id tag on it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.aws.images import TAG_RUN_ID
 from builder.aws.session import translate
-from builder.errors import AwsError, ConfigError
+from builder.errors import AwsError, ConfigError, TimedOut
+from builder.polling import poll_until
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.literals import ResourceTypeType
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, TagSpecificationTypeDef, TagTypeDef
 
 TAG_STARTED_AT = "builder:started-at"
+_DELETE_RETRY_S = 5.0  # while a terminating instance still holds a security group
 _LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 
-def _tag_specs(resource: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
+def _tag_specs(resource: ResourceTypeType, tags: Mapping[str, str]
+               ) -> list[TagSpecificationTypeDef]:
     return [{"ResourceType": resource,
              "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
 
 
-def import_key_pair(ec2: Any, name: str, public_key: str, tags: Mapping[str, str]) -> None:
+def import_key_pair(ec2: EC2Client, name: str, public_key: str, tags: Mapping[str, str]) -> None:
+    """Import the per-bake public key as a tagged EC2 key pair."""
     with translate(f"importing key pair {name}"):
         ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(),
                             TagSpecifications=_tag_specs("key-pair", tags))
 
 
-def delete_key_pair(ec2: Any, name: str) -> None:
+def delete_key_pair(ec2: EC2Client, name: str) -> None:
+    """Delete a per-bake key pair."""
     with translate(f"deleting key pair {name}"):
         ec2.delete_key_pair(KeyName=name)
 
 
-def vpc_for_build(ec2: Any, template_vars: Mapping[str, Any]) -> str:
+def vpc_for_build(ec2: EC2Client, template_vars: Mapping[str, Any]) -> str:
     """The VPC the builder instance will run in, so its security group is made there:
     the subnet's, the filtered subnets' or VPC's, else the region's default VPC."""
     with translate("finding the VPC for the builder instance"):
@@ -52,7 +61,7 @@ def vpc_for_build(ec2: Any, template_vars: Mapping[str, Any]) -> str:
             best = max(subnets, key=lambda s: s.get("AvailableIpAddressCount", 0))
             return str(best["VpcId"])
         vpc_filter = template_vars.get("vpc_filter") or {}
-        filters = _filters(vpc_filter) if vpc_filter else [
+        filters: list[FilterTypeDef] = _filters(vpc_filter) if vpc_filter else [
             {"Name": "isDefault", "Values": ["true"]}]
         vpcs = ec2.describe_vpcs(Filters=filters)["Vpcs"]
     if not vpcs:
@@ -60,11 +69,11 @@ def vpc_for_build(ec2: Any, template_vars: Mapping[str, Any]) -> str:
     return str(vpcs[0]["VpcId"])
 
 
-def _filters(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _filters(mapping: Mapping[str, Any]) -> list[FilterTypeDef]:
     return [{"Name": k, "Values": [str(v)]} for k, v in mapping.items()]
 
 
-def create_security_group(ec2: Any, name: str, vpc_id: str, ssh_cidrs: Sequence[str],
+def create_security_group(ec2: EC2Client, name: str, vpc_id: str, ssh_cidrs: Sequence[str],
                           tags: Mapping[str, str]) -> str:
     """A group letting `ssh_cidrs` (IPv4 and IPv6) reach port 22; none is left behind
     when the rule can't be added."""
@@ -86,20 +95,29 @@ def create_security_group(ec2: Any, name: str, vpc_id: str, ssh_cidrs: Sequence[
     return group_id
 
 
-def delete_security_group(ec2: Any, group_id: str, *, wait_s: float = 300) -> None:
-    """Delete, waiting while a terminating instance still holds the group."""
-    deadline = time.monotonic() + wait_s
-    while True:
+def delete_security_group(ec2: EC2Client, group_id: str, *, wait_s: float = 300) -> None:
+    """Delete, waiting while a terminating instance still holds the group; past `wait_s`
+    the error is AWS's DependencyViolation."""
+    held: list[AwsError] = []
+
+    def deleted() -> bool | None:
         try:
             with translate(f"deleting security group {group_id}"):
                 ec2.delete_security_group(GroupId=group_id)
-            return
         except AwsError as exc:
             if exc.code == "InvalidGroup.NotFound":
-                return
-            if exc.code != "DependencyViolation" or time.monotonic() > deadline:
+                return True
+            if exc.code != "DependencyViolation":
                 raise
-            time.sleep(5)
+            held.append(exc)
+            return None
+        return True
+
+    try:
+        poll_until(deleted, timeout_s=wait_s, interval_s=_DELETE_RETRY_S,
+                   what=f"deleting security group {group_id}")
+    except TimedOut:
+        raise held[-1] from None
 
 
 @dataclass(frozen=True)
@@ -115,11 +133,11 @@ class Leftovers:
         return not (self.instances or self.security_groups or self.key_pairs)
 
 
-def find_leftovers(ec2: Any, older_than: datetime) -> Leftovers:
+def find_leftovers(ec2: EC2Client, older_than: datetime) -> Leftovers:
     """Resources tagged with a builder run id, started before `older_than`."""
-    run_filter = [{"Name": "tag-key", "Values": [TAG_RUN_ID]}]
+    run_filter: list[FilterTypeDef] = [{"Name": "tag-key", "Values": [TAG_RUN_ID]}]
 
-    def old(tags: Sequence[Mapping[str, str]], fallback: datetime | None) -> bool:
+    def old(tags: Sequence[TagTypeDef], fallback: datetime | None) -> bool:
         values = {t["Key"]: t["Value"] for t in tags}
         started = values.get(TAG_STARTED_AT)
         when = datetime.fromisoformat(started) if started else fallback
@@ -138,7 +156,8 @@ def find_leftovers(ec2: Any, older_than: datetime) -> Leftovers:
                      tuple(g["GroupId"] for g in groups), tuple(k["KeyName"] for k in keys))
 
 
-def remove_leftovers(ec2: Any, leftovers: Leftovers) -> None:
+def remove_leftovers(ec2: EC2Client, leftovers: Leftovers) -> None:
+    """Remove what crashed bakes left: instances first (and wait), then groups and key pairs."""
     if leftovers.instances:
         with translate("terminating leftover builder instances"):
             ec2.terminate_instances(InstanceIds=list(leftovers.instances))

@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 from builder import packer, process
 from builder.aws import images, temporary
 from builder.bake.plan import Plan, plan
+from builder.batch import Failed, Ok, run_each
 from builder.config.models import Combo
 from builder.errors import (
     BakeFailed,
     BuilderError,
     InputError,
-    Interrupted,
     Problem,
     ProvisionFailed,
 )
@@ -51,12 +49,16 @@ _PACKER_STOP_TIMEOUT_S = 600
 
 @dataclass(frozen=True)
 class TaskTime:
+    """How long one Ansible task took (the summary lists the slowest)."""
+
     name: str
     seconds: float
 
 
 @dataclass(frozen=True)
 class BakeResult:
+    """A baked (or reused) AMI: what `bake` returns and prints."""
+
     combo: Combo
     ami_id: str
     region: str
@@ -69,6 +71,8 @@ class BakeResult:
     ami_name: str = ""
     phases: dict[str, float] = field(default_factory=dict)
     slowest_tasks: tuple[TaskTime, ...] = ()
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,47 +100,47 @@ class BakeResult:
 
 
 @dataclass(frozen=True)
-class BakeFailure:
-    combo: Combo
-    error: BuilderError
-
-    def to_json(self) -> dict[str, Any]:
-        return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
-                "error": self.error.message}
-
-    def to_text(self) -> str:
-        return f"{self.combo}: FAILED: {self.error.message}"
-
-
-@dataclass(frozen=True)
 class BakeBatch:
     """`bake APP ENV --all`: one outcome per comp."""
 
-    outcomes: tuple[BakeResult | BakeFailure, ...]
+    outcomes: tuple[BakeResult | Failed, ...]
 
     @property
-    def failures(self) -> list[BakeFailure]:
-        return [o for o in self.outcomes if isinstance(o, BakeFailure)]
+    def failures(self) -> list[Failed]:
+        return [o for o in self.outcomes if isinstance(o, Failed)]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any comp failed to bake (the others were baked)."""
+        return 1 if self.failures else 0
 
     def to_json(self) -> list[dict[str, Any]]:
         return [o.to_json() for o in self.outcomes]
 
     def to_text(self) -> str:
-        rows = [(str(o.combo), "FAILED" if isinstance(o, BakeFailure) else
+        rows = [(str(o.combo), "FAILED" if isinstance(o, Failed) else
                  ("skipped" if o.skipped else "baked"),
-                 o.error.message if isinstance(o, BakeFailure) else o.ami_id)
+                 o.error.message if isinstance(o, Failed) else o.ami_id)
                 for o in self.outcomes]
         return table(("combo", "result", "AMI / error"), rows)
 
 
 @dataclass(frozen=True)
 class BakeOptions:
+    """How to bake: force a rebuild, and where the vault password is."""
+
     force: bool = False
     vault_password_file: Path | None = None
 
 
 def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions(),
          progress: ProgressFn = silent, cancel: Cancel | None = None) -> BakeResult:
+    """Bake the AMI of one combo, or return the existing one whose fingerprint matches.
+
+    Plans (config, base image, fingerprint), then creates the temporary key pair and
+    security group, runs `packer build` with builder provisioning the instance, tags the
+    AMI and keeps the build's artifacts. Whatever happens, the temporary resources go.
+    """
     cancel = cancel or Cancel()
     started = time.monotonic()
     subject = str(combo)
@@ -160,21 +164,11 @@ def bake_all(project: Project, app: str, env: str, *, jobs: int | None = None,
     """Every comp of the env in parallel; one failure doesn't stop the others."""
     cancel = cancel or Cancel()
     combos = [Combo(app, env, comp) for comp in project.config.components(app, env)]
-    workers = max(1, min(jobs or min(len(combos), 4), len(combos)))
-
-    def one(combo: Combo) -> BakeResult | BakeFailure:
-        try:
-            return bake(project, combo, options=options, progress=progress, cancel=cancel)
-        except Interrupted:
-            raise
-        except BuilderError as exc:
-            progress(str(combo), f"FAILED: {exc.message}")
-            return BakeFailure(combo, exc)
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bake") as pool:
-        outcomes = tuple(pool.map(one, combos))
-    cancel.raise_if_set()
-    return BakeBatch(outcomes)
+    outcomes = run_each(
+        combos, lambda combo: bake(project, combo, options=options, progress=progress,
+                                   cancel=cancel),
+        jobs=jobs, cancel=cancel, progress=progress, what="bake")
+    return BakeBatch(tuple(o.value if isinstance(o, Ok) else o for o in outcomes))
 
 
 def _vault_password(the_plan: Plan, options: BakeOptions) -> str | None:
@@ -272,7 +266,7 @@ class _Build:
             images.TAG_FINGERPRINT: self.plan.fingerprint.value,
             images.TAG_SOURCE_AMI: self.plan.source.id,
             images.TAG_SOURCE_AMI_NAME: self.plan.source.name[:255],
-            images.TAG_BUILT_AT: self.built_at, images.TAG_STATUS: images.STATUS_BAKED,
+            images.TAG_BUILT_AT: self.built_at, images.TAG_STATUS: images.AmiStatus.BAKED,
             images.TAG_BUILD_ID: self.build_id,
         }
         commit = _git_commit(self.project.layout.root)
@@ -369,7 +363,8 @@ class _Build:
         child = process.start(packer.build_argv(template, var_file, cwd), cwd=cwd, env=env)
         ami_id, errors = "", []
         phase, phase_started = "start", time.monotonic()
-        with self.cancel.on_cancel(lambda: _interrupt(child)), \
+        # Packer cleans up (instance, its own temporaries) on SIGINT; give it the chance.
+        with self.cancel.on_cancel(lambda: process.signal_group(child, signal.SIGINT)), \
                 (self.artifacts / "packer.out").open("w", encoding="utf-8") as transcript:
             assert child.stdout is not None
             for raw in child.stdout:
@@ -387,7 +382,8 @@ class _Build:
                     self.progress(self.subject, f"packer: {new_phase}")
                 if line.kind == "artifact" and line.data[1:2] == ("id",):
                     ami_id = line.data[2].split(":")[-1]
-            returncode = _wait(child)
+            process.stop(child, signum=None, grace_s=_PACKER_STOP_TIMEOUT_S)
+            returncode = child.wait()
         self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - phase_started
         self.phases.pop("start", None)
         self.cancel.raise_if_set()
@@ -407,7 +403,7 @@ class _Build:
 
     def _check_image(self, ami_id: str) -> images.Image:
         found = images.describe(self.ec2, image_ids=[ami_id])
-        if not found or found[0].status != images.STATUS_BAKED:
+        if not found or found[0].status != images.AmiStatus.BAKED:
             raise BakeFailed(f"{ami_id}: Packer reported it but it is missing or untagged")
         self.progress(self.subject, f"AMI {ami_id} ({found[0].name}) is {found[0].state}")
         return found[0]
@@ -433,17 +429,3 @@ def _git_commit(root: Path) -> str:
                        check=False)
     return done.stdout.strip() if done.returncode == 0 else ""
 
-
-def _interrupt(child: subprocess.Popen[str]) -> None:
-    """Packer cleans up (instance, its own temporaries) on SIGINT; give it the chance."""
-    if child.poll() is None:
-        with suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGINT)
-
-
-def _wait(child: subprocess.Popen[str]) -> int:
-    try:
-        return child.wait(timeout=_PACKER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        return child.wait()

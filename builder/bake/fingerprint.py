@@ -36,6 +36,9 @@ _BLOCK_KEYS = ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue"
 
 @dataclass(frozen=True)
 class Fingerprint:
+    """The hash of every input of a bake, and the inputs themselves (so `rebuild` can
+    name what changed)."""
+
     value: str
     inputs: Mapping[str, Any]  # what was hashed, per part (saved with the build)
 
@@ -67,6 +70,8 @@ class FileCache:
 
 def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_ami: str,
             tool_files: Iterable[Path] = (), cache: FileCache | None = None) -> Fingerprint:
+    """Fingerprint one combo: template, Packer vars, playbook files and roles, the
+    tool's own files, vars, vault files and the base image."""
     cache = cache or FileCache()
     # A playbook's vars_files that are config layers of this combo count through the
     # resolved vars (Ansible gets each of their values as an extra var), not as text.

@@ -7,18 +7,18 @@ then `-e key=value`. Files named *.vault.yml are never layers: Ansible alone rea
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import jinja2
 
-from builder.config.layout import NAME_RE, Layout, check_name
-from builder.config.models import Combo, Settings, SourceAmiFilter
+from builder.config.keys import DEFAULTS, component_problem, parse_settings
+from builder.config.layout import Layout, check_name
+from builder.config.models import Combo, Settings
 from builder.config.source import (
     KeyPath,
     LocatedDoc,
@@ -35,38 +35,6 @@ DEFAULTS_LAYER = "<builder defaults>"
 CLI_LAYER = "<command line -e>"
 BUILTIN_LAYER = "<built-in>"
 
-# Keys the tool reads, with their defaults (Jinja, rendered like any other value).
-DEFAULTS: dict[str, Any] = {
-    "aws_profile": None,
-    "aws_role_arn": None,
-    "packer_template": "ubuntu",
-    "playbook": "playbooks/{{ app }}/packer-{{ comp }}.yml",
-    "source_ami": None,
-    "source_ami_filter": None,
-    "instance_type": "t3.micro",
-    # Who may reach the builder instance's SSH port (Packer's own default is the world).
-    "ssh_source_cidrs": ["0.0.0.0/0"],
-    "ssh_username": "ubuntu",
-    "ami_name": "{{ app }}-{{ env }}-{{ comp }}",
-    "encrypt_boot": True,
-    "kms_key_id": "",
-    "launch_template_name": "{{ app }}-{{ env }}-{{ comp }}",
-    "codedeploy_application": "{{ app }}",
-    "codedeploy_deployment_group": "{{ app }}-{{ env }}-{{ comp }}",
-    "promote_from": None,
-    "ami_keep": 5,
-    "rebuild_max_age_days": 30,
-    "vault_password_ssm_parameter": None,
-}
-REQUIRED = ("components", "aws_region", "aws_account_id")
-
-_REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
-_ACCOUNT_RE = re.compile(r"\d{12}")
-_ROLE_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
-_AMI_RE = re.compile(r"ami-[0-9a-f]{8,17}")
-_USER_RE = re.compile(r"[a-z_][a-z0-9_-]*")
-# EC2's rule for AMI names is 3-128 characters; a bake appends "-<yyyymmddHHMMSS>".
-_AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}")
 _WHOLE_EXPR_RE = re.compile(r"\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%).)*)\}\}\s*", re.DOTALL)
 
 
@@ -80,6 +48,8 @@ class ResolvedVars:
     origins: Mapping[str, Origin]
     files: tuple[Path, ...]
     settings: Settings
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         """`builder vars --json`: values and the file:line each came from."""
@@ -137,7 +107,10 @@ class ConfigLoader:
         self._check_env(app, env)
         values, origins, _ = self._layered(app, env, None)
         resolved = _Resolver(self._jinja, values, origins).value("components")
-        return _components(resolved, origins.get(("components",)))
+        problem = component_problem(resolved)
+        if problem:
+            raise _error_at(origins.get(("components",)), f"components: {problem}")
+        return list(resolved)
 
     def combos(
         self, app: str | None = None, env: str | None = None, comp: str | None = None
@@ -179,7 +152,8 @@ class ConfigLoader:
         top_origins = {key: origins[(key,)] for key in resolved}
         settings = None
         if not problems:
-            settings, problems = _settings(resolved, top_origins, self.layout, app, env, comp)
+            settings, problems = _settings(resolved, top_origins, self.layout,
+                                           Combo(app, env, comp))
         if problems or settings is None:
             raise ValidationFailed(problems)
         return ResolvedVars(self.layout.root, Combo(app, env, comp), resolved, top_origins,
@@ -320,158 +294,20 @@ def _error_at(origin: Origin | None, message: str) -> ConfigError:
                        line=origin.line if origin else None)
 
 
-# -- the builder keys --------------------------------------------------------
-
-
-def _components(value: Any, origin: Origin | None) -> list[str]:
-    if value is None:
-        raise _error_at(origin, "components: required (the list of comps of this env)")
-    if not isinstance(value, list) or not value:
-        raise _error_at(origin, "components: must be a non-empty list of comp names")
-    for item in value:
-        if not isinstance(item, str) or not NAME_RE.fullmatch(item):
-            raise _error_at(origin, f"components: {item!r} must match [a-z0-9][a-z0-9-]*")
-    return list(value)
+# -- the builder keys (declared in builder.config.keys) -----------------------
 
 
 def _settings(
-    values: Mapping[str, Any],
-    origins: Mapping[str, Origin],
-    layout: Layout,
-    app: str,
-    env: str,
-    comp: str,
+    values: Mapping[str, Any], origins: Mapping[str, Origin], layout: Layout, combo: Combo
 ) -> tuple[Settings | None, list[Problem]]:
     """Type-check the keys the tool reads; collect every problem, not just the first."""
     problems: list[Problem] = []
 
-    def fail(key: str, message: str) -> None:
+    def report(key: str, message: str) -> None:
         problems.append(_error_at(origins.get(key), f"{key}: {message}").problem)
 
-    def text(key: str, *, pattern: re.Pattern[str] | None = None, what: str = "",
-             optional: bool = False) -> str:
-        value = values.get(key)
-        if value is None or value == "":
-            if not optional and key in REQUIRED:
-                fail(key, "required")
-            elif not optional:
-                fail(key, "must not be empty")
-            return ""
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            fail(key, f"must be a string, not {type(value).__name__}")
-            return ""
-        value = str(value)
-        if pattern is not None and not pattern.fullmatch(value):
-            fail(key, f"{value!r} is not {what}")
-        return value
-
-    def number(key: str, minimum: int) -> int:
-        value = values.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            fail(key, f"must be a whole number ≥ {minimum}, not {value!r}")
-            return minimum
-        return value
-
-    components: list[str] = []
-    try:
-        components = _components(values.get("components"), origins.get("components"))
-    except ConfigError as exc:
-        problems.append(exc.problem)
-    if components and comp not in components:
-        fail("components", f"comp {comp!r} is not in this env's components {components}")
-
-    region = text("aws_region", pattern=_REGION_RE, what="a region like eu-west-1")
-    account_value = values.get("aws_account_id")
-    if isinstance(account_value, int) and len(str(account_value)) != 12:
-        fail("aws_account_id",
-             f"{account_value!r} is not 12 digits (quote account ids that start with 0)")
-        account = ""
-    else:
-        account = text("aws_account_id", pattern=_ACCOUNT_RE, what="a 12-digit account id")
-    role = text("aws_role_arn", pattern=_ROLE_RE, what="an IAM role ARN", optional=True)
-    profile = text("aws_profile", optional=True)
-    template = text("packer_template", pattern=NAME_RE, what="a template name under packer/")
-    playbook = text("playbook")
-    if playbook and (Path(playbook).is_absolute() or ".." in Path(playbook).parts):
-        fail("playbook", f"{playbook!r} must be a path inside the infra repo")
-
-    source_ami = text("source_ami", pattern=_AMI_RE, what="an AMI id", optional=True)
-    source_filter = _source_filter(values.get("source_ami_filter"), fail)
-    if bool(source_ami) == bool(source_filter):
-        fail("source_ami_filter", "set exactly one of source_ami and source_ami_filter")
-
-    encrypt = values.get("encrypt_boot")
-    if not isinstance(encrypt, bool):
-        fail("encrypt_boot", f"must be true or false, not {encrypt!r}")
-    kms_key_id = text("kms_key_id", optional=True)
-    if kms_key_id and not encrypt:
-        fail("kms_key_id", "is set but encrypt_boot is false")
-
-    promote_from = text("promote_from", pattern=NAME_RE, what="an env name", optional=True)
-    if promote_from:
-        if promote_from == env:
-            fail("promote_from", "an env can't promote from itself")
-        elif promote_from not in layout.envs(app):
-            fail("promote_from", f"no env {promote_from!r} in vars/{app}/")
-
-    settings = Settings(
-        components=tuple(components),
-        aws_region=region,
-        aws_account_id=account,
-        aws_profile=profile or None,
-        aws_role_arn=role or None,
-        packer_template=template,
-        playbook=playbook,
-        source_ami=source_ami or None,
-        source_ami_filter=source_filter,
-        instance_type=text("instance_type"),
-        ssh_source_cidrs=_cidrs(values.get("ssh_source_cidrs"), fail),
-        ssh_username=text("ssh_username", pattern=_USER_RE, what="a user name"),
-        ami_name=text("ami_name", pattern=_AMI_NAME_RE,
-                      what="a valid AMI name (3-100 of letters, digits, ()[] ./'@_-)"),
-        encrypt_boot=encrypt is True,
-        kms_key_id=kms_key_id,
-        launch_template_name=text("launch_template_name"),
-        codedeploy_application=text("codedeploy_application"),
-        codedeploy_deployment_group=text("codedeploy_deployment_group"),
-        promote_from=promote_from or None,
-        ami_keep=number("ami_keep", 1),
-        rebuild_max_age_days=number("rebuild_max_age_days", 1),
-        vault_password_ssm_parameter=text("vault_password_ssm_parameter", optional=True) or None,
-    )
+    settings = parse_settings(values, combo, layout, report)
     return (None if problems else settings), problems
-
-
-def _cidrs(value: Any, fail: Callable[[str, str], None]) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        fail("ssh_source_cidrs", "must be a non-empty list of CIDR blocks")
-        return ()
-    for item in value:
-        try:
-            ipaddress.ip_network(str(item))
-        except ValueError:
-            fail("ssh_source_cidrs", f"{item!r} is not a CIDR block like 10.0.0.0/8")
-            return ()
-    return tuple(str(item) for item in value)
-
-
-def _source_filter(value: Any, fail: Callable[[str, str], None]) -> SourceAmiFilter | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, Mapping):
-        fail("source_ami_filter", "must be a mapping {owners: [...], name: pattern}")
-        return None
-    owners, name = value.get("owners"), value.get("name")
-    unknown = sorted(set(value) - {"owners", "name"})
-    if unknown:
-        fail("source_ami_filter", f"unknown keys {unknown} (allowed: owners, name)")
-    if not (isinstance(owners, list) and owners and all(isinstance(o, str | int) for o in owners)):
-        fail("source_ami_filter", "owners: must be a non-empty list of account ids or aliases")
-        return None
-    if not isinstance(name, str) or not name:
-        fail("source_ami_filter", "name: must be an image name pattern (wildcards * and ?)")
-        return None
-    return SourceAmiFilter(owners=tuple(str(o) for o in owners), name=name)
 
 
 def _show(value: Any) -> str:

@@ -1,5 +1,5 @@
-"""Where things live: the infra repo (the contract of DESIGN "Infra repo layout") and
-what ships with the tool."""
+"""Where things live: the infra repo (the contract in docs/architecture.md, "The infra
+repo") and what ships with the tool."""
 
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ class Layout:
         return [name for name in _subfolders(self.vars_dir / app) if name != "common"]
 
     def layer_files(self, app: str, env: str, comp: str | None) -> list[Path]:
-        """The config layers of DESIGN, lowest first (files that may not exist included)."""
+        """The config layers, lowest first (files that may not exist included); see
+        docs/architecture.md, "Vars layers and precedence"."""
         base = self.vars_dir / app
         files = [base / "common" / "common.yml"]
         if comp is not None:

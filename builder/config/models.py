@@ -27,7 +27,11 @@ class SourceAmiFilter:
 
 @dataclass(frozen=True)
 class Settings:
-    """The keys the tool itself reads (DESIGN table), typed and validated."""
+    """The keys the tool itself reads, typed and validated.
+
+    One field per row of `builder.config.keys.KEYS` (same names and order, each of its
+    parser's type): the table declares a key, this gives mypy its type.
+    """
 
     components: tuple[str, ...]
     aws_region: str

@@ -35,6 +35,8 @@ class LocatedDoc:
 
 
 class YamlError(Exception):
+    """A YAML document builder can't use, with the line to blame when known."""
+
     def __init__(self, message: str, line: int | None):
         super().__init__(message)
         self.line = line
@@ -94,7 +96,8 @@ def parse_scalar(text: str) -> Any:
 
 
 def merge(base: LocatedDoc, over: LocatedDoc) -> LocatedDoc:
-    """Mappings merge key by key; anything else replaces (DESIGN, config layers)."""
+    """Mappings merge key by key; anything else replaces (docs/architecture.md, "Vars
+    layers and precedence")."""
     origins = dict(base.origins)
     for path in sorted(over.origins, key=len):
         merges_into = isinstance(_at(base.values, path), Mapping) and isinstance(

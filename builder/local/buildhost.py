@@ -33,8 +33,9 @@ from typing import Any
 
 from builder import process
 from builder.config.layout import Layout
-from builder.errors import InputError, OperationFailed, ProcessFailed, ToolMissing
+from builder.errors import InputError, OperationFailed, ProcessFailed, TimedOut, ToolMissing
 from builder.local.state import state_dir
+from builder.polling import poll_until
 
 CACHE_ENV = "BUILDER_BUILDHOST_CACHE"
 DEFAULT_CACHE = Path("/var/cache/builder/buildhost")
@@ -46,6 +47,7 @@ _PACKAGES = ("openssh-server", "python3", "python3-apt", "sudo", "systemd", "sys
 _MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}
 _DEBOOTSTRAP_TIMEOUT_S = 1800
 _SSHD_READY_TIMEOUT_S = 15.0
+_KILL_INSIDE_TIMEOUT_S = 5.0  # sessions may start more processes while we kill
 _PORT_ATTEMPTS = 3
 _HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 # Character devices a chroot needs (name, major, minor); /dev itself is a private tmpfs
@@ -75,6 +77,7 @@ class BuildHost:
 
 
 def cache_dir() -> Path:
+    """Where the build host's root filesystem is cached (BUILDER_BUILDHOST_CACHE)."""
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
 
 
@@ -167,7 +170,7 @@ def build_host(layout: Layout, *, user: str, authorized_key: str) -> Iterator[Bu
         yield BuildHost("127.0.0.1", port, user, rootfs, changes)
     finally:
         if sshd is not None:
-            _stop(sshd)
+            process.stop(sshd)
         _teardown(home)
 
 
@@ -365,28 +368,23 @@ def _start_sshd_on(home: Path, root: Path, port: int) -> subprocess.Popen[str]:
              "-o", "MaxSessions=50", "-o", "MaxStartups=50"],
             stdout=log.fileno(),
         )
-    deadline = time.monotonic() + _SSHD_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+
+    def answers() -> bool | None:
         if sshd.poll() is not None:
-            break
+            return False  # it exited: nothing to wait for
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
             s.settimeout(2)
             if s.recv(8).startswith(b"SSH-"):
-                return sshd
-        time.sleep(0.05)
-    _stop(sshd)
+                return True
+        return None
+
+    with contextlib.suppress(TimedOut):
+        if poll_until(answers, timeout_s=_SSHD_READY_TIMEOUT_S, interval_s=0.05,
+                      what=f"sshd on port {port}"):
+            return sshd
+    process.stop(sshd)
     tail = log_path.read_text(encoding="utf-8", errors="replace").strip()[-500:]
     raise _SshdDidNotStart(f"the build host's sshd did not start on port {port}: {tail}")
-
-
-def _stop(child: subprocess.Popen[str]) -> None:
-    if child.poll() is None:
-        child.terminate()
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def _teardown(home: Path) -> None:
@@ -404,7 +402,8 @@ def _kill_inside(root: Path) -> None:
     """Every process whose root is this build host (sshd, its sessions, what Ansible
     left running): sessions outlive the listener."""
     target = str(root.resolve())
-    for _attempt in range(50):
+
+    def none_left() -> bool | None:
         found = False
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -416,10 +415,14 @@ def _kill_inside(root: Path) -> None:
                 found = True
             except (OSError, ProcessLookupError):
                 continue
-        if not found:
-            return
-        time.sleep(0.1)
-    raise OperationFailed(f"processes inside the build host {root} would not stop")
+        return None if found else True
+
+    try:
+        poll_until(none_left, timeout_s=_KILL_INSIDE_TIMEOUT_S, interval_s=0.1,
+                   what=f"stopping what runs in {root}")
+    except TimedOut as exc:
+        raise OperationFailed(f"processes inside the build host {root} would not stop"
+                              ) from exc
 
 
 def _mounts_below(folder: Path) -> list[Path]:

@@ -13,24 +13,28 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from builder.aws import EnvAws, codedeploy, translate
 from builder.aws.images import Image, describe
 from builder.config.layers import ResolvedVars
 from builder.config.models import Settings
-from builder.errors import AwsError, BuilderError, InputError, OperationFailed, Problem
+from builder.errors import AwsError, BuilderError, InputError, Problem
 from builder.local import control
 from builder.local.mode import local_project
 from builder.output import ProgressFn, silent, table
+from builder.polling import poll_until
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import InstanceTypeType
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+
     from builder.project import Project
 
 VAULT_PASSWORD_FILE_ENV = "BUILDER_LOCAL_VAULT_PASSWORD_FILE"  # noqa: S105 - a variable's name
@@ -55,8 +59,12 @@ class Resource:
 
 @dataclass(frozen=True)
 class ResourcesReport:
+    """What `local up` made or found, and what it could not make."""
+
     resources: tuple[Resource, ...]
     problems: tuple[str, ...] = ()
+
+    exit_code = 0
 
     @property
     def made(self) -> list[Resource]:
@@ -75,6 +83,8 @@ class ResourcesReport:
 
 @dataclass(frozen=True)
 class PublishedImage:
+    """A newer base image published by `local publish-source-ami`."""
+
     image_id: str
     name: str
     owner: str
@@ -93,6 +103,8 @@ class PublishedImages:
     """`builder local publish-source-ami`: one new image per distinct filter of the env."""
 
     images: tuple[PublishedImage, ...]
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"images": [image.to_json() for image in self.images]}
@@ -262,13 +274,21 @@ class _Maker:
 
     def wait_for_deployments(self) -> list[str]:
         """Wait for the first deployments; a failed one is a problem of the report."""
-        problems = []
-        deadline = time.monotonic() + DEPLOYMENT_TIMEOUT_SECONDS
-        for env_aws, deployment_id, group in self.deployments:
-            status = _wait_for_deployment(env_aws, deployment_id, deadline)
-            if status != "Succeeded":
-                problems.append(f"{group}: first deployment {deployment_id} ended {status}")
-        return problems
+        statuses: dict[str, str] = {}
+
+        def ended() -> dict[str, str] | None:
+            for env_aws, deployment_id, _ in self.deployments:
+                if statuses.get(deployment_id) not in codedeploy.FINAL_STATUSES:
+                    statuses[deployment_id] = codedeploy.get(
+                        env_aws.client("codedeploy"), deployment_id).status
+            done = all(s in codedeploy.FINAL_STATUSES for s in statuses.values())
+            return statuses if done else None
+
+        poll_until(ended, timeout_s=DEPLOYMENT_TIMEOUT_SECONDS, interval_s=0.1,
+                   what="the first deployments")
+        return [f"{group}: first deployment {deployment_id} ended {statuses[deployment_id]}"
+                for _, deployment_id, group in self.deployments
+                if statuses[deployment_id] != codedeploy.SUCCEEDED]
 
     def _network(self, env_aws: EnvAws, resolved: ResolvedVars) -> None:
         """A VPC and subnet tagged to match the env's `vpc_filter` / `subnet_filter`, as a
@@ -397,7 +417,7 @@ def _ensure_network(env_aws: EnvAws, vpc_tags: dict[str, str], subnet_tags: dict
     `subnet_tags`; each made only when none matches yet."""
     ec2 = env_aws.client("ec2")
 
-    def tagged(tags: dict[str, str]) -> list[dict[str, Any]]:
+    def tagged(tags: dict[str, str]) -> list[FilterTypeDef]:
         return [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
 
     made = False
@@ -431,7 +451,8 @@ def _ensure_network(env_aws: EnvAws, vpc_tags: dict[str, str], subnet_tags: dict
 
 def _ensure_instance_profile(env_aws: EnvAws, name: str) -> bool:
     """The instance profile `iam_instance_profile` names, with a role of the same name."""
-    iam = env_aws.client("iam")
+    # No IAM client stubs are installed (the only IAM call builder makes is this one).
+    iam: Any = cast(Any, env_aws).client("iam")
     found = _absent(("NoSuchEntity",), f"looking up instance profile {name}",
                     lambda: iam.get_instance_profile(InstanceProfileName=name))
     if found is not None:
@@ -456,7 +477,9 @@ def _ensure_launch_template(env_aws: EnvAws, settings: Settings, image_id: str) 
     with translate(f"making launch template {name}"):
         ec2.create_launch_template(
             LaunchTemplateName=name, VersionDescription="made by terraform",
-            LaunchTemplateData={"ImageId": image_id, "InstanceType": settings.instance_type})
+            # The stubs list every instance type; the env's is a string AWS checks.
+            LaunchTemplateData={"ImageId": image_id, "InstanceType": cast(
+                "InstanceTypeType", settings.instance_type)})
     return True
 
 
@@ -487,10 +510,12 @@ def _ensure_bucket(env_aws: EnvAws, bucket: str) -> bool:
     if _absent(("404", "NoSuchBucket"), f"looking up bucket {bucket}",
                lambda: s3.head_bucket(Bucket=bucket)) is not None:
         return False
-    location = ({} if env_aws.region == "us-east-1" else
-                {"CreateBucketConfiguration": {"LocationConstraint": env_aws.region}})
     with translate(f"making bucket {bucket}"):
-        s3.create_bucket(Bucket=bucket, **location)
+        if env_aws.region == "us-east-1":  # the one region S3 refuses as a constraint
+            s3.create_bucket(Bucket=bucket)
+        else:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={
+                "LocationConstraint": cast("BucketLocationConstraintType", env_aws.region)})
     return True
 
 
@@ -541,14 +566,3 @@ def _group_spec(settings: Settings, application: str, group: str, asg: str) -> d
         "autoRollbackConfiguration": {"enabled": True, "events": ["DEPLOYMENT_FAILURE"]},
     }
 
-
-def _wait_for_deployment(env_aws: EnvAws, deployment_id: str, deadline: float) -> str:
-    client = env_aws.client("codedeploy")
-    while True:
-        status = codedeploy.get(client, deployment_id).status
-        if status in codedeploy.FINAL_STATUSES:
-            return status
-        if time.monotonic() > deadline:
-            raise OperationFailed(f"deployment {deployment_id} still {status} after "
-                                  f"{DEPLOYMENT_TIMEOUT_SECONDS:.0f}s")
-        time.sleep(0.1)

@@ -16,18 +16,20 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder import process
 from builder.config.layout import Layout
-from builder.errors import OperationFailed, ToolMissing
+from builder.errors import OperationFailed, TimedOut, ToolMissing
 from builder.local import buildhost, control
 from builder.local.emulator.server import LOG_FILE, SERVER_FILE
 from builder.local.mode import local_project
 from builder.local.resources import ResourcesReport, ensure_resources
 from builder.local.state import live_server, running_endpoint, server_info, state_dir
 from builder.output import ProgressFn, silent, table
+from builder.polling import poll_until
 
 if TYPE_CHECKING:
     from builder.project import Project
@@ -52,6 +54,8 @@ class LocalStatus:
     resources: ResourcesReport | None = None
     build_host_image: str | None = None
     seconds: float | None = None
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"running": self.running, "endpoint": self.endpoint, "pid": self.pid,
@@ -81,9 +85,13 @@ class LocalStatus:
 
 @dataclass(frozen=True)
 class LocalDown:
+    """What `local down` stopped."""
+
     stopped: bool
     pid: int | None
     build_hosts_stopped: int
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"stopped": self.stopped, "pid": self.pid,
@@ -103,6 +111,8 @@ class FailureArmed:
     region: str
     application: str
     deployment_group: str
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -146,16 +156,13 @@ def down(layout: Layout) -> LocalDown:
     pid = int(info["pid"]) if info and "pid" in info else None
     stopped = False
     if pid is not None and _is_our_server(pid, info):
-        os.kill(pid, signal.SIGTERM)
-        stopped = _wait_gone(pid, STOP_TIMEOUT_SECONDS)
-        if not stopped:
-            os.kill(pid, signal.SIGKILL)
-            stopped = _wait_gone(pid, 5)
+        stopped = process.stop(pid, grace_s=STOP_TIMEOUT_SECONDS)
     (state_dir(layout) / SERVER_FILE).unlink(missing_ok=True)
     return LocalDown(stopped, pid if stopped else None, buildhost.stop_all(layout))
 
 
 def status(layout: Layout) -> LocalStatus:
+    """Whether the emulator of this root runs, and what each account holds."""
     info = live_server(layout)
     if info is None:
         return LocalStatus(running=False)
@@ -178,6 +185,30 @@ def fail_next_deployment(project: Project, app: str, env: str, comp: str) -> Fai
     return armed
 
 
+def hold_deployments(project: Project, app: str, env: str, comp: str,
+                     status: str | None) -> None:
+    """Hold the deployments of the comp's deployment group at `status` (Created or
+    InProgress) until called again with None, so a test sees a deployment in that state
+    however slow the machine is."""
+    project = local_project(project)
+    settings = project.resolve(app, env, comp).settings
+    control.call(running_endpoint(project.layout), "codedeploy/hold", {
+        "account": settings.aws_account_id, "region": settings.aws_region,
+        "application": settings.codedeploy_application,
+        "deployment_group": settings.codedeploy_deployment_group, "status": status})
+
+
+def date_image(project: Project, app: str, env: str, comp: str, image_id: str,
+               created: datetime) -> None:
+    """Date an image of the comp's account and region as made at `created`, so a test
+    orders images by creation date without waiting."""
+    project = local_project(project)
+    settings = project.resolve(app, env, comp).settings
+    control.call(running_endpoint(project.layout), "images/creation-date", {
+        "account": settings.aws_account_id, "region": settings.aws_region,
+        "image_id": image_id, "creation_date": created.isoformat()})
+
+
 def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) -> dict[str, Any]:
     if importlib.util.find_spec("moto") is None:
         raise ToolMissing("local mode needs the emulator: pip install 'builder[local]' "
@@ -195,18 +226,21 @@ def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) 
     log_path = folder / LOG_FILE
     with log_path.open("ab") as log:
         child = process.start(argv, stdout=log.fileno(), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
+
+    def listening() -> dict[str, Any] | None:
         if child.poll() is not None:
             raise OperationFailed(f"the local emulator exited with code {child.returncode}: "
                                   f"{_tail(log_path)}")
         info = live_server(layout)
-        if info is not None and info.get("pid") == child.pid:
-            return info
-        time.sleep(0.05)
-    child.kill()
-    raise OperationFailed(f"the local emulator did not answer within "
-                          f"{START_TIMEOUT_SECONDS:.0f}s: {_tail(log_path)}")
+        return info if info is not None and info.get("pid") == child.pid else None
+
+    try:
+        return poll_until(listening, timeout_s=START_TIMEOUT_SECONDS, interval_s=0.05,
+                          what="starting the local emulator")
+    except TimedOut as exc:
+        process.stop(child, signum=signal.SIGKILL)
+        raise OperationFailed(f"the local emulator did not answer within "
+                              f"{START_TIMEOUT_SECONDS:.0f}s: {_tail(log_path)}") from exc
 
 
 def _tail(log_path: Path) -> str:
@@ -231,25 +265,3 @@ def _is_our_server(pid: int, info: dict[str, Any] | None) -> bool:
     except OSError:
         return False
     return b"builder.local.emulator.server" in cmdline
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _alive(pid: int) -> bool:
-    try:  # our own child (tests start the stack in-process): reap it, or it stays a zombie
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

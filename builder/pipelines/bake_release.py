@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from builder.bake.build import BakeFailure, BakeResult
-from builder.config.models import Combo
-from builder.errors import BuilderError, Interrupted
+from builder.bake.build import BakeResult
+from builder.batch import Failed, Ok, run_each
 from builder.interrupts import Cancel
-from builder.output import Progress, ProgressFn, table
+from builder.output import ProgressFn, silent, table
 from builder.project import Project
 from builder.release.release import ReleaseResult, release
 
-
-@dataclass(frozen=True)
-class ReleaseFailure:
-    combo: Combo
-    error: BuilderError
-
-    def to_json(self) -> dict[str, Any]:
-        return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
-                "error": self.error.message, "exit_code": self.error.exit_code}
-
-    def to_text(self) -> str:
-        return f"{self.combo}: release FAILED: {self.error.message}"
-
-
-Baked = BakeResult | BakeFailure
-Released = ReleaseResult | ReleaseFailure
+Baked = BakeResult | Failed
+Released = ReleaseResult | Failed
 
 
 @dataclass(frozen=True)
@@ -42,9 +26,8 @@ class BakeAndRelease:
     @property
     def exit_code(self) -> int:
         """0 when every comp was baked and released, else the worst failure's code."""
-        errors = [o.error for pair in self.outcomes for o in pair
-                  if isinstance(o, BakeFailure | ReleaseFailure)]
-        return max((error.exit_code for error in errors), default=0)
+        return max((o.exit_code for pair in self.outcomes for o in pair if isinstance(o, Failed)),
+                   default=0)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"bake": baked.to_json(), "release": released.to_json() if released else None}
@@ -53,11 +36,11 @@ class BakeAndRelease:
     def to_text(self) -> str:
         rows = []
         for baked, released in self.outcomes:
-            bake_text = ("FAILED" if isinstance(baked, BakeFailure)
+            bake_text = ("FAILED" if isinstance(baked, Failed)
                          else "skipped" if baked.skipped else "baked")
-            if isinstance(baked, BakeFailure):
+            if isinstance(baked, Failed):
                 rows.append((str(baked.combo), bake_text, "-", "-", baked.error.message))
-            elif isinstance(released, ReleaseFailure):
+            elif isinstance(released, Failed):
                 rows.append((str(baked.combo), bake_text, baked.ami_id, "FAILED",
                              released.error.message))
             elif released is not None:
@@ -70,27 +53,15 @@ class BakeAndRelease:
 
 
 def release_baked(project: Project, baked: Sequence[Baked], *,
-                  progress: ProgressFn | None = None,
+                  progress: ProgressFn = silent,
                   cancel: Cancel | None = None) -> BakeAndRelease:
     """Release the AMI of every successful bake (skipped ones too), comps in parallel:
     each has its own lock and deployment group. One failure doesn't stop the others."""
     cancel = cancel or Cancel()
-    report = progress or Progress()
-
-    def one(outcome: Baked) -> tuple[Baked, Released | None]:
-        if isinstance(outcome, BakeFailure):
-            return outcome, None
-        try:
-            return outcome, release(project, outcome.combo, ami_id=outcome.ami_id,
-                                    progress=report, cancel=cancel)
-        except Interrupted:
-            raise
-        except BuilderError as exc:
-            report(str(outcome.combo), f"release FAILED: {exc.message}")
-            return outcome, ReleaseFailure(outcome.combo, exc)
-
-    workers = max(1, min(len(baked), 4))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="release") as pool:
-        outcomes = tuple(pool.map(one, baked))
-    cancel.raise_if_set()
-    return BakeAndRelease(outcomes)
+    ami_of = {b.combo: b.ami_id for b in baked if isinstance(b, BakeResult)}
+    released = run_each(
+        list(ami_of), lambda combo: release(project, combo, ami_id=ami_of[combo],
+                                            progress=progress, cancel=cancel),
+        jobs=None, cancel=cancel, progress=progress, what="release")
+    by_combo = {o.combo: o.value if isinstance(o, Ok) else o for o in released}
+    return BakeAndRelease(tuple((b, by_combo.get(b.combo)) for b in baked))

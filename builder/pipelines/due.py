@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,21 @@ from builder.config.models import Combo
 from builder.pipelines.inventory import ComboFacts, Inventory, promote_source
 from builder.project import Project
 
-BAKE = "bake"
-PROMOTE = "promote"
-SKIP = "skip"
+
+class Action(StrEnum):
+    """What a rebuild does with a combo (`action` in its plan)."""
+
+    BAKE = "bake"
+    PROMOTE = "promote"
+    SKIP = "skip"
+    ERROR = "error"  # the combo's config or AWS view failed: neither planned nor run
 
 
 @dataclass(frozen=True)
 class Due:
-    action: str  # BAKE, PROMOTE or SKIP
+    """What a combo needs (bake, promote or skip) and why."""
+
+    action: Action  # never ERROR: that is the plan's, for combos not decided
     reasons: tuple[str, ...]
     # Bake even though an AMI with this fingerprint exists (it is too old).
     force: bool = False
@@ -44,6 +52,7 @@ class Due:
 
 def decide(project: Project, inventory: Inventory, facts: ComboFacts,
            now: datetime | None = None) -> Due:
+    """Whether a combo is due: promote for envs with promote_from, else bake."""
     source = promote_source(facts.combo, facts.settings)
     if source is not None:
         return promote_due(facts, inventory.facts.get(source), source.env)
@@ -51,9 +60,11 @@ def decide(project: Project, inventory: Inventory, facts: ComboFacts,
 
 
 def bake_due(project: Project, facts: ComboFacts, now: datetime) -> Due:
+    """Bake when there is no AMI, the base image is newer, the inputs changed, or the
+    AMI is too old."""
     newest = facts.newest
     if newest is None:
-        return Due(BAKE, ("no AMI yet",))
+        return Due(Action.BAKE, ("no AMI yet",))
     reasons: list[str] = []
     base = facts.newest_base
     if newest.source_ami != base.id:
@@ -67,28 +78,29 @@ def bake_due(project: Project, facts: ComboFacts, now: datetime) -> Due:
     if too_old:
         reasons.append(f"{newest.id} is {age:.0f} days old (rebuild_max_age_days {limit})")
     if reasons:
-        return Due(BAKE, tuple(reasons), force=too_old)
-    return Due(SKIP, (f"up to date: {newest.id}, built from {base.id}, {age:.0f} days old",))
+        return Due(Action.BAKE, tuple(reasons), force=too_old)
+    return Due(Action.SKIP, (f"up to date: {newest.id}, built from {base.id}, {age:.0f} days old",))
 
 
 def promote_due(facts: ComboFacts, source: ComboFacts | None, source_env: str) -> Due:
+    """Promote when the source env runs a verified AMI newer than this env's."""
     if source is None:
-        return Due(SKIP, (f"no {source_env}/{facts.combo.comp} to promote from",))
+        return Due(Action.SKIP, (f"no {source_env}/{facts.combo.comp} to promote from",))
     candidate = source.running
     if (candidate is None or amis.combo_of(candidate) != source.combo
-            or candidate.status != amis.STATUS_VERIFIED):
+            or candidate.status != amis.AmiStatus.VERIFIED):
         shown = f" ({source.running_id})" if source.running_id else ""
-        return Due(SKIP, (f"{source_env} runs no verified AMI{shown}",))
+        return Due(Action.SKIP, (f"{source_env} runs no verified AMI{shown}",))
     running = facts.running
     if running is not None and running.tags.get(amis.TAG_PROMOTED_FROM) == (
             f"{source_env}/{candidate.id}"):
-        return Due(SKIP, (f"runs {running.id}, the copy of {source_env}'s verified "
+        return Due(Action.SKIP, (f"runs {running.id}, the copy of {source_env}'s verified "
                           f"{candidate.id}",))
     if (running is not None and amis.combo_of(running) == facts.combo
             and amis.built_at(running) >= amis.built_at(candidate)):
-        return Due(SKIP, (f"runs {running.id}, not older than {source_env}'s verified "
+        return Due(Action.SKIP, (f"runs {running.id}, not older than {source_env}'s verified "
                           f"{candidate.id}",))
-    return Due(PROMOTE, (f"{source_env} runs a newer verified AMI {candidate.id} than "
+    return Due(Action.PROMOTE, (f"{source_env} runs a newer verified AMI {candidate.id} than "
                          f"{facts.running_id or 'nothing'}",))
 
 

@@ -57,6 +57,8 @@ class ComboFacts:
 
 @dataclass(frozen=True)
 class Inventory:
+    """The facts gathered for every combo in scope, and the combos that could not be read."""
+
     facts: Mapping[Combo, ComboFacts]
     problems: Mapping[Combo, str] = field(default_factory=dict)
 

@@ -21,12 +21,16 @@ from builder.aws import images as amis
 from builder.aws.images import Image
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
-from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError
+from builder.errors import AwsError, ConfigError, PromotionFailed, RefusedError, TimedOut
 from builder.interrupts import Cancel
-from builder.output import Progress, ProgressFn
+from builder.output import ProgressFn, silent
+from builder.polling import Growing, poll_until
 from builder.project import Project
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import CopyImageRequestTypeDef
+
     from builder.release.release import ReleaseResult
 
 COPY_TIMEOUT_MIN = 180.0
@@ -40,6 +44,8 @@ _NOT_INHERITED = (amis.TAG_ENV, amis.TAG_STATUS, amis.TAG_PROMOTED_FROM, amis.TA
 
 @dataclass(frozen=True)
 class PromoteResult:
+    """A promoted AMI: the source, the copy in the target env, and its release."""
+
     combo: Combo  # the target
     source_env: str
     source_ami: str
@@ -52,6 +58,8 @@ class PromoteResult:
     shared: bool  # a share (and maybe a KMS grant) was added, then removed
     released: ReleaseResult | None
     duration_s: float
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,8 +87,13 @@ class PromoteResult:
 
 def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str | None = None,
             deploy: bool = True, timeout_min: float = COPY_TIMEOUT_MIN,
-            progress: ProgressFn | None = None, cancel: Cancel | None = None) -> PromoteResult:
-    progress = progress or Progress()
+            progress: ProgressFn = silent, cancel: Cancel | None = None) -> PromoteResult:
+    """Copy the AMI verified in the target env's promote_from env into the target and release it.
+
+    Checks every permission first (RefusedError/ConfigError naming all that is missing),
+    reuses a copy already made from the same AMI, and removes the share and any grant
+    when done. A failed copy is deregistered.
+    """
     cancel = cancel or Cancel()
     started = time.monotonic()
     target = project.resolve(app, to_env, comp)
@@ -131,7 +144,7 @@ def _verified_source(source_aws: EnvAws, source: ResolvedVars, ami_id: str | Non
     if made_for != combo:
         raise RefusedError(f"{wanted} in {env} was not made by builder for {combo}"
                            + (f" (it is {made_for}'s)" if made_for else ""))
-    if image.status != amis.STATUS_VERIFIED:
+    if image.status != amis.AmiStatus.VERIFIED:
         raise RefusedError(
             f"{wanted} is not verified in {env} (builder:status={image.status or 'unset'}): "
             f"only an AMI whose deployment succeeded there is promoted (builder release "
@@ -187,37 +200,36 @@ def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: 
     return copy, done.anything
 
 
-def _start_copy(ec2: Any, source_aws: EnvAws, target: ResolvedVars, image: Image,
+def _start_copy(ec2: EC2Client, source_aws: EnvAws, target: ResolvedVars, image: Image,
                 lineage: str) -> str:
     settings = target.settings
-    # An encrypted source stays encrypted; a key given means encryption with it.
-    encryption: dict[str, Any] = {
+    name = f"{settings.ami_name}-{amis.built_at(image):%Y%m%d%H%M%S}"
+    request: CopyImageRequestTypeDef = {
+        "SourceImageId": image.id, "SourceRegion": source_aws.region, "Name": name,
+        "Description": f"{target.combo}: promoted from {lineage}"[:255],
+        "ClientToken": f"builder-{image.id}-{target.combo.env}"[:64],
+        # An encrypted source stays encrypted; a key given means encryption with it.
         "Encrypted": settings.encrypt_boot or image.encrypted or bool(settings.kms_key_id)}
     if settings.kms_key_id:
-        encryption["KmsKeyId"] = settings.kms_key_id
-    name = f"{settings.ami_name}-{amis.built_at(image):%Y%m%d%H%M%S}"
+        request["KmsKeyId"] = settings.kms_key_id
     with translate(f"copying {image.id} into {settings.aws_account_id} "
                    f"{settings.aws_region}"):
-        copy_id = str(ec2.copy_image(
-            SourceImageId=image.id, SourceRegion=source_aws.region, Name=name,
-            Description=f"{target.combo}: promoted from {lineage}"[:255],
-            ClientToken=f"builder-{image.id}-{target.combo.env}"[:64],
-            **encryption)["ImageId"])
+        copy_id = str(ec2.copy_image(**request)["ImageId"])
     # Tagged at once, so a re-run after a crash finds (and reuses) the pending copy.
     pending = Image(copy_id, name, "pending", settings.aws_account_id, datetime.now(UTC))
     amis.set_tags(ec2, pending, _copy_tags(target, image, lineage, name))
     return copy_id
 
 
-def _wait_available(ec2: Any, copy_id: str, image: Image, timeout_min: float,
+def _wait_available(ec2: EC2Client, copy_id: str, image: Image, timeout_min: float,
                     progress: ProgressFn, subject: str, cancel: Cancel) -> Image:
     """Until the copy is available, with our own deadline (boto3's image_available
     waiter gives up after 10 minutes; big cross-region copies take longer)."""
     waited_from = time.monotonic()
-    deadline = waited_from + timeout_min * 60
-    interval = _FIRST_POLL_S
     last_state = ""
-    while True:
+
+    def available() -> Image | None:
+        nonlocal last_state
         found = amis.images_by_id(ec2, [copy_id]).get(copy_id)
         state = found.state if found is not None else "missing"
         if state != last_state:
@@ -230,16 +242,19 @@ def _wait_available(ec2: Any, copy_id: str, image: Image, timeout_min: float,
         if gone or state in ("failed", "error", "invalid", "deregistered"):
             raise PromotionFailed(f"the copy {copy_id} of {image.id} ended {state}"
                                   + _state_reason(ec2, copy_id))
-        if time.monotonic() > deadline:
-            raise PromotionFailed(f"the copy {copy_id} of {image.id} is still {state} after "
-                                  f"{timeout_min:g} minutes; it was stopped (run again to "
-                                  "retry, with a longer timeout)")
-        cancel.event.wait(interval)
-        cancel.raise_if_set()
-        interval = min(interval * 2, _MAX_POLL_S)
+        return None
+
+    try:
+        return poll_until(available, timeout_s=timeout_min * 60, cancel=cancel,
+                          interval_s=Growing(_FIRST_POLL_S, factor=2, longest_s=_MAX_POLL_S),
+                          what=f"copying {image.id}")
+    except TimedOut as exc:
+        raise PromotionFailed(f"the copy {copy_id} of {image.id} is still {last_state} after "
+                              f"{timeout_min:g} minutes; it was stopped (run again to "
+                              "retry, with a longer timeout)") from exc
 
 
-def _state_reason(ec2: Any, copy_id: str) -> str:
+def _state_reason(ec2: EC2Client, copy_id: str) -> str:
     try:
         with translate(f"reading why {copy_id} failed"):
             raw = ec2.describe_images(ImageIds=[copy_id])["Images"]
@@ -255,11 +270,11 @@ def _copy_tags(target: ResolvedVars, image: Image, lineage: str, name: str) -> d
             if k.startswith("builder:") and k not in _NOT_INHERITED
             and not k.startswith(amis.TAG_VERIFIED_PREFIX)}
     tags.update({"Name": name, amis.TAG_ENV: target.combo.env,
-                 amis.TAG_STATUS: amis.STATUS_BAKED, amis.TAG_PROMOTED_FROM: lineage})
+                 amis.TAG_STATUS: amis.AmiStatus.BAKED, amis.TAG_PROMOTED_FROM: lineage})
     return tags
 
 
-def _discard(ec2: Any, image_id: str) -> None:
+def _discard(ec2: EC2Client, image_id: str) -> None:
     """Remove a copy (a pending one stops) with its snapshots."""
     found = amis.images_by_id(ec2, [image_id]).get(image_id)
     if found is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.aws import EnvAws, codedeploy, fleet, sharing
 from builder.aws import images as amis
@@ -25,6 +25,10 @@ from builder.errors import AwsError, InputError
 from builder.output import table
 from builder.project import Project
 
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling.type_defs import LaunchTemplateSpecificationTypeDef
+    from mypy_boto3_ec2 import EC2Client
+
 # Every state an AMI can be listed in, but `deregistered`.
 _STATES = ("pending", "available", "failed", "error", "invalid", "disabled", "transient")
 _MISSING_DEPLOYMENT_GROUP = ("DeploymentGroupDoesNotExistException",
@@ -33,6 +37,8 @@ _MISSING_DEPLOYMENT_GROUP = ("DeploymentGroupDoesNotExistException",
 
 @dataclass(frozen=True)
 class PruneEntry:
+    """One AMI of the comp: kept or not, why, and whether it was deleted."""
+
     image: Image
     keep: bool
     reasons: tuple[str, ...]
@@ -57,6 +63,8 @@ class PruneEntry:
 
 @dataclass(frozen=True)
 class PruneReport:
+    """The prune plan (or what was done) for one comp."""
+
     combo: Combo
     account: str
     region: str
@@ -67,6 +75,11 @@ class PruneReport:
     @property
     def failed(self) -> list[PruneEntry]:
         return [e for e in self.entries if e.error]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when an AMI could not be deregistered (the others were)."""
+        return 1 if self.failed else 0
 
     def to_json(self) -> dict[str, Any]:
         return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
@@ -94,6 +107,10 @@ class PruneReport:
 
 def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None = None,
           yes: bool = False) -> PruneReport:
+    """Plan (and with `yes`, do) the removal of the comp's old AMIs and their snapshots.
+
+    Keeps the newest `keep` (default ami_keep) and every AMI still in use.
+    """
     if keep is not None and keep < 1:
         raise InputError(f"--keep {keep}: keep at least 1 AMI")
     resolved = project.resolve(app, env, comp)
@@ -117,7 +134,7 @@ def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None =
                        keep_newest, not yes, tuple(entries))
 
 
-def _delete(ec2: Any, entry: PruneEntry) -> PruneEntry:
+def _delete(ec2: EC2Client, entry: PruneEntry) -> PruneEntry:
     image = entry.image
     try:
         amis.deregister(ec2, image)
@@ -169,7 +186,7 @@ def _asg_images(env_aws: EnvAws, asgs: Sequence[fleet.AsgLaunchSpecs]) -> dict[s
     ec2 = env_aws.client("ec2")
     launched: dict[tuple[str, str, str], str] = {}
 
-    def image_of(spec: Mapping[str, Any]) -> str:
+    def image_of(spec: LaunchTemplateSpecificationTypeDef) -> str:
         key = (spec.get("LaunchTemplateId", ""), spec.get("LaunchTemplateName", ""),
                str(spec.get("Version") or "$Default"))
         if key not in launched:
@@ -205,7 +222,7 @@ def _active_deployments(env_aws: EnvAws, resolved: ResolvedVars,
     return involved
 
 
-def _shared_with(ec2: Any, image_id: str) -> list[str]:
+def _shared_with(ec2: EC2Client, image_id: str) -> list[str]:
     return sorted(str(p.get("UserId") or p.get("Group") or p.get("OrganizationArn")
                       or p.get("OrganizationalUnitArn"))
                   for p in sharing.launch_permissions(ec2, image_id))

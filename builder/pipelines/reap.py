@@ -15,6 +15,8 @@ from builder.project import Project
 
 @dataclass(frozen=True)
 class ReapedPlace:
+    """What was found (and removed) in one account and region."""
+
     account: str
     region: str
     leftovers: temporary.Leftovers
@@ -22,10 +24,14 @@ class ReapedPlace:
 
 @dataclass(frozen=True)
 class ReapReport:
+    """What `reap` found and removed everywhere."""
+
     places: tuple[ReapedPlace, ...]
     skipped: tuple[str, ...]  # envs (or single comps) whose config could not be read
     dry_run: bool
     local_build_hosts: int = 0  # build hosts of dead bakes torn down (local mode)
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +71,8 @@ def parse_age(text: str) -> timedelta:
 
 
 def reap(project: Project, older_than: timedelta, *, dry_run: bool = False) -> ReapReport:
+    """Remove builder instances, key pairs and security groups older than `older_than`,
+    in every account and region the envs use (and dead local build hosts)."""
     targets, skipped = _targets(project)
     build_hosts = 0
     if project.local_mode is not None and not dry_run:

@@ -12,33 +12,39 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from builder.bake.build import BakeOptions, bake
+from builder.batch import Ok, run_each
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
-from builder.errors import BuilderError, Interrupted
+from builder.errors import BuilderError
 from builder.interrupts import Cancel
-from builder.output import Progress, ProgressFn, table
+from builder.output import ProgressFn, silent, table
 from builder.pipelines import inventory
-from builder.pipelines.due import BAKE, PROMOTE, SKIP, Due, decide
+from builder.pipelines.due import Action, Due, decide
 from builder.project import Project
 
-ERROR = "error"  # the combo's config or AWS view failed: neither planned nor run
-_DEFAULT_JOBS = 4  # bakes (or promotions) at once without -j
 
-RESULT_PLANNED, RESULT_DONE, RESULT_FAILED, RESULT_SKIPPED = (
-    "planned", "done", "failed", "skipped")
+class Result(StrEnum):
+    """What became of a plan entry (`result` in the report)."""
+
+    PLANNED = "planned"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
 class PlanEntry:
+    """One combo of the rebuild plan: the action, the reasons and the CI command."""
+
     combo: Combo
-    action: str  # bake, promote, skip, error
+    action: Action
     reasons: tuple[str, ...]
     command: str | None  # what one CI job runs for it
     force: bool = False
@@ -55,8 +61,10 @@ class PlanEntry:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What became of one plan entry."""
+
     entry: PlanEntry
-    result: str  # planned, done, failed, skipped
+    result: Result
     ami_id: str = ""
     detail: str = ""
 
@@ -70,6 +78,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class RebuildReport:
+    """Every outcome of a rebuild (or the plan, with dry_run)."""
+
     outcomes: tuple[Outcome, ...]
     dry_run: bool
     release: bool
@@ -78,7 +88,12 @@ class RebuildReport:
     @property
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes
-                if o.result == RESULT_FAILED or o.entry.action == ERROR]
+                if o.result == Result.FAILED or o.entry.action == Action.ERROR]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when anything failed or could not be planned (the rest was done)."""
+        return 1 if self.failed else 0
 
     def to_json(self) -> list[dict[str, Any]]:
         """A list, so `rebuild --dry-run --json` is a CI matrix as it stands."""
@@ -99,7 +114,7 @@ class RebuildReport:
         counts: dict[str, int] = {}
         for outcome in self.outcomes:
             key = outcome.entry.action if self.dry_run or outcome.entry.action in (
-                SKIP, ERROR) else f"{outcome.entry.action} {outcome.result}"
+                Action.SKIP, Action.ERROR) else f"{outcome.entry.action} {outcome.result}"
             counts[key] = counts.get(key, 0) + 1
         parts = ", ".join(f"{n} {key}" for key, n in sorted(counts.items()))
         verb = "planned" if self.dry_run else "rebuild"
@@ -112,18 +127,18 @@ def plan(project: Project, app: str | None = None, env: str | None = None, *,
     covered = inventory.scope(project, app, env)
     facts = inventory.gather(project, covered.resolved)
     now = datetime.now(UTC)
-    entries = [PlanEntry(combo, ERROR, (problem,), None)
+    entries = [PlanEntry(combo, Action.ERROR, (problem,), None)
                for combo, problem in covered.problems.items()]
     for resolved in covered.resolved:
         combo = resolved.combo
         problem = facts.problems.get(combo)
         if problem is not None:
-            entries.append(PlanEntry(combo, ERROR, (problem,), None))
+            entries.append(PlanEntry(combo, Action.ERROR, (problem,), None))
             continue
         try:
             due = decide(project, facts, facts.facts[combo], now)
         except BuilderError as exc:
-            entries.append(PlanEntry(combo, ERROR, (exc.format(project.root),), None))
+            entries.append(PlanEntry(combo, Action.ERROR, (exc.format(project.root),), None))
             continue
         entries.append(_entry(resolved, due, release))
     return sorted(entries, key=lambda e: e.combo)
@@ -132,11 +147,11 @@ def plan(project: Project, app: str | None = None, env: str | None = None, *,
 def _entry(resolved: ResolvedVars, due: Due, release: bool) -> PlanEntry:
     combo = resolved.combo
     command: list[str] | None = None
-    if due.action == BAKE:
+    if due.action == Action.BAKE:
         command = ["builder", "bake", combo.app, combo.env, combo.comp]
         command += ["--force"] if due.force else []
         command += ["--release"] if release else []
-    elif due.action == PROMOTE:
+    elif due.action == Action.PROMOTE:
         command = ["builder", "promote", combo.app, combo.comp, "--to", combo.env]
         command += [] if release else ["--no-deploy"]
     return PlanEntry(combo, due.action, due.reasons, shlex.join(command) if command else None,
@@ -145,37 +160,33 @@ def _entry(resolved: ResolvedVars, due: Due, release: bool) -> PlanEntry:
 
 def rebuild(project: Project, app: str | None = None, env: str | None = None, *,
             release: bool = False, dry_run: bool = False, jobs: int | None = None,
-            progress: ProgressFn | None = None, cancel: Cancel | None = None) -> RebuildReport:
+            progress: ProgressFn = silent, cancel: Cancel | None = None) -> RebuildReport:
+    """Bake what is stale and promote what is due, in scope; failures become outcomes."""
     started = time.monotonic()
-    report = progress or Progress()
     cancel = cancel or Cancel()
-    report("rebuild", "planning: base images, AMIs and fingerprints")
+    progress("rebuild", "planning: base images, AMIs and fingerprints")
     entries = plan(project, app, env, release=release)
     if dry_run:
-        return RebuildReport(tuple(Outcome(e, RESULT_PLANNED if e.action in (BAKE, PROMOTE)
-                                           else RESULT_SKIPPED) for e in entries),
+        return RebuildReport(tuple(Outcome(e, Result.PLANNED if e.action in (
+            Action.BAKE, Action.PROMOTE) else Result.SKIPPED) for e in entries),
                              True, release, time.monotonic() - started)
-    runner = _Runner(project, release, report, cancel)
-    outcomes = {e.combo: Outcome(e, RESULT_SKIPPED) for e in entries}
-    bakes = [e for e in entries if e.action == BAKE]
+    runner = _Runner(project, {e.combo: e for e in entries}, release, progress, cancel)
+    outcomes = {e.combo: Outcome(e, Result.SKIPPED) for e in entries}
+    bakes = [e for e in entries if e.action == Action.BAKE]
     if bakes:
         project.renderer  # noqa: B018 - no Packer: one error up front, not one per bake
-    workers = max(1, jobs or _DEFAULT_JOBS)
-    for wave in [bakes, *_promotion_waves(entries)]:
-        if not wave:
-            continue
-        with ThreadPoolExecutor(max_workers=min(workers, len(wave)),
-                                thread_name_prefix="rebuild") as pool:
-            for outcome in pool.map(runner.run, wave):
-                outcomes[outcome.entry.combo] = outcome
-        cancel.raise_if_set()
+    for wave in filter(None, [bakes, *_promotion_waves(entries)]):
+        for done in run_each([e.combo for e in wave], runner.run, jobs=jobs, cancel=cancel,
+                             progress=progress, what=wave[0].action):
+            outcomes[done.combo] = done.value if isinstance(done, Ok) else Outcome(
+                outcomes[done.combo].entry, Result.FAILED, detail=done.error.message)
     return RebuildReport(tuple(outcomes[e.combo] for e in entries), False, release,
                          time.monotonic() - started)
 
 
 def _promotion_waves(entries: Sequence[PlanEntry]) -> list[list[PlanEntry]]:
     """Promotions grouped so each runs after the promotions of the env it takes from."""
-    planned = {e.combo: e for e in entries if e.action == PROMOTE}
+    planned = {e.combo: e for e in entries if e.action == Action.PROMOTE}
 
     def depth(entry: PlanEntry) -> int:
         source = Combo(entry.combo.app, entry.promote_from or "", entry.combo.comp)
@@ -189,22 +200,19 @@ def _promotion_waves(entries: Sequence[PlanEntry]) -> list[list[PlanEntry]]:
 
 
 class _Runner:
-    def __init__(self, project: Project, release: bool, progress: ProgressFn, cancel: Cancel):
+    """Runs one plan entry: its bake (and release), or its promotion."""
+
+    def __init__(self, project: Project, entries: dict[Combo, PlanEntry], release: bool,
+                 progress: ProgressFn, cancel: Cancel):
         self.project = project
+        self.entries = entries
         self.release = release
         self.progress = progress
         self.cancel = cancel
 
-    def run(self, entry: PlanEntry) -> Outcome:
-        work: Callable[[PlanEntry], Outcome] = (
-            self._bake if entry.action == BAKE else self._promote)
-        try:
-            return work(entry)
-        except Interrupted:
-            raise
-        except BuilderError as exc:
-            self.progress(str(entry.combo), f"{entry.action} FAILED: {exc.message}")
-            return Outcome(entry, RESULT_FAILED, detail=exc.message)
+    def run(self, combo: Combo) -> Outcome:
+        entry = self.entries[combo]
+        return self._bake(entry) if entry.action == Action.BAKE else self._promote(entry)
 
     def _bake(self, entry: PlanEntry) -> Outcome:
         combo = entry.combo
@@ -217,7 +225,7 @@ class _Runner:
             released = release(self.project, combo, ami_id=baked.ami_id,
                                progress=self.progress, cancel=self.cancel)
             detail += f", release {released.outcome}"
-        return Outcome(entry, RESULT_DONE, baked.ami_id, detail)
+        return Outcome(entry, Result.DONE, baked.ami_id, detail)
 
     def _promote(self, entry: PlanEntry) -> Outcome:
         from builder.pipelines.promote import promote
@@ -229,4 +237,4 @@ class _Runner:
                   f"{promoted.source_ami}")
         if promoted.released is not None:
             detail += f", release {promoted.released.outcome}"
-        return Outcome(entry, RESULT_DONE, promoted.ami_id, detail)
+        return Outcome(entry, Result.DONE, promoted.ami_id, detail)

@@ -20,7 +20,7 @@ from builder.config.models import Combo
 from builder.errors import AwsError, BuilderError
 from builder.output import table
 from builder.pipelines import inventory
-from builder.pipelines.due import BAKE, PROMOTE, Due, decide
+from builder.pipelines.due import Action, Due, decide
 from builder.pipelines.inventory import ComboFacts
 from builder.project import Project
 
@@ -29,6 +29,8 @@ _EPOCH = datetime.fromtimestamp(0, UTC)
 
 @dataclass(frozen=True)
 class LastDeployment:
+    """A deployment group's latest deployment."""
+
     id: str
     status: str
     time: str  # when it ended (or was created, while running)
@@ -36,6 +38,8 @@ class LastDeployment:
 
 @dataclass(frozen=True)
 class ComboStatus:
+    """What one combo runs, how old it is, and what is due."""
+
     combo: Combo
     account: str
     region: str
@@ -55,7 +59,7 @@ class ComboStatus:
 
     @property
     def rebuild_due(self) -> bool:
-        return self.due is not None and self.due.action in (BAKE, PROMOTE)
+        return self.due is not None and self.due.action in (Action.BAKE, Action.PROMOTE)
 
     def age_days(self, now: datetime) -> float | None:
         return (now - self.built_at).total_seconds() / 86400 if self.built_at else None
@@ -91,7 +95,7 @@ class ComboStatus:
         if self.due is None or not self.rebuild_due:
             due = "no"
         else:
-            verb = "rebuild due" if self.due.action == BAKE else "promotion due"
+            verb = "rebuild due" if self.due.action == Action.BAKE else "promotion due"
             due = f"{verb}: {self.due.reason}"
         deployment = (f"{self.deployment.status} {self.deployment.id} {self.deployment.time}"
                       if self.deployment else "-")
@@ -104,8 +108,12 @@ class ComboStatus:
 
 @dataclass(frozen=True)
 class StatusReport:
+    """The status of every combo in scope, at one time."""
+
     combos: tuple[ComboStatus, ...]
     at: datetime
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(timespec="seconds"),
@@ -124,6 +132,7 @@ class StatusReport:
 
 
 def status(project: Project, app: str | None = None, env: str | None = None) -> StatusReport:
+    """What each combo in scope runs and whether a rebuild or promotion is due."""
     now = datetime.now(UTC)
     covered = inventory.scope(project, app, env)
     facts = inventory.gather(project, covered.resolved)

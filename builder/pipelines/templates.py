@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.errors import BuilderError, InputError, Problem, shown_path
+from builder.errors import BuilderError, InputError, Problem, TemplateError, shown_path
 from builder.project import Project
 from builder.render.adapt import Adaptation, Note, contract_gaps
 from builder.render.template import source_line
@@ -20,6 +20,8 @@ from builder.render.template import source_line
 
 @dataclass(frozen=True)
 class TemplateCheck:
+    """One template (one distinct rendering of it): its combos, changes and refusals."""
+
     name: str
     source: Path
     combos: tuple[str, ...]
@@ -34,12 +36,19 @@ class TemplateCheck:
 
 @dataclass(frozen=True)
 class CheckReport:
+    """`builder template check`: every template checked."""
+
     root: Path
     templates: tuple[TemplateCheck, ...]
 
     @property
     def ok(self) -> bool:
         return all(t.ok for t in self.templates)
+
+    @property
+    def exit_code(self) -> int:
+        """2 when a template can't be used, as for any other bad input."""
+        return 0 if self.ok else TemplateError.exit_code
 
     def to_json(self) -> dict[str, Any]:
         def located(problem: Problem) -> dict[str, Any]:

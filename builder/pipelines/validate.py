@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.batch import Ok, run_each
 from builder.config.layout import Layout
 from builder.config.models import Combo
 from builder.errors import BuilderError, ConfigError, Problem, ValidationFailed, shown_path
+from builder.interrupts import Cancel
+from builder.output import silent
 from builder.project import Project
 from builder.provision.steps import POST_SHELL_VAR, PRE_SHELL_VAR, comp_playbook, shell_steps
 from builder.render.template import Rendered, write
@@ -20,6 +22,8 @@ from builder.render.template import Rendered, write
 
 @dataclass(frozen=True)
 class ComboReport:
+    """The problems found for one combo (none: it is fine)."""
+
     app: str
     env: str
     comp: str | None
@@ -32,12 +36,19 @@ class ComboReport:
 
 @dataclass(frozen=True)
 class ValidateReport:
+    """Every combo checked by `validate`."""
+
     root: Path
     results: tuple[ComboReport, ...]
 
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        """2 when any problem was found, as for any other bad input."""
+        return 0 if self.ok else ValidationFailed.exit_code
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,8 +79,10 @@ def _problem_json(problem: Problem, root: Path) -> dict[str, Any]:
 
 def validate(project: Project, app: str | None = None, env: str | None = None,
              comp: str | None = None, *, offline: bool = False, jobs: int = 2) -> ValidateReport:
+    """Check config, render and HCL, and unless offline Packer and Ansible, for every
+    combo in scope."""
     reports: list[ComboReport] = []
-    checks: list[tuple[int, Rendered]] = []
+    checks: dict[Combo, tuple[int, Rendered]] = {}  # what Packer and Ansible check, per combo
     try:
         scope = list(project.config.combos(app, env, comp))
     except BuilderError as exc:
@@ -83,14 +96,14 @@ def validate(project: Project, app: str | None = None, env: str | None = None,
         problems, rendered = _check_offline(project, item)
         reports.append(ComboReport(item.app, item.env, item.comp, tuple(problems)))
         if rendered is not None and not offline:
-            checks.append((len(reports) - 1, rendered))
-    if checks:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            found_all = pool.map(lambda check: _external_checks(project.layout, check[1]),
-                                 checks)
-            for (index, _), found in zip(checks, found_all, strict=True):
-                reports[index] = dataclasses.replace(
-                    reports[index], problems=reports[index].problems + tuple(found))
+            checks[item] = (len(reports) - 1, rendered)
+    for done in run_each(list(checks), lambda combo: _external_checks(project.layout,
+                                                                      checks[combo][1]),
+                         jobs=max(1, jobs), cancel=Cancel(), progress=silent, what="validate"):
+        found = done.value if isinstance(done, Ok) else [done.error.problem]
+        index = checks[done.combo][0]
+        reports[index] = dataclasses.replace(
+            reports[index], problems=reports[index].problems + tuple(found))
     if comp is not None and not any(r.comp == comp for r in reports) and app and env:
         reports.append(ComboReport(app, env, comp, (Problem(
             f"comp {comp!r} is not in the components of {app}/{env}"),)))

@@ -17,7 +17,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -46,6 +45,7 @@ _PLUGINS_DIR = Path(__file__).resolve().parent / "plugins"
 _MASK = "********"
 # How often the run checks `cancel` (ansible-runner polls between output reads).
 _CANCEL_POLL_S = 0.25
+_LEFTOVER_GRACE_S = 0.2  # for what a run left to end on SIGTERM before SIGKILL
 # Inherited settings that would send a run's output or secrets elsewhere.
 _DROPPED_ENV = ("ANSIBLE_LOG_PATH", "ANSIBLE_KEEP_REMOTE_FILES", "ANSIBLE_DEBUG")
 
@@ -103,6 +103,8 @@ class SshTarget:
 
 @dataclass(frozen=True)
 class TaskTiming:
+    """How long one task took and how it ended."""
+
     name: str  # "role : task", as Ansible shows it
     seconds: float
     status: str  # ok | changed | skipped | failed | ignored | unreachable
@@ -110,6 +112,8 @@ class TaskTiming:
 
 @dataclass(frozen=True)
 class PlaybookRun:
+    """One playbook run: its status, strategy, timings and events file."""
+
     playbook: Path
     status: str  # successful | canceled (a failure raises ProvisionFailed instead)
     strategy: str  # the Ansible strategy that ran: mitogen_linear | linear
@@ -335,18 +339,14 @@ def _stop_leftovers(marker: str) -> None:
     mitogen's mux process (it runs in a session of its own, out of ansible-runner's reach).
     Every one of them inherited the run's environment, which names its private folder."""
     needle = marker.encode()
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    os.kill(int(entry.name), signum)
-                    found.append(entry.name)
-        if not found:
-            return
-        time.sleep(0.2)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    process.stop(*found, grace_s=_LEFTOVER_GRACE_S)
 
 
 _RESULT_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed",

@@ -10,19 +10,25 @@ blue/green deployment replaces it with a copy of another name.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from builder.aws import codedeploy, fleet
 from builder.aws.codedeploy import Deployment, DeploymentGroup, FailedEvent, Target
 from builder.aws.fleet import AsgLaunch, TemplateVersion
 from builder.config.layers import ResolvedVars
-from builder.errors import AwsError, OperationFailed, RefusedError
+from builder.errors import AwsError, Interrupted, OperationFailed, RefusedError, TimedOut
 from builder.interrupts import Cancel
 from builder.output import ProgressFn
+from builder.polling import Growing, poll_until
 from builder.project import Project
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_codedeploy import CodeDeployClient
+    from mypy_boto3_codedeploy.type_defs import RevisionLocationTypeDef
+    from mypy_boto3_ec2 import EC2Client
 
 # Status polls back off from the first delay to the longest, and start over when
 # something changes (so a state change is reported promptly).
@@ -42,9 +48,9 @@ class DeployTarget:
     """One combo's release target: its env's clients and the names its settings give."""
 
     resolved: ResolvedVars
-    ec2: Any
-    autoscaling: Any
-    codedeploy: Any
+    ec2: EC2Client
+    autoscaling: AutoScalingClient
+    codedeploy: CodeDeployClient
 
     @classmethod
     def of(cls, project: Project, resolved: ResolvedVars) -> DeployTarget:
@@ -64,6 +70,8 @@ class DeployTarget:
 
 @dataclass(frozen=True)
 class Waited:
+    """How waiting for a deployment ended: the deployment, a timeout, the failed event."""
+
     deployment: Deployment
     timed_out: bool
     failed_event: FailedEvent | None = None  # of a deployment that didn't succeed
@@ -113,7 +121,7 @@ def current_asg(target: DeployTarget, group: DeploymentGroup,
 
 
 def start(target: DeployTarget, group: DeploymentGroup, asg: AsgLaunch, new: TemplateVersion,
-          revision: Mapping[str, Any], description: str) -> str:
+          revision: RevisionLocationTypeDef, description: str) -> str:
     """Point the group's ASG at `new` (CodeDeploy copies it with that version) and create
     the deployment; the ASG goes back if CodeDeploy refuses."""
     moved = asg.version != str(new.number)
@@ -135,31 +143,39 @@ def wait(target: DeployTarget, deployment_id: str, *, timeout_s: float, progress
     """Poll until the deployment ends, reporting status, instance counts and lifecycle
     events; on timeout stop it (with rollback). Ctrl-C raises Interrupted and leaves it
     running. A deployment that didn't succeed comes with its failed lifecycle event."""
-    deadline = time.monotonic() + timeout_s
     lifecycle = _LifecycleWatch(target, deployment_id, progress)
-    delay, seen = POLL_FIRST_S, ("", "", "")
-    while True:
+    seen = ("", "", "")
+    interval = _intervals()
+
+    def ended() -> Deployment | None:
+        nonlocal seen
         state = codedeploy.get(target.codedeploy, deployment_id)
         events = lifecycle.poll() if state.status == "InProgress" else ""
         if (state.status, state.instances, events) != seen:
-            seen, delay = (state.status, state.instances, events), POLL_FIRST_S
+            seen = (state.status, state.instances, events)
+            interval.reset()
             progress(target.subject, f"deployment {deployment_id}: {state.status}"
                      + (f" (instances: {state.instances})" if state.instances else "")
                      + (f"; lifecycle: {events}" if events else ""))
-        if state.done:
-            return Waited(state, timed_out=False,
-                          failed_event=_failed_event(target, state, progress))
-        left = deadline - time.monotonic()
-        if left <= 0:
-            stopped = _stop(target, deployment_id, progress)
-            return Waited(stopped, timed_out=True,
-                          failed_event=_failed_event(target, stopped, progress))
-        if cancel.event.wait(min(delay, left)):
-            progress(target.subject, f"stopped waiting; deployment {deployment_id} goes on. "
-                     "Run the same release again to follow it to the end (verify or roll "
-                     "back)")
-            cancel.raise_if_set()
-        delay = min(delay * 1.5, POLL_LONGEST_S)
+        return state if state.done else None
+
+    try:
+        state = poll_until(ended, timeout_s=timeout_s, interval_s=interval,
+                           cancel=cancel, what=f"deployment {deployment_id}")
+    except TimedOut:
+        stopped = _stop(target, deployment_id, progress)
+        return Waited(stopped, timed_out=True,
+                      failed_event=_failed_event(target, stopped, progress))
+    except Interrupted:
+        progress(target.subject, f"stopped waiting; deployment {deployment_id} goes on. "
+                 "Run the same release again to follow it to the end (verify or roll back)")
+        raise
+    return Waited(state, timed_out=False, failed_event=_failed_event(target, state, progress))
+
+
+def _intervals() -> Growing:
+    """Polls of a deployment: soon after news, then further apart."""
+    return Growing(POLL_FIRST_S, factor=1.5, longest_s=POLL_LONGEST_S)
 
 
 class _LifecycleWatch:
@@ -224,14 +240,16 @@ def _failed_event(target: DeployTarget, state: Deployment,
 def _stop(target: DeployTarget, deployment_id: str, progress: ProgressFn) -> Deployment:
     progress(target.subject, f"timed out: stopping deployment {deployment_id}")
     codedeploy.stop(target.codedeploy, deployment_id)
-    deadline = time.monotonic() + STOP_WAIT_S
-    delay = POLL_FIRST_S
-    while True:
+
+    def ended() -> Deployment | None:
         state = codedeploy.get(target.codedeploy, deployment_id)
-        if state.done or time.monotonic() > deadline:
-            return state
-        time.sleep(delay)
-        delay = min(delay * 1.5, POLL_LONGEST_S)
+        return state if state.done else None
+
+    try:
+        return poll_until(ended, timeout_s=STOP_WAIT_S, interval_s=_intervals(),
+                          what=f"stopping deployment {deployment_id}")
+    except TimedOut:  # the caller says how it stands
+        return codedeploy.get(target.codedeploy, deployment_id)
 
 
 def replacement(target: DeployTarget, new: TemplateVersion) -> tuple[str, str]:

@@ -18,13 +18,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from builder.aws import EnvAws
 from builder.aws import locks as lock_items
 from builder.config.models import Combo
 from builder.errors import AwsError, LockedError
 from builder.output import ProgressFn, silent
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 
 def owner_name() -> str:
@@ -71,7 +74,7 @@ def held(env_aws: EnvAws, combo: Combo, *, minutes: float, break_lock: bool = Fa
         _release(dynamodb, mine, progress)
 
 
-def _release(dynamodb: Any, mine: lock_items.LockItem, progress: ProgressFn) -> None:
+def _release(dynamodb: DynamoDBClient, mine: lock_items.LockItem, progress: ProgressFn) -> None:
     """Never hides the release's own outcome: a lock we can't delete expires anyway."""
     try:
         if not lock_items.delete(dynamodb, mine):

@@ -22,8 +22,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from builder.aws import codedeploy, fleet, images
 from builder.aws.codedeploy import Deployment, DeploymentGroup
@@ -39,19 +40,28 @@ from builder.errors import (
     RefusedError,
 )
 from builder.interrupts import Cancel
-from builder.output import Progress, ProgressFn
+from builder.output import ProgressFn, silent
 from builder.project import Project
 from builder.release import deploy, lock
+
+if TYPE_CHECKING:
+    from mypy_boto3_codedeploy.type_defs import RevisionLocationTypeDef
 
 # The lock outlives the longest wait by this much; without a wait it is held this long.
 LOCK_MARGIN_MIN = 15.0
 
-OUTCOME_VERIFIED = "verified"  # deployed, and the new ASG launches the AMI
-OUTCOME_RELEASED = "released"  # --no-deploy: launch template only
-OUTCOME_DEPLOYING = "deploying"  # --no-wait: the deployment goes on without us
-OUTCOME_UNCHANGED = "unchanged"  # the group already runs this verified AMI
-OUTCOME_FAILED = "failed"  # rolled back (records only: the caller gets DeployFailed)
-OUTCOME_INTERRUPTED = "interrupted"  # Ctrl-C while waiting (records only)
+
+
+class ReleaseOutcome(StrEnum):
+    """How a release ended (`outcome` in its result, its JSON and its record)."""
+
+    VERIFIED = "verified"  # deployed, and the new ASG launches the AMI
+    RELEASED = "released"  # --no-deploy: launch template only
+    DEPLOYING = "deploying"  # --no-wait: the deployment goes on without us
+    UNCHANGED = "unchanged"  # the group already runs this verified AMI
+    FAILED = "failed"  # rolled back (records only: the caller gets DeployFailed)
+    INTERRUPTED = "interrupted"  # Ctrl-C while waiting (records only)
+
 
 _REMEMBERED = re.compile(r"previous default (?P<previous>\d+)(?:; asg version (?P<asg>\S+))?")
 
@@ -63,7 +73,7 @@ class ReleaseResult:
     combo: Combo
     account: str
     region: str
-    outcome: str
+    outcome: ReleaseOutcome
     ami_id: str
     ami_name: str
     launch_template_id: str
@@ -81,6 +91,8 @@ class ReleaseResult:
     failed_lifecycle_event: Mapping[str, str] | None = None  # target, event, error_code, ...
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds since the start
     record: Path | None = None
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,12 +114,12 @@ class ReleaseResult:
 
     def to_text(self) -> str:
         head = {
-            OUTCOME_VERIFIED: f"released {self.ami_id}: deployed and verified",
-            OUTCOME_RELEASED: f"released {self.ami_id} to the launch template only "
+            ReleaseOutcome.VERIFIED: f"released {self.ami_id}: deployed and verified",
+            ReleaseOutcome.RELEASED: f"released {self.ami_id} to the launch template only "
                               "(--no-deploy)",
-            OUTCOME_DEPLOYING: f"released {self.ami_id}: deployment {self.deployment_id} "
+            ReleaseOutcome.DEPLOYING: f"released {self.ami_id}: deployment {self.deployment_id} "
                                "started, not waited for (--no-wait)",
-            OUTCOME_UNCHANGED: f"{self.ami_id} is already released and verified here; "
+            ReleaseOutcome.UNCHANGED: f"{self.ami_id} is already released and verified here; "
                                "nothing to do",
         }.get(self.outcome, f"{self.outcome} {self.ami_id}")
         lines = [f"{self.combo}: {head}",
@@ -138,7 +150,7 @@ class ReleaseResult:
 def release(project: Project, combo: Combo, *, ami_id: str | None = None,
             revision: str | None = None, deploy: bool = True, wait: bool = True,
             timeout_min: float = 30.0, break_lock: bool = False,
-            progress: ProgressFn | None = None, cancel: Cancel | None = None) -> ReleaseResult:
+            progress: ProgressFn = silent, cancel: Cancel | None = None) -> ReleaseResult:
     """Release `ami_id` (default: the newest baked, released or verified AMI of the combo
     in its env's account) and deploy it blue/green, under the combo's release lock.
 
@@ -156,7 +168,7 @@ def release(project: Project, combo: Combo, *, ami_id: str | None = None,
     cancel = cancel or Cancel()
     cancel.raise_if_set()
     run = _Release(project, combo, _Options(ami_id, wanted_revision, deploy, wait,
-                                            timeout_min), progress or Progress(), cancel)
+                                            timeout_min), progress, cancel)
     lease = timeout_min + LOCK_MARGIN_MIN if deploy and wait else LOCK_MARGIN_MIN
     with lock.held(run.env_aws, combo, minutes=lease, break_lock=break_lock,
                    progress=run.progress):
@@ -167,7 +179,7 @@ def release(project: Project, combo: Combo, *, ami_id: str | None = None,
 @dataclass(frozen=True)
 class _Options:
     ami_id: str | None
-    revision: Mapping[str, Any] | None
+    revision: RevisionLocationTypeDef | None
     deploy: bool
     wait: bool
     timeout_min: float
@@ -198,7 +210,7 @@ class _Release:
         self.version_created = False
         self.deployment: Deployment | None = None
         self.attached = False
-        self.revision: Mapping[str, Any] | None = None
+        self.revision: RevisionLocationTypeDef | None = None
         self.asg_before: str | None = None
         self.asg_after: str | None = None
         self.failed_event: codedeploy.FailedEvent | None = None
@@ -223,16 +235,16 @@ class _Release:
         new = self._launch_template(image, default, asg)
         self.mark("launch_template")
         if group is None or asg is None:
-            if image.status == images.STATUS_BAKED:
+            if image.status == images.AmiStatus.BAKED:
                 images.set_tags(self.target.ec2, image, {images.TAG_STATUS:
-                                                         images.STATUS_RELEASED})
-            return self._finish(OUTCOME_RELEASED)
+                                                         images.AmiStatus.RELEASED})
+            return self._finish(ReleaseOutcome.RELEASED)
         earlier = None
         if not self.version_created:  # the default had the AMI: an earlier run's work?
             earlier = self._running(group, image)
             if earlier is None and self._runs_verified(image, asg, new):
                 self.asg_after = asg.name
-                return self._finish(OUTCOME_UNCHANGED)
+                return self._finish(ReleaseOutcome.UNCHANGED)
             earlier = earlier or self._ended_unseen(group, image)
         if earlier is not None:
             self.deployment, self.attached = earlier, True
@@ -244,7 +256,7 @@ class _Release:
                                         f"({codedeploy.revision_text(self.revision or {})})")
         self.mark("deployment_created")
         if not self.options.wait:
-            return self._finish(OUTCOME_DEPLOYING)
+            return self._finish(ReleaseOutcome.DEPLOYING)
         return self._follow(image, new, self.deployment.id)
 
     def _choose_image(self) -> images.Image:
@@ -352,7 +364,7 @@ class _Release:
         last = codedeploy.get(self.target.codedeploy, group.last_attempted)
         if not last.description.startswith(_deployment_description(image.id)):
             return None
-        seen = last.status != codedeploy.SUCCEEDED and image.status == images.STATUS_FAILED
+        seen = last.status != codedeploy.SUCCEEDED and image.status == images.AmiStatus.FAILED
         return None if seen else last
 
     def _start(self, group: DeploymentGroup, asg: AsgLaunch, new: TemplateVersion,
@@ -378,7 +390,7 @@ class _Release:
                                  timeout_s=self.options.timeout_min * 60,
                                  progress=self.progress, cancel=self.cancel)
         except Interrupted:
-            self._record(self._result(OUTCOME_INTERRUPTED))
+            self._record(self._result(ReleaseOutcome.INTERRUPTED))
             raise
         self.deployment = waited.deployment
         self.failed_event = waited.failed_event
@@ -399,12 +411,12 @@ class _Release:
                        f"group {asg_name} launches {launched or 'another launch template'}, "
                        f"not {image.id}")
         images.set_tags(self.target.ec2, image, {
-            images.TAG_STATUS: images.STATUS_VERIFIED,
+            images.TAG_STATUS: images.AmiStatus.VERIFIED,
             images.verified_tag(self.combo.env): datetime.now(UTC).isoformat(timespec="seconds"),
         })
         self.mark("verified")
         self.progress(self.subject, f"verified: {asg_name} launches {image.id}")
-        return self._finish(OUTCOME_VERIFIED)
+        return self._finish(ReleaseOutcome.VERIFIED)
 
     def _fail(self, reason: str) -> NoReturn:
         assert self.image is not None and self.new is not None
@@ -414,14 +426,14 @@ class _Release:
         if self.previous is None:
             done.append(f"launch template default stays at version {self.new.number} (no "
                         "earlier builder version to go back to)")
-        images.set_tags(self.target.ec2, self.image, {images.TAG_STATUS: images.STATUS_FAILED})
-        record = self._record(self._result(OUTCOME_FAILED, error=reason))
+        images.set_tags(self.target.ec2, self.image, {images.TAG_STATUS: images.AmiStatus.FAILED})
+        record = self._record(self._result(ReleaseOutcome.FAILED, error=reason))
         raise DeployFailed(f"{self.subject}: {reason}. Rolled back: "
                            f"{'; '.join(done) or 'nothing had changed'}; {self.image.id} "
                            f"tagged failed (record: {record})")
 
     # -- results -------------------------------------------------------------------
-    def _result(self, outcome: str, *, error: str = "") -> ReleaseResult:
+    def _result(self, outcome: ReleaseOutcome, *, error: str = "") -> ReleaseResult:
         assert self.image is not None and self.new is not None
         self.mark("total")
         return ReleaseResult(
@@ -438,7 +450,7 @@ class _Release:
             failed_lifecycle_event=self.failed_event.to_json() if self.failed_event else None,
             timings=dict(self.timings))
 
-    def _finish(self, outcome: str) -> ReleaseResult:
+    def _finish(self, outcome: ReleaseOutcome) -> ReleaseResult:
         result = self._result(outcome)
         return replace(result, record=self._record(result))
 

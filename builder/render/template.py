@@ -31,6 +31,8 @@ _ERROR_LINE_RE = re.compile(r"line (\d+)")
 
 @dataclass(frozen=True)
 class Variable:
+    """A variable a Packer template declares."""
+
     name: str
     type_expr: str | None
     has_default: bool
@@ -99,9 +101,13 @@ class Rendered:
 
 @dataclass(frozen=True)
 class RenderedFiles:
+    """The files `builder render` wrote."""
+
     template: Path
     var_file: Path
     vars_json: Path
+
+    exit_code = 0
 
     def to_json(self) -> dict[str, str]:
         return {"template": str(self.template), "var_file": str(self.var_file),

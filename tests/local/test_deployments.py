@@ -1,22 +1,22 @@
 """The CodeDeploy emulator: blue/green deployments that replace the ASG, fail on
-demand with rollback, and stop; their instances' lifecycle events."""
+demand with rollback, and stop; their instances' lifecycle events. A test that looks at
+a deployment in a given state holds the group's deployments there, so nothing depends on
+how fast the machine is."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from builder.aws import EnvAws, codedeploy, translate
-from builder.errors import AwsError
-from builder.local.stack import fail_next_deployment
+from builder.errors import AwsError, InputError
+from builder.local.stack import fail_next_deployment, hold_deployments
 from builder.project import Project
 
 pytestmark = pytest.mark.local
-
-# Slow enough to catch a deployment InProgress and stop it.
-local_deploy_step_seconds = 1.0
 
 GROUP = "demo-dev-app"
 GREEN_EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall",
@@ -28,6 +28,21 @@ BLUE_EVENTS = ["BeforeBlockTraffic", "BlockTraffic", "AfterBlockTraffic"]
 @pytest.fixture(scope="module")
 def dev(local_stack: Project) -> EnvAws:
     return local_stack.env_aws(local_stack.resolve("demo", "dev", "app"))
+
+
+Hold = Callable[[str | None], None]
+
+
+@pytest.fixture
+def hold(local_stack: Project) -> Iterator[Hold]:
+    """Hold the group's deployments at a status (Created, InProgress; None lets them go
+    on); let go after the test."""
+
+    def at(status: str | None) -> None:
+        hold_deployments(local_stack, "demo", "dev", "app", status)
+
+    yield at
+    at(None)
 
 
 def group_info(dev: EnvAws) -> dict[str, Any]:
@@ -75,7 +90,7 @@ def wait(dev: EnvAws, deployment_id: str, *statuses: str) -> dict[str, Any]:
     raise AssertionError(f"{deployment_id} never reached {statuses}")
 
 
-def test_blue_green_deployment_replaces_the_asg(dev: EnvAws) -> None:
+def test_blue_green_deployment_replaces_the_asg(dev: EnvAws, hold: Hold) -> None:
     before = group_info(dev)
     original = before["autoScalingGroups"][0]["name"]
     ec2 = dev.client("ec2")
@@ -91,19 +106,22 @@ def test_blue_green_deployment_replaces_the_asg(dev: EnvAws) -> None:
         AutoScalingGroupName=original,
         LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Default"})
 
+    hold("Created")
     deployment_id = deploy(dev)
     # Not started yet: CodeDeploy has no targets to tell about.
     with pytest.raises(AwsError) as not_started, translate("listing targets"):
         dev.client("codedeploy").list_deployment_targets(deploymentId=deployment_id)
     assert not_started.value.code == "DeploymentNotStartedException"
     assert codedeploy.target_ids(dev.client("codedeploy"), deployment_id) == []
-    assert wait(dev, deployment_id, "InProgress", "Succeeded")["status"] == "InProgress"
+    hold("InProgress")
+    wait(dev, deployment_id, "InProgress")
     replacement = f"CodeDeploy_{GROUP}_{deployment_id}"
     running = targets(dev, deployment_id)
     green = sorted(i for i, t in running.items() if t["instanceLabel"] == "Green")
     blue = sorted(i for i, t in running.items() if t["instanceLabel"] == "Blue")
     assert green == instance_ids(dev, replacement) and blue == instance_ids(dev, original)
     assert all(t["targetArn"].endswith(f":instance/{i}") for i, t in running.items())
+    hold(None)
     info = wait(dev, deployment_id, "Succeeded", "Failed", "Stopped")
     assert info["status"] == "Succeeded" and "errorInformation" not in info
     ended = targets(dev, deployment_id)
@@ -133,14 +151,16 @@ def test_blue_green_deployment_replaces_the_asg(dev: EnvAws) -> None:
 
 
 def test_failed_deployment_rolls_back_and_keeps_the_original(local_stack: Project,
-                                                             dev: EnvAws) -> None:
+                                                             dev: EnvAws, hold: Hold) -> None:
     original = group_info(dev)["autoScalingGroups"][0]["name"]
     armed = fail_next_deployment(local_stack, "demo", "dev", "app")
     assert (armed.account, armed.deployment_group) == ("111111111111", GROUP)
 
+    hold("InProgress")
     deployment_id = deploy(dev)
     wait(dev, deployment_id, "InProgress")
     assert asg_names(dev) == sorted([original, f"CodeDeploy_{GROUP}_{deployment_id}"])
+    hold(None)
     info = wait(dev, deployment_id, "Succeeded", "Failed", "Stopped")
     assert info["status"] == "Failed"
     assert info["errorInformation"]["code"] == "HEALTH_CONSTRAINTS"
@@ -181,9 +201,10 @@ def test_failed_deployment_rolls_back_and_keeps_the_original(local_stack: Projec
     assert wait(dev, deploy(dev), "Succeeded", "Failed")["status"] == "Succeeded"
 
 
-def test_stopped_deployment_removes_the_replacement(dev: EnvAws) -> None:
+def test_stopped_deployment_removes_the_replacement(dev: EnvAws, hold: Hold) -> None:
     client = dev.client("codedeploy")
     original = group_info(dev)["autoScalingGroups"][0]["name"]
+    hold("InProgress")  # a stop still ends it
     deployment_id = deploy(dev)
     wait(dev, deployment_id, "InProgress")
     answer = client.stop_deployment(deploymentId=deployment_id)
@@ -212,15 +233,17 @@ def test_a_missing_revision_fails_the_deployment(dev: EnvAws) -> None:
     assert asg_names(dev) == [original]
 
 
-def test_codedeploy_refuses_what_aws_refuses(dev: EnvAws) -> None:
+def test_codedeploy_refuses_what_aws_refuses(dev: EnvAws, hold: Hold) -> None:
     client = dev.client("codedeploy")
     with pytest.raises(AwsError) as no_revision, translate("deploying"):
         client.create_deployment(applicationName="demo", deploymentGroupName=GROUP)
     assert no_revision.value.code == "RevisionRequiredException"
+    hold("Created")
     deployment_id = deploy(dev)
     with pytest.raises(AwsError) as busy, translate("deploying"):
         deploy(dev)
     assert busy.value.code == "DeploymentLimitExceededException"
+    hold(None)
     wait(dev, deployment_id, "Succeeded", "Failed", "Stopped")
     groups = client.batch_get_deployment_groups(
         applicationName="demo", deploymentGroupNames=[GROUP, "demo-dev-worker"])
@@ -243,3 +266,8 @@ def test_codedeploy_refuses_what_aws_refuses(dev: EnvAws) -> None:
         with pytest.raises(AwsError) as refused, translate("reading targets"):
             call()
         assert refused.value.code == code
+
+
+def test_deployments_are_held_only_before_they_end(hold: Hold) -> None:
+    with pytest.raises(InputError, match="held at one of Created, InProgress, not 'Succeeded'"):
+        hold("Succeeded")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from builder.aws import EnvAws, translate
 from builder.aws.images import resolve_source
-from builder.errors import AwsError
+from builder.errors import AwsError, InputError
+from builder.local import control
 from builder.project import Project
 
 pytestmark = pytest.mark.local
@@ -132,6 +134,56 @@ def test_a_key_policy_may_allow_the_copy_instead_of_a_grant(local_stack: Project
     assert copy("demo-prod-policy-allowed")["State"] == "available"
 
 
+# (a key policy's Action, whether it lets another account copy what the key encrypts):
+# IAM matches action names case-insensitively, with `*` and `?` the only wildcards.
+# tests/pipelines/test_promote.py holds the promote preflight to the same table.
+POLICY_ACTIONS = [
+    ("kms:Decrypt", True),
+    ("kms:decrypt", True),
+    ("KMS:DECRYPT", True),
+    ("kms:*", True),
+    ("*", True),
+    ("kms:De*", True),
+    ("kms:decrypt*", True),
+    ("kms:?ecrypt", True),
+    ("kms:Re*", False),
+    ("kms:Encrypt", False),
+    ("kms:Decrypt?", False),
+    ("kms:Decryp", False),
+    ("ec2:*", False),
+    ("kms:[D]ecrypt", False),
+]
+
+
+def test_key_policy_actions_match_as_iam_matches_them(local_stack: Project) -> None:
+    staging_aws = env_aws(local_stack, "staging")
+    kms = staging_aws.client("kms")
+    key_id = kms.create_key(Description="action matching")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/demo-staging-actions", TargetKeyId=key_id)
+    owner_policy = json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
+    staging = staging_aws.client("ec2")
+    ami = baked_image(local_stack, "staging", "demo-staging-app-actions",
+                      "alias/demo-staging-actions")
+    staging.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"UserId": PROD}]})
+    staging.modify_snapshot_attribute(
+        SnapshotId=image(staging, ami)["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"],
+        Attribute="createVolumePermission", OperationType="add", UserIds=[PROD])
+    prod = env_aws(local_stack, "prod").client("ec2")
+
+    def copied(number: int, action: str) -> bool:
+        statement = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"},
+                     "Action": action, "Resource": "*"}
+        policy = {**owner_policy, "Statement": [*owner_policy["Statement"], statement]}
+        kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=json.dumps(policy))
+        copy_id = prod.copy_image(SourceImageId=ami, SourceRegion="eu-west-1",
+                                  Name=f"demo-prod-app-action-{number}",
+                                  Encrypted=True)["ImageId"]
+        return str(image(prod, copy_id)["State"]) == "available"
+
+    assert [(action, copied(n, action)) for n, (action, _) in enumerate(POLICY_ACTIONS)] == \
+        POLICY_ACTIONS
+
+
 def test_an_image_under_the_aws_managed_key_cannot_be_shared(local_stack: Project) -> None:
     ami = baked_image(local_stack, "dev", "demo-dev-app-default-key", None)
     dev = env_aws(local_stack, "dev").client("ec2")
@@ -220,3 +272,20 @@ def test_calls_only_the_owner_may_make_and_unknown_aliases_are_client_errors(
                                           GranteePrincipal=f"arn:aws:iam::{PROD}:root"),
                  lambda: kms.revoke_grant(KeyId="alias/no-such-alias", GrantId="x")):
         assert error_code(call) == "NotFoundException"
+
+
+def test_an_image_may_be_dated_so_tests_order_images_without_waiting(
+        local_stack: Project) -> None:
+    dev_aws = env_aws(local_stack, "dev")
+    ami = baked_image(local_stack, "dev", "demo-dev-app-dated", None)
+    endpoint = str(local_stack.aws.local_endpoint)
+    answer = control.call(endpoint, "images/creation-date", {
+        "account": dev_aws.account_id, "region": dev_aws.region, "image_id": ami,
+        "creation_date": "2024-05-01T10:00:00+00:00"})
+    assert answer["image_id"] == ami
+    created = image(dev_aws.client("ec2"), ami)["CreationDate"]
+    assert datetime.fromisoformat(created) == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    with pytest.raises(InputError, match="no image ami-0123456789abcdef0"):
+        control.call(endpoint, "images/creation-date", {
+            "account": dev_aws.account_id, "region": dev_aws.region,
+            "image_id": "ami-0123456789abcdef0", "creation_date": "2024-05-01T10:00:00Z"})

@@ -17,6 +17,7 @@ from builder.aws.images import Image
 from builder.bake.plan import pin_source
 from builder.cli import app, hoist_globals
 from builder.config.models import Combo
+from builder.local.stack import date_image
 from builder.project import Project
 
 
@@ -25,11 +26,14 @@ def ec2_of(project: Project, combo: Combo) -> Any:
 
 
 def bake_like(project: Project, combo: Combo, *, base: Image | None = None,
-              built_at: datetime | None = None, kms_key_id: str | None = None,
+              built_at: datetime | None = None, created: datetime | None = None,
+              kms_key_id: str | None = None,
               tags: Mapping[str, str] | None = None) -> Image:
     """An AMI of `combo` with the lineage tags and fingerprint a bake from `base`
-    (default: the newest base image) gives it now; encrypted with `kms_key_id`
-    (default: the env's, else the account's EBS key)."""
+    (default: the newest base image) gives it at `built_at` (default: now); made by EC2
+    at `created` (default: now; the emulator dates it, so tests order images without
+    waiting); encrypted with `kms_key_id` (default: the env's, else the account's EBS
+    key)."""
     resolved = project.resolve(combo.app, combo.env, combo.comp)
     settings = resolved.settings
     ec2 = project.env_aws(resolved).client("ec2")
@@ -46,6 +50,8 @@ def bake_like(project: Project, combo: Combo, *, base: Image | None = None,
     ami = ec2.copy_image(SourceImageId=plain["ImageId"], SourceRegion=settings.aws_region,
                          Name=name, **encryption)["ImageId"]
     ec2.deregister_image(ImageId=plain["ImageId"])
+    if created:
+        date_image(project, combo.app, combo.env, combo.comp, ami, created)
     ec2.terminate_instances(InstanceIds=[instance])
     _, _, fingerprint = pin_source(project, resolved, base)
     build_id = f"{when:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
@@ -61,7 +67,7 @@ def bake_like(project: Project, combo: Combo, *, base: Image | None = None,
         images.TAG_COMP: combo.comp, images.TAG_FINGERPRINT: fingerprint.value,
         images.TAG_SOURCE_AMI: base.id, images.TAG_SOURCE_AMI_NAME: base.name,
         images.TAG_BUILT_AT: when.isoformat(timespec="seconds"),
-        images.TAG_STATUS: images.STATUS_BAKED,
+        images.TAG_STATUS: images.AmiStatus.BAKED,
         images.TAG_BUILD_ID: build_id,
         **(tags or {})})
     return images.describe(ec2, image_ids=[ami])[0]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from builder.pipelines.due import BAKE, PROMOTE
+from builder.pipelines.due import Action
 from tests.pipelines.conftest import check_builder_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ def test_the_nightly_workflow_fans_the_rebuild_plan_out() -> None:
     plan_script = "\n".join(s["run"] for s in jobs["plan"]["steps"] if "run" in s)
     plan = next(argv for argv in builder_commands(plan_script) if argv[0] == "rebuild")
     assert {"--dry-run", "--json"} <= set(plan)
-    for job, action in (("bake", BAKE), ("promote", PROMOTE)):
+    for job, action in (("bake", Action.BAKE), ("promote", Action.PROMOTE)):
         assert f'select(.action == "{action}")' in plan_script
         assert set(jobs["plan"]["outputs"]) == {"bakes", "promotions"}
         matrix = jobs[job]["strategy"]["matrix"]["include"]

@@ -55,7 +55,7 @@ def test_rebuild_release_bakes_only_what_the_new_base_image_affects(project: Pro
     assert (entry["result"], entry["detail"]) == ("done", "baked, release verified")
     ec2 = ec2_of(project, APP)
     baked = images.describe(ec2, image_ids=[str(entry["ami_id"])])[0]
-    assert (baked.source_ami, baked.status) == (new_base, images.STATUS_VERIFIED)
+    assert (baked.source_ami, baked.status) == (new_base, images.AmiStatus.VERIFIED)
     assert baked.id != old_app.id
     assert fleet.default_image(ec2, "demo-dev-app") == baked.id
 
@@ -79,7 +79,7 @@ def test_a_staging_bake_is_promoted_to_prod_and_verified_there(project: Project)
     ec2 = ec2_of(project, prod)
     copy = images.describe(ec2, image_ids=[promoted["ami_id"]])[0]
     assert copy.tags[images.TAG_PROMOTED_FROM] == f"staging/{source}"
-    assert copy.status == images.STATUS_VERIFIED and copy.encrypted
+    assert copy.status == images.AmiStatus.VERIFIED and copy.encrypted
     key = project.env_aws(project.resolve("demo", "prod", "app")).client("kms").describe_key(
         KeyId="alias/demo-prod-ami")["KeyMetadata"]["Arn"]
     snapshot = ec2.describe_snapshots(SnapshotIds=list(copy.snapshot_ids))["Snapshots"][0]

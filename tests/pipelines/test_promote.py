@@ -11,6 +11,7 @@ import pytest
 
 from builder.aws import EnvAws, fleet
 from builder.aws import images as amis
+from builder.aws.sharing import preflight
 from builder.config.models import Combo
 from builder.errors import PromotionFailed
 from builder.pipelines.promote import promote
@@ -81,7 +82,7 @@ def test_promotes_the_verified_staging_ami_to_prod_re_encrypted_and_verified(
     assert copy.tags[amis.TAG_PROMOTED_FROM] == f"staging/{source.id}"
     assert copy.fingerprint == source.fingerprint and copy.source_ami == source.source_ami
     assert copy.tags[amis.TAG_BUILT_AT] == source.tags[amis.TAG_BUILT_AT]
-    assert (copy.tags[amis.TAG_ENV], copy.status) == ("prod", amis.STATUS_VERIFIED)
+    assert (copy.tags[amis.TAG_ENV], copy.status) == ("prod", amis.AmiStatus.VERIFIED)
     assert amis.verified_tag("prod") in copy.tags
     assert amis.verified_tag("staging") not in copy.tags
     snapshot = ec2.describe_snapshots(SnapshotIds=list(copy.snapshot_ids))["Snapshots"][0]
@@ -154,6 +155,50 @@ def test_preflight_names_every_missing_piece(local_stack: Project, cli: Any) -> 
     assert missing[1].startswith("- prod's KMS key alias/demo-prod-missing: not usable in "
                                  f"account {PROD} eu-central-1")
     assert copies_of(local_stack, source) == [] and shares_of(local_stack, source) == []
+
+
+# (a key policy's Action for prod, whether the preflight finds that it lets prod use the
+# key): IAM matches action names case-insensitively, with `*` and `?` the only wildcards.
+# tests/local/test_images.py holds the emulator to the same table.
+POLICY_ACTIONS = [
+    ("kms:Decrypt", True),
+    ("kms:decrypt", True),
+    ("KMS:DECRYPT", True),
+    ("kms:*", True),
+    ("*", True),
+    ("kms:De*", True),
+    ("kms:decrypt*", True),
+    ("kms:?ecrypt", True),
+    ("kms:Re*", False),
+    ("kms:Encrypt", False),
+    ("kms:Decrypt?", False),
+    ("kms:Decryp", False),
+    ("ec2:*", False),
+    ("kms:[D]ecrypt", False),
+]
+
+
+def test_preflight_reads_key_policy_actions_as_iam_does(local_stack: Project) -> None:
+    staging_aws, prod_aws = env_aws(local_stack, "staging"), env_aws(local_stack, "prod")
+    kms = staging_aws.client("kms")
+    key_id = kms.create_key(Description="action matching")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/demo-staging-actions", TargetKeyId=key_id)
+    owner_policy = json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
+    source = bake_like(local_stack, STAGING_APP, kms_key_id="alias/demo-staging-actions")
+
+    def allowed(action: str) -> bool:
+        statement = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"},
+                     "Action": [action], "Resource": "*"}
+        policy = {**owner_policy, "Statement": [*owner_policy["Statement"], statement]}
+        kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=json.dumps(policy))
+        plan = preflight(staging_aws, prod_aws, source, target_key="alias/demo-prod-ami",
+                         source_env="staging", target_env="prod")
+        [check] = [c for c in plan.checks if c.what.startswith("source snapshots' KMS key")]
+        assert check.ok, check  # a grant makes up for a policy that doesn't allow it
+        # Allowed by the policy: no grant to add.
+        return plan.grant_key is None
+
+    assert [(action, allowed(action)) for action, _ in POLICY_ACTIONS] == POLICY_ACTIONS
 
 
 def test_a_copy_that_fails_is_removed_and_the_share_with_it(local_stack: Project) -> None:

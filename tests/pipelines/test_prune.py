@@ -5,23 +5,20 @@ groups and instances, a deployment in progress, a share with another account."""
 from __future__ import annotations
 
 import json
-import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from builder.aws import images as amis
 from builder.config.models import Combo
+from builder.local.stack import hold_deployments
 from builder.pipelines.prune import prune
 from builder.project import Project
 from builder.release.release import release
 from tests.pipelines.conftest import bake_like, ec2_of
 
 pytestmark = pytest.mark.local
-
-# Slow enough that a deployment started without waiting is still in progress when
-# prune looks.
-local_deploy_step_seconds = 2.0
 
 # staging: its AMIs are under a customer-managed key, so they can be shared.
 WORKER = Combo("demo", "staging", "worker")
@@ -30,10 +27,10 @@ WORKER = Combo("demo", "staging", "worker")
 def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
                                                            cli: Any) -> None:
     ec2 = ec2_of(local_stack, WORKER)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     (unused_old, unused, in_template, in_asg, shared, on_instance, other_template,
-     deploying) = [bake_like(local_stack, WORKER) for _ in range(8)]
-    time.sleep(1.1)  # AMI creation times count in seconds
-    newest = bake_like(local_stack, WORKER)
+     deploying) = [bake_like(local_stack, WORKER, created=an_hour_ago) for _ in range(8)]
+    newest = bake_like(local_stack, WORKER, created=an_hour_ago + timedelta(minutes=1))
     template = ec2.describe_launch_templates(
         LaunchTemplateNames=["demo-staging-worker"])["LaunchTemplates"][0]["LaunchTemplateId"]
     # An older version of the comp's template (not the default) launches one.
@@ -48,6 +45,7 @@ def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
     ec2.create_launch_template(LaunchTemplateName="batch-jobs",
                                LaunchTemplateData={"ImageId": other_template.id})
     # A release whose deployment is still going when prune looks.
+    hold_deployments(local_stack, WORKER.app, WORKER.env, WORKER.comp, "InProgress")
     running = release(local_stack, WORKER, ami_id=deploying.id, wait=False)
     assert running.outcome == "deploying"
 
@@ -89,6 +87,7 @@ def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
     remaining = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
     assert gone and not set(gone) & remaining
     assert set(newest.snapshot_ids) <= remaining
+    hold_deployments(local_stack, WORKER.app, WORKER.env, WORKER.comp, None)
 
 
 def test_ami_keep_is_the_default_and_the_plan_is_shown(local_stack: Project,
@@ -105,18 +104,18 @@ def test_ami_keep_is_the_default_and_the_plan_is_shown(local_stack: Project,
 def test_an_ami_that_failed_takes_no_place_among_the_newest(local_stack: Project) -> None:
     worker = Combo("demo", "dev", "worker")
     ec2 = ec2_of(local_stack, worker)
-    older = bake_like(local_stack, worker)
-    time.sleep(1.1)  # AMI creation times count in seconds
-    newest = bake_like(local_stack, worker)
-    time.sleep(1.1)
-    # A copy EC2 accepted and then failed (a key it can't use), tagged for the comp.
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    older = bake_like(local_stack, worker, created=an_hour_ago)
+    newest = bake_like(local_stack, worker, created=an_hour_ago + timedelta(minutes=1))
+    # A copy EC2 accepted and then failed (a key it can't use), tagged for the comp: the
+    # newest image, made now.
     failed_id = ec2.copy_image(SourceImageId=newest.id, SourceRegion="eu-west-1",
                                Name="demo-dev-worker-failed-copy", Encrypted=True,
                                KmsKeyId="alias/no-such-key")["ImageId"]
     [failed] = amis.describe(ec2, image_ids=[failed_id])
     assert failed.state == "failed"
     amis.set_tags(ec2, failed, {amis.TAG_APP: "demo", amis.TAG_ENV: "dev",
-                                amis.TAG_COMP: "worker", amis.TAG_STATUS: amis.STATUS_BAKED})
+                                amis.TAG_COMP: "worker", amis.TAG_STATUS: amis.AmiStatus.BAKED})
 
     report = prune(local_stack, "demo", "dev", "worker", keep=1)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from builder.aws import images
 from builder.config.models import Combo
+from builder.local.stack import date_image
 from builder.project import Project
 
 
@@ -28,9 +29,10 @@ class Lines:
         print(f"{subject}: {message}")
 
 
-def make_ami(project: Project, combo: Combo, *, status: str = images.STATUS_BAKED,
-             tags: Mapping[str, str] | None = None) -> str:
-    """An available AMI in the combo's env account, tagged for `combo` (or `tags`)."""
+def make_ami(project: Project, combo: Combo, *, status: str = images.AmiStatus.BAKED,
+             tags: Mapping[str, str] | None = None, created: datetime | None = None) -> str:
+    """An available AMI in the combo's env account, tagged for `combo` (or `tags`), made
+    at `created` (default: now)."""
     resolved = project.resolve(combo.app, combo.env, combo.comp)
     ec2 = project.env_aws(resolved).client("ec2")
     source = images.resolve_source(ec2, resolved.settings)
@@ -40,6 +42,8 @@ def make_ami(project: Project, combo: Combo, *, status: str = images.STATUS_BAKE
     name = f"{combo.app}-{combo.env}-{combo.comp}-{build_id}"
     ami_id: str = ec2.create_image(InstanceId=instance, Name=name)["ImageId"]
     ec2.terminate_instances(InstanceIds=[instance])
+    if created:
+        date_image(project, combo.app, combo.env, combo.comp, ami_id, created)
     image = images.describe(ec2, image_ids=[ami_id])[0]
     images.set_tags(ec2, image, {
         "Name": name, images.TAG_APP: combo.app, images.TAG_ENV: combo.env,
@@ -75,7 +79,7 @@ def make_failed_copy(project: Project, combo: Combo, source_env: str) -> str:
                                   Name=f"{combo.app}-{combo.env}-{combo.comp}-copy")["ImageId"]
     images.set_tags(ec2, images.describe(ec2, image_ids=[copy_id])[0], {
         images.TAG_APP: combo.app, images.TAG_ENV: combo.env, images.TAG_COMP: combo.comp,
-        images.TAG_STATUS: images.STATUS_BAKED})
+        images.TAG_STATUS: images.AmiStatus.BAKED})
     return copy_id
 
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from builder.aws import images
 from builder.aws import locks as lock_items
-from builder.bake.build import BakeFailure, BakeResult
+from builder.bake.build import BakeResult
+from builder.batch import Failed
 from builder.config.models import Combo
 from builder.errors import BakeFailed, DeployFailed, RefusedError
 from builder.local.mode import LOCAL
@@ -66,7 +67,7 @@ def test_release_deploys_the_ami_on_a_new_asg_and_verifies_it(local_stack: Proje
     assert after.asg_version == str(result.new_version)
     assert after.last_successful == result.deployment_id
     tags = image_tags(project, DEV_APP, ami)
-    assert tags[images.TAG_STATUS] == images.STATUS_VERIFIED
+    assert tags[images.TAG_STATUS] == images.AmiStatus.VERIFIED
     assert tags["builder:verified-dev"].endswith("+00:00")
     # The new version: copied from the default, only ImageId given, the AMI named.
     ec2 = clients(project, DEV_APP)[0]
@@ -149,11 +150,11 @@ def test_no_deploy_moves_only_the_launch_template_and_a_release_finishes_it(
     """The state an interrupt right after the launch-template step leaves (default on the
     AMI, no deployment): a later release deploys it without another version."""
     project = local_stack
-    verified = make_ami(project, DEV_WORKER, status=images.STATUS_VERIFIED)
-    time.sleep(1.1)  # CreationDate has whole seconds
-    newest = make_ami(project, DEV_WORKER)
-    time.sleep(1.1)
-    make_ami(project, DEV_WORKER, status=images.STATUS_FAILED)  # never chosen by default
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    verified = make_ami(project, DEV_WORKER, status=images.AmiStatus.VERIFIED,
+                        created=an_hour_ago)
+    newest = make_ami(project, DEV_WORKER, created=an_hour_ago + timedelta(minutes=1))
+    make_ami(project, DEV_WORKER, status=images.AmiStatus.FAILED)  # never chosen by default
     before = fleet_state(project, DEV_WORKER)
 
     only_template = release(project, DEV_WORKER, deploy=False, progress=Lines())
@@ -163,7 +164,7 @@ def test_no_deploy_moves_only_the_launch_template_and_a_release_finishes_it(
     middle = fleet_state(project, DEV_WORKER)
     assert (middle.default_version, middle.default_image) == (only_template.new_version, newest)
     assert (middle.asg, middle.asg_version) == (before.asg, before.asg_version)
-    assert image_tags(project, DEV_WORKER, newest)[images.TAG_STATUS] == images.STATUS_RELEASED
+    assert image_tags(project, DEV_WORKER, newest)[images.TAG_STATUS] == images.AmiStatus.RELEASED
 
     finished = release(project, DEV_WORKER, progress=Lines())
 
@@ -199,7 +200,7 @@ def test_a_failed_deployment_rolls_the_template_and_asg_back(local_stack: Projec
                                                             before.default_image)
     assert (after.asg, after.asg_version) == (before.asg, before.asg_version)
     assert after.versions == before.versions + 1  # kept, no longer the default
-    assert image_tags(project, DEV_APP, ami)[images.TAG_STATUS] == images.STATUS_FAILED
+    assert image_tags(project, DEV_APP, ami)[images.TAG_STATUS] == images.AmiStatus.FAILED
     records = sorted((project.root / ".builder/releases/demo/dev/app").glob("*.json"))
     failure = json.loads(records[-1].read_text())
     assert (failure["outcome"], failure["deployment_status"]) == ("failed", "Failed")
@@ -327,7 +328,7 @@ def test_bake_release_reports_each_comp(local_stack: Project) -> None:
     ami = make_ami(project, DEV_APP)
     baked = BakeResult(DEV_APP, ami, "eu-west-1", "111111111111", True, "f" * 64, "ami-base",
                        0.1, None)
-    broken = BakeFailure(DEV_WORKER, BakeFailed("packer build failed: boom"))
+    broken = Failed(DEV_WORKER, BakeFailed("packer build failed: boom"))
 
     report = release_baked(project, [baked, broken], progress=Lines())
 
@@ -361,10 +362,10 @@ def test_a_failed_release_of_the_default_terraform_set_deploys_again(local_stack
     assert f"launch template default stays at version {terraform}" in failed.value.message
     first = fleet_state(project, DEV_WORKER)
     assert (first.default_version, first.default_image) == (terraform, ami)
-    assert image_tags(project, DEV_WORKER, ami)[images.TAG_STATUS] == images.STATUS_FAILED
+    assert image_tags(project, DEV_WORKER, ami)[images.TAG_STATUS] == images.AmiStatus.FAILED
 
     again = release(project, DEV_WORKER, ami_id=ami, progress=Lines())
 
     assert (again.outcome, again.attached, again.version_created) == ("verified", False, False)
     assert again.deployment_id != first.last_attempted
-    assert image_tags(project, DEV_WORKER, ami)[images.TAG_STATUS] == images.STATUS_VERIFIED
+    assert image_tags(project, DEV_WORKER, ami)[images.TAG_STATUS] == images.AmiStatus.VERIFIED

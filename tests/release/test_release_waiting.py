@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ from builder.aws import locks as lock_items
 from builder.config.models import Combo
 from builder.errors import DeployFailed, LockedError
 from builder.local.mode import LOCAL
+from builder.local.stack import hold_deployments
+from builder.polling import poll_until
 from builder.project import Project
 from builder.release.release import ReleaseResult, release
 from tests.release.emulated import Lines, clients, fleet_state, image_tags, make_ami
@@ -40,13 +41,15 @@ def active_deployments(project: Project, combo: Combo) -> list[str]:
 
 
 def wait_for_deployment(project: Project, combo: Combo) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        active = active_deployments(project, combo)
-        if active:
-            return active[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no deployment of {combo} started")
+    return poll_until(lambda: next(iter(active_deployments(project, combo)), None),
+                      timeout_s=30, interval_s=0.05, what=f"a deployment of {combo}")
+
+
+def wait_for_status(project: Project, combo: Combo, deployment_id: str, *statuses: str) -> None:
+    codedeploy = clients(project, combo)[2]
+    poll_until(lambda: codedeploy.get_deployment(deploymentId=deployment_id)[
+        "deploymentInfo"]["status"] in statuses or None, timeout_s=30, interval_s=0.05,
+        what=f"{deployment_id} reaching {statuses}")
 
 
 def lock_item(project: Project, combo: Combo) -> dict[str, Any] | None:
@@ -97,7 +100,7 @@ def test_a_stopped_deployment_rolls_back(local_stack: Project) -> None:
     assert (after.default_version, after.default_image) == (before.default_version,
                                                             before.default_image)
     assert (after.asg, after.asg_version) == (before.asg, before.asg_version)
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_FAILED
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.FAILED
     assert lock_item(project, combo) is None
 
 
@@ -114,7 +117,7 @@ def test_a_deployment_past_the_timeout_is_stopped_and_rolled_back(local_stack: P
     after = fleet_state(project, combo)
     assert (after.default_version, after.asg, after.asg_version) == (
         before.default_version, before.asg, before.asg_version)
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_FAILED
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.FAILED
 
 
 def test_of_two_concurrent_releases_exactly_one_proceeds(local_stack: Project) -> None:
@@ -155,14 +158,19 @@ def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Pro
     ami = make_ami(project, combo)
     before = fleet_state(project, combo)
 
-    child = start_cli_release(project.root, combo, ami)  # past the launch template step
-    child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=30)
+    # Held in progress: still running when the test looks, however slow the machine.
+    hold_deployments(project, combo.app, combo.env, combo.comp, "InProgress")
+    try:
+        child = start_cli_release(project.root, combo, ami)  # past the launch template step
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
 
-    assert child.returncode == 130, stderr
-    assert "goes on" in stderr and "interrupted by SIGINT" in stderr
-    assert lock_item(project, combo) is None  # released on Ctrl-C
-    [deployment_id] = active_deployments(project, combo)
+        assert child.returncode == 130, stderr
+        assert "goes on" in stderr and "interrupted by SIGINT" in stderr
+        assert lock_item(project, combo) is None  # released on Ctrl-C
+        [deployment_id] = active_deployments(project, combo)
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
     middle = fleet_state(project, combo)
     assert middle.default_image == ami and middle.versions == before.versions + 1
     interrupted = sorted((project.root / ".builder/releases/demo/staging/worker").glob("*.json"))
@@ -175,41 +183,53 @@ def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Pro
     assert again.previous_version == before.default_version
     after = fleet_state(project, combo)
     assert after.versions == middle.versions and after.asg == again.asg_after != before.asg
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_VERIFIED
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.VERIFIED
 
 
 def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stack: Project
                                                                        ) -> None:
     project, combo = local_stack, Combo("demo", "prod", "app")
     ami = make_ami(project, combo)
-
-    started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
-
-    assert started.outcome == "deploying" and started.deployment_status == "Created"
-    assert active_deployments(project, combo) == [started.deployment_id]
+    hold_deployments(project, combo.app, combo.env, combo.comp, "Created")
+    try:
+        started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
+        assert started.outcome == "deploying" and started.deployment_status == "Created"
+        assert active_deployments(project, combo) == [started.deployment_id]
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
     assert lock_item(project, combo) is None
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_BAKED
-    time.sleep(3 * local_deploy_step_seconds)  # it ends while nobody watches
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.BAKED
+    assert started.deployment_id
+    # It ends while nobody watches.
+    wait_for_status(project, combo, started.deployment_id, "Succeeded")
+    lines = Lines()
 
-    followed = release(project, combo, ami_id=ami, progress=Lines())
+    followed = release(project, combo, ami_id=ami, progress=lines)
 
     assert followed.attached and followed.deployment_id == started.deployment_id
+    assert f"following deployment {started.deployment_id} (Succeeded)" in "\n".join(lines.lines)
     assert followed.outcome == "verified" and followed.deployment_status == "Succeeded"
-    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.STATUS_VERIFIED
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.VERIFIED
 
 
 def test_following_a_deployment_shows_its_lifecycle_events(local_stack: Project) -> None:
     project, combo = local_stack, Combo("demo", "prod", "app")
     ami = make_ami(project, combo)
-    started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
-    codedeploy = clients(project, combo)[2]
-    deadline = time.monotonic() + 30
-    while codedeploy.get_deployment(deploymentId=started.deployment_id)["deploymentInfo"][
-            "status"] == "Created" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    hold_deployments(project, combo.app, combo.env, combo.comp, "InProgress")
     lines = Lines()
 
-    followed = release(project, combo, ami_id=ami, progress=lines)
+    def progress(subject: str, message: str) -> None:
+        lines(subject, message)
+        if "; lifecycle: " in message:  # seen in progress: it may end now
+            hold_deployments(project, combo.app, combo.env, combo.comp, None)
+
+    try:
+        started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
+        assert started.deployment_id
+        wait_for_status(project, combo, started.deployment_id, "InProgress")
+        followed = release(project, combo, ami_id=ami, progress=progress)
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
 
     assert followed.attached and followed.outcome == "verified"
     lifecycle = [line for line in lines.lines if "; lifecycle: " in line]

@@ -16,6 +16,10 @@ the lifecycle events from ApplicationStop to AfterAllowTraffic, then the origina
 step. An armed failure stops them at ValidateService, which ends Failed on one
 instance as the agent reports a hook script that exits non-zero.
 
+A group's deployments may be held at Created or InProgress (`hold`): they go no further
+until the hold is lifted, whatever the clock says, except that a stop still ends them.
+Tests use it to look at a deployment in a given state without racing the steps.
+
 The thread works on moto's backends under the same lock as every request.
 """
 
@@ -35,17 +39,18 @@ from moto.core.utils import utcnow
 from moto.s3.exceptions import MissingBucket
 from moto.s3.models import s3_backends
 
-from builder.local.emulator.moto_ext import (
+from builder.local.emulator.codedeploy_state import (
     BLUE_EVENTS,
     FINAL_STATUSES,
     GREEN_EVENTS,
+    HOLD_STATUSES,
     InstanceTarget,
     LifecycleEvent,
-    backends,
     deployment_extras,
     group_extras,
     last_deployment_info,
 )
+from builder.local.emulator.moto_internals import backends
 
 log = logging.getLogger("builder.local.emulator.codedeploy")
 
@@ -89,6 +94,8 @@ class _Run:
 
 
 class DeploymentEmulator:
+    """The thread that moves every emulated deployment through its states and lifecycle events."""
+
     def __init__(self, lock: threading.RLock, *, step_seconds: float = DEFAULT_STEP_SECONDS):
         self._lock = lock
         self.step_seconds = step_seconds
@@ -108,13 +115,27 @@ class DeploymentEmulator:
                     *, code: str = "HEALTH_CONSTRAINTS", message: str = "") -> None:
         """Make the group's next deployment fail (KeyError: no such group)."""
         with self._lock:
-            groups = codedeploy_backends[account][region].deployment_groups
-            group = groups.get(application, {}).get(group_name)
-            if group is None:
-                raise KeyError(f"no deployment group {application}/{group_name} in "
-                               f"{account} {region}")
-            group_extras(group).fail_next = {
+            group_extras(self._group(account, region, application, group_name)).fail_next = {
                 "code": code, "message": message or HEALTH_CONSTRAINTS_MESSAGE}
+
+    @staticmethod
+    def _group(account: str, region: str, application: str, group_name: str) -> Any:
+        groups = codedeploy_backends[account][region].deployment_groups
+        group = groups.get(application, {}).get(group_name)
+        if group is None:
+            raise KeyError(f"no deployment group {application}/{group_name} in "
+                           f"{account} {region}")
+        return group
+
+    def hold(self, account: str, region: str, application: str, group_name: str,
+             status: str | None) -> None:
+        """Hold the group's deployments at `status` (one of HOLD_STATUSES), or let them
+        go on (None); KeyError: no such group."""
+        if status is not None and status not in HOLD_STATUSES:
+            raise ValueError(f"deployments are held at one of {', '.join(HOLD_STATUSES)}, "
+                             f"not {status!r}")
+        with self._lock:
+            group_extras(self._group(account, region, application, group_name)).held_at = status
 
     def _loop(self) -> None:
         tick = min(0.25, max(0.02, self.step_seconds / 4))
@@ -143,13 +164,14 @@ class DeploymentEmulator:
     def _step(self, account: str, region: str, deployment: DeploymentInfo, run: _Run,
               now: float) -> None:
         extras = deployment_extras(deployment)
+        held_at = group_extras(deployment.deployment_group).held_at
         if extras.stop_requested:
             self._finish_stopped(account, region, deployment, run, extras.rollback_on_stop)
         elif run.started_at is None:
-            if now - run.seen_at >= self.step_seconds:
+            if now - run.seen_at >= self.step_seconds and held_at != "Created":
                 run.started_at = now
                 self._start(account, region, deployment, run)
-        elif now - run.started_at >= self.step_seconds:
+        elif now - run.started_at >= self.step_seconds and held_at != "InProgress":
             _advance_lifecycle(extras.targets.values(), run.failure, 1.0)
             if run.failure is not None:
                 self._finish_failed(account, region, deployment, run, run.failure)

@@ -13,8 +13,13 @@ Control routes (JSON; moto serves every other path):
     POST /_builder/images                      {"owner", "region", "name", "creation_date",
                                                 "image_id"?, "public"?}
                                                -> {"image_id", "name", "made"}
+    POST /_builder/images/creation-date        {"account", "region", "image_id",
+                                                "creation_date"} -> {"image_id", "created"}
     POST /_builder/codedeploy/fail-next        {"account", "region", "application",
                                                 "deployment_group", "code"?, "message"?}
+    POST /_builder/codedeploy/hold             {"account", "region", "application",
+                                                "deployment_group", "status"}
+                                               status: "Created", "InProgress" or null
 
 Every request (and the deployment emulator) holds one lock: moto's backends are not
 made for concurrent writers, and local traffic is small.
@@ -45,6 +50,7 @@ StartResponse = Callable[..., Any]
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line of the emulator process that `builder local up` starts."""
     parser = argparse.ArgumentParser(prog="python -m builder.local.emulator.server")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--state-dir", type=Path, required=True)
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None:
+    """Serve moto with builder's patches and control endpoints on 127.0.0.1 until stopped."""
     import moto
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -70,10 +77,10 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
     )
     from werkzeug.serving import make_server
 
-    from builder.local.emulator import moto_ext
+    from builder.local.emulator import patches
     from builder.local.emulator.codedeploy import DEFAULT_STEP_SECONDS, DeploymentEmulator
 
-    moto_ext.apply()
+    patches.apply()
     lock = threading.RLock()
     step = DEFAULT_STEP_SECONDS if deploy_step_seconds is None else deploy_step_seconds
     emulator = DeploymentEmulator(lock, step_seconds=step)
@@ -112,6 +119,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 class ControlError(Exception):
+    """A control request the emulator refuses, with its HTTP status."""
+
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
@@ -143,7 +152,9 @@ class EmulatorApp:
                                           "moto": self._moto_version},
             ("GET", "inventory"): lambda _: inventory(),
             ("POST", "images"): _publish_image,
+            ("POST", "images/creation-date"): _date_image,
             ("POST", "codedeploy/fail-next"): self._fail_next,
+            ("POST", "codedeploy/hold"): self._hold,
         }
         try:
             handler = handlers.get((method, route.strip("/")))
@@ -171,6 +182,18 @@ class EmulatorApp:
             raise ControlError(404, str(exc.args[0])) from exc
         return {"armed": True}
 
+    def _hold(self, body: dict[str, Any]) -> dict[str, Any]:
+        status = body.get("status")
+        try:
+            self._emulator.hold(_field(body, "account"), _field(body, "region"),
+                                _field(body, "application"), _field(body, "deployment_group"),
+                                status)
+        except KeyError as exc:
+            raise ControlError(404, str(exc.args[0])) from exc
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return {"held_at": status}
+
 
 def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
     length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -191,16 +214,32 @@ def _field(body: dict[str, Any], name: str) -> str:
 
 
 def _publish_image(body: dict[str, Any]) -> dict[str, Any]:
-    from builder.local.emulator.moto_ext import publish_image
+    from builder.local.emulator.ec2_images import publish_image
 
-    try:
-        created = datetime.fromisoformat(_field(body, "creation_date"))
-    except ValueError as exc:
-        raise ControlError(400, f"creation_date: {exc}") from exc
     image, made = publish_image(_field(body, "owner"), _field(body, "region"),
-                                _field(body, "name"), created, image_id=body.get("image_id"),
+                                _field(body, "name"), _timestamp(body),
+                                image_id=body.get("image_id"),
                                 public=body.get("public") is not False)
     return {"image_id": image.id, "name": image.name, "made": made}
+
+
+def _date_image(body: dict[str, Any]) -> dict[str, Any]:
+    from builder.local.emulator.ec2_images import set_creation_date
+
+    created = _timestamp(body)
+    try:
+        image = set_creation_date(_field(body, "account"), _field(body, "region"),
+                                  _field(body, "image_id"), created)
+    except KeyError as exc:
+        raise ControlError(404, str(exc.args[0])) from exc
+    return {"image_id": image.id, "created": image.creation_date}
+
+
+def _timestamp(body: dict[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(_field(body, "creation_date"))
+    except ValueError as exc:
+        raise ControlError(400, f"creation_date: {exc}") from exc
 
 
 def inventory() -> dict[str, Any]:
@@ -212,7 +251,7 @@ def inventory() -> dict[str, Any]:
     from moto.s3.models import s3_backends
     from moto.ssm.models import ssm_backends
 
-    from builder.local.emulator.moto_ext import backends
+    from builder.local.emulator.moto_internals import backends
 
     accounts: dict[str, dict[str, dict[str, list[Any]]]] = {}
 

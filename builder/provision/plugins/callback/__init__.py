@@ -1,0 +1,1 @@
+"""Ansible callback plugins that ansible-playbook loads for builder."""

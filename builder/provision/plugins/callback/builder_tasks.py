@@ -23,6 +23,8 @@ _META_ACTIONS = frozenset({"meta", "ansible.builtin.meta", "ansible.legacy.meta"
 
 
 class CallbackModule(CallbackBase):  # type: ignore[misc]
+    """Writes the task count of the playbook when it starts."""
+
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
     CALLBACK_NAME = "builder_tasks"

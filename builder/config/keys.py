@@ -1,0 +1,318 @@
+"""The builder keys: the one table that defaults, validation, `Settings`, the README key
+table and `builder keys` are all made from.
+
+Each `Key` row names a var the tool itself reads, its default (Jinja, rendered like any
+other value; none for a required key), the parser that turns the resolved value into
+the `Settings` field of the same name, and a one-line doc. A parser reports problems
+through `Check.fail` and always returns a value of the field's type, so one resolve
+reports every problem at once. `RULES` are the checks that read more than one key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from builder.config.layout import NAME_RE, Layout
+from builder.config.models import Combo, Settings, SourceAmiFilter
+from builder.output import table
+
+T = TypeVar("T")
+
+_REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
+_ACCOUNT_RE = re.compile(r"\d{12}")
+_ROLE_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
+_AMI_RE = re.compile(r"ami-[0-9a-f]{8,17}")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]*")
+# EC2's rule for AMI names is 3-128 characters; a bake appends "-<yyyymmddHHMMSS>".
+_AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}")
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a key's parser sees besides the value: the combo, the repo and `fail`."""
+
+    key: str
+    required: bool
+    combo: Combo
+    layout: Layout
+    report: Callable[[str, str], None]
+
+    def fail(self, message: str) -> None:
+        """Record a problem with this key (at the file:line its value came from)."""
+        self.report(self.key, message)
+
+
+Parser = Callable[[Any, Check], T]
+
+
+@dataclass(frozen=True)
+class Key(Generic[T]):
+    """One builder key: its name (= the `Settings` field), default, parser and doc."""
+
+    name: str
+    parse: Parser[T]
+    doc: str
+    default: Any = None
+    required: bool = False
+
+    def shown_default(self) -> str:
+        """The default as `builder keys` and the README show it."""
+        if self.required:
+            return "required"
+        if self.default is None:
+            return "none"
+        if isinstance(self.default, str) and self.default:
+            return self.default
+        return json.dumps(self.default)
+
+    def to_json(self) -> dict[str, Any]:
+        """One entry of `builder keys --json`."""
+        return {"name": self.name, "default": self.default, "required": self.required,
+                "doc": self.doc}
+
+
+# -- parsers -------------------------------------------------------------------
+
+
+def _text(pattern: re.Pattern[str] | None = None, what: str = "", *,
+          allow_empty: bool = False) -> Parser[str]:
+    """A string (a number is taken as its digits); `pattern` must match it whole."""
+
+    def parse(value: Any, check: Check) -> str:
+        if value is None or value == "":
+            if not allow_empty:
+                check.fail("required" if check.required else "must not be empty")
+            return ""
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            check.fail(f"must be a string, not {type(value).__name__}")
+            return ""
+        text = str(value)
+        if pattern is not None and not pattern.fullmatch(text):
+            check.fail(f"{text!r} is not {what}")
+        return text
+
+    return parse
+
+
+def _optional(pattern: re.Pattern[str] | None = None, what: str = "") -> Parser[str | None]:
+    """Like `_text`, but unset (null or empty) is None."""
+    text = _text(pattern, what, allow_empty=True)
+
+    def parse(value: Any, check: Check) -> str | None:
+        return text(value, check) or None
+
+    return parse
+
+
+def component_problem(value: Any) -> str | None:
+    """What is wrong with a `components` value, or None: also used to list an env's comps."""
+    if value is None:
+        return "required (the list of comps of this env)"
+    if not isinstance(value, list) or not value:
+        return "must be a non-empty list of comp names"
+    for item in value:
+        if not isinstance(item, str) or not NAME_RE.fullmatch(item):
+            return f"{item!r} must match [a-z0-9][a-z0-9-]*"
+    return None
+
+
+def _components(value: Any, check: Check) -> tuple[str, ...]:
+    problem = component_problem(value)
+    if problem:
+        check.fail(problem)
+        return ()
+    if check.combo.comp not in value:
+        check.fail(f"comp {check.combo.comp!r} is not in this env's components {value}")
+    return tuple(value)
+
+
+_account_text = _text(_ACCOUNT_RE, "a 12-digit account id")
+
+
+def _account(value: Any, check: Check) -> str:
+    # YAML reads an unquoted id as a number and drops its leading zeros.
+    if isinstance(value, int) and len(str(value)) != 12:
+        check.fail(f"{value!r} is not 12 digits (quote account ids that start with 0)")
+        return ""
+    return _account_text(value, check)
+
+
+_playbook_text = _text()
+
+
+def _playbook(value: Any, check: Check) -> str:
+    playbook = _playbook_text(value, check)
+    if playbook and (Path(playbook).is_absolute() or ".." in Path(playbook).parts):
+        check.fail(f"{playbook!r} must be a path inside the infra repo")
+    return playbook
+
+
+def _source_filter(value: Any, check: Check) -> SourceAmiFilter | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, Mapping):
+        check.fail("must be a mapping {owners: [...], name: pattern}")
+        return None
+    owners, name = value.get("owners"), value.get("name")
+    unknown = sorted(set(value) - {"owners", "name"})
+    if unknown:
+        check.fail(f"unknown keys {unknown} (allowed: owners, name)")
+    if not (isinstance(owners, list) and owners and all(isinstance(o, str | int) for o in owners)):
+        check.fail("owners: must be a non-empty list of account ids or aliases")
+        return None
+    if not isinstance(name, str) or not name:
+        check.fail("name: must be an image name pattern (wildcards * and ?)")
+        return None
+    return SourceAmiFilter(owners=tuple(str(o) for o in owners), name=name)
+
+
+def _cidrs(value: Any, check: Check) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        check.fail("must be a non-empty list of CIDR blocks")
+        return ()
+    for item in value:
+        try:
+            ipaddress.ip_network(str(item))
+        except ValueError:
+            check.fail(f"{item!r} is not a CIDR block like 10.0.0.0/8")
+            return ()
+    return tuple(str(item) for item in value)
+
+
+def _flag(value: Any, check: Check) -> bool:
+    if not isinstance(value, bool):
+        check.fail(f"must be true or false, not {value!r}")
+        # The placeholder is the value's truth, so RULES judge `encrypt_boot: yes` as set.
+        return bool(value)
+    return value
+
+
+def _whole(minimum: int) -> Parser[int]:
+    def parse(value: Any, check: Check) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            check.fail(f"must be a whole number ≥ {minimum}, not {value!r}")
+            return minimum
+        return value
+
+    return parse
+
+
+_env_name = _optional(NAME_RE, "an env name")
+
+
+def _promote_from(value: Any, check: Check) -> str | None:
+    source = _env_name(value, check)
+    if source == check.combo.env:
+        check.fail("an env can't promote from itself")
+    elif source and source not in check.layout.envs(check.combo.app):
+        check.fail(f"no env {source!r} in vars/{check.combo.app}/")
+    return source
+
+
+# -- the table -----------------------------------------------------------------
+
+_COMBO_NAME = "{{ app }}-{{ env }}-{{ comp }}"
+
+KEYS: tuple[Key[Any], ...] = (
+    Key("components", _components, "the comps of this env (a list)", required=True),
+    Key("aws_region", _text(_REGION_RE, "a region like eu-west-1"), "the env's region",
+        required=True),
+    Key("aws_account_id", _account, "the env's 12-digit account id (quote it)", required=True),
+    Key("aws_profile", _optional(), "named AWS profile for this env (none: the default chain)"),
+    Key("aws_role_arn", _optional(_ROLE_RE, "an IAM role ARN"),
+        "role assumed for every AWS call of this env"),
+    Key("packer_template", _text(NAME_RE, "a template name under packer/"),
+        "template name under packer/ (or bundled)", "ubuntu"),
+    Key("playbook", _playbook, "the provisioning playbook, a path inside the infra repo",
+        "playbooks/{{ app }}/packer-{{ comp }}.yml"),
+    Key("source_ami", _optional(_AMI_RE, "an AMI id"),
+        "base image id (set this or source_ami_filter)"),
+    Key("source_ami_filter", _source_filter,
+        "base image as {owners: [...], name: pattern}: the newest match"),
+    Key("instance_type", _text(), "instance type of the builder instance", "t3.micro"),
+    # Packer's own default lets the world reach the builder instance's SSH port.
+    Key("ssh_source_cidrs", _cidrs, "who may reach the builder instance's SSH port",
+        ["0.0.0.0/0"]),
+    Key("ssh_username", _text(_USER_RE, "a user name"), "SSH user of the builder instance",
+        "ubuntu"),
+    Key("ami_name", _text(_AMI_NAME_RE, "a valid AMI name (3-100 of letters, digits, ()[] ./'@_-)"),
+        "name prefix of the new AMI; a UTC timestamp is appended", _COMBO_NAME),
+    Key("encrypt_boot", _flag, "encrypt the AMI's EBS snapshots", True),
+    Key("kms_key_id", _text(allow_empty=True),
+        "KMS key for the snapshots (empty: the account's default EBS key)", ""),
+    Key("launch_template_name", _text(), "launch template that gets a version per release",
+        _COMBO_NAME),
+    Key("codedeploy_application", _text(), "CodeDeploy application", "{{ app }}"),
+    Key("codedeploy_deployment_group", _text(), "CodeDeploy blue/green deployment group",
+        _COMBO_NAME),
+    Key("promote_from", _promote_from, "env whose verified AMI `promote` brings to this env"),
+    Key("ami_keep", _whole(1), "AMIs `prune` keeps per comp", 5),
+    Key("rebuild_max_age_days", _whole(1), "age in days after which `rebuild` bakes anyway", 30),
+    Key("vault_password_ssm_parameter", _optional(),
+        "SSM parameter that holds the Ansible vault password"),
+)
+
+# The lowest config layer: every key that has a default (required keys have none).
+DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS if not key.required}
+REQUIRED = tuple(key.name for key in KEYS if key.required)
+
+
+def _one_base_image(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    if (values["source_ami"] is None) == (values["source_ami_filter"] is None):
+        return "source_ami_filter", "set exactly one of source_ami and source_ami_filter"
+    return None
+
+
+def _key_needs_encryption(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    if values["kms_key_id"] and not values["encrypt_boot"]:
+        return "kms_key_id", "is set but encrypt_boot is false"
+    return None
+
+
+# Checks that read several keys, on the parsed values (a key that failed holds its
+# placeholder: unset, false or empty).
+RULES: tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...] = (
+    _one_base_image,
+    _key_needs_encryption,
+)
+
+
+def parse_settings(
+    values: Mapping[str, Any], combo: Combo, layout: Layout, report: Callable[[str, str], None]
+) -> Settings:
+    """Parse every key of one combo's resolved vars into `Settings`.
+
+    Each problem goes to `report(key, message)`; with any reported, the returned value
+    holds placeholders and must not be used.
+    """
+    parsed = {key.name: key.parse(values.get(key.name),
+                                  Check(key.name, key.required, combo, layout, report))
+              for key in KEYS}
+    for rule in RULES:
+        if problem := rule(parsed):
+            report(*problem)
+    return Settings(**parsed)
+
+
+@dataclass(frozen=True)
+class KeyList:
+    """`builder keys`: the table, as text or JSON."""
+
+    keys: tuple[Key[Any], ...] = KEYS
+
+    exit_code = 0
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """A list of {name, default, required, doc}."""
+        return [key.to_json() for key in self.keys]
+
+    def to_text(self) -> str:
+        """An aligned table of key, default and meaning."""
+        return table(("key", "default", "meaning"),
+                     [(key.name, key.shown_default(), key.doc) for key in self.keys])
