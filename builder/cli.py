@@ -160,6 +160,13 @@ local_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(local_app, name="local")
+template_app = typer.Typer(
+    help="Check your own Packer templates: what builder changes in them.",
+    epilog=_examples("builder template check", "builder render demo dev app"),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(template_app, name="template")
 
 
 def _command(typer_app: typer.Typer, name: str,
@@ -314,6 +321,25 @@ def validate_command(
 
     _emit(ctx, validate(_g(ctx).project(), app_name, env, comp, offline=offline, jobs=jobs,
                         verbose=_g(ctx).verbose > 0, vault_password_file=vault_password_file))
+
+
+@_command(template_app, "check",
+          "builder template check",
+          "builder template check golden --json")
+def template_check_command(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Template name under packer/ "
+                                               "(default: every template the combos use)")
+                    ] = None,
+) -> None:
+    """Show what builder changes in templates and what it refuses.
+
+    Each change in file order and each refusal with its file:line; exit 2 if a template
+    can't be used. `render` writes the adapted copy.
+    """
+    from builder.pipelines.templates import check
+
+    _emit(ctx, check(_g(ctx).project(), name))
 
 
 @_command(app, "bake",

@@ -5,7 +5,9 @@ Only this module builds Packer command lines.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -27,6 +29,10 @@ REQUIRED_PLUGINS_BLOCK = """packer {
 """
 _VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _LOCATION_RE = re.compile(r"on (?P<file>\S+?) line (?P<line>\d+)")
+_ITEM_LOCATION_RE = re.compile(r"(?P<file>[^\s:]+\.pkr\.hcl):(?P<line>\d+),[\d-]+: (?P<text>.*)")
+_ANSIBLE_SSH_ARGS = ("-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedAlgorithms=+ssh-rsa "
+                     "-o ControlMaster=auto -o ControlPersist=60s")
+_COUNT_RE = re.compile(r"\d+ error\(s\) occurred:?")
 
 
 @dataclass(frozen=True, order=True)
@@ -64,54 +70,97 @@ def installed_version() -> PackerVersion:
     return PackerVersion.parse(done.stdout)
 
 
-def init_argv(template: Path) -> list[str]:
+def _arg(path: Path, cwd: Path | None) -> str:
+    """A file as Packer's argument: its name when Packer runs in its folder."""
+    return path.name if cwd is None or path.parent == cwd else str(path)
+
+
+def init_argv(template: Path, cwd: Path | None = None) -> list[str]:
     """`packer init` of a template (installs the plugins it requires)."""
-    return [executable(), "init", template.name]
+    return [executable(), "init", _arg(template, cwd)]
 
 
-def validate_argv(template: Path, var_file: Path) -> list[str]:
+def validate_argv(template: Path, var_file: Path, cwd: Path | None = None) -> list[str]:
     """`packer validate` of a template with its var file."""
-    return [executable(), "validate", f"-var-file={var_file.name}", template.name]
+    return [executable(), "validate", f"-var-file={_arg(var_file, cwd)}", _arg(template, cwd)]
 
 
-def build_argv(template: Path, var_file: Path) -> list[str]:
-    # -on-error=cleanup: a failed build never leaves its instance running for debugging.
+def build_argv(template: Path, var_file: Path, cwd: Path | None = None) -> list[str]:
     """`packer build` of a template with its var file, machine-readable."""
+    # -on-error=cleanup: a failed build never leaves its instance running for debugging.
     return [executable(), "build", "-machine-readable", "-color=false", "-on-error=cleanup",
-            f"-var-file={var_file.name}", template.name]
+            f"-var-file={_arg(var_file, cwd)}", _arg(template, cwd)]
 
 
-def validate(template: Path, var_file: Path) -> list[Problem]:
-    """`packer validate` on rendered files; each error with its file and line."""
+def child_env(artifacts: Path) -> dict[str, str]:
+    """What Packer's children need: builder's Python environment first on PATH (the
+    shell-local callback, a template's own ansible provisioner), Packer's cache and
+    plugin-free state kept out of the template's folder it runs in."""
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return {"PATH": bin_dir + (os.pathsep + path if path else ""),
+            "PACKER_CACHE_DIR": str(artifacts / "packer_cache"), "CHECKPOINT_DISABLE": "1",
+            # For a template's own ansible provisioner (builder_provisioning: template):
+            # Packer 1.6's SSH proxy offers only ssh-rsa host and user keys, which current
+            # OpenSSH refuses unless told; a template's ansible_env_vars still win.
+            "ANSIBLE_SSH_ARGS": _ANSIBLE_SSH_ARGS}
+
+
+def validate(template: Path, var_file: Path, cwd: Path | None = None) -> list[Problem]:
+    """`packer validate` on rendered files, run in `cwd` (the user template's folder, so
+    relative paths resolve as for the user); each error with its file and line."""
+    cwd = cwd or template.parent
+    env = child_env(template.parent)
     if installed_version().needs_required_plugins:
-        process.run(init_argv(template), what="packer init", cwd=template.parent)
-    done = process.run(validate_argv(template, var_file), what="packer validate",
-                       cwd=template.parent, check=False)
+        process.run(init_argv(template, cwd), what="packer init", cwd=cwd, env=env)
+    done = process.run(validate_argv(template, var_file, cwd), what="packer validate",
+                       cwd=cwd, env=env, check=False)
     if done.returncode == 0:
         return []
     return parse_errors(done.stdout + done.stderr, template)
 
 
-def parse_errors(output: str, template: Path) -> list[Problem]:
-    """Packer prints `Error: <summary>` then `on <file> line <n>:` and the detail."""
+def parse_errors(output: str, template: Path, what: str = "packer validate") -> list[Problem]:
+    """Packer prints `Error: <summary>`, `on <file> line <n>:`, then the detail, which may
+    be a list (`N error(s) occurred:` and `* item` lines, an item wrapping onto the
+    next lines): one problem per item, each with the block's file and line."""
     problems: list[Problem] = []
     blocks = re.split(r"^Error: ", output, flags=re.MULTILINE)
     for block in blocks[1:]:
         lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
         summary = lines[0] if lines else "invalid template"
         where = _LOCATION_RE.search(block)
-        detail = next((line for line in lines[1:] if not line.startswith(("on ", "("))
-                       and not re.match(r"\d+:", line)), "")
-        message = f"packer validate: {summary}" + (f": {detail}" if detail else "")
-        if where:
-            problems.append(Problem(message, template.parent / Path(where["file"]).name,
-                                    int(where["line"])))
-        else:
-            problems.append(Problem(message, template))
+        file = template.parent / Path(where["file"]).name if where else template
+        line = int(where["line"]) if where else None
+        detail: list[str] = []
+        items: list[str] = []
+        for text in lines[1:]:
+            if _LOCATION_RE.match(text) or text.startswith("(") or re.match(r"\d+:", text):
+                continue
+            if text.startswith("* "):
+                items.append(text[2:])
+            elif items:
+                items[-1] += " " + text
+            elif not _COUNT_RE.fullmatch(text):
+                detail.append(text)
+        label = "" if _COUNT_RE.fullmatch(summary) else summary
+        for item in items or [" ".join(detail)]:
+            problems.append(_located(what, label, item, file, line, template))
     if not problems:
         last = output.strip().splitlines()[-1] if output.strip() else "failed"
-        problems.append(Problem(f"packer validate: {last}", template))
+        problems.append(Problem(f"{what}: {last}", template))
     return problems
+
+
+def _located(what: str, label: str, text: str, file: Path, line: int | None,
+             template: Path) -> Problem:
+    """One error; one that names its own place (`<file>:<line>,<columns>: <summary>;
+    <detail>`, as Packer 1.6 words a block's argument errors) gets that line."""
+    inner = _ITEM_LOCATION_RE.search(text)
+    if inner:
+        return Problem(f"{what}: {inner['text'].replace('; ', ': ', 1)}",
+                       template.parent / Path(inner["file"]).name, int(inner["line"]))
+    return Problem(f"{what}: " + ": ".join(part for part in (label, text) if part), file, line)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from builder.errors import (
     BakeFailed,
     BuilderError,
     InputError,
+    Problem,
     ProvisionFailed,
 )
 from builder.interrupts import Cancel
@@ -360,6 +361,8 @@ class _Build:
         return {
             "builder_tags": tags, "builder_run_tags": run_tags,
             "builder_build_time": self.build_time,
+            "builder_aws_region": self.plan.resolved.settings.aws_region,
+            "builder_source_ami": self.plan.source.id,
             "builder_ssh_keypair_name": f"builder-{self.run_id}",
             "builder_ssh_private_key_file": str(key_file),
             "builder_ec2_endpoint": self.project.aws.local_endpoint or "",
@@ -375,8 +378,7 @@ class _Build:
 
     @contextmanager
     def _security_group(self, run_values: dict[str, Any]) -> Iterator[None]:
-        values = self.plan.rendered.var_values
-        vpc_id = temporary.vpc_for_build(self.ec2, values)
+        vpc_id = temporary.vpc_for_build(self.ec2, self.plan.rendered.network)
         group_id = temporary.create_security_group(
             self.ec2, f"builder-{self.run_id}", vpc_id,
             self.plan.resolved.settings.ssh_source_cidrs, run_values["builder_run_tags"])
@@ -441,11 +443,13 @@ class _Build:
     def _packer(self, template: Path, var_file: Path) -> str:
         env = {**self.plan.env_aws.credentials_env(), "PACKER_LOG": "1",
                "PACKER_LOG_PATH": str(self.artifacts / "packer.log"),
-               "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"}
+               "PACKER_NO_COLOR": "1", **packer.child_env(self.artifacts)}
         self.cancel.raise_if_set()
         transcript = (self.artifacts / "packer.out").open("w", encoding="utf-8")
         self.packer_started = True
-        child = process.start(packer.build_argv(template, var_file), cwd=self.artifacts, env=env)
+        # In the template's own folder: its relative paths resolve as for `packer build`.
+        cwd = self.plan.rendered.source.parent
+        child = process.start(packer.build_argv(template, var_file, cwd), cwd=cwd, env=env)
         ami_id, errors = "", []
         phase, phase_started = "start", time.monotonic()
         try:
@@ -487,6 +491,12 @@ class _Build:
             raise self.provision_error
         if returncode != 0 or not ami_id:
             reason = next((e for e in reversed(errors) if e), f"exit code {returncode}")
+            if reason.startswith("Error: "):  # Packer's own diagnostics: every item, located
+                rendered = self.plan.rendered
+                problems = [Problem(p.message.removeprefix("packer: "), rendered.source,
+                                    rendered.template_line(p.line) if p.line else None)
+                            for p in packer.parse_errors(reason, template, "packer")]
+                reason = "; ".join(p.format(self.project.layout.root) for p in problems)
             raise BakeFailed(f"packer build failed: {reason} (log: "
                              f"{self.artifacts / 'packer.log'})")
         return ami_id

@@ -46,7 +46,8 @@ def pin_source(project: Project, resolved: ResolvedVars, source: images.Image,
         **resolved.values, "source_ami": source.id, "source_ami_filter": None})
     rendered = project.renderer.render(pinned)
     fingerprint = fingerprints.compute(project.layout, resolved, rendered, source.id,
-                                       provision.tool_files(project.layout, resolved),
+                                       [*provision.tool_files(project.layout, resolved),
+                                        *rendered.template_files],
                                        project.file_cache, options.fingerprint_part())
     return pinned, rendered, fingerprint
 
@@ -81,6 +82,10 @@ def plan(project: Project, combo: Combo, options: AnsibleOptions = NO_OPTIONS) -
     # here, before any AWS call.
     requirements.ensure(project.layout, ansible_cfg.find(project.layout, resolved.playbook_path),
                         resolved.playbook_path)
+    # A template builder can't adapt is refused before any AWS call.
+    project.renderer.render(resolved)
+    for key in (provision.PRE_SHELL_VAR, provision.POST_SHELL_VAR):
+        provision.shell_steps(resolved, key)
     env_aws = project.env_aws(resolved)
     ec2 = env_aws.client("ec2")
     source = images.resolve_source(ec2, resolved.settings)

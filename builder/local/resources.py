@@ -34,6 +34,7 @@ from builder.redact import remember
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import InstanceTypeType
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
     from mypy_boto3_s3.literals import BucketLocationConstraintType
 
     from builder.project import Project
@@ -257,6 +258,11 @@ class _Maker:
                        lambda: _ensure_kms_alias(env_aws, settings.kms_key_id))
         if settings.vault_password_ssm_parameter:
             self._vault_parameter(env_aws, settings.vault_password_ssm_parameter)
+        self._network(env_aws, resolved)
+        profile = resolved.values.get("iam_instance_profile")
+        if isinstance(profile, str) and profile:
+            self._once(env_aws, "instance_profile", profile,
+                       lambda: _ensure_instance_profile(env_aws, profile))
         self._once(env_aws, "launch_template", settings.launch_template_name,
                    lambda: _ensure_launch_template(env_aws, settings, image_id))
         bucket = _bucket_name(resolved)
@@ -287,6 +293,18 @@ class _Maker:
         return [f"{group}: first deployment {deployment_id} ended {statuses[deployment_id]}"
                 for _, deployment_id, group in self.deployments
                 if statuses[deployment_id] != codedeploy.SUCCEEDED]
+
+    def _network(self, env_aws: EnvAws, resolved: ResolvedVars) -> None:
+        """A VPC and subnet tagged to match the env's `vpc_filter` / `subnet_filter`, as a
+        real account has them (the region's default VPC and subnets exist already)."""
+        filters = {key: _tag_filters(resolved.values.get(key))
+                   for key in ("vpc_filter", "subnet_filter")}
+        if not any(filters.values()):
+            return
+        name = ",".join(f"{k}={v}" for key in ("vpc_filter", "subnet_filter")
+                        for k, v in sorted(filters[key].items()))
+        self._once(env_aws, "network", name, lambda: _ensure_network(
+            env_aws, filters["vpc_filter"], filters["subnet_filter"]))
 
     def _once(self, env_aws: EnvAws, kind: str, name: str, make: Callable[[], bool]) -> None:
         key = (env_aws.account_id, env_aws.region, kind, name)
@@ -392,6 +410,68 @@ def _ensure_secure_parameter(env_aws: EnvAws, name: str, password_file: Path) ->
     with translate(f"putting SSM parameter {name}"):
         ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
     return current is None
+
+
+def _tag_filters(value: Any) -> dict[str, str]:
+    """The `tag:KEY` entries of a filter mapping: the ones tagging can satisfy."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k)[4:]: str(v) for k, v in value.items() if str(k).startswith("tag:")}
+
+
+def _ensure_network(env_aws: EnvAws, vpc_tags: dict[str, str], subnet_tags: dict[str, str]
+                    ) -> bool:
+    """A VPC with `vpc_tags` (the default VPC when there are none) holding a subnet with
+    `subnet_tags`; each made only when none matches yet."""
+    ec2 = env_aws.client("ec2")
+
+    def tagged(tags: dict[str, str]) -> list[FilterTypeDef]:
+        return [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
+
+    made = False
+    with translate("making the VPC and subnet the vars' filters name"):
+        if vpc_tags:
+            vpcs = ec2.describe_vpcs(Filters=tagged(vpc_tags))["Vpcs"]
+            if not vpcs:
+                count = len(ec2.describe_vpcs()["Vpcs"])
+                vpc = ec2.create_vpc(CidrBlock=f"10.{100 + count % 150}.0.0/16")["Vpc"]
+                ec2.create_tags(Resources=[vpc["VpcId"]],
+                                Tags=[{"Key": k, "Value": v} for k, v in vpc_tags.items()])
+                vpcs, made = [vpc], True
+        else:
+            vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+        vpc_id = vpcs[0]["VpcId"]
+        if not subnet_tags:
+            return made
+        subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                                *tagged(subnet_tags)])["Subnets"]
+        if subnets:
+            return made
+        count = len(ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])[
+            "Subnets"])
+        block = vpcs[0]["CidrBlock"].split(".")
+        subnet = ec2.create_subnet(
+            VpcId=vpc_id, CidrBlock=f"{block[0]}.{block[1]}.{200 + count % 50}.0/24")["Subnet"]
+        ec2.create_tags(Resources=[subnet["SubnetId"]],
+                        Tags=[{"Key": k, "Value": v} for k, v in subnet_tags.items()])
+    return True
+
+
+def _ensure_instance_profile(env_aws: EnvAws, name: str) -> bool:
+    """The instance profile `iam_instance_profile` names, with a role of the same name."""
+    # No IAM client stubs are installed (the only IAM call builder makes is this one).
+    iam: Any = cast(Any, env_aws).client("iam")
+    found = _absent(("NoSuchEntity",), f"looking up instance profile {name}",
+                    lambda: iam.get_instance_profile(InstanceProfileName=name))
+    if found is not None:
+        return False
+    with translate(f"making instance profile {name}"):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=(
+            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":'
+            '{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}'))
+        iam.create_instance_profile(InstanceProfileName=name)
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return True
 
 
 def _ensure_launch_template(env_aws: EnvAws, settings: Settings, image_id: str) -> bool:

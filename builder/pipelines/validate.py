@@ -22,9 +22,15 @@ from builder.project import Project
 from builder.provision import ansible_cfg, vault
 from builder.provision.ansible import planned_settings
 from builder.provision.ansible_cfg import Override
-from builder.provision.steps import comp_playbook, strategy
+from builder.provision.steps import (
+    POST_SHELL_VAR,
+    PRE_SHELL_VAR,
+    comp_playbook,
+    shell_steps,
+    strategy,
+)
 from builder.provision.vault import VaultPassword
-from builder.render.template import Rendered, source_line, write
+from builder.render.template import Rendered, write
 
 _AnsibleSettings = tuple[Path | None, tuple[Override, ...]]
 
@@ -232,6 +238,11 @@ def _check_offline(project: Project, combo: Combo
         found_in_playbook, encrypted = findings.problems, findings.encrypted
     except ConfigError as exc:
         problems.append(exc.problem)
+    for key in (PRE_SHELL_VAR, POST_SHELL_VAR):
+        try:
+            shell_steps(resolved, key)
+        except ConfigError as exc:
+            problems.append(exc.problem)
     # Outside the try below: without Packer (its version decides the rendering) the
     # whole run stops with ToolMissing instead of one problem per combo.
     renderer = project.renderer
@@ -255,7 +266,8 @@ def _external_checks(layout: Layout, check: _Check) -> list[Problem]:
     with tempfile.TemporaryDirectory(prefix=scratch.prefix("validate")) as tmp:
         files = write(rendered, Path(tmp))
         problems.extend(_relocate(p, files.template, rendered)
-                        for p in _guard(lambda: packer.validate(files.template, files.var_file)))
+                        for p in _guard(lambda: packer.validate(files.template, files.var_file,
+                                                      rendered.source.parent)))
     password = check.password.value if check.password else None
     problems.extend(_guard(lambda: ansible.syntax_check(
         layout, resolved.playbook_path, resolved.values, vault_password=password,
@@ -273,6 +285,5 @@ def _guard(check: Callable[[], list[Problem]]) -> list[Problem]:
 def _relocate(problem: Problem, rendered_file: Path, rendered: Rendered) -> Problem:
     """Packer names the rendered copy in a temp dir; point at the user's template."""
     if problem.file is not None and problem.file.name == rendered_file.name:
-        line = source_line(problem.line, rendered.hcl, rendered.source)
-        return Problem(problem.message, rendered.source, line)
+        return Problem(problem.message, rendered.source, rendered.template_line(problem.line))
     return problem

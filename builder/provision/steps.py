@@ -12,11 +12,17 @@ an ordinary playbook (`hosts: all`) whose `ansible.builtin.assert` tasks are nam
 hygiene on the same connection, so they see what the image will contain; a failed assert
 fails the bake, named in the error. playbooks/demo/checks-app.yml is an example.
 
-Vars read here: builder_ansible_strategy (mitogen | linear), builder_skip_hygiene.
+`pre_provision_shell` and `post_provision_shell` (lists of shell commands) run on the same
+connection right before and after the comp's playbook, as root, one task per command
+(so their progress and output show like the playbook's), and before hygiene and checks.
+
+Vars read here: builder_ansible_strategy (mitogen | linear), builder_skip_hygiene,
+pre_provision_shell, post_provision_shell.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,10 +42,13 @@ from builder.provision.ansible import (
     TaskTiming,
     run_playbook,
 )
+from builder.render.template import template_provisioning
 
 STRATEGY_VAR = "builder_ansible_strategy"
 SKIP_HYGIENE_VAR = "builder_skip_hygiene"
 CODEDEPLOY_VAR = "codedeploy_agent_install"
+PRE_SHELL_VAR = "pre_provision_shell"
+POST_SHELL_VAR = "post_provision_shell"
 _BUNDLED = Path(__file__).resolve().parent / "playbooks"
 FINALIZE_PLAYBOOK = _BUNDLED / "finalize.yml"
 _NO_COMP_CHECKS = _BUNDLED / "no-checks.yml"
@@ -102,9 +111,21 @@ def provision(
             progress=lambda message: progress(f"{book.name}: {message}"), cancel=cancel,
         )
 
-    comp_run = run(playbook, extravars, options)
-    if comp_run.canceled:
-        return Provisioning((comp_run,))
+    runs: list[PlaybookRun] = []
+    books: tuple[Path | None, ...] = ()
+    if template_provisioning(resolved):
+        progress("builder_provisioning: template: the template's own provisioners did the "
+                 "provisioning; builder runs hygiene and checks only")
+    else:
+        books = (_shell_playbook(artifacts_dir, resolved, PRE_SHELL_VAR), playbook,
+                 _shell_playbook(artifacts_dir, resolved, POST_SHELL_VAR))
+    for book in books:
+        if book is None:
+            continue
+        # --ansible-tags and the rest are the comp's playbook's only.
+        runs.append(run(book, extravars, options if book == playbook else NO_OPTIONS))
+        if runs[-1].canceled:
+            return Provisioning(tuple(runs))
     if skip_hygiene:
         progress(f"WARNING: image hygiene SKIPPED ({SKIP_HYGIENE_VAR}: true): ssh host keys, "
                  "machine-id, logs, shell history and the builder's key stay unless the "
@@ -115,7 +136,7 @@ def provision(
         "builder_comp_checks": str(checks or _NO_COMP_CHECKS),
         SKIP_HYGIENE_VAR: skip_hygiene,
     })
-    return Provisioning((comp_run, finalize_run))
+    return Provisioning((*runs, finalize_run))
 
 
 def split_vars(resolved: ResolvedVars) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -151,6 +172,31 @@ def comp_playbook(layout: Layout, resolved: ResolvedVars) -> Path:
     if not playbook.is_file():
         raise resolved.problem("playbook", f"{layout.relative(playbook)} does not exist")
     return playbook
+
+
+def shell_steps(resolved: ResolvedVars, key: str) -> list[str]:
+    """The commands of `pre_provision_shell` / `post_provision_shell` (a list of strings)."""
+    value = resolved.values.get(key)
+    if value is None or value == []:
+        return []
+    if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
+        raise resolved.problem(key, "must be a list of shell commands (strings)")
+    return list(value)
+
+
+def _shell_playbook(artifacts_dir: Path, resolved: ResolvedVars, key: str) -> Path | None:
+    """A playbook of one task per command (JSON is YAML), kept with the bake's artifacts."""
+    commands = shell_steps(resolved, key)
+    if not commands:
+        return None
+    book = artifacts_dir / f"{key}.yml"
+    book.write_text(json.dumps([{
+        "name": key, "hosts": "all", "become": True, "gather_facts": False,
+        "tasks": [{"name": f"{key} {index}: {command.splitlines()[0][:80]}",
+                   "ansible.builtin.shell": command}
+                  for index, command in enumerate(commands, 1)],
+    }], indent=2) + "\n", encoding="utf-8")
+    return book
 
 
 def comp_checks(layout: Layout, resolved: ResolvedVars) -> Path | None:

@@ -2,7 +2,9 @@
 
 Templates are looked up in the root's packer/ first, then among the bundled ones;
 `.pkr.hcl.j2` goes through Jinja first. python-hcl2 then reads the result, and the
-declared `variable` blocks decide what goes into the var file.
+declared `variable` blocks decide what goes into the var file. A template that doesn't
+call back into builder itself is adapted to builder's contract (builder.render.adapt),
+or refused with the reasons.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
 from builder.errors import Problem, TemplateError, ValidationFailed
 from builder.packer import REQUIRED_PLUGINS_BLOCK, PackerVersion
+from builder.render import adapt
 
 TEMPLATE_SUFFIXES = (".pkr.hcl", ".pkr.hcl.j2")
 _ERROR_LINE_RE = re.compile(r"line (\d+)")
@@ -48,10 +51,42 @@ class Rendered:
     hcl: str
     variables: tuple[Variable, ...]
     var_values: Mapping[str, Any]
+    # A user template's adapted copy: `hcl` is then the adapted text, this the record.
+    adaptation: adapt.Adaptation | None = None
+    original_hcl: str = ""  # the rendered text before adaptation ("" when not adapted)
 
     @property
     def file_name(self) -> str:
         return f"{self.template_name}.pkr.hcl"
+
+    @property
+    def network(self) -> Mapping[str, Any]:
+        """What decides the builder instance's VPC: the var values, or what an adapted
+        template sets itself (subnet_id, subnet_filter, vpc_filter)."""
+        extra = self.adaptation.network if self.adaptation is not None else {}
+        return {**self.var_values, **extra}
+
+    @property
+    def template_files(self) -> tuple[Path, ...]:
+        """Local files an adapted template's Packer steps read (fingerprint inputs)."""
+        return self.adaptation.files if self.adaptation is not None else ()
+
+    def template_line(self, line: int | None) -> int | None:
+        """A line of `hcl` (as Packer reports it), as a line of the user's template."""
+        if self.adaptation is None:
+            return source_line(line, self.hcl, self.source)
+        return source_line(self.adaptation.rendered_line(line), self.original_hcl, self.source)
+
+    def packer_text(self) -> str:
+        """`hcl` as Packer reads it: Packer runs in the template's own folder (relative
+        paths resolve as when the user runs `packer build` there) on a copy written
+        elsewhere, so `path.root` is pinned to that folder. Not in `hcl`: the
+        fingerprint must not depend on where the repo is checked out."""
+        folder = json.dumps(str(self.source.parent.resolve()))
+        return "".join(
+            line if line.lstrip().startswith(("#", "//")) else
+            re.sub(r"\bpath\.root\b", lambda _: folder, line)
+            for line in self.hcl.splitlines(keepends=True))
 
     def var_file_json(self, run_values: Mapping[str, Any] | None = None) -> str:
         """The var file; `run_values` (builder_* of one bake) only where declared."""
@@ -93,6 +128,7 @@ class Renderer:
     packer_version: PackerVersion
     _parsed: dict[str, tuple[Variable, ...]] = field(default_factory=dict, repr=False)
     _jinja: dict[Path, sandbox.Sandbox] = field(default_factory=dict, repr=False)
+    _adapted: dict[str, adapt.Adaptation] = field(default_factory=dict, repr=False)
 
     def find_template(self, name: str) -> Path:
         for folder in self.layout.template_dirs():
@@ -111,8 +147,52 @@ class Renderer:
             raise resolved.problem("packer_template", exc.message) from exc
         hcl = self._text(source, resolved)
         variables = self._variables(hcl, source)
-        return Rendered(resolved, name, source, hcl, variables,
-                        _var_values(variables, resolved, source))
+        values = _var_values(variables, resolved, source)
+        if adapt.follows_contract(hcl):
+            gaps = adapt.contract_gaps(hcl)
+            if gaps:
+                raise TemplateError(
+                    f"calls back into builder (var.{adapt.CALLBACK_VARIABLE}) but doesn't use "
+                    f"{', '.join('var.' + g for g in gaps)}: use them as the bundled ubuntu "
+                    "template does, or drop the callback and let builder adapt the template",
+                    file=source)
+            return Rendered(resolved, name, source, hcl, variables, values)
+        adaptation = self._adapt(hcl, source, resolved, values)
+        if adaptation.refusals:
+            raise ValidationFailed([
+                Problem(f"template {source.name}: {note.text}", source,
+                        source_line(note.line, hcl, source))
+                for note in adaptation.refusals])
+        known = {v.name for v in variables}
+        added = tuple(Variable(n, None, True, None) for n in adaptation.declared
+                      if n not in known)
+        return Rendered(resolved, name, source, adaptation.text, variables + added, values,
+                        adaptation, hcl)
+
+    def check(self, resolved: ResolvedVars) -> tuple[Path, str, adapt.Adaptation | None]:
+        """`builder template check`: the template, its rendered text, and what adapting it
+        changes and can't handle (None: it calls back into builder itself)."""
+        source = self.find_template(resolved.settings.packer_template)
+        hcl = self._text(source, resolved)
+        variables = self._variables(hcl, source)
+        if adapt.follows_contract(hcl):
+            return source, hcl, None
+        values = _var_values(variables, resolved, source)
+        return source, hcl, self._adapt(hcl, source, resolved, values)
+
+    def _adapt(self, hcl: str, source: Path, resolved: ResolvedVars,
+               values: Mapping[str, Any]) -> adapt.Adaptation:
+        context = adapt.Context(source.parent.resolve(), resolved.playbook_path.resolve(),
+                                values, self.layout.root,
+                                self.packer_version.needs_required_plugins,
+                                template_provisioning(resolved))
+        key = hashlib.sha256("\0".join((
+            hcl, str(context.packer_dir), str(context.playbook),
+            str(context.template_provisioning),
+            json.dumps(values, sort_keys=True, default=str))).encode()).hexdigest()
+        if key not in self._adapted:
+            self._adapted[key] = adapt.adapt(hcl, context)
+        return self._adapted[key]
 
     def _text(self, source: Path, resolved: ResolvedVars) -> str:
         text = read_template(source)
@@ -150,7 +230,8 @@ class Renderer:
         has_plugins_block = re.search(r"^[ \t]*required_plugins\s*\{", text, re.MULTILINE)
         if self.packer_version.needs_required_plugins and not has_plugins_block:
             text = REQUIRED_PLUGINS_BLOCK + "\n" + text
-        elif has_plugins_block and not self.packer_version.needs_required_plugins:
+        elif (has_plugins_block and not self.packer_version.needs_required_plugins
+              and adapt.follows_contract(text)):  # a user template's copy drops the block
             raise TemplateError(
                 f"declares required_plugins, which Packer {self.packer_version} rejects "
                 "(builder adds the block itself on Packer 1.7+)", file=source,
@@ -164,6 +245,19 @@ class Renderer:
         return self._parsed[key]
 
 
+PROVISIONING_VAR = "builder_provisioning"
+
+
+def template_provisioning(resolved: ResolvedVars) -> bool:
+    """`builder_provisioning: template` (the escape hatch) rather than `builder`."""
+    value = resolved.values.get(PROVISIONING_VAR, "builder")
+    if value in (None, "builder"):
+        return False
+    if value == "template":
+        return True
+    raise resolved.problem(PROVISIONING_VAR, f"must be builder or template, not {value!r}")
+
+
 def write(rendered: Rendered, out_dir: Path, run_values: Mapping[str, Any] | None = None
           ) -> RenderedFiles:
     """Write the template, the var file and the resolved vars (what Ansible gets).
@@ -173,7 +267,7 @@ def write(rendered: Rendered, out_dir: Path, run_values: Mapping[str, Any] | Non
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     template = out_dir / rendered.file_name
-    template.write_text(rendered.hcl, encoding="utf-8")
+    template.write_text(rendered.packer_text(), encoding="utf-8")
     var_file = out_dir / f"{rendered.template_name}.pkrvars.json"
     _write_private(var_file, rendered.var_file_json(run_values))
     vars_json = out_dir / "vars.json"
@@ -305,7 +399,7 @@ def _var_values(variables: tuple[Variable, ...], resolved: ResolvedVars, source:
                     f"no value: set {variable.name} in the vars", source, variable.line))
             continue
         value = resolved.values[variable.name]
-        mismatch = type_mismatch(value, variable.type_expr)
+        mismatch = type_mismatch(value, variable.type_expr) or _reserved_tags(variable, value)
         if mismatch:
             origin = resolved.origins[variable.name]
             problems.append(Problem(
@@ -316,6 +410,14 @@ def _var_values(variables: tuple[Variable, ...], resolved: ResolvedVars, source:
     if problems:
         raise ValidationFailed(problems)
     return values
+
+
+def _reserved_tags(variable: Variable, value: Any) -> str | None:
+    """Extra tags (`ami_tags`, `run_tags`, ...) may not set builder's own `builder:*`."""
+    if not variable.name.endswith("tags") or not isinstance(value, Mapping):
+        return None
+    reserved = sorted(str(k) for k in value if str(k).startswith("builder:"))
+    return f"{', '.join(reserved)}: builder:* tags are builder's own" if reserved else None
 
 
 def type_mismatch(value: Any, type_expr: str | None) -> str | None:

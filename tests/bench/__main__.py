@@ -1,7 +1,8 @@
 """`make bench`: every benchmark, one after the other, each printing its own JSON.
 
     .venv/bin/python -m tests.bench [NAME ...]     (names: foundation provision bake
-                                                    release rebuild access faults adopted;
+                                                    release rebuild access faults adopted
+                                                    templates;
                                                     default all)
 """
 
@@ -19,6 +20,7 @@ BENCHES = {
     "access": [],
     "faults": [],
     "adopted": [],
+    "templates": [],
 }
 
 

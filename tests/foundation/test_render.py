@@ -142,10 +142,20 @@ def test_required_plugins_only_for_packer_1_7_and_later(demo_root: Path) -> None
     assert new.variables == old.variables
 
 
-def test_template_declaring_required_plugins_is_refused_on_old_packer(demo_root: Path) -> None:
-    _custom(demo_root, packer.REQUIRED_PLUGINS_BLOCK + 'variable "a" {\n  default = 1\n}\n')
+def test_required_plugins_on_old_packer(demo_root: Path) -> None:
+    """A template following builder's contract is refused (builder adds the block itself);
+    a user's template that builder adapts loses the block on Packer 1.6."""
+    _custom(demo_root, packer.REQUIRED_PLUGINS_BLOCK + 'variable "a" {\n  default = 1\n}\n'
+            'build {\n  provisioner "shell-local" {\n'
+            '    inline = [var.builder_provision_command]\n  }\n}\n')
     with pytest.raises(TemplateError, match=r"Packer 1\.6\.6 rejects"):
         renderer(demo_root).render(resolve(demo_root, packer_template="custom"))
+    _custom(demo_root, packer.REQUIRED_PLUGINS_BLOCK + 'source "amazon-ebs" "x" {\n'
+            '  ami_name = "x"\n}\nbuild {\n  sources = ["source.amazon-ebs.x"]\n}\n')
+    old = renderer(demo_root).render(resolve(demo_root, packer_template="custom"))
+    assert "required_plugins {" not in old.hcl
+    assert old.adaptation is not None
+    assert old.adaptation.changes[0].text.startswith("packer block removed")
     rendered = renderer(demo_root, PACKER_111).render(resolve(demo_root, packer_template="custom"))
     assert rendered.hcl.count("required_plugins {") == 1
 
