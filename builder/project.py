@@ -104,9 +104,10 @@ class Project:
         """The layers of this repo, with `-e` overrides on top."""
         return ConfigLoader(self.layout, self.overrides)
 
-    def resolve(self, app: str, env: str, comp: str) -> ResolvedVars:
-        """The resolved vars of one combo, each with its origin."""
-        return self.config.resolve(app, env, comp)
+    def resolve(self, app: str, env: str, comp: str, *,
+                check_vault_files: bool = True) -> ResolvedVars:
+        """The resolved vars of one combo, each with its origin (see ConfigLoader.resolve)."""
+        return self.config.resolve(app, env, comp, check_vault_files=check_vault_files)
 
     @_made_once
     def aws(self) -> Aws:

@@ -176,11 +176,19 @@ class ConfigLoader:
                         yield Combo(each_app, each_env, each_comp)
 
     # -- resolution ---------------------------------------------------------
-    def resolve(self, app: str, env: str, comp: str) -> ResolvedVars:
-        """Resolve one combo; every problem found is reported (ValidationFailed)."""
+    def resolve(self, app: str, env: str, comp: str, *,
+                check_vault_files: bool = True) -> ResolvedVars:
+        """Resolve one combo; every problem found is reported (ValidationFailed).
+
+        A plaintext `*.vault.yml` beside the layers is refused unless `check_vault_files`
+        is False (`validate` reports it among the play's other problems instead).
+        """
         self._check_env(app, env)
         check_name("comp", comp)
         values, origins, files = self._layered(app, env, comp)
+        if check_vault_files:
+            for folder in {path.parent for path in files} | {self.layout.vars_dir / app / env}:
+                self._check_vault_files(folder)
         resolver = _Resolver(self._jinja, values, origins)
         problems: list[Problem] = []
         resolved: dict[str, Any] = {}
@@ -228,8 +236,6 @@ class ConfigLoader:
             if _layer_exists(path):
                 files.append(path)
                 doc = merge(doc, self._load(path))
-        for folder in {path.parent for path in files} | {self.layout.vars_dir / app / env}:
-            self._check_vault_files(folder)
         cli: dict[str, Any] = {}
         for key, text in self.overrides.items():
             try:

@@ -221,7 +221,8 @@ def _check_offline(project: Project, combo: Combo
                    ) -> tuple[list[Problem], Rendered | None, _AnsibleSettings, tuple[Path, ...]]:
     none: _AnsibleSettings = (None, ())
     try:
-        resolved = project.resolve(combo.app, combo.env, combo.comp)
+        # Plaintext vault files come with the play's other problems (playbook_checks).
+        resolved = project.resolve(combo.app, combo.env, combo.comp, check_vault_files=False)
     except ValidationFailed as exc:
         return list(exc.problems), None, none, ()
     except BuilderError as exc:

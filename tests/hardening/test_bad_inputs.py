@@ -109,7 +109,7 @@ CASES = [
     case("-e alias bomb", *VARS, "-e", "x=" + "{" + BOMB.replace("\n", ", ")[:-2] + "}",
          says="once aliases"),
     case("-e self reference", *VARS, "-e", "x={{ x }}", says="refers to itself"),
-    case("-e undefined", *VARS, "-e", "x={{ nope }}", says="'nope' is undefined"),
+    case("-e undefined", *VARS, "-e", "instance_type={{ nope }}", says="'nope' is undefined"),
     case("-e bad Jinja", *VARS, "-e", "x={{ ", says="Jinja syntax"),
     case("-e account too short", *VARS, "-e", "aws_account_id=12", says="not 12 digits"),
     case("-e account letters", *VARS, "-e", "aws_account_id=abcdefghijkl",
