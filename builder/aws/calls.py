@@ -272,7 +272,9 @@ _DOCTOR = (
 _LOCAL = (
     *_calls(ANY, "pre-made resources (local mode only)",
             "ec2:DescribeImages", "ec2:DescribeLaunchTemplates", "ec2:CreateLaunchTemplate",
-            "ec2:DescribeSubnets", "ec2:CreateTags",
+            "ec2:DescribeSubnets", "ec2:CreateTags", "ec2:DescribeVpcs", "ec2:CreateVpc",
+            "ec2:CreateSubnet", "iam:GetInstanceProfile", "iam:CreateInstanceProfile",
+            "iam:CreateRole", "iam:AddRoleToInstanceProfile",
             "autoscaling:DescribeAutoScalingGroups", "autoscaling:CreateAutoScalingGroup",
             "s3:ListBucket", "s3:CreateBucket", "s3:GetObject", "s3:PutObject",
             "codedeploy:GetApplication", "codedeploy:CreateApplication",
