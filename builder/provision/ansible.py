@@ -5,7 +5,8 @@ bake's artifacts, removed afterwards) holding everything ansible-runner and Ansi
 write on their own — the run's whole environment in artifacts/<id>/command, events with
 full results, facts — plus the inventory, the extra vars (an `-e @file`, never argv)
 and the vault password (a 0600 file named by ANSIBLE_VAULT_PASSWORD_FILE). What the bake
-keeps is written by builder itself: events as JSON lines with no result payloads.
+keeps is written by builder itself: events as JSON lines with task names, hosts, status
+and timing, no results nor output.
 """
 
 from __future__ import annotations
@@ -490,7 +491,9 @@ _RECORDED_FIELDS = ("play", "task", "role", "host", "duration")
 
 class _EventSink:
     """ansible-runner's event handler: progress lines, task timings, the failure, and
-    the bake's events file — JSON lines without result payloads, secrets masked."""
+    the bake's events file — JSON lines of task names, hosts, status and timing only:
+    no result, no output, no message (so nothing a `no_log` task handles, nor anything a
+    task registers, is ever saved)."""
 
     def __init__(self, progress: Callable[[str], None], out: IO[str],
                  mask: Callable[[str], str], count_file: Path, *, show_output: bool = False):
@@ -520,9 +523,10 @@ class _EventSink:
             self._progress(self._mask(f"handler: {_task_name(data)}"))
         elif kind in _RESULT_EVENTS:
             record |= self._result(kind, data)
+        # Ansible's output of an event shows results (a debug task's value, a failed
+        # task's stderr, everything at -v): read here, never saved.
         stdout = str(event.get("stdout") or "")
         if stdout:
-            record["stdout"] = stdout
             if self._show_output:
                 for line in stdout.splitlines():
                     if line.strip():
@@ -555,11 +559,12 @@ class _EventSink:
         earlier = self._timings.get(key)
         self._timings[key] = TaskTiming(name, max(seconds, earlier.seconds if earlier else 0.0),
                                         status)
-        if status not in ("failed", "unreachable"):
-            return {"status": status}
-        message = self._mask(_failure_message(result))
-        self.failure = (str(data.get("host", "?")), name, message)
-        return {"status": status, "msg": message}
+        if status in ("failed", "unreachable"):
+            # The message goes to the error builder raises, not to the events file: it
+            # comes from the result (a command's stderr can hold anything).
+            self.failure = (str(data.get("host", "?")), name,
+                            self._mask(_failure_message(result)))
+        return {"status": status}
 
 
 def _task_name(data: Mapping[str, Any]) -> str:
