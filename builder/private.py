@@ -23,7 +23,7 @@ def make_folders(folder: Path) -> Path:
     would make the upper ones with the umask's mode)."""
     missing = [folder, *folder.parents]
     for index, path in enumerate(missing):
-        if path.is_dir():
+        if os.path.lexists(path):  # a file there: the mkdir below it says so (ENOTDIR)
             missing = missing[:index]
             break
     for path in reversed(missing):
