@@ -2,8 +2,9 @@
 (rendered templates, resolved vars, Packer's log and output, fingerprints, results,
 release records, Ansible events) and what it hands its tools in private temp folders.
 
-Every write there goes through these helpers, and the programs builder runs that write
-there (Packer, ansible-galaxy) get CHILD_UMASK, so nothing depends on the user's umask.
+Every write there goes through these helpers, Packer (its log, manifest and cache) gets
+CHILD_UMASK, and what ansible-galaxy installs is tightened afterwards, so nothing
+depends on the user's umask.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def open_text(path: Path) -> IO[str]:
         os.close(descriptor)
         raise
     return os.fdopen(descriptor, "w", encoding="utf-8")
+
+
+def tighten(folder: Path) -> None:
+    """Everything under `folder` (made by another program) its owner's only: the group's
+    and others' bits cleared, the owner's (an executable stays executable) kept."""
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & 0o700)
 
 
 def write_text(path: Path, text: str) -> Path:

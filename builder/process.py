@@ -64,16 +64,14 @@ def run(
     check: bool = True,
     timeout: float | None = None,
     stdin_text: str | None = None,
-    umask: int = -1,
 ) -> Completed:
-    """Run to completion, capturing output. `what` names the step in errors; `umask`
-    (when given) is the child's."""
+    """Run to completion, capturing output. `what` names the step in errors."""
     argv = tuple(str(a) for a in argv)
     log.debug("run: %s", " ".join(argv))
     try:
         proc = subprocess.run(
             argv, cwd=cwd, env=child_env(env), capture_output=True, text=True,
-            timeout=timeout, input=stdin_text, check=False, umask=umask,
+            timeout=timeout, input=stdin_text, check=False,
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{what}: {argv[0]} not found") from exc

@@ -85,6 +85,7 @@ def ensure(layout: Layout, config: AnsibleConfig, playbook: Path) -> Installed |
     try:
         for path in wanted:
             _install(path, partial, config.folder or layout.root, layout)
+        private.tighten(partial)  # ansible-galaxy sets the modes its archives name
         private.write_text(partial / _DONE, "\n".join(str(p) for p in wanted) + "\n")
         if target.exists():  # installed by a parallel bake meanwhile: theirs is as good
             shutil.rmtree(partial)
@@ -104,7 +105,7 @@ def _install(path: Path, into: Path, cwd: Path, layout: Layout) -> None:
             process.run([tool("ansible-galaxy"), kind, "install", "-r", str(path),
                          "-p", str(folder)],
                         what=f"installing the {kind}s of {layout.relative(path)}", cwd=cwd,
-                        env=env, umask=private.CHILD_UMASK)
+                        env=env)
     except ProcessFailed as exc:
         found = _ERROR_RE.search(exc.output_tail)
         why = found["message"].strip() if found else (exc.output_tail.strip().splitlines()
