@@ -133,6 +133,17 @@ def test_saved_events_hold_no_results_and_nothing_of_a_no_log_task(
     assert all(set(e) <= kept for e in events), "names, hosts, status and timing only"
     assert {e["host"] for e in events if "status" in e} == {host.target.host}
 
+    # A no_log task that fails: the error names the task, never what it handled.
+    failing = SECRET_TASKS.replace("      ignore_errors: true\n", "")
+    with pytest.raises(ProvisionFailed) as failed:
+        run_playbook(host.layout, _playbook(tmp_path / "again", failing), host.target,
+                     {"app": "probe", "quiet_password": "no-log-canary-91cd"},
+                     artifacts_dir=tmp_path / "artifacts", vault_password=None,
+                     strategy="linear", progress=lambda _line: None, cancel=threading.Event())
+    assert "task 'Handle the password quietly' failed" in failed.value.message
+    assert "no-log-canary-91cd" not in failed.value.message
+    assert not any("canary" in p.read_text() for p in (tmp_path / "artifacts").rglob("*"))
+
 
 def test_an_unloadable_mitogen_falls_back_to_linear(host: Host, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
