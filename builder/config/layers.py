@@ -111,6 +111,7 @@ class ConfigLoader:
     allow_outside_root: bool = False  # layers that are symlinks to files outside the root
     _docs: dict[Path, LocatedDoc] = field(default_factory=dict, repr=False)
     _vault_checked: set[Path] = field(default_factory=set, repr=False)
+    _targets: dict[Path, Path] = field(default_factory=dict, repr=False)  # layer -> real file
 
     def __post_init__(self) -> None:
         self._jinja = sandbox.Sandbox()
@@ -257,7 +258,9 @@ class ConfigLoader:
         """A layer's document. One whose file is outside the root (a symlink leading out
         of it) is someone else's file: refused unless allowed, before it is read, and
         then its values say so."""
-        target = path.resolve()
+        if path not in self._targets:
+            self._targets[path] = path.resolve()
+        target = self._targets[path]
         if target.is_relative_to(self._real_root):
             return self._load(path)
         if not self.allow_outside_root:
