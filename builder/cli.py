@@ -184,15 +184,18 @@ class Globals:
     as_json: bool = False
     verbose: int = 0  # -v count: debug logs at 1; a bake's Ansible gets the same count
     overrides: dict[str, str] = field(default_factory=dict)
+    allow_outside_root: bool = False
 
     def project(self) -> Project:
         from builder.project import Project
 
         if not self.local:
-            return Project.open(self.root, overrides=self.overrides)
+            return Project.open(self.root, overrides=self.overrides,
+                                allow_outside_root=self.allow_outside_root)
         from builder.local.mode import LOCAL
 
-        return Project.open(self.root, local_mode=LOCAL, overrides=self.overrides)
+        return Project.open(self.root, local_mode=LOCAL, overrides=self.overrides,
+                            allow_outside_root=self.allow_outside_root)
 
 
 @app.callback()
@@ -209,6 +212,9 @@ def _globals(
         "-v/-vv/-vvv on to Ansible")] = 0,
     extra: Annotated[list[str] | None, typer.Option("-e", "--extra-var", metavar="KEY=VALUE",
                                                     help="Override a var (top layer)")] = None,
+    allow_outside_root: Annotated[bool, typer.Option(
+        "--allow-outside-root", help="Let vars layers be symlinks to files outside the root "
+        "(or BUILDER_ALLOW_OUTSIDE_ROOT=1)")] = False,
 ) -> None:
     overrides: dict[str, str] = {}
     for item in extra or []:
@@ -216,7 +222,8 @@ def _globals(
         if not sep or not key.strip():
             raise InputError(f"-e {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = value
-    ctx.obj = Globals(root, local or env_flag("BUILDER_LOCAL"), as_json, verbose, overrides)
+    ctx.obj = Globals(root, local or env_flag("BUILDER_LOCAL"), as_json, verbose, overrides,
+                      allow_outside_root or env_flag("BUILDER_ALLOW_OUTSIDE_ROOT"))
     if verbose:
         from builder.redact import install
 

@@ -92,16 +92,18 @@ def start(
     env: Mapping[str, str] | None = None,
     stdout: int | None = subprocess.PIPE,
     stderr: int | None = subprocess.STDOUT,
+    umask: int = -1,
 ) -> subprocess.Popen[str]:
     """Start a long-running child whose output the caller reads (Packer, sshd, the
     emulator). In a session of its own, so a terminal's Ctrl-C reaches builder first
-    and builder decides how the child stops."""
+    and builder decides how the child stops. `umask` (when given) is the child's."""
     argv = [str(a) for a in argv]
     log.debug("start: %s", " ".join(argv))
     try:
         return subprocess.Popen(
             argv, cwd=cwd, env=child_env(env), stdout=stdout, stderr=stderr,
             stdin=subprocess.DEVNULL, text=True, start_new_session=True, bufsize=1,
+            umask=umask,
         )
     except FileNotFoundError as exc:
         raise ToolMissing(f"{argv[0]} not found") from exc

@@ -83,12 +83,15 @@ class Project:
     layout: Layout
     local_mode: LocalMode | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
+    allow_outside_root: bool = False  # vars layers may be symlinks to files outside it
 
     @classmethod
     def open(cls, root: str | None = None, *, local_mode: LocalMode | None = None,
-             overrides: Mapping[str, str] | None = None) -> Project:
+             overrides: Mapping[str, str] | None = None,
+             allow_outside_root: bool = False) -> Project:
         """The repo at `root` (else BUILDER_ROOT, else the nearest folder upward with vars/)."""
-        return cls(Layout(find_root(root)), local_mode, dict(overrides or {}))
+        return cls(Layout(find_root(root)), local_mode, dict(overrides or {}),
+                   allow_outside_root)
 
     @property
     def local(self) -> bool:
@@ -102,7 +105,7 @@ class Project:
     @_made_once
     def config(self) -> ConfigLoader:
         """The layers of this repo, with `-e` overrides on top."""
-        return ConfigLoader(self.layout, self.overrides)
+        return ConfigLoader(self.layout, self.overrides, self.allow_outside_root)
 
     def resolve(self, app: str, env: str, comp: str, *,
                 check_vault_files: bool = True) -> ResolvedVars:

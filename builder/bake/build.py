@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import packer, process, scratch
+from builder import packer, private, process, scratch
 from builder.aws import images, temporary
 from builder.aws.calls import runs
 from builder.bake.plan import Plan, plan, require_no_password
@@ -274,26 +274,28 @@ class _Build:
         except BaseException:
             if self.packer_started:
                 self._discard_images()
+            else:  # no log nor image to look at: the build leaves no folder behind
+                _remove_build_folder(self.artifacts)
             raise
 
     def _run(self) -> BakeResult:
         settings = self.plan.resolved.settings
-        self.artifacts.mkdir(parents=True, exist_ok=True)
+        private.make_folders(self.artifacts)
         self.progress(self.subject, f"baking from {self.plan.source.id} "
                                     f"({self.plan.source.name}); build {self.build_id}")
         with ExitStack() as stack:
-            private = Path(stack.enter_context(
+            temp = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix=scratch.prefix("bake"))))
-            private.chmod(0o700)
-            key_file, public_key = _make_key(private)
+            temp.chmod(0o700)
+            key_file, public_key = _make_key(temp)
             run_values = self._run_values(key_file)
             stack.enter_context(self._key_pair(public_key, run_values))
             stack.enter_context(self._security_group(run_values))
             host = self._local_build_host(stack, public_key, run_values)
-            socket_path = private / "provision.sock"
+            socket_path = temp / "provision.sock"
             run_values["builder_provision_command"] = hook.command(socket_path)
             files = write(self.plan.rendered, self.artifacts, run_values)
-            (self.artifacts / "fingerprint.json").write_text(json.dumps(
+            private.write_text(self.artifacts / "fingerprint.json", json.dumps(
                 {"fingerprint": self.plan.fingerprint.value,
                  "inputs": self.plan.fingerprint.inputs}, indent=2, sort_keys=True) + "\n")
             listener = stack.enter_context(hook.listening(
@@ -310,7 +312,8 @@ class _Build:
             self.combo, ami_id, settings.aws_region, settings.aws_account_id, False,
             self.plan.fingerprint.value, self.plan.source.id, time.monotonic() - self.started,
             self.artifacts, image.name, dict(self.phases), self._slowest())
-        (self.artifacts / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        private.write_text(self.artifacts / "result.json",
+                           json.dumps(result.to_json(), indent=2) + "\n")
         self.cancel.raise_if_set()
         # The very last step: only now may anything use the AMI.
         images.set_tags(self.ec2, image, {images.TAG_STATUS: images.AmiStatus.BAKED})
@@ -445,11 +448,13 @@ class _Build:
                "PACKER_LOG_PATH": str(self.artifacts / "packer.log"),
                "PACKER_NO_COLOR": "1", **packer.child_env(self.artifacts)}
         self.cancel.raise_if_set()
-        transcript = (self.artifacts / "packer.out").open("w", encoding="utf-8")
+        transcript = private.open_text(self.artifacts / "packer.out")
         self.packer_started = True
         # In the template's own folder: its relative paths resolve as for `packer build`.
         cwd = self.plan.rendered.source.parent
-        child = process.start(packer.build_argv(template, var_file, cwd), cwd=cwd, env=env)
+        # Its log, manifest and cache go in the build's folder: private, as builder's files.
+        child = process.start(packer.build_argv(template, var_file, cwd), cwd=cwd, env=env,
+                              umask=private.CHILD_UMASK)
         ami_id, errors = "", []
         phase, phase_started = "start", time.monotonic()
         try:
@@ -514,6 +519,16 @@ class _Build:
         if self.provisioning is None:
             return ()
         return tuple(TaskTime(t.name, t.seconds) for t in self.provisioning.slowest(5))
+
+
+def _remove_build_folder(folder: Path) -> None:
+    """The build's folder, and the comp's, env's and app's folders it leaves empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in list(folder.parents)[:3]:
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (earlier builds), or already gone
+            break
 
 
 def _make_key(folder: Path) -> tuple[Path, str]:

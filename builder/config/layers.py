@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +108,14 @@ class ConfigLoader:
 
     layout: Layout
     overrides: Mapping[str, str] = field(default_factory=dict)
+    allow_outside_root: bool = False  # layers that are symlinks to files outside the root
     _docs: dict[Path, LocatedDoc] = field(default_factory=dict, repr=False)
     _vault_checked: set[Path] = field(default_factory=set, repr=False)
+    _targets: dict[Path, Path] = field(default_factory=dict, repr=False)  # layer -> real file
 
     def __post_init__(self) -> None:
         self._jinja = sandbox.Sandbox()
+        self._real_root = self.layout.root.resolve()
 
     # -- enumeration --------------------------------------------------------
     def apps(self) -> list[str]:
@@ -235,7 +238,7 @@ class ConfigLoader:
         for path in self.layout.layer_files(app, env, comp):
             if _layer_exists(path):
                 files.append(path)
-                doc = merge(doc, self._load(path))
+                doc = merge(doc, self._layer(path))
         cli: dict[str, Any] = {}
         for key, text in self.overrides.items():
             try:
@@ -250,6 +253,23 @@ class ConfigLoader:
                                 f"{key}: is built in ({value!r}) and can't be set")
         doc = merge(doc, LocatedDoc(builtins, {(key,): Origin(BUILTIN_LAYER) for key in builtins}))
         return doc.values, doc.origins, files
+
+    def _layer(self, path: Path) -> LocatedDoc:
+        """A layer's document. One whose file is outside the root (a symlink leading out
+        of it) is someone else's file: refused unless allowed, before it is read, and
+        then its values say so."""
+        if path not in self._targets:
+            self._targets[path] = path.resolve()
+        target = self._targets[path]
+        if target.is_relative_to(self._real_root):
+            return self._load(path)
+        if not self.allow_outside_root:
+            raise ConfigError(f"a symlink to {target}, outside the root: allow layers "
+                              "outside the root with --allow-outside-root or "
+                              "BUILDER_ALLOW_OUTSIDE_ROOT=1", file=path)
+        doc = self._load(path)
+        return LocatedDoc(doc.values, {key: replace(origin, outside_root=target)
+                                       for key, origin in doc.origins.items()})
 
     def _check_vault_files(self, folder: Path) -> None:
         """`*.vault.yml` are read by Ansible only, and must be encrypted: a plaintext one

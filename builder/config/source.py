@@ -27,9 +27,13 @@ class Origin:
     layer: str
     file: Path | None = None
     line: int | None = None
+    outside_root: Path | None = None  # where `file`, a symlink, leads out of the root
 
     def show(self, root: Path | None = None) -> str:
-        return self.layer if self.file is None else location(self.file, self.line, root)
+        if self.file is None:
+            return self.layer
+        shown = location(self.file, self.line, root)
+        return f"{shown} (outside the root: {self.outside_root})" if self.outside_root else shown
 
 
 @dataclass(frozen=True)

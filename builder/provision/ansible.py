@@ -5,7 +5,8 @@ bake's artifacts, removed afterwards) holding everything ansible-runner and Ansi
 write on their own — the run's whole environment in artifacts/<id>/command, events with
 full results, facts — plus the inventory, the extra vars (an `-e @file`, never argv)
 and the vault password (a 0600 file named by ANSIBLE_VAULT_PASSWORD_FILE). What the bake
-keeps is written by builder itself: events as JSON lines with no result payloads.
+keeps is written by builder itself: events as JSON lines with task names, hosts, status
+and timing, no results nor output.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import IO, Any, Literal
 
 import yaml
 
-from builder import process, scratch
+from builder import private, process, scratch
 from builder.config.layout import Layout
 from builder.config.source import VaultValue
 from builder.errors import Problem, ProvisionFailed
@@ -116,7 +117,7 @@ def syntax_check(layout: Layout, playbook: Path, extravars: Mapping[str, Any], *
             # check: a password nothing opens stands in (stand_ins hold the vault files).
             password = vault_password if vault_password is not None else secrets.token_hex(16)
             env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(
-                _write_private(Path(tmp) / "vault-password", password))
+                private.write_text(Path(tmp) / "vault-password", password))
         done = process.run(
             [tool("ansible-playbook"), "--syntax-check", "-i", "localhost,",
              "-e", f"@{vars_file}", str(root / playbook.relative_to(layout.root))],
@@ -358,19 +359,19 @@ class _Attempt:
         import ansible_runner
 
         strategy = "mitogen_linear" if mitogen_dir is not None else "linear"
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        private.make_folders(self.artifacts_dir)
         events_file = self.artifacts_dir / f"ansible-{self.playbook.stem}.jsonl"
         started = time.monotonic()
-        with _private_dir() as private, events_file.open("w", encoding="utf-8") as events:
-            env = self._env(private, strategy, mitogen_dir)
-            inventory = self._inventory(private / "inventory")
-            extra = _write_private(private / "extravars.json",
-                                   json.dumps(dict(self.extravars), default=str))
-            sink = _EventSink(self.progress, events, self.mask, private / "task-count",
+        with _private_dir() as folder, private.open_text(events_file) as events:
+            env = self._env(folder, strategy, mitogen_dir)
+            inventory = self._inventory(folder / "inventory")
+            extra = private.write_text(folder / "extravars.json",
+                                       json.dumps(dict(self.extravars), default=str))
+            sink = _EventSink(self.progress, events, self.mask, folder / "task-count",
                               show_output=self.options.shows_output)
             try:
                 config = ansible_runner.RunnerConfig(
-                    private_data_dir=str(private), playbook=str(self.playbook),
+                    private_data_dir=str(folder), playbook=str(self.playbook),
                     inventory=str(inventory), envvars=env,
                     host_cwd=str(self.config.folder or self.layout.root),
                     cmdline=shlex.join(["-e", f"@{extra}", *self.options.argv()]),
@@ -394,27 +395,27 @@ class _Attempt:
                              strategy, time.monotonic() - started, sink.timings(), events_file)
         return _Outcome(result, str(status), sink)
 
-    def _env(self, private: Path, strategy: str, mitogen_dir: Path | None) -> dict[str, str]:
+    def _env(self, folder: Path, strategy: str, mitogen_dir: Path | None) -> dict[str, str]:
         ansible_playbook = tool("ansible-playbook")
         env = {
             "ANSIBLE_NOCOWS": "1",
             # ansible-runner starts `ansible-playbook` by name.
             "PATH": os.pathsep.join([str(Path(ansible_playbook).parent),
                                      os.environ.get("PATH", os.defpath)]),
-            _RUN_MARKER: str(private / "task-count"),
+            _RUN_MARKER: str(folder / "task-count"),
         }
         env.update((o.env, o.value) for o in ansible_cfg.run_settings(
             self.config, self.layout, callback_dir=_PLUGINS_DIR / "callback",
             callback="builder_tasks", strategy=strategy, mitogen_dir=mitogen_dir,
-            private=private, installed=_installed(self.layout, self.config, self.playbook)))
+            private=folder, installed=_installed(self.layout, self.config, self.playbook)))
         if self.vault_password is not None:
-            password = _write_private(private / "vault-password", self.vault_password)
+            password = private.write_text(folder / "vault-password", self.vault_password)
             env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password)
         elif (named := self.config.vault_password_file()) is not None and not named.exists():
             # The repo names a password file this machine lacks: Ansible would stop before
             # the first task even when nothing is encrypted. A password nothing opens keeps
             # it going; an encrypted file then fails to decrypt, naming itself.
-            placeholder = _write_private(private / "vault-password", secrets.token_hex(16))
+            placeholder = private.write_text(folder / "vault-password", secrets.token_hex(16))
             env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(placeholder)
         return env
 
@@ -423,11 +424,11 @@ class _Attempt:
         inventory vars for `all` (lowest first) and then builder's group vars."""
         all_vars = folder / "group_vars" / "all"
         all_vars.mkdir(parents=True, mode=0o700)
-        _write_private(folder / "hosts.json", json.dumps(_inventory(self.target)))
+        private.write_text(folder / "hosts.json", json.dumps(_inventory(self.target)))
         # Ansible loads a group_vars folder's files in name order; later ones win.
         for number, path in enumerate(self.config.inventory_all_vars()):
             (all_vars / f"{number:03d}-{path.name}").symlink_to(path)
-        _write_private(all_vars / "zzz-builder.yml", group_vars_yaml(self.group_vars))
+        private.write_text(all_vars / "zzz-builder.yml", group_vars_yaml(self.group_vars))
         return folder
 
 
@@ -438,13 +439,6 @@ def _private_dir() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _write_private(path: Path, text: str) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    return path
 
 
 def _inventory(target: SshTarget) -> dict[str, Any]:
@@ -490,7 +484,9 @@ _RECORDED_FIELDS = ("play", "task", "role", "host", "duration")
 
 class _EventSink:
     """ansible-runner's event handler: progress lines, task timings, the failure, and
-    the bake's events file — JSON lines without result payloads, secrets masked."""
+    the bake's events file — JSON lines of task names, hosts, status and timing only:
+    no result, no output, no message (so nothing a `no_log` task handles, nor anything a
+    task registers, is ever saved)."""
 
     def __init__(self, progress: Callable[[str], None], out: IO[str],
                  mask: Callable[[str], str], count_file: Path, *, show_output: bool = False):
@@ -520,9 +516,10 @@ class _EventSink:
             self._progress(self._mask(f"handler: {_task_name(data)}"))
         elif kind in _RESULT_EVENTS:
             record |= self._result(kind, data)
+        # Ansible's output of an event shows results (a debug task's value, a failed
+        # task's stderr, everything at -v): read here, never saved.
         stdout = str(event.get("stdout") or "")
         if stdout:
-            record["stdout"] = stdout
             if self._show_output:
                 for line in stdout.splitlines():
                     if line.strip():
@@ -555,11 +552,12 @@ class _EventSink:
         earlier = self._timings.get(key)
         self._timings[key] = TaskTiming(name, max(seconds, earlier.seconds if earlier else 0.0),
                                         status)
-        if status not in ("failed", "unreachable"):
-            return {"status": status}
-        message = self._mask(_failure_message(result))
-        self.failure = (str(data.get("host", "?")), name, message)
-        return {"status": status, "msg": message}
+        if status in ("failed", "unreachable"):
+            # The message goes to the error builder raises, not to the events file: it
+            # comes from the result (a command's stderr can hold anything).
+            self.failure = (str(data.get("host", "?")), name,
+                            self._mask(_failure_message(result)))
+        return {"status": status}
 
 
 def _task_name(data: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from builder import process
+from builder import private, process
 from builder.config.layout import Layout
 from builder.errors import InputError, ProcessFailed
 from builder.provision.ansible_cfg import AnsibleConfig
@@ -80,12 +80,13 @@ def ensure(layout: Layout, config: AnsibleConfig, playbook: Path) -> Installed |
     target = base / key
     if (target / _DONE).is_file():
         return where
-    base.mkdir(parents=True, exist_ok=True)
+    private.make_folders(base)
     partial = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=base))
     try:
         for path in wanted:
             _install(path, partial, config.folder or layout.root, layout)
-        (partial / _DONE).write_text("\n".join(str(p) for p in wanted) + "\n", encoding="utf-8")
+        private.tighten(partial)  # ansible-galaxy sets the modes its archives name
+        private.write_text(partial / _DONE, "\n".join(str(p) for p in wanted) + "\n")
         if target.exists():  # installed by a parallel bake meanwhile: theirs is as good
             shutil.rmtree(partial)
         else:

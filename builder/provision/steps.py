@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder import process
+from builder import private, process
 from builder.config.layers import CLI_LAYER, ResolvedVars, is_builder_key
 from builder.config.layout import Layout
 from builder.provision.ansible import (
@@ -190,12 +190,12 @@ def _shell_playbook(artifacts_dir: Path, resolved: ResolvedVars, key: str) -> Pa
     if not commands:
         return None
     book = artifacts_dir / f"{key}.yml"
-    book.write_text(json.dumps([{
+    private.write_text(book, json.dumps([{
         "name": key, "hosts": "all", "become": True, "gather_facts": False,
         "tasks": [{"name": f"{key} {index}: {command.splitlines()[0][:80]}",
                    "ansible.builtin.shell": command}
                   for index, command in enumerate(commands, 1)],
-    }], indent=2) + "\n", encoding="utf-8")
+    }], indent=2) + "\n")
     return book
 
 

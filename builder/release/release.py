@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from builder import private
 from builder.aws import codedeploy, fleet, images
 from builder.aws.calls import runs
 from builder.aws.codedeploy import Deployment, DeploymentGroup
@@ -472,11 +473,11 @@ class _Release:
         """<root>/.builder/releases/<app>/<env>/<comp>/<UTC time>-<deployment or AMI>.json"""
         folder = (self.project.layout.state_dir / "releases" / self.combo.app /
                   self.combo.env / self.combo.comp)
-        folder.mkdir(parents=True, exist_ok=True)
+        private.make_folders(folder)
         path = folder / (f"{self.started_at:%Y%m%dT%H%M%SZ}-"
                          f"{result.deployment_id or result.ami_id}.json")
         document = replace(result, record=path).to_json()
-        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        private.write_text(path, json.dumps(document, indent=2) + "\n")
         return path
 
 

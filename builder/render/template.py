@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from builder import sandbox
+from builder import private, sandbox
 from builder.config.layers import ResolvedVars
 from builder.config.layout import Layout
 from builder.errors import Problem, TemplateError, ValidationFailed
@@ -265,23 +264,13 @@ def write(rendered: Rendered, out_dir: Path, run_values: Mapping[str, Any] | Non
     The var file and the resolved vars may hold secrets: they are the owner's only
     (0600), wherever they go.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    template = out_dir / rendered.file_name
-    template.write_text(rendered.packer_text(), encoding="utf-8")
-    var_file = out_dir / f"{rendered.template_name}.pkrvars.json"
-    _write_private(var_file, rendered.var_file_json(run_values))
-    vars_json = out_dir / "vars.json"
-    _write_private(vars_json, json.dumps(dict(rendered.resolved.values), indent=2,
-                                         sort_keys=True, default=str) + "\n")
+    private.make_folders(out_dir)
+    template = private.write_text(out_dir / rendered.file_name, rendered.packer_text())
+    var_file = private.write_text(out_dir / f"{rendered.template_name}.pkrvars.json",
+                                  rendered.var_file_json(run_values))
+    vars_json = private.write_text(out_dir / "vars.json", json.dumps(
+        dict(rendered.resolved.values), indent=2, sort_keys=True, default=str) + "\n")
     return RenderedFiles(template, var_file, vars_json)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """`path` holds `text` and only its owner can read it (an existing file too)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
 
 
 # -- HCL ---------------------------------------------------------------------

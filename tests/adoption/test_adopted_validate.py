@@ -160,6 +160,8 @@ def test_requirements_are_installed_once_and_a_bad_source_stops_early(shop: Path
     (installed,) = (shop / ".builder/ansible-requirements").iterdir()
     assert (installed / "collections/ansible_collections/acme/tools/plugins/modules/"
                         "marker.py").is_file()
+    found = [installed, *installed.rglob("*")]  # ansible-galaxy's files: private too
+    assert not [p for p in found if p.stat().st_mode & 0o077]
     stamp = (installed / ".installed").stat().st_mtime_ns
     assert validate(cli, shop)[0] == 0
     assert (installed / ".installed").stat().st_mtime_ns == stamp  # reused, not redone

@@ -54,6 +54,13 @@ def test_bake_tags_skip_and_force(bake_root: Path) -> None:
                  "fingerprint.json", "ansible-packer-app.jsonl", "ansible-finalize.jsonl"):
         assert (artifacts / name).is_file(), name
     assert json.loads((artifacts / "result.json").read_text())["ami_id"] == result["ami_id"]
+    # Everything builder, Packer and Ansible wrote for the bake is its owner's only (the
+    # local stack's folder holds the emulator's state and build host file systems).
+    state = bake_root / ".builder"
+    written = [p for p in state.rglob("*") if not p.is_relative_to(state / "local")]
+    assert {oct(p.stat().st_mode & 0o777) for p in written if p.is_dir()} == {"0o700"}
+    assert [p for p in written if p.is_file() and p.stat().st_mode & 0o077] == []
+    assert {p.name for p in written} >= {"packer.log", "packer.out", "manifest.json"}
     assert "packer: provision" in first.stderr and "slowest" not in first.stdout
     assert leftovers(bake_root) == NOTHING_LEFT
 

@@ -169,6 +169,8 @@ CASES = [
          says="a symlink loop"),
     case("device as a layer", *VARS, setup=symlink(APP_YML, "/dev/null"),
          says="not a regular file"),
+    case("layer outside the root", *VARS, setup=symlink(APP_YML, "/etc/passwd"),
+         says="app.yml: a symlink to /etc/passwd, outside the root"),
     case("plaintext vault file", *VARS, setup=write("vars/demo/dev/secrets.vault.yml", "pw: x\n"),
          says="secrets.vault.yml:1: not encrypted"),
     case("plaintext vault file, validate", "validate", "demo", "--offline",

@@ -4,16 +4,22 @@ any call is made with it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from builder import private
 from builder.aws import Aws, AwsTarget
+from builder.bake import build
 from builder.config.layout import Layout
-from builder.errors import RefusedError
+from builder.config.models import Combo
+from builder.errors import InputError, RefusedError
+from builder.interrupts import Cancel
 from builder.local import stack
 from builder.local.state import live_server
 from builder.project import Project
@@ -31,13 +37,62 @@ def test_state_folder_is_private_and_ignored(demo_root: Path) -> None:
     assert (state / ".gitignore").read_text().splitlines()[-1] == "*"
     assert stat.S_IMODE((state / ".gitignore").stat().st_mode) == 0o600
     rendered = state / "render" / "demo" / "dev" / "app"
-    for private in ("vars.json", "ubuntu.pkrvars.json"):  # resolved vars: maybe secrets
-        assert stat.S_IMODE((rendered / private).stat().st_mode) == 0o600
+    for name in ("vars.json", "ubuntu.pkrvars.json"):  # resolved vars: maybe secrets
+        assert stat.S_IMODE((rendered / name).stat().st_mode) == 0o600
+    assert _modes(state) == ({0o700}, {0o600})
     listed = subprocess.run(["git", "-C", str(demo_root), "status", "--porcelain",
                              "--untracked-files=all"], capture_output=True, text=True,
                             check=True).stdout
     assert ".builder" not in listed
     assert "vars/demo/dev/common.yml" in listed
+
+
+def _modes(folder: Path) -> tuple[set[int], set[int]]:
+    """The modes of the folders and of the files under `folder`."""
+    found = list(folder.rglob("*"))
+    return ({stat.S_IMODE(p.stat().st_mode) for p in found if p.is_dir()},
+            {stat.S_IMODE(p.stat().st_mode) for p in found if p.is_file()})
+
+
+def test_private_writes_ignore_the_umask(tmp_path: Path) -> None:
+    loose = tmp_path / "loose.json"
+    loose.write_text("{}")
+    loose.chmod(0o644)
+    old = os.umask(0o002)
+    try:
+        deep = private.make_folders(tmp_path / "a" / "b" / "c")
+        private.write_text(deep / "record.json", "{}")
+        private.write_text(loose, "{}")  # an existing file is tightened
+        with private.open_text(deep / "log") as log:
+            log.write("line\n")
+    finally:
+        os.umask(old)
+    assert _modes(tmp_path / "a") == ({0o700}, {0o600})
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+
+
+def test_a_bake_failing_before_packer_leaves_no_build_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = Layout(tmp_path)
+    earlier = private.make_folders(layout.state_dir / "builds" / "demo" / "dev" / "worker" / "b1")
+    combo = Combo("demo", "dev", "app")
+    the_plan = SimpleNamespace(
+        resolved=SimpleNamespace(combo=combo, settings=SimpleNamespace(ami_name="demo-app")),
+        env_aws=SimpleNamespace(client=lambda _service: None),
+        source=SimpleNamespace(id="ami-0123", name="base"))
+
+    def no_key(_folder: Path) -> tuple[Path, str]:
+        raise InputError("ssh-keygen failed")
+
+    monkeypatch.setattr(build, "_make_key", no_key)
+    attempt = build._Build(SimpleNamespace(layout=layout), the_plan, None,  # type: ignore[arg-type]
+                           lambda *_: None, Cancel(), 0.0)
+    with pytest.raises(InputError):
+        attempt.run()
+
+    assert not attempt.artifacts.exists()
+    assert not (layout.state_dir / "builds" / "demo" / "dev" / "app").exists()
+    assert earlier.is_dir(), "other builds stay"
 
 
 def test_an_existing_state_folder_is_made_private(demo_root: Path) -> None:

@@ -95,6 +95,56 @@ def test_a_failed_task_names_host_task_and_message(host: Host, tmp_path: Path) -
     assert "No such file or directory" in message
 
 
+SECRET_TASKS = """\
+    - name: Read a token
+      ansible.builtin.command: echo registered-canary-7f3a
+      register: token
+      changed_when: false
+    - name: Show the token
+      ansible.builtin.debug: {var: token.stdout}
+    - name: Handle the password quietly
+      ansible.builtin.shell: echo "{{ quiet_password }}"; echo "{{ quiet_password }}" >&2; exit 3
+      no_log: true
+      ignore_errors: true
+"""
+
+
+def test_saved_events_hold_no_results_and_nothing_of_a_no_log_task(
+        host: Host, tmp_path: Path) -> None:
+    # At -v with --diff Ansible's output of each event carries the results: still none
+    # of them is saved, nor anything a no_log task handles.
+    run = run_playbook(host.layout, _playbook(tmp_path / "play", SECRET_TASKS), host.target,
+                       {"app": "probe", "quiet_password": "no-log-canary-91cd"},
+                       options=ansible.AnsibleOptions(diff=True, verbosity=1),
+                       artifacts_dir=tmp_path / "artifacts", vault_password=None,
+                       strategy="linear", progress=lambda _line: None,
+                       cancel=threading.Event())
+
+    assert [(t.name, t.status) for t in run.tasks] == [
+        ("Read a token", "ok"), ("Show the token", "ok"),
+        ("Handle the password quietly", "ignored")]
+    files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
+    assert files == [run.events_file]
+    for path in files:
+        text = path.read_text()
+        assert "registered-canary-7f3a" not in text and "no-log-canary-91cd" not in text
+    events = [json.loads(line) for line in run.events_file.read_text().splitlines()]
+    kept = {"counter", "event", "created", "play", "task", "role", "host", "duration", "status"}
+    assert all(set(e) <= kept for e in events), "names, hosts, status and timing only"
+    assert {e["host"] for e in events if "status" in e} == {host.target.host}
+
+    # A no_log task that fails: the error names the task, never what it handled.
+    failing = SECRET_TASKS.replace("      ignore_errors: true\n", "")
+    with pytest.raises(ProvisionFailed) as failed:
+        run_playbook(host.layout, _playbook(tmp_path / "again", failing), host.target,
+                     {"app": "probe", "quiet_password": "no-log-canary-91cd"},
+                     artifacts_dir=tmp_path / "artifacts", vault_password=None,
+                     strategy="linear", progress=lambda _line: None, cancel=threading.Event())
+    assert "task 'Handle the password quietly' failed" in failed.value.message
+    assert "no-log-canary-91cd" not in failed.value.message
+    assert not any("canary" in p.read_text() for p in (tmp_path / "artifacts").rglob("*"))
+
+
 def test_an_unloadable_mitogen_falls_back_to_linear(host: Host, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # A mitogen release that refuses this ansible-core, as older ones did for newer

@@ -80,6 +80,8 @@ def test_release_deploys_the_ami_on_a_new_asg_and_verifies_it(local_stack: Proje
     assert result.record is not None
     assert result.record.parent == project.root / ".builder/releases/demo/dev/app"
     assert result.record.name.endswith(f"-{result.deployment_id}.json")
+    assert result.record.stat().st_mode & 0o777 == 0o600
+    assert {p.stat().st_mode & 0o777 for p in result.record.parents[:4]} == {0o700}
     record = json.loads(result.record.read_text())
     assert record == result.to_json()
     assert record["asg_after"] == after.asg and record["timings"]["total"] > 0
