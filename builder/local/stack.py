@@ -177,7 +177,7 @@ class FailureArmed:
 
 def up(project: Project, port: int | None = None, *, progress: ProgressFn = silent,
        build_host: bool | None = None, deploy_step_seconds: float | None = None,
-       enforce_iam: bool | None = None) -> LocalStatus:
+       enforce_iam: bool | None = None, keep_state: bool = True) -> LocalStatus:
     """Start the stack (or reuse the running one), make the missing resources and the
     build host image.
 
@@ -186,6 +186,8 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     (None: BUILDER_LOCAL_DEPLOY_STEP_SECONDS, else the server's 1 s).
     enforce_iam: attach the generated policies to the env roles and enforce IAM (None:
     BUILDER_LOCAL_ENFORCE_IAM=1); a stack already enforcing keeps enforcing.
+    keep_state: a stack started here restores and saves its state (False: benchmarks
+    measuring what that costs).
     """
     started = time.monotonic()
     layout = project.layout
@@ -194,7 +196,7 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     note = "already running"
     if info is None:
         progress("local", "starting the emulator")
-        info = _start(layout, port, deploy_step_seconds)
+        info = _start(layout, port, deploy_step_seconds, keep_state)
         note = "started"
     try:
         progress("local", f"emulator at {info['endpoint']}; making resources")
@@ -338,7 +340,8 @@ def date_image(project: Project, app: str, env: str, comp: str, image_id: str,
         "image_id": image_id, "creation_date": created.isoformat()})
 
 
-def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) -> dict[str, Any]:
+def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None,
+           keep_state: bool) -> dict[str, Any]:
     if importlib.util.find_spec("moto") is None:
         raise ToolMissing("local mode needs the emulator: pip install 'builder[local]' "
                           "(`make setup` installs it)")
@@ -352,6 +355,8 @@ def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) 
             "--state-dir", str(folder)]
     if step is not None:
         argv += ["--deploy-step-seconds", str(step)]
+    if not keep_state:
+        argv.append("--no-keep-state")
     log_path = folder / LOG_FILE
     with log_path.open("ab") as log:
         child = process.start(argv, stdout=log.fileno(), stderr=subprocess.STDOUT)

@@ -126,7 +126,8 @@ class StateKeeper:
 
     def __init__(self, path: Path, set_aside: Path, lock: threading.RLock,
                  extra: Callable[[], dict[str, Any]], *,
-                 interval_s: float = DEFAULT_INTERVAL_SECONDS):
+                 interval_s: float = DEFAULT_INTERVAL_SECONDS, enabled: bool = True):
+        self.enabled = enabled  # off: nothing loaded or saved (benchmarks compare)
         self.path = path
         self._set_aside = set_aside
         self._lock = lock
@@ -142,6 +143,8 @@ class StateKeeper:
     def load(self) -> dict[str, Any]:
         """The saved state put in place (before serving); builder's extras, or {} when
         there is none or it can't be used (then it is moved aside and the reason kept)."""
+        if not self.enabled:
+            return {}
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -157,15 +160,18 @@ class StateKeeper:
 
     def changed(self) -> None:
         """Something may have changed: save within the interval."""
-        self._dirty.set()
+        if self.enabled:
+            self._dirty.set()
 
     def start(self) -> None:
-        self._thread.start()
+        if self.enabled:
+            self._thread.start()
 
     def stop(self) -> None:
         """Stop the thread and save what changed since the last save."""
         self._stopping.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         if self._dirty.is_set():
             self.save()
 

@@ -2,6 +2,7 @@
 on 127.0.0.1 only.
 
     python -m builder.local.emulator.server --port N --state-dir D [--deploy-step-seconds S]
+                                            [--no-keep-state]
 
 `<state-dir>/server.json` ({"endpoint", "pid", "port", "state_dir", "token", ...}) appears
 once the socket listens and goes when the process ends; the log is
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--deploy-step-seconds", type=float, default=None,
                         help="time between deployment states (default 1)")
+    parser.add_argument("--no-keep-state", action="store_true",
+                        help="neither restore nor save the state (benchmarks compare)")
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -82,10 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     # moto's stock AMIs (hundreds, each with a snapshot) only get in the way: the base
     # images are the ones `builder local up` publishes.
     os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
-    serve(state_dir, args.port, args.deploy_step_seconds)
+    serve(state_dir, args.port, args.deploy_step_seconds, keep_state=not args.no_keep_state)
 
 
-def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None:
+def serve(state_dir: Path, port: int, deploy_step_seconds: float | None, *,
+          keep_state: bool = True) -> None:
     """Serve moto with builder's patches and control endpoints on 127.0.0.1 until stopped."""
     import moto
     from moto.moto_server.werkzeug_app import (
@@ -109,7 +113,8 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
                 "iam_enforced": bool(iam.enforced()["enforced"])}
 
     keeper = StateKeeper(state_dir / STATE_FILE,
-                         state_dir / (STATE_FILE + UNREADABLE_SUFFIX), lock, builder_state)
+                         state_dir / (STATE_FILE + UNREADABLE_SUFFIX), lock, builder_state,
+                         enabled=keep_state)
     emulator = DeploymentEmulator(lock, step_seconds=step, on_change=keeper.changed)
     saved = keeper.load()
     emulator.resume(saved.get("deployments") or {}, time.monotonic())
