@@ -85,6 +85,7 @@ class BakeResult:
     ami_name: str = ""
     phases: dict[str, float] = field(default_factory=dict)
     slowest_tasks: tuple[TaskTime, ...] = ()
+    notes: tuple[str, ...] = ()  # what went wrong without failing the bake
 
     exit_code = 0
 
@@ -95,6 +96,7 @@ class BakeResult:
             "skipped": self.skipped, "fingerprint": self.fingerprint,
             "source_ami": self.source_ami, "duration_s": round(self.duration_s, 2),
             "artifacts": str(self.artifacts) if self.artifacts else None,
+            "notes": list(self.notes),
         }
 
     def to_text(self) -> str:
@@ -110,6 +112,7 @@ class BakeResult:
             lines.extend(f"    {t.seconds:6.1f}s  {t.name}" for t in self.slowest_tasks)
         if self.artifacts:
             lines.append(f"  artifacts: {self.artifacts}")
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -287,6 +290,10 @@ class _Build:
             private.chmod(0o700)
             key_file, public_key = _make_key(private)
             run_values = self._run_values(key_file)
+            # Packer's manifest goes to the private folder first: its post-processor
+            # fails the build when the artifacts folder was deleted meanwhile.
+            manifest = private / "manifest.json"
+            run_values["builder_manifest"] = str(manifest)
             stack.enter_context(self._key_pair(public_key, run_values))
             stack.enter_context(self._security_group(run_values))
             host = self._local_build_host(stack, public_key, run_values)
@@ -296,6 +303,7 @@ class _Build:
             (self.artifacts / "fingerprint.json").write_text(json.dumps(
                 {"fingerprint": self.plan.fingerprint.value,
                  "inputs": self.plan.fingerprint.inputs}, indent=2, sort_keys=True) + "\n")
+            written = sorted(path.name for path in self.artifacts.iterdir())
             listener = stack.enter_context(hook.listening(
                 socket_path, lambda host, port: self._provision(host, port, key_file),
                 name=f"provision-{self.run_id}"))
@@ -306,16 +314,34 @@ class _Build:
                 self.progress(self.subject, "saving the local image")
                 self.local_image = self.project.layout.state_dir / "local" / "images" / ami_id
                 host.save_changes(self.local_image)
+            notes = self._artifacts_kept([*written, "packer.log", "packer.out"])
+            if manifest.exists():
+                shutil.copyfile(manifest, self.artifacts / manifest.name)
         result = BakeResult(
             self.combo, ami_id, settings.aws_region, settings.aws_account_id, False,
             self.plan.fingerprint.value, self.plan.source.id, time.monotonic() - self.started,
-            self.artifacts, image.name, dict(self.phases), self._slowest())
+            self.artifacts, image.name, dict(self.phases), self._slowest(), notes)
         (self.artifacts / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
         self.cancel.raise_if_set()
         # The very last step: only now may anything use the AMI.
         images.set_tags(self.ec2, image, {images.TAG_STATUS: images.AmiStatus.BAKED})
         self.progress(self.subject, f"AMI {ami_id} is complete: tagged {images.AmiStatus.BAKED}")
         return result
+
+    def _artifacts_kept(self, expected: list[str]) -> tuple[str, ...]:
+        """The artifacts folder after the bake: deleted meanwhile (a cleanup, a person),
+        it is made again for result.json; what was lost is said, in the result too."""
+        if not self.artifacts.is_dir():
+            self.artifacts.mkdir(parents=True)
+            note = (f"the artifacts folder was deleted during the bake and made again; "
+                    f"lost: {', '.join(expected)}")
+        else:
+            missing = [name for name in expected if not (self.artifacts / name).exists()]
+            if not missing:
+                return ()
+            note = f"artifacts deleted during the bake: {', '.join(missing)}"
+        self.progress(self.subject, note)
+        return (note,)
 
     def _discard_images(self) -> None:
         """Deregister what Packer registered for this run (its temporary image too) and
@@ -366,7 +392,6 @@ class _Build:
             "builder_ssh_keypair_name": f"builder-{self.run_id}",
             "builder_ssh_private_key_file": str(key_file),
             "builder_ec2_endpoint": self.project.aws.local_endpoint or "",
-            "builder_manifest": str(self.artifacts / "manifest.json"),
         }
 
     @contextmanager

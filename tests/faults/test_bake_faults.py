@@ -193,3 +193,30 @@ def test_a_read_only_state_folder(bake_root: Path, dev: EnvAws, tmp: Path) -> No
     assert not any(left.values()), left
     rerun = complete_bake(bake_root, tmp, dev)
     record("bake: read-only .builder/builds", "EROFS", left, rerun)
+
+
+def test_the_artifacts_folder_deleted_during_a_bake(bake_root: Path, dev: EnvAws,
+                                                    tmp: Path) -> None:
+    # The bake stops itself (SIGSTOP) once Packer makes the image; the folder goes then.
+    child = start(bake_root, tmp, "bake", "demo", "dev", "app", "--force", "--json",
+                  signal_at="SIGSTOP@^packer: image$")
+    lines = read_until(child, r"packer: image$")
+    build_id = next(line.split("; build ")[1].strip() for line in lines if "; build " in line)
+    artifacts = bake_root / ".builder" / "builds" / "demo" / "dev" / "app" / build_id
+    try:
+        shutil.rmtree(artifacts)
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+    stdout, stderr = child.communicate(timeout=600)
+
+    assert child.returncode == 0, stderr[-3000:]
+    result = json.loads(stdout)
+    assert len(result["notes"]) == 1, result
+    assert "the artifacts folder was deleted during the bake and made again" in \
+        result["notes"][0]
+    assert "packer.log" in result["notes"][0] and "fingerprint.json" in result["notes"][0]
+    assert json.loads((artifacts / "result.json").read_text())["notes"] == result["notes"]
+    image = amis.describe(dev.client("ec2"), image_ids=[result["ami_id"]])[0]
+    assert image.status == amis.AmiStatus.BAKED
+    record("bake: artifacts folder deleted mid-bake", "rm -r", {},
+           "baked; the loss noted in the result")
