@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder import packer, process, scratch
-from builder.aws import images, temporary
+from builder.aws import credentials, images, temporary
 from builder.aws.calls import runs
 from builder.bake.plan import Plan, plan, require_no_password
 from builder.batch import Failed, Ok, run_each
@@ -307,7 +307,8 @@ class _Build:
             listener = stack.enter_context(hook.listening(
                 socket_path, lambda host, port: self._provision(host, port, key_file),
                 name=f"provision-{self.run_id}"))
-            ami_id = self._packer(files.template, files.var_file)
+            ami_id = self._packer(files.template, files.var_file,
+                                  self._packer_credentials(stack, private))
             listener.join(timeout=5)
             image = self._check_image(ami_id)
             if host is not None:
@@ -465,8 +466,34 @@ class _Build:
         return {"ok": True, "message": "provisioned"}
 
     # -- packer -------------------------------------------------------------------
-    def _packer(self, template: Path, var_file: Path) -> str:
-        env = {**self.plan.env_aws.credentials_env(), "PACKER_LOG": "1",
+    def _packer_credentials(self, stack: ExitStack, private: Path) -> dict[str, str]:
+        """Packer's AWS environment. With an env role: a private config whose profile
+        fetches the role's credentials from this process again whenever they expire (a
+        bake may outlast the session), served while `stack` is open. Else the
+        credentials as they are (a profile's or the environment's own)."""
+        env_aws = self.plan.env_aws
+        if not env_aws.assumes_role:
+            return env_aws.credentials_env()
+        socket_path = private / "credentials.sock"
+        config = private / "aws-config"
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(credentials.config_text(socket_path, env_aws.region))
+
+        def handed() -> dict[str, Any]:
+            answer = env_aws.role_credentials()
+            self.progress(self.subject, f"credentials for Packer, valid until "
+                                        f"{answer['Expiration']}")
+            return answer
+
+        stack.enter_context(credentials.serving(socket_path, handed,
+                                                name=f"credentials-{self.run_id}"))
+        # Inherited static keys would win over the profile: blanked, not passed on.
+        return {**dict.fromkeys(credentials.STATIC_KEYS, ""),
+                **credentials.packer_env(config, env_aws.region)}
+
+    def _packer(self, template: Path, var_file: Path, aws_env: dict[str, str]) -> str:
+        env = {**aws_env, "PACKER_LOG": "1",
                "PACKER_LOG_PATH": str(self.artifacts / "packer.log"),
                "PACKER_NO_COLOR": "1", **packer.child_env(self.artifacts)}
         self.cancel.raise_if_set()
