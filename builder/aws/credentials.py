@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 PROFILE = "builder"
 _ACCEPT_POLL_S = 0.2
@@ -33,7 +32,7 @@ _STOP_WAIT_S = 5.0
 STATIC_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                "AWS_SECURITY_TOKEN")
 
-CredentialsFn = Callable[[], dict[str, Any]]
+CredentialsFn = Callable[[], dict[str, object]]
 
 
 def config_text(socket_path: Path, region: str) -> str:

@@ -247,7 +247,7 @@ class EnvAws:
         """Whether the env's credentials come from assuming a role (and so expire)."""
         return self._fetcher is not None
 
-    def role_credentials(self) -> dict[str, Any]:
+    def role_credentials(self) -> dict[str, object]:
         """The role's current credentials in the credential_process format (renewed
         once they are close to expiring), for a child that refreshes them itself."""
         if self._fetcher is None:
@@ -288,7 +288,7 @@ class EnvAws:
             client.meta.events.register("before-call.*.*", self.aws.call_log.record)
             return client
 
-        extra: dict[str, Any] = {"RoleSessionName": SESSION_NAME}
+        extra: dict[str, str | int] = {"RoleSessionName": SESSION_NAME}
         if seconds is not None:
             extra["DurationSeconds"] = int(seconds)
         fetcher = AssumeRoleCredentialFetcher(

@@ -480,7 +480,7 @@ class _Build:
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(credentials.config_text(socket_path, env_aws.region))
 
-        def handed() -> dict[str, Any]:
+        def handed() -> dict[str, object]:
             answer = env_aws.role_credentials()
             self.progress(self.subject, f"credentials for Packer, valid until "
                                         f"{answer['Expiration']}")
