@@ -27,8 +27,8 @@ Control routes (JSON; moto serves every other path):
     GET  /_builder/iam                         {"enforced", "ci_user_arn"}
     POST /_builder/iam                         {"on", "roles"?, ...}: IAM enforcement
                                                (builder.local.emulator.iam)
-    GET  /_builder/state                       {"path", "restored", "restore_error",
-                                                "saves", "last_save_seconds"}
+    GET  /_builder/state                       {"path", "restore_error", "saves",
+                                                "last_save_seconds"}
     POST /_builder/state/save                  {} -> {"path", "bytes", "seconds"}: save now
 
 The state is kept in `<state-dir>/state.pickle` (builder.local.emulator.persistence):
