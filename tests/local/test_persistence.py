@@ -141,3 +141,19 @@ def test_down_up_kill_and_reset(project: Project) -> None:
     assert not _ami_exists(project, ami)
     assert _template_version(project, version) is None
     assert not _locked(project)
+
+
+def test_a_state_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
+    project = Project.open(str(copy_demo(tmp_path / "infra")), local_mode=LOCAL)
+    folder = project.layout.state_dir / "local"
+    folder.mkdir(parents=True)
+    (folder / "state.pickle").write_bytes(b"not a snapshot")
+    try:
+        started = stack.up(project, build_host=False, deploy_step_seconds=0.2)
+    finally:
+        stack.down(project.layout, force=True)
+    assert started.restore_error is not None
+    assert "state.pickle" in started.restore_error
+    assert "could not be restored, started empty" in started.to_text()
+    assert (folder / "state.pickle.unreadable").read_bytes() == b"not a snapshot"
+    assert started.resources is not None  # the stack was made anew
