@@ -157,3 +157,16 @@ def test_a_state_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
     assert "could not be restored, started empty" in started.to_text()
     assert (folder / "state.pickle.unreadable").read_bytes() == b"not a snapshot"
     assert started.resources is not None  # the stack was made anew
+
+
+def test_iam_enforcement_is_kept(tmp_path: Path) -> None:
+    project = Project.open(str(copy_demo(tmp_path / "infra")), local_mode=LOCAL)
+    stack.up(project, build_host=False, deploy_step_seconds=0.2, enforce_iam=True)
+    try:
+        stack.down(project.layout)
+        project = _fresh(project)
+        again = stack.up(project, build_host=False, deploy_step_seconds=0.2)
+        assert again.restore_error is None
+        assert control.call(running_endpoint(project.layout), "iam")["enforced"] is True
+    finally:
+        stack.down(project.layout, force=True)
