@@ -709,6 +709,24 @@ def local_down_command(
     _emit(ctx, down(_g(ctx).project().layout, force=force))
 
 
+@_command(local_app, "reset", "builder local reset",
+          "builder local reset --force && builder local up")
+def local_reset_command(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Stop even while a bake or release of this root runs (it fails)")
+    ] = False,
+) -> None:
+    """Stop the stack and forget what it holds.
+
+    The saved emulator state and the local images go, so the next `builder local up`
+    starts empty. Not while a bake or release of this root uses the stack, unless --force.
+    """
+    from builder.local.stack import reset
+
+    _emit(ctx, reset(_g(ctx).project().layout, force=force))
+
+
 @_command(local_app, "status", "builder local status", "builder local status --json")
 def local_status_command(ctx: typer.Context) -> None:
     """Show the emulator's endpoint and resources.

@@ -38,6 +38,7 @@ from builder.aws.calls import RUNNING, checking
 from builder.config.models import Settings
 from builder.errors import AwsError, RefusedError
 from builder.redact import remember
+from builder.strict import env_number
 
 if TYPE_CHECKING:  # the stubs are for mypy only: never loaded when builder runs
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -56,6 +57,9 @@ if TYPE_CHECKING:  # the stubs are for mypy only: never loaded when builder runs
 LOCAL_ACCESS_KEY = "AKIABUILDERLOCAL0000"
 LOCAL_SECRET_KEY = "builder-local-secret"  # noqa: S105 - a fixed dummy for the emulator
 SESSION_NAME = "builder"
+# Seconds of an env role's session (AssumeRole DurationSeconds, 900 to 43200; default: the
+# role's, 1 h). Tests shorten it (below 900 in local mode) to see credentials refresh.
+SESSION_SECONDS_ENV = "BUILDER_AWS_SESSION_SECONDS"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -162,6 +166,7 @@ class EnvAws:
         self.target = target
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self._fetcher: AssumeRoleCredentialFetcher | None = None  # when a role is assumed
         self._session = self._make_session()
 
     @property
@@ -237,6 +242,23 @@ class EnvAws:
             env["AWS_SESSION_TOKEN"] = frozen.token
         return env
 
+    @property
+    def assumes_role(self) -> bool:
+        """Whether the env's credentials come from assuming a role (and so expire)."""
+        return self._fetcher is not None
+
+    def role_credentials(self) -> dict[str, object]:
+        """The role's current credentials in the credential_process format (renewed
+        once they are close to expiring), for a child that refreshes them itself."""
+        if self._fetcher is None:
+            raise AwsError("no role is assumed for this env: nothing to refresh")
+        with translate("assuming the env's role"), self._lock:
+            fetched = self._fetcher.fetch_credentials()
+        remember(fetched["secret_key"], fetched["token"])
+        return {"Version": 1, "AccessKeyId": fetched["access_key"],
+                "SecretAccessKey": fetched["secret_key"], "SessionToken": fetched["token"],
+                "Expiration": fetched["expiry_time"]}
+
     def _make_session(self) -> boto3.Session:
         local = self.aws.is_local
         base = boto3.Session(
@@ -252,18 +274,30 @@ class EnvAws:
         if source is None:
             raise AwsError(f"no AWS credentials to assume {role} with"
                            + (f" (profile {self.target.profile})" if self.target.profile else ""))
+        # AWS sessions last at least 15 minutes; the emulator's may be shorter (tests).
+        seconds = env_number(SESSION_SECONDS_ENV, minimum=1 if self.aws.is_local else 900,
+                             maximum=43200)
+        config = self.aws.client_config()
+        if seconds is not None and seconds < 900:
+            config = config.merge(Config(parameter_validation=False))
         sts_maker = partial(base.client, region_name=self.target.region,
-                            endpoint_url=self.aws.local_endpoint, config=self.aws.client_config())
+                            endpoint_url=self.aws.local_endpoint, config=config)
 
         def make_sts(service: str, **kwargs: Any) -> Any:
             client = sts_maker(service, **kwargs)
             client.meta.events.register("before-call.*.*", self.aws.call_log.record)
             return client
 
+        extra: dict[str, str | int] = {"RoleSessionName": SESSION_NAME}
+        if seconds is not None:
+            extra["DurationSeconds"] = int(seconds)
         fetcher = AssumeRoleCredentialFetcher(
             client_creator=make_sts, source_credentials=source, role_arn=role,
-            extra_args={"RoleSessionName": SESSION_NAME},
+            extra_args=extra,
+            # A short session (tests) is renewed at half its length, not 15 min before.
+            expiry_window_seconds=min(15 * 60, int(seconds) // 2) if seconds else 15 * 60,
         )
+        self._fetcher = fetcher
         credentials = DeferredRefreshableCredentials(
             method="assume-role", refresh_using=fetcher.fetch_credentials
         )

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder import packer, private, process, scratch
-from builder.aws import images, temporary
+from builder.aws import credentials, images, temporary
 from builder.aws.calls import runs
 from builder.bake.plan import Plan, plan, require_no_password
 from builder.batch import Failed, Ok, run_each
@@ -85,6 +85,7 @@ class BakeResult:
     ami_name: str = ""
     phases: dict[str, float] = field(default_factory=dict)
     slowest_tasks: tuple[TaskTime, ...] = ()
+    notes: tuple[str, ...] = ()  # what went wrong without failing the bake
 
     exit_code = 0
 
@@ -95,6 +96,7 @@ class BakeResult:
             "skipped": self.skipped, "fingerprint": self.fingerprint,
             "source_ami": self.source_ami, "duration_s": round(self.duration_s, 2),
             "artifacts": str(self.artifacts) if self.artifacts else None,
+            "notes": list(self.notes),
         }
 
     def to_text(self) -> str:
@@ -110,6 +112,7 @@ class BakeResult:
             lines.extend(f"    {t.seconds:6.1f}s  {t.name}" for t in self.slowest_tasks)
         if self.artifacts:
             lines.append(f"  artifacts: {self.artifacts}")
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -289,6 +292,10 @@ class _Build:
             temp.chmod(0o700)
             key_file, public_key = _make_key(temp)
             run_values = self._run_values(key_file)
+            # Packer's manifest goes to the private folder first: its post-processor
+            # fails the build when the artifacts folder was deleted meanwhile.
+            manifest = temp / "manifest.json"
+            run_values["builder_manifest"] = str(manifest)
             stack.enter_context(self._key_pair(public_key, run_values))
             stack.enter_context(self._security_group(run_values))
             host = self._local_build_host(stack, public_key, run_values)
@@ -298,20 +305,26 @@ class _Build:
             private.write_text(self.artifacts / "fingerprint.json", json.dumps(
                 {"fingerprint": self.plan.fingerprint.value,
                  "inputs": self.plan.fingerprint.inputs}, indent=2, sort_keys=True) + "\n")
+            written = sorted(path.name for path in self.artifacts.iterdir())
             listener = stack.enter_context(hook.listening(
                 socket_path, lambda host, port: self._provision(host, port, key_file),
                 name=f"provision-{self.run_id}"))
-            ami_id = self._packer(files.template, files.var_file)
+            ami_id = self._packer(files.template, files.var_file,
+                                  self._packer_credentials(stack, temp))
             listener.join(timeout=5)
             image = self._check_image(ami_id)
             if host is not None:
                 self.progress(self.subject, "saving the local image")
                 self.local_image = self.project.layout.state_dir / "local" / "images" / ami_id
                 host.save_changes(self.local_image)
+            notes = self._artifacts_kept([*written, "packer.log", "packer.out"])
+            if manifest.exists():
+                private.write_text(self.artifacts / manifest.name,
+                                   manifest.read_text(encoding="utf-8"))
         result = BakeResult(
             self.combo, ami_id, settings.aws_region, settings.aws_account_id, False,
             self.plan.fingerprint.value, self.plan.source.id, time.monotonic() - self.started,
-            self.artifacts, image.name, dict(self.phases), self._slowest())
+            self.artifacts, image.name, dict(self.phases), self._slowest(), notes)
         private.write_text(self.artifacts / "result.json",
                            json.dumps(result.to_json(), indent=2) + "\n")
         self.cancel.raise_if_set()
@@ -319,6 +332,21 @@ class _Build:
         images.set_tags(self.ec2, image, {images.TAG_STATUS: images.AmiStatus.BAKED})
         self.progress(self.subject, f"AMI {ami_id} is complete: tagged {images.AmiStatus.BAKED}")
         return result
+
+    def _artifacts_kept(self, expected: list[str]) -> tuple[str, ...]:
+        """The artifacts folder after the bake: deleted meanwhile (a cleanup, a person),
+        it is made again for result.json; what was lost is said, in the result too."""
+        if not self.artifacts.is_dir():
+            self.artifacts.mkdir(parents=True)
+            note = (f"the artifacts folder was deleted during the bake and made again; "
+                    f"lost: {', '.join(expected)}")
+        else:
+            missing = [name for name in expected if not (self.artifacts / name).exists()]
+            if not missing:
+                return ()
+            note = f"artifacts deleted during the bake: {', '.join(missing)}"
+        self.progress(self.subject, note)
+        return (note,)
 
     def _discard_images(self) -> None:
         """Deregister what Packer registered for this run (its temporary image too) and
@@ -369,7 +397,6 @@ class _Build:
             "builder_ssh_keypair_name": f"builder-{self.run_id}",
             "builder_ssh_private_key_file": str(key_file),
             "builder_ec2_endpoint": self.project.aws.local_endpoint or "",
-            "builder_manifest": str(self.artifacts / "manifest.json"),
         }
 
     @contextmanager
@@ -443,8 +470,34 @@ class _Build:
         return {"ok": True, "message": "provisioned"}
 
     # -- packer -------------------------------------------------------------------
-    def _packer(self, template: Path, var_file: Path) -> str:
-        env = {**self.plan.env_aws.credentials_env(), "PACKER_LOG": "1",
+    def _packer_credentials(self, stack: ExitStack, private: Path) -> dict[str, str]:
+        """Packer's AWS environment. With an env role: a private config whose profile
+        fetches the role's credentials from this process again whenever they expire (a
+        bake may outlast the session), served while `stack` is open. Else the
+        credentials as they are (a profile's or the environment's own)."""
+        env_aws = self.plan.env_aws
+        if not env_aws.assumes_role:
+            return env_aws.credentials_env()
+        socket_path = private / "credentials.sock"
+        config = private / "aws-config"
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(credentials.config_text(socket_path, env_aws.region))
+
+        def handed() -> dict[str, object]:
+            answer = env_aws.role_credentials()
+            self.progress(self.subject, f"credentials for Packer, valid until "
+                                        f"{answer['Expiration']}")
+            return answer
+
+        stack.enter_context(credentials.serving(socket_path, handed,
+                                                name=f"credentials-{self.run_id}"))
+        # Inherited static keys would win over the profile: blanked, not passed on.
+        return {**dict.fromkeys(credentials.STATIC_KEYS, ""),
+                **credentials.packer_env(config, env_aws.region)}
+
+    def _packer(self, template: Path, var_file: Path, aws_env: dict[str, str]) -> str:
+        env = {**aws_env, "PACKER_LOG": "1",
                "PACKER_LOG_PATH": str(self.artifacts / "packer.log"),
                "PACKER_NO_COLOR": "1", **packer.child_env(self.artifacts)}
         self.cancel.raise_if_set()

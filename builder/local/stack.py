@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from builder.errors import (
     ValidationFailed,
 )
 from builder.local import buildhost, control, iam
-from builder.local.emulator.server import LOG_FILE, SERVER_FILE
+from builder.local.emulator.server import LOG_FILE, SERVER_FILE, STATE_FILE, UNREADABLE_SUFFIX
 from builder.local.mode import local_project
 from builder.local.resources import ResourcesReport, ensure_resources
 from builder.local.state import (
@@ -56,6 +57,8 @@ NO_BUILD_HOST_ENV = "BUILDER_LOCAL_NO_BUILD_HOST"
 # Seconds between deployment states of a newly started stack (default 1).
 DEPLOY_STEP_ENV = "BUILDER_LOCAL_DEPLOY_STEP_SECONDS"
 START_TIMEOUT_SECONDS = 60.0
+# Under the state folder; a bake keeps what it changed on the build host here, per AMI.
+IMAGES_DIR = "images"
 STOP_TIMEOUT_SECONDS = 15.0
 
 
@@ -72,12 +75,17 @@ class LocalStatus:
     build_host_image: str | None = None
     seconds: float | None = None
     enforcement: iam.Enforcement | None = None
+    # The saved state: None while it was restored (or there was none), else why not.
+    restore_error: str | None = None
+    images_removed: tuple[str, ...] = ()
 
     exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"running": self.running, "endpoint": self.endpoint, "pid": self.pid,
                 "note": self.note, "accounts": dict(self.accounts),
+                "restore_error": self.restore_error,
+                "images_removed": list(self.images_removed),
                 "resources": self.resources.to_json() if self.resources else None,
                 "build_host_image": self.build_host_image, "seconds": self.seconds,
                 "iam": self.enforcement.to_json() if self.enforcement else None}
@@ -87,6 +95,12 @@ class LocalStatus:
             return f"local stack: not running{f' ({self.note})' if self.note else ''}"
         lines = [f"local stack: {self.note or 'running'} at {self.endpoint} (pid {self.pid})"
                  + (f" in {self.seconds:.1f}s" if self.seconds is not None else "")]
+        if self.restore_error:
+            lines.append(f"the saved state could not be restored, started empty: "
+                         f"{self.restore_error}")
+        if self.images_removed:
+            lines.append(f"local images of AMIs that no longer exist, removed: "
+                         f"{', '.join(self.images_removed)}")
         if self.resources is not None:
             lines.append(self.resources.to_text())
         if self.build_host_image:
@@ -125,6 +139,24 @@ class LocalDown:
 
 
 @dataclass(frozen=True)
+class LocalReset:
+    """What `local reset` stopped and forgot."""
+
+    down: LocalDown
+    removed: tuple[str, ...]
+
+    exit_code = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.down.to_json(), "removed": list(self.removed)}
+
+    def to_text(self) -> str:
+        forgot = ", ".join(self.removed) if self.removed else "nothing was saved"
+        return (f"{self.down.to_text()}\nforgotten: {forgot}\n"
+                "`builder local up` starts an empty stack")
+
+
+@dataclass(frozen=True)
 class FailureArmed:
     """`builder local fail-next-deployment`: which group's next deployment fails."""
 
@@ -145,7 +177,7 @@ class FailureArmed:
 
 def up(project: Project, port: int | None = None, *, progress: ProgressFn = silent,
        build_host: bool | None = None, deploy_step_seconds: float | None = None,
-       enforce_iam: bool | None = None) -> LocalStatus:
+       enforce_iam: bool | None = None, keep_state: bool = True) -> LocalStatus:
     """Start the stack (or reuse the running one), make the missing resources and the
     build host image.
 
@@ -154,6 +186,8 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     (None: BUILDER_LOCAL_DEPLOY_STEP_SECONDS, else the server's 1 s).
     enforce_iam: attach the generated policies to the env roles and enforce IAM (None:
     BUILDER_LOCAL_ENFORCE_IAM=1); a stack already enforcing keeps enforcing.
+    keep_state: a stack started here restores and saves its state (False: benchmarks
+    measuring what that costs).
     """
     started = time.monotonic()
     layout = project.layout
@@ -162,7 +196,7 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     note = "already running"
     if info is None:
         progress("local", "starting the emulator")
-        info = _start(layout, port, deploy_step_seconds)
+        info = _start(layout, port, deploy_step_seconds, keep_state)
         note = "started"
     try:
         progress("local", f"emulator at {info['endpoint']}; making resources")
@@ -178,6 +212,8 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
         if build_host if build_host is not None else not env_flag(NO_BUILD_HOST_ENV):
             image = str(buildhost.ensure_image(progress=lambda m: progress("build host", m)))
         current = status(layout)
+        saved = control.call(str(info["endpoint"]), "state")
+        removed = _remove_stale_images(layout, current.accounts)
     except BaseException:
         # A failed `up` leaves things as it found them: no emulator it started itself.
         if note == "started":
@@ -185,7 +221,24 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
         raise
     return dataclasses.replace(current, note=note, resources=report, build_host_image=image,
                                seconds=round(time.monotonic() - started, 2),
-                               enforcement=enforced)
+                               enforcement=enforced, restore_error=saved.get("restore_error"),
+                               images_removed=removed)
+
+
+def _remove_stale_images(layout: Layout, accounts: Mapping[str, Any]) -> tuple[str, ...]:
+    """Remove the local images (`.builder/local/images/<ami>`) of AMIs the emulator no
+    longer holds (reset, deregistered while the stack was down, a lost state)."""
+    folder = state_dir(layout) / IMAGES_DIR
+    if not folder.is_dir():
+        return ()
+    held = {image["id"] for regions in accounts.values() for held in regions.values()
+            for image in held.get("images", [])}
+    removed = []
+    for image in sorted(folder.iterdir()):
+        if image.name.startswith("ami-") and image.name not in held:
+            shutil.rmtree(image)
+            removed.append(image.name)
+    return tuple(removed)
 
 
 def _check_config(project: Project) -> None:
@@ -220,6 +273,23 @@ def down(layout: Layout, *, force: bool = False) -> LocalDown:
         stopped = process.stop(pid, grace_s=STOP_TIMEOUT_SECONDS)
     (state_dir(layout) / SERVER_FILE).unlink(missing_ok=True)
     return LocalDown(stopped, pid if stopped else None, buildhost.stop_all(layout))
+
+
+def reset(layout: Layout, *, force: bool = False) -> LocalReset:
+    """Stop the stack (as `down`, refusing while a run uses it unless `force`) and forget
+    its saved state and local images, so the next `up` starts empty."""
+    stopped = down(layout, force=force)
+    folder = state_dir(layout)
+    removed = []
+    for name in (STATE_FILE, STATE_FILE + UNREADABLE_SUFFIX, STATE_FILE + ".partial"):
+        path = folder / name
+        if path.exists():
+            path.unlink()
+            removed.append(name)
+    if (folder / IMAGES_DIR).exists():
+        shutil.rmtree(folder / IMAGES_DIR)
+        removed.append(IMAGES_DIR)
+    return LocalReset(stopped, tuple(removed))
 
 
 def status(layout: Layout) -> LocalStatus:
@@ -270,7 +340,8 @@ def date_image(project: Project, app: str, env: str, comp: str, image_id: str,
         "image_id": image_id, "creation_date": created.isoformat()})
 
 
-def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) -> dict[str, Any]:
+def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None,
+           keep_state: bool) -> dict[str, Any]:
     if importlib.util.find_spec("moto") is None:
         raise ToolMissing("local mode needs the emulator: pip install 'builder[local]' "
                           "(`make setup` installs it)")
@@ -284,6 +355,8 @@ def _start(layout: Layout, port: int | None, deploy_step_seconds: float | None) 
             "--state-dir", str(folder)]
     if step is not None:
         argv += ["--deploy-step-seconds", str(step)]
+    if not keep_state:
+        argv.append("--no-keep-state")
     log_path = folder / LOG_FILE
     with log_path.open("ab") as log:
         child = process.start(argv, stdout=log.fileno(), stderr=subprocess.STDOUT)

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench [NAME ...]     (names: foundation provision bake
                                                     release rebuild access faults adopted
-                                                    templates;
+                                                    templates local_state;
                                                     default all)
 """
 
@@ -21,6 +21,7 @@ BENCHES = {
     "faults": [],
     "adopted": [],
     "templates": [],
+    "local_state": [],
 }
 
 

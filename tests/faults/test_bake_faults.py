@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,13 @@ import pytest
 
 from builder.aws import EnvAws
 from builder.aws import images as amis
+from builder.aws.session import SESSION_SECONDS_ENV
 from builder.config.models import Combo
 from builder.local.mode import LOCAL
 from builder.project import Project
 from tests.bake.test_interrupts import _descendants
 from tests.faults.leftovers import (
+    builder_env,
     last_line,
     read_until,
     record,
@@ -193,3 +196,53 @@ def test_a_read_only_state_folder(bake_root: Path, dev: EnvAws, tmp: Path) -> No
     assert not any(left.values()), left
     rerun = complete_bake(bake_root, tmp, dev)
     record("bake: read-only .builder/builds", "EROFS", left, rerun)
+
+
+def test_the_artifacts_folder_deleted_during_a_bake(bake_root: Path, dev: EnvAws,
+                                                    tmp: Path) -> None:
+    # The bake stops itself (SIGSTOP) once Packer makes the image; the folder goes then.
+    child = start(bake_root, tmp, "bake", "demo", "dev", "app", "--force", "--json",
+                  signal_at="SIGSTOP@^packer: image$")
+    lines = read_until(child, r"packer: image$")
+    build_id = next(line.split("; build ")[1].strip() for line in lines if "; build " in line)
+    artifacts = bake_root / ".builder" / "builds" / "demo" / "dev" / "app" / build_id
+    try:
+        shutil.rmtree(artifacts)
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+    stdout, stderr = child.communicate(timeout=600)
+
+    assert child.returncode == 0, stderr[-3000:]
+    result = json.loads(stdout)
+    assert len(result["notes"]) == 1, result
+    assert "the artifacts folder was deleted during the bake and made again" in \
+        result["notes"][0]
+    assert "packer.log" in result["notes"][0] and "fingerprint.json" in result["notes"][0]
+    assert json.loads((artifacts / "result.json").read_text())["notes"] == result["notes"]
+    image = amis.describe(dev.client("ec2"), image_ids=[result["ami_id"]])[0]
+    assert image.status == amis.AmiStatus.BAKED
+    record("bake: artifacts folder deleted mid-bake", "rm -r", {},
+           "baked; the loss noted in the result")
+
+
+def test_a_bake_outlives_its_role_session(bake_root: Path, dev: EnvAws, tmp: Path) -> None:
+    """With 12-second role sessions, Packer (its AWS SDK, through the private config's
+    credential_process) comes back for credentials as they expire, and the bake ends."""
+    env = {**builder_env(tmp), SESSION_SECONDS_ENV: "12",
+           # Credentials in builder's own environment must not reach Packer.
+           "AWS_ACCESS_KEY_ID": "AKIASTATICNOTFORPACKER", "AWS_SECRET_ACCESS_KEY": "x"}
+    done = subprocess.run([sys.executable, "-m", "builder", "--root", str(bake_root),
+                           "--local", "bake", "demo", "dev", "app", "--force", "--json"],
+                          capture_output=True, text=True, timeout=600, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    handed = [line for line in done.stderr.splitlines() if "credentials for Packer" in line]
+    assert len(handed) >= 2, done.stderr[-3000:]
+    # Asked again once the first expired, not just twice at start.
+    elapsed = [float(line.split("s]", 1)[0].strip("[ ")) for line in handed]
+    assert elapsed[-1] - elapsed[0] >= 10, handed
+    result = json.loads(done.stdout)
+    image = amis.describe(dev.client("ec2"), image_ids=[result["ami_id"]])[0]
+    assert image.status == amis.AmiStatus.BAKED
+    assert not list(tmp.iterdir())  # the private folder (config, socket) is gone
+    record("bake: role sessions of 12 s", "expiring credentials", {},
+           f"baked; Packer fetched credentials {len(handed)} times")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -96,9 +96,11 @@ class _Run:
 class DeploymentEmulator:
     """The thread that moves every emulated deployment through its states and lifecycle events."""
 
-    def __init__(self, lock: threading.RLock, *, step_seconds: float = DEFAULT_STEP_SECONDS):
+    def __init__(self, lock: threading.RLock, *, step_seconds: float = DEFAULT_STEP_SECONDS,
+                 on_change: Callable[[], None] = lambda: None):
         self._lock = lock
         self.step_seconds = step_seconds
+        self._on_change = on_change
         self._runs: dict[str, _Run] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="codedeploy-emulator",
@@ -137,19 +139,49 @@ class DeploymentEmulator:
         with self._lock:
             group_extras(self._group(account, region, application, group_name)).held_at = status
 
+    def saved_runs(self, now: float) -> dict[str, dict[str, Any]]:
+        """The active deployments' progress, as ages rather than clock readings (the
+        clock of a restarted emulator starts elsewhere), for the saved state."""
+        return {deployment_id: {
+            "seen_age": now - run.seen_at,
+            "started_age": None if run.started_at is None else now - run.started_at,
+            "original": run.original, "replacement": run.replacement,
+            "failure": None if run.failure is None else {
+                "code": run.failure.code, "message": run.failure.message,
+                "lifecycle_event": run.failure.lifecycle_event}}
+            for deployment_id, run in self._runs.items()}
+
+    def resume(self, saved: dict[str, dict[str, Any]], now: float) -> None:
+        """Go on with the deployments of a saved state where they were: one that had
+        started keeps its replacement group and its failure instead of copying again."""
+        for deployment_id, run in saved.items():
+            started_age = run["started_age"]
+            failure = run["failure"]
+            self._runs[deployment_id] = _Run(
+                seen_at=now - run["seen_age"],
+                started_at=None if started_age is None else now - started_age,
+                original=run["original"], replacement=run["replacement"],
+                failure=None if failure is None else DeploymentFailure(
+                    failure["code"], failure["message"],
+                    lifecycle_event=failure["lifecycle_event"]))
+
     def _loop(self) -> None:
         tick = min(0.25, max(0.02, self.step_seconds / 4))
         while not self._stopping.wait(tick):
             with self._lock:
-                self.advance(time.monotonic())
+                if self.advance(time.monotonic()):
+                    self._on_change()
 
-    def advance(self, now: float) -> None:
-        """One pass over every active deployment of every account and region."""
+    def advance(self, now: float) -> bool:
+        """One pass over every active deployment of every account and region; whether
+        there was one (its state may have moved)."""
+        active = False
         for account, region, backend in list(backends(codedeploy_backends)):
             for deployment in list(backend.deployments.values()):
                 if deployment.status in FINAL_STATUSES:
                     self._runs.pop(deployment.deployment_id, None)
                     continue
+                active = True
                 run = self._runs.setdefault(deployment.deployment_id, _Run(seen_at=now))
                 try:
                     self._step(account, region, deployment, run, now)
@@ -160,6 +192,7 @@ class DeploymentEmulator:
                         "message": "The local CodeDeploy emulator failed; see server.log"}
                     deployment.status = "Failed"
                     self._close(deployment)
+        return active
 
     def _step(self, account: str, region: str, deployment: DeploymentInfo, run: _Run,
               now: float) -> None:

@@ -2,6 +2,7 @@
 on 127.0.0.1 only.
 
     python -m builder.local.emulator.server --port N --state-dir D [--deploy-step-seconds S]
+                                            [--no-keep-state]
 
 `<state-dir>/server.json` ({"endpoint", "pid", "port", "state_dir", "token", ...}) appears
 once the socket listens and goes when the process ends; the log is
@@ -26,6 +27,12 @@ Control routes (JSON; moto serves every other path):
     GET  /_builder/iam                         {"enforced", "ci_user_arn"}
     POST /_builder/iam                         {"on", "roles"?, ...}: IAM enforcement
                                                (builder.local.emulator.iam)
+    GET  /_builder/state                       {"path", "restore_error", "saves",
+                                                "last_save_seconds"}
+    POST /_builder/state/save                  {} -> {"path", "bytes", "seconds"}: save now
+
+The state is kept in `<state-dir>/state.pickle` (builder.local.emulator.persistence):
+loaded before the socket listens, saved within a second of a change and on shutdown.
 
 Every request (and the deployment emulator) holds one lock: moto's backends are not
 made for concurrent writers, and local traffic is small.
@@ -34,22 +41,27 @@ made for concurrent writers, and local traffic is small.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 HOST = "127.0.0.1"
 CONTROL_PREFIX = "/_builder/"
 # In --state-dir; builder.local.stack reads them.
 SERVER_FILE = "server.json"
 LOG_FILE = "server.log"
+STATE_FILE = "state.pickle"  # builder.local.emulator.persistence
+UNREADABLE_SUFFIX = ".unreadable"  # a saved state that could not be restored, set aside
 
 log = logging.getLogger("builder.local.emulator.server")
 
@@ -63,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--deploy-step-seconds", type=float, default=None,
                         help="time between deployment states (default 1)")
+    parser.add_argument("--no-keep-state", action="store_true",
+                        help="neither restore nor save the state (benchmarks compare)")
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -71,10 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     # moto's stock AMIs (hundreds, each with a snapshot) only get in the way: the base
     # images are the ones `builder local up` publishes.
     os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
-    serve(state_dir, args.port, args.deploy_step_seconds)
+    serve(state_dir, args.port, args.deploy_step_seconds, keep_state=not args.no_keep_state)
 
 
-def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None:
+def serve(state_dir: Path, port: int, deploy_step_seconds: float | None, *,
+          keep_state: bool = True) -> None:
     """Serve moto with builder's patches and control endpoints on 127.0.0.1 until stopped."""
     import moto
     from moto.moto_server.werkzeug_app import (
@@ -86,19 +101,33 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
 
     from builder.local.emulator import iam, patches
     from builder.local.emulator.codedeploy import DEFAULT_STEP_SECONDS, DeploymentEmulator
+    from builder.local.emulator.persistence import StateKeeper
 
     patches.apply()
     iam.apply()
     lock = threading.RLock()
     step = DEFAULT_STEP_SECONDS if deploy_step_seconds is None else deploy_step_seconds
-    emulator = DeploymentEmulator(lock, step_seconds=step)
+
+    def builder_state() -> dict[str, Any]:
+        return {"deployments": emulator.saved_runs(time.monotonic()),
+                "iam_enforced": bool(iam.enforced()["enforced"])}
+
+    keeper = StateKeeper(state_dir / STATE_FILE,
+                         state_dir / (STATE_FILE + UNREADABLE_SUFFIX), lock, builder_state,
+                         enabled=keep_state)
+    emulator = DeploymentEmulator(lock, step_seconds=step, on_change=keeper.changed)
+    saved = keeper.load()
+    emulator.resume(saved.get("deployments") or {}, time.monotonic())
+    if saved.get("iam_enforced"):
+        iam.set_enforcement({"on": True})
     identity = {"state_dir": str(state_dir), "token": secrets.token_hex(16)}
     app = EmulatorApp(DomainDispatcherApplication(create_backend_app), emulator, lock,
-                      moto_version=moto.__version__, identity=identity)
+                      moto_version=moto.__version__, identity=identity, keeper=keeper)
     server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
     port = server.server_port
     os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs (S3, SQS) from it
     emulator.start()
+    keeper.start()
 
     def shut_down(signum: int, _frame: Any) -> None:
         log.info("signal %s: shutting down", signum)
@@ -116,6 +145,7 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None) -> None
         server.serve_forever()
     finally:
         emulator.stop()
+        keeper.stop()
         server.server_close()
         server_file.unlink(missing_ok=True)
         log.info("stopped")
@@ -139,8 +169,9 @@ class EmulatorApp:
     """The WSGI app: our control routes, else moto; one request at a time."""
 
     def __init__(self, moto_app: Any, emulator: Any, lock: threading.RLock, *,
-                 moto_version: str, identity: dict[str, str]):
+                 moto_version: str, identity: dict[str, str], keeper: Any):
         self._identity = identity
+        self._keeper = keeper
         self._moto = moto_app
         self._emulator = emulator
         self._lock = lock
@@ -151,6 +182,8 @@ class EmulatorApp:
         with self._lock:
             if path.startswith(CONTROL_PREFIX):
                 return self._control(environ, start_response, path[len(CONTROL_PREFIX):])
+            if not reads_only(environ):
+                self._keeper.changed()
             # The body is read inside the lock: moto builds it from live objects.
             return list(self._moto(environ, start_response))
 
@@ -167,12 +200,16 @@ class EmulatorApp:
             ("POST", "codedeploy/hold"): self._hold,
             ("GET", "iam"): lambda _: _iam().enforced(),
             ("POST", "iam"): lambda body: _iam().set_enforcement(body),
+            ("GET", "state"): lambda _: self._state(),
+            ("POST", "state/save"): lambda _: self._keeper.save(),
         }
         try:
             handler = handlers.get((method, route.strip("/")))
             if handler is None:
                 raise ControlError(404, f"no control route {method} /_builder/{route}")
             status, body = 200, handler(_json_body(environ) if method == "POST" else {})
+            if method == "POST":
+                self._keeper.changed()
         except ControlError as exc:
             status, body = exc.status, {"error": str(exc)}
         except Exception as exc:  # reported to the caller; the server keeps serving
@@ -183,6 +220,11 @@ class EmulatorApp:
                        [("Content-Type", "application/json"),
                         ("Content-Length", str(len(payload)))])
         return [payload]
+
+    def _state(self) -> dict[str, Any]:
+        keeper = self._keeper
+        return {"path": str(keeper.path), "restore_error": keeper.restore_error,
+                "saves": keeper.saves, "last_save_seconds": keeper.last_save_seconds}
 
     def _fail_next(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -205,6 +247,32 @@ class EmulatorApp:
         except ValueError as exc:
             raise ControlError(400, str(exc)) from exc
         return {"held_at": status}
+
+
+# Operations that change nothing, by the start of their name (query, JSON and REST
+# protocols alike); any other request may write, so the state is saved after it.
+_READ_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Scan", "Query", "Search",
+                  "Simulate")
+
+
+def reads_only(environ: dict[str, Any]) -> bool:
+    """Whether a request to moto only reads: its operation (X-Amz-Target, or the query
+    protocol's Action, read from the body and put back for moto) starts with a read
+    verb, or it is an HTTP GET or HEAD without an Action."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target:
+        return target.rpartition(".")[2].startswith(_READ_PREFIXES)
+    method = str(environ.get("REQUEST_METHOD", "GET"))
+    action = parse_qs(str(environ.get("QUERY_STRING", ""))).get("Action", [""])[0]
+    if not action and method == "POST" and str(environ.get("CONTENT_TYPE", "")).startswith(
+            "application/x-www-form-urlencoded"):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+    if action:
+        return action.startswith(_READ_PREFIXES)
+    return method in ("GET", "HEAD")
 
 
 def _iam() -> Any:
