@@ -43,11 +43,17 @@ class ProcessScanner:
             self._stop.wait(0.05)
 
 
+# The local emulator's saved state stands in for AWS's own storage: an SSM SecureString
+# lives there as it lives in the account (the file is 0600 under a 0700 folder).
+EMULATOR_STATE = Path("local") / "state.pickle"
+
+
 def files_containing(folder: Path, needles: list[bytes]) -> list[str]:
-    """Files below `folder` holding a needle or a private key block."""
+    """Files below `folder` holding a needle or a private key block (the emulator's
+    saved state, which plays AWS, is not builder's output)."""
     found = []
     for path in folder.rglob("*"):
-        if not path.is_file() or path.is_symlink():
+        if not path.is_file() or path.is_symlink() or path.relative_to(folder) == EMULATOR_STATE:
             continue
         try:
             data = path.read_bytes()
