@@ -609,6 +609,35 @@ def status_command(
     _emit(ctx, status(_g(ctx).project(), app_name, env))
 
 
+@_command(app, "diff",
+          "builder diff ami-0123456789abcdef0 ami-0fedcba9876543210",
+          "builder diff demo prod app          # what runs vs the newest baked AMI",
+          "builder diff demo prod app --json")
+def diff_command(
+    ctx: typer.Context,
+    targets: Annotated[list[str], typer.Argument(
+        metavar="A B | APP ENV COMP", help="Two AMI ids of one env (before, after), or a "
+        "comp: what its launch template runs vs its newest baked AMI")],
+) -> None:
+    """Show what changed between two AMIs: packages and bake inputs.
+
+    Packages added, removed, upgraded and downgraded (Debian version order), from each
+    bake's packages.json, and the bake inputs that changed (template, vars, files by
+    path, vault files, base image), from each bake's fingerprint.json. Both are read from
+    .builder/builds/ by the AMIs' builder:build-id tags: an AMI baked elsewhere or before
+    builder recorded packages has none (exit 2).
+    """
+    from builder.pipelines.diff import diff
+
+    project = _g(ctx).project()
+    if len(targets) == 2:
+        _emit(ctx, diff(project, ami_ids=(targets[0], targets[1])))
+    elif len(targets) == 3:
+        _emit(ctx, diff(project, combo=(targets[0], targets[1], targets[2])))
+    else:
+        raise InputError("builder diff: give two AMI ids (A B), or APP ENV COMP")
+
+
 @_command(app, "iam-policy",
           "builder iam-policy demo --env prod",
           "builder iam-policy --for bake --for release --format terraform")

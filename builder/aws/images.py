@@ -32,6 +32,8 @@ TAG_STATUS = "builder:status"
 TAG_PROMOTED_FROM = "builder:promoted-from"
 TAG_BUILD_ID = "builder:build-id"
 TAG_RUN_ID = "builder:run-id"
+# sha256 of the bake's packages.json (the image's installed packages)
+TAG_PACKAGES_SHA256 = "builder:packages-sha256"
 # `<host>/<pid>` of the builder process that made a temporary resource or a building AMI,
 # so `reap` knows at once when that process is gone.
 TAG_OWNER = "builder:owner"

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from builder import packer, private, process, scratch
 from builder.aws import credentials, images, temporary
 from builder.aws.calls import runs
+from builder.bake import packages
 from builder.bake.plan import Plan, plan, require_no_password
 from builder.batch import Failed, Ok, run_each
 from builder.config.models import Combo
@@ -327,11 +328,26 @@ class _Build:
             self.artifacts, image.name, dict(self.phases), self._slowest(), notes)
         private.write_text(self.artifacts / "result.json",
                            json.dumps(result.to_json(), indent=2) + "\n")
+        final_tags = {images.TAG_STATUS: str(images.AmiStatus.BAKED)}
+        packages_sha256 = self._package_manifest()
+        if packages_sha256:
+            final_tags[images.TAG_PACKAGES_SHA256] = packages_sha256
         self.cancel.raise_if_set()
         # The very last step: only now may anything use the AMI.
-        images.set_tags(self.ec2, image, {images.TAG_STATUS: images.AmiStatus.BAKED})
+        images.set_tags(self.ec2, image, final_tags)
         self.progress(self.subject, f"AMI {ami_id} is complete: tagged {images.AmiStatus.BAKED}")
         return result
+
+    def _package_manifest(self) -> str:
+        """packages.json from what the finalize playbook listed; its sha256, or "" when
+        the image has neither dpkg nor rpm (said, not a failure)."""
+        listed = self.provisioning.package_list if self.provisioning is not None else None
+        found = packages.parse_list(listed or "")
+        if not found:
+            self.progress(self.subject, "no package manifest: the image has neither "
+                                        "dpkg-query nor rpm")
+            return ""
+        return packages.write_manifest(self.artifacts, found)
 
     def _artifacts_kept(self, expected: list[str]) -> tuple[str, ...]:
         """The artifacts folder after the bake: deleted meanwhile (a cleanup, a person),

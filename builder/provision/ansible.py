@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -236,6 +236,9 @@ class PlaybookRun:
     seconds: float
     tasks: tuple[TaskTiming, ...]
     events_file: Path
+    # What the playbook handed over with set_stats (not per host): read from the stats
+    # event, kept in memory only (the events file never holds it).
+    custom_stats: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def canceled(self) -> bool:
@@ -392,7 +395,8 @@ class _Attempt:
             finally:
                 _stop_leftovers(f"{_RUN_MARKER}={env[_RUN_MARKER]}")
         result = PlaybookRun(self.playbook, "canceled" if status == "canceled" else "successful",
-                             strategy, time.monotonic() - started, sink.timings(), events_file)
+                             strategy, time.monotonic() - started, sink.timings(), events_file,
+                             sink.custom_stats)
         return _Outcome(result, str(status), sink)
 
     def _env(self, folder: Path, strategy: str, mitogen_dir: Path | None) -> dict[str, str]:
@@ -501,6 +505,7 @@ class _EventSink:
         self.host_results = 0
         self.failure: tuple[str, str, str] | None = None  # host, task, message
         self.errors: list[str] = []
+        self.custom_stats: dict[str, Any] = {}
 
     def __call__(self, event: Mapping[str, Any]) -> bool:
         kind = str(event.get("event", ""))
@@ -516,6 +521,8 @@ class _EventSink:
             self._progress(self._mask(f"handler: {_task_name(data)}"))
         elif kind in _RESULT_EVENTS:
             record |= self._result(kind, data)
+        elif kind == "playbook_on_stats":
+            self.custom_stats.update(data.get("artifact_data") or {})
         # Ansible's output of an event shows results (a debug task's value, a failed
         # task's stderr, everything at -v): read here, never saved.
         stdout = str(event.get("stdout") or "")

@@ -4,7 +4,8 @@
    builder's own keys, `app`, `env`, `comp` and `-e` values as extra vars and every
    other resolved var at inventory group_vars precedence (`split_vars`);
 2. builder's finalize playbook (builder/playbooks/finalize.yml), whatever step 1 did:
-   the image_hygiene role, the generic image checks, then the comp's own checks.
+   the image_hygiene role, the generic image checks, the comp's own checks, then the
+   list of installed packages (handed back with set_stats: `Provisioning.package_list`).
 
 The comp's own checks (a convention, not a setting): playbooks/<app>/checks-<comp>.yml,
 an ordinary playbook (`hosts: all`) whose `ansible.builtin.assert` tasks are named
@@ -52,6 +53,7 @@ POST_SHELL_VAR = "post_provision_shell"
 _BUNDLED = Path(__file__).resolve().parent / "playbooks"
 FINALIZE_PLAYBOOK = _BUNDLED / "finalize.yml"
 _NO_COMP_CHECKS = _BUNDLED / "no-checks.yml"
+PACKAGES_STAT = "builder_packages"  # set_stats key of packages.yml
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0", "")
 
@@ -66,6 +68,15 @@ class Provisioning:
     @property
     def canceled(self) -> bool:
         return any(run.canceled for run in self.runs)
+
+    @property
+    def package_list(self) -> str | None:
+        """The installed packages as the finalize playbook listed them (tab-separated
+        lines), or None when it did not run that far."""
+        for run in self.runs:
+            if run.playbook == FINALIZE_PLAYBOOK and PACKAGES_STAT in run.custom_stats:
+                return str(run.custom_stats[PACKAGES_STAT])
+        return None
 
     def slowest(self, count: int = 5) -> list[TaskTiming]:
         tasks = [task for run in self.runs for task in run.tasks]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.local]
 LINEAGE_TAGS = {"Name", "builder:app", "builder:env", "builder:comp", "builder:fingerprint",
                 "builder:source-ami", "builder:source-ami-name", "builder:built-at",
                 "builder:git-commit", "builder:status", "builder:build-id", "builder:run-id",
-                "builder:owner"}
+                "builder:owner", "builder:packages-sha256"}
 
 
 def bake(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -31,7 +32,7 @@ def test_bake_tags_skip_and_force(bake_root: Path) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads(first.stdout)
     assert set(result) == {"app", "env", "comp", "ami_id", "region", "account", "skipped",
-                           "fingerprint", "source_ami", "duration_s", "artifacts"}
+                           "fingerprint", "source_ami", "duration_s", "artifacts", "notes"}
     assert result["skipped"] is False
     assert (result["region"], result["account"]) == ("eu-west-1", "111111111111")
 
@@ -93,14 +94,38 @@ def test_a_role_change_bakes_again(bake_root: Path) -> None:
     assert before.returncode == 0, before.stderr[-2000:]
     role_task = bake_root / "playbooks/roles/app_service/tasks/main.yml"
     original = role_task.read_text()
-    role_task.write_text(original + "\n# a reviewed change\n")
+    # A reviewed change that installs one more small package.
+    role_task.write_text(original + "\n- name: Install tree\n  ansible.builtin.apt:\n"
+                         "    name: tree\n    install_recommends: false\n")
     try:
         after = bake(bake_root, "demo", "dev", "app")
     finally:
         role_task.write_text(original)
     assert after.returncode == 0, after.stderr[-2000:]
-    assert json.loads(after.stdout)["skipped"] is False
-    assert json.loads(after.stdout)["fingerprint"] != json.loads(before.stdout)["fingerprint"]
+    baked = json.loads(after.stdout)
+    assert baked["skipped"] is False
+    assert baked["fingerprint"] != json.loads(before.stdout)["fingerprint"]
+
+    # The package manifest: what the image holds, its sha256 on the AMI.
+    manifest = Path(baked["artifacts"]) / "packages.json"
+    listed = json.loads(manifest.read_text())
+    assert listed == sorted(listed, key=lambda p: (p["name"], p["arch"], p["version"]))
+    assert {"openssh-server", "tree"} <= {p["name"] for p in listed}
+    assert oct(manifest.stat().st_mode & 0o777) == "0o600"
+    image = images.describe(ec2(bake_root), image_ids=[baked["ami_id"]])[0]
+    assert image.tags["builder:packages-sha256"] == hashlib.sha256(
+        manifest.read_bytes()).hexdigest()
+
+    before_ami = json.loads(before.stdout)["ami_id"]
+    changed = run_builder("--local", "--json", "diff", before_ami, baked["ami_id"],
+                          root=bake_root)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    report = json.loads(changed.stdout)
+    assert [(c["name"], c["change"]) for c in report["packages"]] == [("tree", "added")]
+    assert {(c["part"], c["name"]) for c in report["inputs"]} == {
+        ("files", "playbooks/roles/app_service/tasks/main.yml")}
+    text = run_builder("--local", "diff", before_ami, baked["ami_id"], root=bake_root)
+    assert "1 added" in text.stdout and "tree" in text.stdout
 
 
 def test_all_comps_in_parallel(bake_root: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.bake.packages import parse_list
 from builder.config.layout import Layout
 from builder.errors import ConfigError, ProvisionFailed
 from builder.local.buildhost import build_host
@@ -47,6 +48,11 @@ def test_playbook_then_hygiene_then_checks(host: Host, tmp_path: Path) -> None:
     assert not (root / "home" / "ubuntu" / ".ssh" / "authorized_keys").exists()
     assert (root / "etc" / "machine-id").read_text() == ""
     assert "finalize.yml: task 1/" in "\n".join(progress)
+    # The package list is read after hygiene and kept out of the events files.
+    listed = parse_list(done.package_list or "")
+    assert "openssh-server" in {package.name for package in listed}
+    assert all(package.version and package.arch for package in listed)
+    assert not files_containing(tmp_path / "artifacts", [b"openssh-server"])
     assert any(line.endswith("check: the marker names the comp") for line in progress)
     slowest = done.slowest()
     assert len(slowest) == 5
