@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -147,6 +148,24 @@ def stop(*children: Child, signum: int | None = signal.SIGTERM, grace_s: float =
     except TimedOut:
         return False
     return True
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of this host exists (someone else's counts: it is alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def on_this_host_and_gone(host: str, pid: str) -> bool:
+    """Whether a process recorded as `host` and `pid` ran here and no longer exists;
+    another host's process can't be checked (False)."""
+    return (host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid()
+            and not alive(int(pid)))
 
 
 def _running(child: Child) -> bool:

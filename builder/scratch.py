@@ -14,6 +14,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from builder import process
+
 _NAME = re.compile(r"builder-(?P<kind>[a-z]+)-(?P<pid>\d+)-.+")
 
 
@@ -31,7 +33,7 @@ def leftovers(older_than: datetime) -> list[Path]:
             continue
         named = _NAME.fullmatch(folder.name)
         if named is not None:
-            gone = not _alive(int(named["pid"]))
+            gone = not process.alive(int(named["pid"]))
         else:
             try:
                 changed = datetime.fromtimestamp(folder.stat().st_mtime, UTC)
@@ -48,12 +50,3 @@ def remove(folders: list[Path]) -> None:
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

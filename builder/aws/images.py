@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from builder import process
 from builder.aws.session import translate
 from builder.config.models import Combo, Settings, SourceAmiFilter
 from builder.errors import AwsError, ConfigError
@@ -117,15 +118,7 @@ def owner_gone(value: str | None) -> bool:
     """Whether the builder process an owner tag names is known to be gone: it ran on
     this host and no such process exists. Another host's process can't be checked."""
     host, _, pid = (value or "").rpartition("/")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return process.on_this_host_and_gone(host, pid)
 
 
 def _parse_time(text: str | None) -> datetime:

@@ -184,7 +184,8 @@ def stop_all(layout: Layout) -> int:
 def stop_orphans(layout: Layout, *, dry_run: bool = False) -> list[str]:
     """Tear down the build hosts whose bake is gone (`builder reap`); running bakes
     keep theirs. Their names (only listed with `dry_run`)."""
-    hosts = _where(layout, lambda info: not _alive(info.get("owner_pid")))
+    hosts = _where(layout, lambda info: not (isinstance(info.get("owner_pid"), int)
+                                           and process.alive(info["owner_pid"])))
     if not dry_run:
         _tear_down_all(hosts)
     return [home.name for home in hosts]
@@ -207,18 +208,6 @@ def _tear_down_all(hosts: list[Path]) -> None:
         _require_root()
     for home in hosts:
         _teardown(home)
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _hosts_dir(layout: Layout) -> Path:

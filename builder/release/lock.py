@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from builder import process
 from builder.aws import EnvAws
 from builder.aws import locks as lock_items
 from builder.config.models import Combo
@@ -59,15 +60,7 @@ def key(combo: Combo, purpose: str = RELEASE) -> str:
 def _holder_gone(owner: str) -> bool:
     """Whether a lock's holder ran on this host and no longer exists (kill -9)."""
     host, _, pid = owner.partition("@")[2].rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return process.on_this_host_and_gone(host, pid)
 
 
 def _utc(epoch: float) -> str:
