@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,28 @@ def copy_demo(dest: Path) -> Path:
     for part in ("vars", "playbooks", "packer"):
         shutil.copytree(REPO / part, dest / part)
     return dest
+
+
+def commit_all(root: Path) -> None:
+    """Make `root` a git checkout with everything committed (bakes tag the commit)."""
+    for argv in (["init", "-q"], ["add", "-A"],
+                 ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "infra"]):
+        subprocess.run(["git", "-C", str(root), *argv], check=True)
+
+
+@contextmanager
+def stack_for_bakes(root: Path) -> Iterator[Project]:
+    """A running local stack with the build host image for the repo at `root`, stopped
+    when the block ends."""
+    from builder.local import stack
+    from builder.project import Project
+
+    project = Project.open(str(root), local_mode=LOCAL)
+    stack.up(project, build_host=True, deploy_step_seconds=0.2)
+    try:
+        yield project
+    finally:
+        stack.down(project.layout)
 
 
 def require_root() -> None:
@@ -120,16 +143,7 @@ def bake_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A demo repo (a git checkout, so bakes tag the commit) with a running local stack
     and the build host image, one per test module: for real bakes (needs root)."""
     require_root()
-    from builder.local import stack
-    from builder.project import Project
-
     root = copy_demo(tmp_path_factory.mktemp("bake") / "infra")
-    for argv in (["init", "-q"], ["add", "-A"],
-                 ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "demo"]):
-        subprocess.run(["git", "-C", str(root), *argv], check=True)
-    project = Project.open(str(root), local_mode=LOCAL)
-    stack.up(project, build_host=True, deploy_step_seconds=0.2)
-    try:
+    commit_all(root)
+    with stack_for_bakes(root):
         yield root
-    finally:
-        stack.down(project.layout)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, run_builder
+from tests.conftest import FIXTURES, run_builder, stack_for_bakes
 
 pytestmark = [pytest.mark.slow, pytest.mark.local]
 
@@ -33,20 +33,12 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The adopted repo with a running local stack and the build host image."""
     if os.geteuid() != 0:
         pytest.fail("bake tests need root (the local build host mounts and chroots)")
-    from builder.local import stack
-    from builder.local.mode import LOCAL
-    from builder.project import Project
-
     root = tmp_path_factory.mktemp("adopted") / "shop-infra"
     shutil.copytree(FIXTURES / "adopted", root)
     password = root.parent / "vault-password"
     password.write_text(VAULT_PASSWORD)
-    project = Project.open(str(root), local_mode=LOCAL)
-    stack.up(project, build_host=True, deploy_step_seconds=0.2)
-    try:
+    with stack_for_bakes(root):
         yield root
-    finally:
-        stack.down(project.layout)
 
 
 def bake(root: Path, *args: str) -> dict[str, object]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from builder.aws import images
 from builder.config.models import Combo
 from tests.bake.leftovers import NOTHING_LEFT, ec2, leftovers
-from tests.conftest import FIXTURES, require_root, run_builder
+from tests.conftest import FIXTURES, commit_all, require_root, run_builder, stack_for_bakes
 
 pytestmark = [pytest.mark.slow, pytest.mark.local]
 
@@ -24,20 +23,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.local]
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The templates fixture repo (a git checkout) with a local stack and build host."""
     require_root()
-    from builder.local import stack
-    from builder.local.mode import LOCAL
-    from builder.project import Project
-
     root = Path(shutil.copytree(FIXTURES / "templates", tmp_path_factory.mktemp("zoo") / "zoo"))
-    for argv in (["init", "-q"], ["add", "-A"],
-                 ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "zoo"]):
-        subprocess.run(["git", "-C", str(root), *argv], check=True)
-    project = Project.open(str(root), local_mode=LOCAL)
-    stack.up(project, build_host=True, deploy_step_seconds=0.2)
-    try:
+    commit_all(root)
+    with stack_for_bakes(root):
         yield root
-    finally:
-        stack.down(project.layout)
 
 
 def bake(root: Path, comp: str) -> dict[str, object]:
