@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from builder.config.layout import NAME_RE, Layout
-from builder.config.models import Combo, Settings, SourceAmiFilter
+from builder.config.models import Combo, DeployStrategy, Settings, SourceAmiFilter
 from builder.output import table
 
 T = TypeVar("T")
@@ -203,6 +203,15 @@ def _whole(minimum: int) -> Parser[int]:
     return parse
 
 
+def _deploy_strategy(value: Any, check: Check) -> DeployStrategy:
+    try:
+        return DeployStrategy(value)
+    except ValueError:
+        check.fail(f"{value!r:.40} is not one of "
+                   + ", ".join(strategy.value for strategy in DeployStrategy))
+        return DeployStrategy.BLUE_GREEN_COPY
+
+
 _env_name = _optional(NAME_RE, "an env name")
 
 
@@ -251,6 +260,9 @@ KEYS: tuple[Key[Any], ...] = (
     Key("codedeploy_application", _text(), "CodeDeploy application", "{{ app }}"),
     Key("codedeploy_deployment_group", _text(), "CodeDeploy blue/green deployment group",
         _COMBO_NAME),
+    Key("deploy_strategy", _deploy_strategy,
+        "how `release` rolls the new launch-template version out (blue_green_copy, "
+        "blue_green_existing, instance_refresh, none)", DeployStrategy.BLUE_GREEN_COPY.value),
     Key("promote_from", _promote_from, "env whose verified AMI `promote` brings to this env"),
     Key("ami_keep", _whole(1), "AMIs `prune` keeps per comp", 5),
     Key("rebuild_max_age_days", _whole(1), "age in days after which `rebuild` bakes anyway", 30),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True, order=True)
@@ -15,6 +16,15 @@ class Combo:
 
     def __str__(self) -> str:
         return f"{self.app}/{self.env}/{self.comp}"
+
+
+class DeployStrategy(StrEnum):
+    """How `release` takes a new launch-template version to the fleet."""
+
+    BLUE_GREEN_COPY = "blue_green_copy"  # CodeDeploy copies the group's one ASG
+    BLUE_GREEN_EXISTING = "blue_green_existing"  # CodeDeploy between two standing ASGs
+    INSTANCE_REFRESH = "instance_refresh"  # an Auto Scaling instance refresh in place
+    NONE = "none"  # the launch template only
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class Settings:
     launch_template_name: str
     codedeploy_application: str
     codedeploy_deployment_group: str
+    deploy_strategy: DeployStrategy
     promote_from: str | None
     ami_keep: int
     rebuild_max_age_days: int
