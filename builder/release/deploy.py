@@ -1,34 +1,33 @@
-"""CodeDeploy blue/green for a release: start a deployment that copies the group's
-current Auto Scaling group at the new launch-template version, wait for it with
-progress (status, instance counts, the instances' lifecycle events), name the lifecycle
-event that failed it, verify the replacement group, or roll the launch template and
-group back.
+"""blue_green_copy: a CodeDeploy blue/green deployment that copies the group's current
+Auto Scaling group at the new launch-template version; waiting for it with progress
+(status, instance counts, the instances' lifecycle events), naming the lifecycle event
+that failed it, reading back the replacement group, or pointing the group back.
 
 The group's ASG is read from the deployment group every time: each successful
-blue/green deployment replaces it with a copy of another name.
+blue/green deployment replaces it with a copy of another name. The CodeDeploy parts
+(checking the group's kind, waiting, stopping) serve the other CodeDeploy strategy too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from builder.aws import codedeploy, fleet
+from builder.aws import codedeploy, fleet, images
 from builder.aws.codedeploy import Deployment, DeploymentGroup, FailedEvent, Target
 from builder.aws.fleet import AsgLaunch, TemplateVersion
-from builder.config.layers import ResolvedVars
+from builder.config.models import DeployStrategy
 from builder.errors import AwsError, Interrupted, OperationFailed, RefusedError, TimedOut
 from builder.interrupts import Cancel
 from builder.output import ProgressFn
 from builder.polling import Growing, poll_until
-from builder.project import Project
+from builder.release import rollout
+from builder.release.rollout import DeployTarget, Ended, Run
 
 if TYPE_CHECKING:
-    from mypy_boto3_autoscaling import AutoScalingClient
-    from mypy_boto3_codedeploy import CodeDeployClient
     from mypy_boto3_codedeploy.type_defs import RevisionLocationTypeDef
-    from mypy_boto3_ec2 import EC2Client
+
+    from builder.aws.images import Image
 
 # Status polls back off from the first delay to the longest, and start over when
 # something changes (so a state change is reported promptly).
@@ -43,40 +42,6 @@ STATUS_POLLS = ("codedeploy.GetDeployment", "codedeploy.ListDeploymentTargets",
                 "codedeploy.BatchGetDeploymentTargets")
 
 
-@dataclass(frozen=True)
-class DeployTarget:
-    """One combo's release target: its env's clients and the names its settings give."""
-
-    resolved: ResolvedVars
-    ec2: EC2Client
-    autoscaling: AutoScalingClient
-    codedeploy: CodeDeployClient
-
-    @classmethod
-    def of(cls, project: Project, resolved: ResolvedVars) -> DeployTarget:
-        env_aws = project.env_aws(resolved)
-        return cls(resolved, env_aws.client("ec2"), env_aws.client("autoscaling"),
-                   env_aws.client("codedeploy"))
-
-    @property
-    def subject(self) -> str:
-        return str(self.resolved.combo)
-
-    @property
-    def where(self) -> str:
-        settings = self.resolved.settings
-        return f"{settings.aws_account_id} {settings.aws_region}"
-
-
-@dataclass(frozen=True)
-class Waited:
-    """How waiting for a deployment ended: the deployment, a timeout, the failed event."""
-
-    deployment: Deployment
-    timed_out: bool
-    failed_event: FailedEvent | None = None  # of a deployment that didn't succeed
-
-
 def _group(target: DeployTarget) -> DeploymentGroup:
     """The comp's deployment group as it is now."""
     settings = target.resolved.settings
@@ -84,8 +49,9 @@ def _group(target: DeployTarget) -> DeploymentGroup:
                             settings.codedeploy_deployment_group)
 
 
-def deployment_group(target: DeployTarget) -> DeploymentGroup:
-    """The comp's blue/green group as it is now; refused unless it copies one ASG."""
+def deployment_group(target: DeployTarget, strategy: DeployStrategy) -> DeploymentGroup:
+    """The comp's deployment group as it is now; refused (exit 2, naming the strategy
+    that fits) unless it is the kind `strategy` drives."""
     settings = target.resolved.settings
     application, name = settings.codedeploy_application, settings.codedeploy_deployment_group
     try:
@@ -96,21 +62,41 @@ def deployment_group(target: DeployTarget) -> DeploymentGroup:
                 "codedeploy_deployment_group",
                 f"{application}/{name} not found in {target.where}") from exc
         raise
-    if not group.copies_asg:
+    fits = fitting_strategy(group)
+    if fits != strategy:
         raise target.resolved.problem(
-            "codedeploy_deployment_group",
-            f"{application}/{name} is not a blue/green group that copies its Auto Scaling "
-            "group (COPY_AUTO_SCALING_GROUP); release needs one")
-    if len(group.asg_names) != 1:
-        raise RefusedError(f"{application}/{name} names {len(group.asg_names)} Auto Scaling "
-                           "groups; a blue/green copy needs exactly one")
+            "deploy_strategy",
+            f"{strategy} needs {_NEEDS[strategy]}, but {application}/{name} is "
+            f"{_KIND[fits]}: set deploy_strategy: {fits}")
     return group
 
 
-def current_asg(target: DeployTarget, group: DeploymentGroup,
-                template: TemplateVersion) -> AsgLaunch:
-    """The group's ASG, which must launch from the comp's launch template."""
-    asg = fleet.asg_launch(target.autoscaling, group.asg_names[0])
+def fitting_strategy(group: DeploymentGroup) -> DeployStrategy:
+    """The strategy a deployment group's configuration calls for."""
+    if group.deployment_type != "BLUE_GREEN":
+        return DeployStrategy.INSTANCE_REFRESH
+    if group.copies_asg:
+        return DeployStrategy.BLUE_GREEN_COPY
+    return DeployStrategy.BLUE_GREEN_EXISTING
+
+
+_KIND = {
+    DeployStrategy.BLUE_GREEN_COPY: "a blue/green group that copies its Auto Scaling group",
+    DeployStrategy.BLUE_GREEN_EXISTING: "a blue/green group over existing Auto Scaling "
+                                        "groups (DISCOVER_EXISTING)",
+    DeployStrategy.INSTANCE_REFRESH: "an in-place group",
+}
+_NEEDS = {
+    DeployStrategy.BLUE_GREEN_COPY: "a blue/green group that copies its Auto Scaling "
+                                    "group (COPY_AUTO_SCALING_GROUP)",
+    DeployStrategy.BLUE_GREEN_EXISTING: "a blue/green group with DISCOVER_EXISTING",
+    DeployStrategy.INSTANCE_REFRESH: "an in-place group (or none)",
+}
+
+
+def _asg_of(target: DeployTarget, name: str, template: TemplateVersion) -> AsgLaunch:
+    """An ASG of the fleet, which must launch from the comp's launch template."""
+    asg = fleet.asg_launch(target.autoscaling, name)
     if asg.template_id != template.template_id:
         raise target.resolved.problem(
             "launch_template_name",
@@ -120,10 +106,101 @@ def current_asg(target: DeployTarget, group: DeploymentGroup,
     return asg
 
 
-def start(target: DeployTarget, group: DeploymentGroup, asg: AsgLaunch, new: TemplateVersion,
-          revision: RevisionLocationTypeDef, description: str) -> str:
-    """Point the group's ASG at `new` (CodeDeploy copies it with that version) and create
-    the deployment; the ASG goes back if CodeDeploy refuses."""
+class CopyAsg:
+    """blue_green_copy: CodeDeploy copies the group's one ASG at the new version (the
+    copy gets a new name), moves traffic, and removes the original."""
+
+    strategy: ClassVar[DeployStrategy] = DeployStrategy.BLUE_GREEN_COPY
+    noun: ClassVar[str] = "deployment"
+
+    def __init__(self, target: DeployTarget, revision: RevisionLocationTypeDef | None):
+        self.target = target
+        self._wanted = revision  # --revision, else the group's current target revision
+        self._revision: RevisionLocationTypeDef | None = revision
+        self._group: DeploymentGroup | None = None
+
+    @property
+    def revision(self) -> str | None:
+        return codedeploy.revision_text(self._revision) if self._revision else None
+
+    def prepare(self, default: TemplateVersion) -> AsgLaunch:
+        group = self._group = deployment_group(self.target, self.strategy)
+        if len(group.asg_names) != 1:
+            raise RefusedError(f"{group.application}/{group.name} names "
+                               f"{len(group.asg_names)} Auto Scaling groups; a blue/green "
+                               "copy needs exactly one")
+        self._revision = self._wanted or group.target_revision
+        if self._revision is None:
+            raise RefusedError(f"{self.target.subject}: {group.name} has never deployed a "
+                               "revision; give --revision s3://BUCKET/KEY")
+        return _asg_of(self.target, group.asg_names[0], default)
+
+    def earlier(self, image: Image) -> Run | None:
+        assert self._group is not None
+        found = _running(self.target, self._group, image)
+        if found is None and self._wanted is None:
+            found = _ended_unseen(self.target, self._group, image)
+        return _run(found) if found else None
+
+    def start(self, asg: AsgLaunch, new: TemplateVersion, description: str) -> Run:
+        """Point the group's ASG at `new` (CodeDeploy copies it with that version) and
+        create the deployment; the ASG goes back if CodeDeploy refuses."""
+        assert self._group is not None and self._revision is not None
+        deployment_id = create(self.target, self._group, asg, new, self._revision,
+                               description)
+        return Run(deployment_id, "Created")
+
+    def wait(self, run_id: str, *, timeout_s: float, progress: ProgressFn,
+             cancel: Cancel) -> Ended:
+        return wait(self.target, run_id, timeout_s=timeout_s, progress=progress,
+                    cancel=cancel)
+
+    def launched(self, new: TemplateVersion) -> tuple[str, str]:
+        return replacement(self.target, new)
+
+    def roll_back(self, new: TemplateVersion, back: str | None) -> tuple[str, list[str]]:
+        return roll_back(self.target, new, back)
+
+
+def _run(deployment: Deployment) -> Run:
+    return Run(deployment.id, deployment.status, done=deployment.done,
+               succeeded=deployment.status == codedeploy.SUCCEEDED, error=deployment.error)
+
+
+def _running(target: DeployTarget, group: DeploymentGroup, image: Image) -> Deployment | None:
+    """The group's active deployment, when it is a release of this AMI (the group
+    allows one at a time: any other one is in the way)."""
+    ids = codedeploy.active(target.codedeploy, group.application, group.name)
+    if not ids:
+        return None
+    running = codedeploy.get(target.codedeploy, ids[0])
+    if not running.description.startswith(rollout.description(image.id)):
+        raise OperationFailed(f"{target.subject}: {group.name} is busy with deployment "
+                              f"{running.id} ({running.status}), not a release of "
+                              f"{image.id}; release again when it ends")
+    return running
+
+
+def _ended_unseen(target: DeployTarget, group: DeploymentGroup,
+                  image: Image) -> Deployment | None:
+    """The group's last deployment, when it was a release of this AMI that ended
+    without its release watching (interrupted, --no-wait): its outcome is followed up
+    (verified, or rolled back) instead of deploying again. A failure a release saw and
+    rolled back (the AMI is tagged failed) is not followed again: the AMI is deployed
+    anew."""
+    if not group.last_attempted:
+        return None
+    last = codedeploy.get(target.codedeploy, group.last_attempted)
+    if not last.description.startswith(rollout.description(image.id)):
+        return None
+    seen = last.status != codedeploy.SUCCEEDED and image.status == images.AmiStatus.FAILED
+    return None if seen else last
+
+
+def create(target: DeployTarget, group: DeploymentGroup, asg: AsgLaunch, new: TemplateVersion,
+           revision: RevisionLocationTypeDef, description: str) -> str:
+    """Point `asg` at `new` and create the group's deployment; the ASG goes back if
+    CodeDeploy refuses."""
     moved = asg.version != str(new.number)
     if moved:
         fleet.point_asg(target.autoscaling, asg.name, new.template_id, str(new.number))
@@ -139,7 +216,7 @@ def start(target: DeployTarget, group: DeploymentGroup, asg: AsgLaunch, new: Tem
 
 
 def wait(target: DeployTarget, deployment_id: str, *, timeout_s: float, progress: ProgressFn,
-         cancel: Cancel) -> Waited:
+         cancel: Cancel) -> Ended:
     """Poll until the deployment ends, reporting status, instance counts and lifecycle
     events; on timeout stop it (with rollback). Ctrl-C raises Interrupted and leaves it
     running. A deployment that didn't succeed comes with its failed lifecycle event."""
@@ -164,13 +241,14 @@ def wait(target: DeployTarget, deployment_id: str, *, timeout_s: float, progress
                            cancel=cancel, what=f"deployment {deployment_id}")
     except TimedOut:
         stopped = _stop(target, deployment_id, progress)
-        return Waited(stopped, timed_out=True,
-                      failed_event=_failed_event(target, stopped, progress))
+        return Ended(_run(stopped), timed_out=True,
+                     failed_event=_failed_event(target, stopped, progress))
     except Interrupted:
         progress(target.subject, f"stopped waiting; deployment {deployment_id} goes on. "
                  "Run the same release again to follow it to the end (verify or roll back)")
         raise
-    return Waited(state, timed_out=False, failed_event=_failed_event(target, state, progress))
+    return Ended(_run(state), timed_out=False,
+                 failed_event=_failed_event(target, state, progress))
 
 
 def _intervals() -> Growing:
@@ -267,16 +345,11 @@ def replacement(target: DeployTarget, new: TemplateVersion) -> tuple[str, str]:
     return asg.name, launched.image_id
 
 
-def roll_back(target: DeployTarget, new: TemplateVersion, previous: int | None,
-              asg_version_before: str | None) -> tuple[str, list[str]]:
-    """The launch template default back to `previous` and the group's current ASG (the
-    original, after a failed blue/green deployment) off `new`. Returns the group's ASG
-    and what was done, for the error message."""
+def roll_back(target: DeployTarget, new: TemplateVersion,
+              back: str | None) -> tuple[str, list[str]]:
+    """The group's current ASG (the original, after a failed blue/green deployment) off
+    `new`, to version `back`. Returns the group's ASG and what was done."""
     done = []
-    if previous is not None and previous != new.number:
-        fleet.set_default(target.ec2, new.template_id, previous)
-        done.append(f"launch template {new.template_name} default back to version {previous}")
-    back = asg_version_before or (str(previous) if previous is not None else None)
     group = _group(target)
     for name in group.asg_names:
         asg = fleet.asg_launch(target.autoscaling, name)

@@ -1,17 +1,17 @@
-"""Release: an AMI onto its (app, env, comp)'s launch template and, through a CodeDeploy
-blue/green deployment, onto a new Auto Scaling group; verified there, or rolled back.
+"""Release: an AMI onto its (app, env, comp)'s launch template and, by the env's
+`deploy_strategy`, onto its fleet; verified there, or rolled back.
 
     lock ─> AMI ─> launch template: a version copied from $Default with the new
-    ImageId, made the default ─> the group's current ASG pointed at it ─> deployment
-    (CodeDeploy copies that ASG) ─> wait ─> read back the replacement ASG ─> verified
-       └─ failed, stopped, timed out, not verified ─> default and ASG back, AMI failed
+    ImageId, made the default ─> rollout (a Rollout per strategy: CodeDeploy copies
+    the ASG, ...) ─> wait ─> read back what the fleet launches ─> verified
+       └─ failed, stopped, timed out, not verified ─> default and fleet back, AMI failed
 
 What a re-run needs is kept in AWS, not on this machine: the new version's description
-names the previous default (and the ASG's earlier version), the deployment's names the
+names the previous default (and the ASG's earlier version), the rollout's names the
 AMI. So a re-run after an interrupt (or --no-wait) finds the default already on the AMI
-and follows that deployment to its end (in progress, or ended unseen), or deploys what
+and follows that rollout to its end (in progress, or ended unseen), or rolls out what
 the template already holds. Ctrl-C is honoured before anything changes and while
-waiting; the few calls from the new version to the created deployment run through.
+waiting; the few calls from the new version to the started rollout run through.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -29,22 +29,21 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from builder import private
 from builder.aws import codedeploy, fleet, images
 from builder.aws.calls import runs
-from builder.aws.codedeploy import Deployment, DeploymentGroup
 from builder.aws.fleet import AsgLaunch, TemplateVersion
-from builder.config.models import Combo
+from builder.config.models import Combo, DeployStrategy
 from builder.errors import (
     AwsError,
     BuilderError,
     DeployFailed,
     InputError,
     Interrupted,
-    OperationFailed,
     RefusedError,
 )
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent
 from builder.project import Project
-from builder.release import deploy, lock
+from builder.release import deploy, lock, rollout
+from builder.release.rollout import DeployTarget, Rollout, Run
 
 if TYPE_CHECKING:
     from mypy_boto3_codedeploy.type_defs import RevisionLocationTypeDef
@@ -52,6 +51,11 @@ if TYPE_CHECKING:
 # The lock outlives the longest wait by this much; without a wait it is held this long.
 LOCK_MARGIN_MIN = 15.0
 
+# How each deploy_strategy reaches the fleet (none: the launch template only).
+STRATEGIES: dict[DeployStrategy, Callable[[DeployTarget, RevisionLocationTypeDef | None],
+                                          Rollout]] = {
+    DeployStrategy.BLUE_GREEN_COPY: deploy.CopyAsg,
+}
 
 
 class ReleaseOutcome(StrEnum):
@@ -83,7 +87,8 @@ class ReleaseResult:
     new_version: int  # the default after the release
     previous_version: int | None  # the default before it (None: no builder version to go back to)
     version_created: bool
-    deployment_id: str | None = None
+    strategy: DeployStrategy = DeployStrategy.BLUE_GREEN_COPY  # none: no rollout
+    deployment_id: str | None = None  # the rollout's id (a deployment, a refresh, ...)
     deployment_status: str | None = None
     attached: bool = False  # followed a deployment an earlier run had started
     revision: str | None = None
@@ -104,7 +109,7 @@ class ReleaseResult:
             "launch_template_id": self.launch_template_id,
             "launch_template_name": self.launch_template_name,
             "new_version": self.new_version, "previous_version": self.previous_version,
-            "version_created": self.version_created,
+            "version_created": self.version_created, "strategy": self.strategy,
             "deployment_id": self.deployment_id, "deployment_status": self.deployment_status,
             "attached": self.attached, "revision": self.revision,
             "asg_before": self.asg_before, "asg_after": self.asg_after, "error": self.error,
@@ -118,7 +123,7 @@ class ReleaseResult:
         head = {
             ReleaseOutcome.VERIFIED: f"released {self.ami_id}: deployed and verified",
             ReleaseOutcome.RELEASED: f"released {self.ami_id} to the launch template only "
-                              "(--no-deploy)",
+                              "(--no-deploy, or deploy_strategy: none)",
             ReleaseOutcome.DEPLOYING: f"released {self.ami_id}: deployment {self.deployment_id} "
                                "started, not waited for (--no-wait)",
             ReleaseOutcome.UNCHANGED: f"{self.ami_id} is already released and verified here; "
@@ -210,7 +215,17 @@ class _Release:
         resolved = project.resolve(combo.app, combo.env, combo.comp)
         self.settings = resolved.settings
         self.env_aws = project.env_aws(resolved)
-        self.target = deploy.DeployTarget.of(project, resolved)
+        self.target = DeployTarget.of(project, resolved)
+        self.strategy = self.settings.deploy_strategy
+        self.rollout: Rollout | None = None
+        if options.deploy and self.strategy != DeployStrategy.NONE:
+            if self.strategy not in STRATEGIES:
+                raise resolved.problem("deploy_strategy", f"{self.strategy} is not "
+                                       "available in this version of builder")
+            self.rollout = STRATEGIES[self.strategy](self.target, options.revision)
+        elif options.revision is not None:
+            raise InputError(f"--revision needs a rollout, but deploy_strategy is "
+                             f"{self.strategy} for {combo}")
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC)
         self.timings: dict[str, float] = {}
@@ -219,9 +234,8 @@ class _Release:
         self.previous: int | None = None
         self.asg_version_before: str | None = None
         self.version_created = False
-        self.deployment: Deployment | None = None
+        self.run_state: Run | None = None
         self.attached = False
-        self.revision: RevisionLocationTypeDef | None = None
         self.asg_before: str | None = None
         self.asg_after: str | None = None
         self.failed_event: codedeploy.FailedEvent | None = None
@@ -233,42 +247,36 @@ class _Release:
     def run(self) -> ReleaseResult:
         image = self.image = self.image or self._choose_image()
         default = self._default_version()
-        group = asg = None
-        if self.options.deploy:
-            group = deploy.deployment_group(self.target)
-            asg = deploy.current_asg(self.target, group, default)
+        rollout_, asg = self.rollout, None
+        if rollout_ is not None:
+            asg = rollout_.prepare(default)
             self.asg_before = asg.name
-            self.revision = self.options.revision or group.target_revision
-            if self.revision is None:
-                raise RefusedError(f"{self.subject}: {group.name} has never deployed a "
-                                   "revision; give --revision s3://BUCKET/KEY")
         self.cancel.raise_if_set()  # the last point where nothing has changed
         new = self._launch_template(image, default, asg)
         self.mark("launch_template")
-        if group is None or asg is None:
+        if rollout_ is None or asg is None:
             if image.status == images.AmiStatus.BAKED:
                 images.set_tags(self.target.ec2, image, {images.TAG_STATUS:
                                                          images.AmiStatus.RELEASED})
             return self._finish(ReleaseOutcome.RELEASED)
         earlier = None
         if not self.version_created:  # the default had the AMI: an earlier run's work?
-            earlier = self._running(group, image)
-            if earlier is None and self._runs_verified(image, asg, new):
+            earlier = rollout_.earlier(image)
+            if (earlier is None or earlier.done) and self._runs_verified(image, asg, new):
                 self.asg_after = asg.name
                 return self._finish(ReleaseOutcome.UNCHANGED)
-            earlier = earlier or self._ended_unseen(group, image)
         if earlier is not None:
-            self.deployment, self.attached = earlier, True
-            self.progress(self.subject, f"following deployment {earlier.id} "
+            self.run_state, self.attached = earlier, True
+            self.progress(self.subject, f"following {rollout_.noun} {earlier.id} "
                                         f"({earlier.status}) an earlier run started")
         else:
-            self.deployment = Deployment(self._start(group, asg, new, image), "Created")
-            self.progress(self.subject, f"created deployment {self.deployment.id} "
-                                        f"({codedeploy.revision_text(self.revision or {})})")
+            self.run_state = self._start(rollout_, asg, new, image)
+            self.progress(self.subject, f"created {rollout_.noun} {self.run_state.id}"
+                          + (f" ({rollout_.revision})" if rollout_.revision else ""))
         self.mark("deployment_created")
         if not self.options.wait:
             return self._finish(ReleaseOutcome.DEPLOYING)
-        return self._follow(image, new, self.deployment.id)
+        return self._follow(rollout_, image, new, self.run_state.id)
 
     def _choose_image(self) -> images.Image:
         ec2, where = self.target.ec2, self.target.where
@@ -346,84 +354,54 @@ class _Release:
                                     f"version {new.number} (was {default.number})")
         return new
 
-    def _running(self, group: DeploymentGroup, image: images.Image) -> Deployment | None:
-        """The group's active deployment, when it is a release of this AMI (the group
-        allows one at a time: any other one is in the way)."""
-        ids = codedeploy.active(self.target.codedeploy, group.application, group.name)
-        if not ids:
-            return None
-        running = codedeploy.get(self.target.codedeploy, ids[0])
-        if not running.description.startswith(_deployment_description(image.id)):
-            raise OperationFailed(f"{self.subject}: {group.name} is busy with deployment "
-                                  f"{running.id} ({running.status}), not a release of "
-                                  f"{image.id}; release again when it ends")
-        return running
-
     def _runs_verified(self, image: images.Image, asg: AsgLaunch,
                        new: TemplateVersion) -> bool:
-        """Nothing to do: the group's ASG launches the AMI, a release verified it in this
-        env, and no other revision was asked for."""
+        """Nothing to do: the fleet launches the AMI, a release verified it in this env,
+        and no other revision was asked for."""
         return (self.options.revision is None
                 and images.verified_tag(self.combo.env) in image.tags
                 and asg.template_id == new.template_id
                 and asg.version in (str(new.number), "$Default"))
 
-    def _ended_unseen(self, group: DeploymentGroup, image: images.Image) -> Deployment | None:
-        """The group's last deployment, when it was a release of this AMI that ended
-        without its release watching (interrupted, --no-wait): its outcome is followed
-        up (verified, or rolled back) instead of deploying again. A failure a release
-        saw and rolled back (the AMI is tagged failed) is not followed again: the AMI is
-        deployed anew."""
-        if self.options.revision is not None or not group.last_attempted:
-            return None
-        last = codedeploy.get(self.target.codedeploy, group.last_attempted)
-        if not last.description.startswith(_deployment_description(image.id)):
-            return None
-        seen = last.status != codedeploy.SUCCEEDED and image.status == images.AmiStatus.FAILED
-        return None if seen else last
-
-    def _start(self, group: DeploymentGroup, asg: AsgLaunch, new: TemplateVersion,
-               image: images.Image) -> str:
-        """The deployment; if it can't be made, the default goes back too."""
-        assert self.revision is not None
+    def _start(self, rollout_: Rollout, asg: AsgLaunch, new: TemplateVersion,
+               image: images.Image) -> Run:
+        """The rollout; if it can't start, the default goes back too."""
         try:
-            return deploy.start(self.target, group, asg, new, self.revision,
-                                f"{_deployment_description(image.id)}(launch template "
-                                f"{new.template_name} version {new.number})")
+            return rollout_.start(asg, new, f"{rollout.description(image.id)}(launch "
+                                            f"template {new.template_name} version "
+                                            f"{new.number})")
         except BuilderError:
             if self.version_created and self.previous is not None:
                 fleet.set_default(self.target.ec2, new.template_id, self.previous)
-                self.progress(self.subject, f"no deployment: launch template default back "
-                                            f"to version {self.previous}")
+                self.progress(self.subject, f"no {rollout_.noun}: launch template default "
+                                            f"back to version {self.previous}")
             raise
 
-    def _follow(self, image: images.Image, new: TemplateVersion, deployment_id: str
-                ) -> ReleaseResult:
+    def _follow(self, rollout_: Rollout, image: images.Image, new: TemplateVersion,
+                run_id: str) -> ReleaseResult:
         """Wait, verify, tag; or roll back."""
         try:
-            waited = deploy.wait(self.target, deployment_id,
-                                 timeout_s=self.options.timeout_min * 60,
-                                 progress=self.progress, cancel=self.cancel)
+            ended = rollout_.wait(run_id, timeout_s=self.options.timeout_min * 60,
+                                  progress=self.progress, cancel=self.cancel)
         except Interrupted:
             self._record(self._result(ReleaseOutcome.INTERRUPTED))
             raise
-        self.deployment = waited.deployment
-        self.failed_event = waited.failed_event
+        self.run_state = state = ended.run
+        self.failed_event = ended.failed_event
         self.mark("deployment_ended")
-        state = waited.deployment
-        lifecycle = f"; {waited.failed_event.text}" if waited.failed_event else ""
-        if waited.timed_out:
-            self._fail(f"deployment {deployment_id} timed out after "
+        lifecycle = f"; {ended.failed_event.text}" if ended.failed_event else ""
+        if ended.timed_out:
+            self._fail(f"{rollout_.noun} {run_id} timed out after "
                        f"{self.options.timeout_min:g} min and was stopped ({state.status}"
                        + (f": {state.error})" if state.error else ")") + lifecycle)
-        if state.status != codedeploy.SUCCEEDED:
-            self._fail(f"deployment {deployment_id} {state.status}: "
-                       f"{state.error or 'CodeDeploy gave no reason'}{lifecycle}")
-        asg_name, launched = deploy.replacement(self.target, new)
+        if not state.succeeded:
+            self._fail(f"{rollout_.noun} {run_id} {state.status}: "
+                       f"{state.error or 'AWS gave no reason'}{lifecycle}")
+        asg_name, launched = rollout_.launched(new)
         self.asg_after = asg_name
         if launched != image.id:
-            self._fail(f"deployment {deployment_id} succeeded, but the group's Auto Scaling "
-                       f"group {asg_name} launches {launched or 'another launch template'}, "
+            self._fail(f"{rollout_.noun} {run_id} succeeded, but the Auto Scaling group "
+                       f"{asg_name} launches {launched or 'another launch template'}, "
                        f"not {image.id}")
         images.set_tags(self.target.ec2, image, {
             images.TAG_STATUS: images.AmiStatus.VERIFIED,
@@ -436,8 +414,16 @@ class _Release:
     def _fail(self, reason: str) -> NoReturn:
         assert self.image is not None and self.new is not None
         self.progress(self.subject, f"{reason}; rolling back")
-        self.asg_after, done = deploy.roll_back(self.target, self.new, self.previous,
-                                                self.asg_version_before)
+        assert self.rollout is not None
+        done = []
+        if self.previous is not None and self.previous != self.new.number:
+            fleet.set_default(self.target.ec2, self.new.template_id, self.previous)
+            done.append(f"launch template {self.new.template_name} default back to version "
+                        f"{self.previous}")
+        back = self.asg_version_before or (str(self.previous) if self.previous is not None
+                                           else None)
+        self.asg_after, undone = self.rollout.roll_back(self.new, back)
+        done += undone
         if self.previous is None:
             done.append(f"launch template default stays at version {self.new.number} (no "
                         "earlier builder version to go back to)")
@@ -457,10 +443,11 @@ class _Release:
             ami_name=self.image.name, launch_template_id=self.new.template_id,
             launch_template_name=self.new.template_name, new_version=self.new.number,
             previous_version=self.previous, version_created=self.version_created,
-            deployment_id=self.deployment.id if self.deployment else None,
-            deployment_status=self.deployment.status if self.deployment else None,
+            strategy=self.strategy if self.rollout else DeployStrategy.NONE,
+            deployment_id=self.run_state.id if self.run_state else None,
+            deployment_status=self.run_state.status if self.run_state else None,
             attached=self.attached,
-            revision=codedeploy.revision_text(self.revision) if self.revision else None,
+            revision=self.rollout.revision if self.rollout else None,
             asg_before=self.asg_before, asg_after=self.asg_after, error=error,
             failed_lifecycle_event=self.failed_event.to_json() if self.failed_event else None,
             timings=dict(self.timings))
@@ -479,11 +466,6 @@ class _Release:
         document = replace(result, record=path).to_json()
         private.write_text(path, json.dumps(document, indent=2) + "\n")
         return path
-
-
-def _deployment_description(ami_id: str) -> str:
-    """How a release's deployment starts its description: a re-run finds it by this."""
-    return f"builder release of {ami_id} "
 
 
 # -- bake --release ------------------------------------------------------------------

@@ -10,6 +10,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from builder.aws import locks as lock_items
 from builder.bake.build import BakeResult
 from builder.batch import Failed
 from builder.config.models import Combo
-from builder.errors import BakeFailed, DeployFailed, RefusedError
+from builder.errors import BakeFailed, ConfigError, DeployFailed, InputError, RefusedError
 from builder.local.mode import LOCAL
 from builder.local.resources import revision_bundle
 from builder.local.stack import fail_next_deployment
@@ -375,3 +376,58 @@ def test_a_failed_release_of_the_default_terraform_set_deploys_again(local_stack
     assert (again.outcome, again.attached, again.version_created) == ("verified", False, False)
     assert again.deployment_id != first.last_attempted
     assert image_tags(project, DEV_WORKER, ami)[images.TAG_STATUS] == images.AmiStatus.VERIFIED
+
+
+def test_a_strategy_the_deployment_group_disagrees_with_is_refused_before_any_change(
+        local_stack: Project) -> None:
+    """An in-place group under the default strategy (blue_green_copy): exit 2 naming the
+    strategy that fits, and nothing written."""
+    project, combo = local_stack, Combo("demo", "dev", "worker")
+    settings = project.resolve(*astuple(combo)).settings
+    codedeploy = clients(project, combo)[2]
+    asg = fleet_state(project, combo).asg
+    codedeploy.create_deployment_group(
+        applicationName=settings.codedeploy_application, deploymentGroupName="worker-in-place",
+        serviceRoleArn=f"arn:aws:iam::{settings.aws_account_id}:role/codedeploy",
+        autoScalingGroups=[asg],
+        deploymentStyle={"deploymentType": "IN_PLACE",
+                         "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"})
+    ami = make_ami(project, combo)
+    before = fleet_state(project, combo)
+    layer = project.root / "vars/demo/dev/worker.yml"
+    layer.write_text("codedeploy_deployment_group: worker-in-place\n")
+    try:
+        fresh = Project.open(str(project.root), local_mode=LOCAL)
+        with pytest.raises(ConfigError) as refused:
+            release(fresh, combo, ami_id=ami, progress=Lines())
+    finally:
+        layer.unlink()
+    assert refused.value.exit_code == 2
+    assert "deploy_strategy: blue_green_copy needs a blue/green group that copies" in str(
+        refused.value)
+    assert "is an in-place group: set deploy_strategy: instance_refresh" in str(refused.value)
+    assert fleet_state(project, combo) == before
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.BAKED
+
+
+def test_deploy_strategy_none_releases_to_the_launch_template_only(
+        local_stack: Project) -> None:
+    project, combo = local_stack, Combo("demo", "dev", "worker")
+    ami = make_ami(project, combo)
+    before = fleet_state(project, combo)
+    layer = project.root / "vars/demo/dev/worker.yml"
+    layer.write_text("deploy_strategy: none\n")
+    try:
+        fresh = Project.open(str(project.root), local_mode=LOCAL)
+        result = release(fresh, combo, ami_id=ami, progress=Lines())
+        with pytest.raises(InputError, match="--revision needs a rollout"):
+            release(fresh, combo, ami_id=ami, revision="s3://bucket/key.zip")
+    finally:
+        layer.unlink()
+    after = fleet_state(project, combo)
+    assert (result.outcome, result.strategy, result.deployment_id) == ("released", "none", None)
+    assert (after.default_image, after.versions) == (ami, before.versions + 1)
+    assert after.asg == before.asg and after.last_successful == before.last_successful
+    assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.RELEASED
+    assert result.record is not None
+    assert json.loads(result.record.read_text())["strategy"] == "none"
