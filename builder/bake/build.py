@@ -556,21 +556,24 @@ class _Build:
         until = (datetime.now(UTC) + timedelta(hours=self.keep_hours)).isoformat(
             timespec="seconds")
         settings = self.plan.resolved.settings
-        kept = keep.save(self.project.layout.state_dir, run_id=self.run_id,
-                         combo=self.subject, account=settings.aws_account_id,
-                         region=settings.aws_region, until=until, private_key=key_file,
-                         user=settings.ssh_username, host=host, port=port)
+        kept: keep.KeptHost | None = None
         try:
+            kept = keep.save(self.project.layout.state_dir, run_id=self.run_id,
+                             combo=self.subject, account=settings.aws_account_id,
+                             region=settings.aws_region, until=until, private_key=key_file,
+                             user=settings.ssh_username, host=host, port=port)
             resources = [*temporary.run_instances(self.ec2, self.run_id), self.key_pair_id,
                          self.security_group_id]
             temporary.mark_kept(self.ec2, [r for r in resources if r], self.run_id, until)
-        except BuilderError as exc:
-            keep.forget(kept)
-            self.progress(self.subject, f"could not keep the build host ({exc.message})")
+            if self.host is not None:
+                self.host.keep(self.run_id, until)
+        except (BuilderError, OSError) as exc:
+            if kept is not None:
+                keep.forget(kept)
+            reason = exc.message if isinstance(exc, BuilderError) else str(exc)
+            self.progress(self.subject, f"could not keep the build host ({reason})")
             self._terminate_instances()
             return error
-        if self.host is not None:
-            self.host.keep(self.run_id, until)
         self.kept = kept
         self.progress(self.subject, f"build host kept for debugging until {until}: "
                                     f"{kept.ssh_command}")
