@@ -353,7 +353,8 @@ def template_check_command(
           "builder bake demo dev app",
           "builder bake demo dev --all -j 2            # every comp of the env",
           "builder bake demo staging app --vault-password-file ~/.vault-pass --force",
-          "builder bake demo dev app --release         # then release it")
+          "builder bake demo dev app --release         # then release it",
+          "builder bake demo dev app --keep-on-failure # a failed task keeps the host")
 def bake_command(
     ctx: typer.Context, app_name: App, env: Env,
     comp: Annotated[str | None, typer.Argument(help="Component (or --all)")] = None,
@@ -382,6 +383,13 @@ def bake_command(
         "(part of the fingerprint)")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="Show Ansible's diffs of changed "
                                        "files")] = False,
+    keep_on_failure: Annotated[bool, typer.Option(
+        "--keep-on-failure", help="After a failed Ansible task or image check, keep the "
+        "build instance running to debug it and print how to reach it over SSH")] = False,
+    keep_hours: Annotated[float | None, typer.Option(
+        "--keep-hours", metavar="N", show_default=False, min=0.01, max=24 * 30,
+        help="With --keep-on-failure: hours until `builder reap` removes the kept host "
+        "(default: 24)")] = None,
 ) -> None:
     """Bake a comp's AMI (skipped when nothing changed).
 
@@ -398,11 +406,14 @@ def bake_command(
 
     if (comp is None) == (not all_comps):
         raise InputError("give a COMP or --all (not both)")
+    if keep_hours is not None and not keep_on_failure:
+        raise InputError("--keep-hours goes with --keep-on-failure")
     project = _g(ctx).project()
     ansible = AnsibleOptions(_tags(ansible_tags), _tags(ansible_skip_tags), diff,
                              _g(ctx).verbose)
     options = BakeOptions(force=force, vault_password_file=vault_password_file,
-                          lock_wait_s=lock_wait, break_lock=break_lock, ansible=ansible)
+                          lock_wait_s=lock_wait, break_lock=break_lock, ansible=ansible,
+                          keep_hours=(keep_hours or 24.0) if keep_on_failure else None)
     progress = Progress()
     result: Result
     outcomes: Sequence[BakeResult | Failed]
@@ -475,25 +486,31 @@ def release_command(
 
 @_command(app, "reap",
           "builder reap                               # older than 2h",
-          "builder reap --older-than 30m --dry-run")
+          "builder reap --older-than 30m --dry-run",
+          "builder reap --run-id 3f9c2a7b1d04           # a kept build host, now")
 def reap_command(
     ctx: typer.Context,
     older_than: Annotated[str | None, typer.Option(
         "--older-than", metavar="AGE", help="Also what runs started longer ago than this "
         "(30m, 2h, 1d) left; default 4h, longer than a live run holds anything")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list")] = False,
+    run_id: Annotated[str | None, typer.Option(
+        "--run-id", metavar="RUN", help="Also remove the build host this run kept for "
+        "debugging (bake --keep-on-failure), before its time")] = None,
 ) -> None:
     """Remove what crashed runs left behind.
 
     Instances, key pairs, security groups, incomplete AMIs and their snapshots, Packer's
     temporary AMIs, promotions' shares and KMS grants, local build hosts and private temp
     folders, in every account and region the repo's envs use. A run's leftovers go at
-    once when its process on this host is gone.
+    once when its process on this host is gone. A build host kept for debugging is only
+    listed until its kept-until time (then removed, with its key file).
     """
-    from builder.pipelines.reap import DEFAULT_AGE, parse_age, reap
+    from builder.pipelines.reap import DEFAULT_AGE, check_run_id, parse_age, reap
 
     age = parse_age(older_than) if older_than is not None else DEFAULT_AGE
-    _emit(ctx, reap(_g(ctx).project(), age, dry_run=dry_run))
+    release_run = check_run_id(run_id) if run_id is not None else None
+    _emit(ctx, reap(_g(ctx).project(), age, dry_run=dry_run, release_run=release_run))
 
 
 @_command(app, "promote",

@@ -85,10 +85,12 @@ def validate_argv(template: Path, var_file: Path, cwd: Path | None = None) -> li
     return [executable(), "validate", f"-var-file={_arg(var_file, cwd)}", _arg(template, cwd)]
 
 
-def build_argv(template: Path, var_file: Path, cwd: Path | None = None) -> list[str]:
+def build_argv(template: Path, var_file: Path, cwd: Path | None = None, *,
+               on_error: str = "cleanup") -> list[str]:
     """`packer build` of a template with its var file, machine-readable."""
-    # -on-error=cleanup: a failed build never leaves its instance running for debugging.
-    return [executable(), "build", "-machine-readable", "-color=false", "-on-error=cleanup",
+    # -on-error=cleanup: a failed build never leaves its instance running; `abort` (for
+    # `bake --keep-on-failure`) cleans up nothing, and builder decides what stays.
+    return [executable(), "build", "-machine-readable", "-color=false", f"-on-error={on_error}",
             f"-var-file={_arg(var_file, cwd)}", _arg(template, cwd)]
 
 

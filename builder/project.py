@@ -12,6 +12,7 @@ import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload
@@ -58,6 +59,10 @@ class BuildHost(Protocol):
         """Keep what the bake changed, as the local image of the new AMI."""
         ...
 
+    def keep(self, run_id: str, until: str) -> None:
+        """Leave the host running when the bake ends (kept for debugging until `until`)."""
+        ...
+
 
 class LocalMode(Protocol):
     """What local mode adds to a project: the emulator's endpoint and build hosts."""
@@ -71,8 +76,10 @@ class LocalMode(Protocol):
         """A fresh build host for one bake, torn down when the block ends."""
         ...
 
-    def reap_build_hosts(self, layout: Layout, *, dry_run: bool = False) -> list[str]:
-        """Tear down (or only list) the build hosts of runs that are gone; their names."""
+    def reap_build_hosts(self, layout: Layout, *, now: datetime, release_run: str | None = None,
+                         dry_run: bool = False) -> list[str]:
+        """Tear down (or only list) the build hosts of runs that are gone, a kept one once
+        its time is before `now` or its run is `release_run`; their names."""
         ...
 
 

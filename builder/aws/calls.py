@@ -186,6 +186,11 @@ _BAKE = (
             "ec2:DeleteSecurityGroup"),
     *_calls(ANY, "find the VPC for the security group", "ec2:DescribeVpcs",
             "ec2:DescribeSubnets"),
+    *_calls(ANY, "--keep-on-failure: find the run's instance Packer left (Describe calls "
+            "take no resource scope)", "ec2:DescribeInstances"),
+    *_calls(RUN_TAGGED, "--keep-on-failure: tag the failed run's instance, key pair and "
+            "security group kept-until, or terminate the instance Packer left on another "
+            "failure", "ec2:CreateTags", "ec2:TerminateInstances"),
     *_LOCK,
     *_DISCARD,
 )

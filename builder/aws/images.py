@@ -38,6 +38,10 @@ TAG_PACKAGES_SHA256 = "builder:packages-sha256"
 # `<host>/<pid>` of the builder process that made a temporary resource or a building AMI,
 # so `reap` knows at once when that process is gone.
 TAG_OWNER = "builder:owner"
+# A failed bake's build host kept for debugging (`bake --keep-on-failure`): its instance,
+# key pair and security group carry the run id and when `reap` may remove them.
+TAG_KEPT_FOR_DEBUG = "builder:kept-for-debug"
+TAG_KEPT_UNTIL = "builder:kept-until"
 # builder:verified-<env>: when a release verified the AMI on that env's new fleet
 TAG_VERIFIED_PREFIX = "builder:verified-"
 

@@ -1,7 +1,10 @@
 """The temporary resources of a bake: its SSH key pair and security group (made by
 builder, tagged with the run id) and what `builder reap` finds after a crashed run.
 
-Packer makes the instance itself; `run_tags` put the same run-id tag on it.
+Packer makes the instance itself; `run_tags` put the same run-id tag on it. A failed
+bake's build host kept for debugging (`bake --keep-on-failure`) carries
+`builder:kept-for-debug` and `builder:kept-until` on its instance, key pair and security
+group: `reap` leaves them until that time (or until asked for that run).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from builder.aws.images import (
     TAG_BUILT_AT,
+    TAG_KEPT_FOR_DEBUG,
+    TAG_KEPT_UNTIL,
     TAG_OWNER,
     TAG_RUN_ID,
     TAG_STATUS,
@@ -47,11 +52,12 @@ def _tag_specs(resource: ResourceTypeType, tags: Mapping[str, str]
              "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
 
 
-def import_key_pair(ec2: EC2Client, name: str, public_key: str, tags: Mapping[str, str]) -> None:
-    """Import the per-bake public key as a tagged EC2 key pair."""
+def import_key_pair(ec2: EC2Client, name: str, public_key: str, tags: Mapping[str, str]) -> str:
+    """Import the per-bake public key as a tagged EC2 key pair; its id."""
     with translate(f"importing key pair {name}"):
-        ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(),
-                            TagSpecifications=_tag_specs("key-pair", tags))
+        reply = ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(),
+                                    TagSpecifications=_tag_specs("key-pair", tags))
+    return str(reply.get("KeyPairId", ""))
 
 
 def delete_key_pair(ec2: EC2Client, name: str) -> None:
@@ -134,6 +140,47 @@ def delete_security_group(ec2: EC2Client, group_id: str, *, wait_s: float = 300)
         raise held[-1] from None
 
 
+def run_instances(ec2: EC2Client, run_id: str) -> list[str]:
+    """The live instances of one run (Packer's, found by the run-id tag it put on them)."""
+    with translate(f"finding the instances of run {run_id}"):
+        reply = ec2.describe_instances(Filters=[
+            {"Name": f"tag:{TAG_RUN_ID}", "Values": [run_id]},
+            {"Name": "instance-state-name", "Values": list(_LIVE_STATES)}])
+    return [i["InstanceId"] for r in reply["Reservations"] for i in r["Instances"]]
+
+
+def terminate_instances(ec2: EC2Client, instance_ids: Sequence[str]) -> None:
+    """Terminate instances and wait until they are gone (their security group is then
+    free to delete)."""
+    if not instance_ids:
+        return
+    with translate(f"terminating builder instances {', '.join(instance_ids)}"):
+        ec2.terminate_instances(InstanceIds=list(instance_ids))
+        ec2.get_waiter("instance_terminated").wait(
+            InstanceIds=list(instance_ids), WaiterConfig={"Delay": 5})
+
+
+def mark_kept(ec2: EC2Client, resource_ids: Sequence[str], run_id: str, until: str) -> None:
+    """Tag a failed bake's instance, key pair and security group as kept for debugging
+    until `until` (ISO time): `reap` leaves them until then."""
+    with translate(f"tagging the build host of run {run_id} as kept"):
+        ec2.create_tags(Resources=list(resource_ids), Tags=[
+            {"Key": TAG_KEPT_FOR_DEBUG, "Value": run_id}, {"Key": TAG_KEPT_UNTIL, "Value": until}])
+
+
+@dataclass(frozen=True)
+class KeptResource:
+    """A resource of a failed bake kept for debugging, not yet expired."""
+
+    kind: str  # instance, security_group or key_pair
+    id: str
+    run_id: str
+    until: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "id": self.id, "run_id": self.run_id, "until": self.until}
+
+
 @dataclass(frozen=True)
 class Leftovers:
     """What crashed runs left in one account and region."""
@@ -144,6 +191,7 @@ class Leftovers:
     images: tuple[Image, ...] = ()  # `building` AMIs of dead runs, Packer's temporary ones
     snapshots: tuple[str, ...] = ()  # a dead run's snapshots no AMI holds any more
     shares: tuple[LeftShare, ...] = ()  # promotions' shares and grants on source AMIs
+    kept: tuple[KeptResource, ...] = ()  # kept for debugging until their time: not removed
 
     @property
     def empty(self) -> bool:
@@ -165,14 +213,27 @@ class Leftovers:
 _PACKER_TEMPORARY_NAME = re.compile(r"[A-Za-z0-9]{7}")
 
 
-def find_leftovers(ec2: EC2Client, older_than: datetime, apps: Sequence[str] = ()) -> Leftovers:
+def find_leftovers(ec2: EC2Client, older_than: datetime, apps: Sequence[str] = (), *,
+                   now: datetime, release_run: str | None = None) -> Leftovers:
     """Resources tagged with a builder run id whose run started before `older_than` or
     whose owning builder process (on this host) is gone; Packer's temporary AMIs older
-    than that; promotions' shares (recorded on the source AMIs of `apps`) likewise."""
+    than that; promotions' shares (recorded on the source AMIs of `apps`) likewise.
+    A build host kept for debugging goes only once its kept-until time is before `now`,
+    or when its run is `release_run`; until then it is listed in `kept`."""
     run_filter: list[FilterTypeDef] = [{"Name": "tag-key", "Values": [TAG_RUN_ID]}]
+    kept: list[KeptResource] = []
 
-    def dead(tags: Sequence[TagTypeDef], fallback: datetime | None) -> bool:
+    def dead(tags: Sequence[TagTypeDef], fallback: datetime | None,
+             kind_and_id: tuple[str, str] | None = None) -> bool:
         values = {t["Key"]: t["Value"] for t in tags}
+        kept_until = values.get(TAG_KEPT_UNTIL)
+        if kept_until is not None:  # its owner is gone on purpose: only its time counts
+            kept_by = values.get(TAG_KEPT_FOR_DEBUG, "")
+            if kept_by == release_run or _before(kept_until, now):
+                return True
+            if kind_and_id is not None:
+                kept.append(KeptResource(*kind_and_id, kept_by, kept_until))
+            return False
         if owner_gone(values.get(TAG_OWNER)):
             return True
         started = values.get(TAG_STARTED_AT) or values.get(TAG_BUILT_AT)
@@ -183,11 +244,12 @@ def find_leftovers(ec2: EC2Client, older_than: datetime, apps: Sequence[str] = (
         reservations = ec2.describe_instances(Filters=[
             *run_filter, {"Name": "instance-state-name", "Values": list(_LIVE_STATES)}])
         instances = [i for r in reservations["Reservations"] for i in r["Instances"]
-                     if dead(i.get("Tags", []), i.get("LaunchTime"))]
+                     if dead(i.get("Tags", []), i.get("LaunchTime"),
+                             ("instance", i["InstanceId"]))]
         groups = [g for g in ec2.describe_security_groups(Filters=run_filter)["SecurityGroups"]
-                  if dead(g.get("Tags", []), None)]
+                  if dead(g.get("Tags", []), None, ("security_group", g["GroupId"]))]
         keys = [k for k in ec2.describe_key_pairs(Filters=run_filter)["KeyPairs"]
-                if dead(k.get("Tags", []), k.get("CreateTime"))]
+                if dead(k.get("Tags", []), k.get("CreateTime"), ("key_pair", k["KeyName"]))]
         snapshots = [s for page in ec2.get_paginator("describe_snapshots").paginate(
             OwnerIds=["self"], Filters=[{"Name": f"tag:{TAG_STATUS}",
                                          "Values": [AmiStatus.BUILDING]}])
@@ -205,7 +267,7 @@ def find_leftovers(ec2: EC2Client, older_than: datetime, apps: Sequence[str] = (
                      tuple(g["GroupId"] for g in groups), tuple(k["KeyName"] for k in keys),
                      tuple(building + temporary),
                      tuple(s["SnapshotId"] for s in snapshots if s["SnapshotId"] not in held),
-                     tuple(shares))
+                     tuple(shares), tuple(kept))
 
 
 def _before(when: str, cutoff: datetime) -> bool:
@@ -219,11 +281,7 @@ def remove_leftovers(source: EnvAws, leftovers: Leftovers) -> None:
     """Remove what crashed runs left: instances first (and wait), then groups, key pairs,
     incomplete AMIs and their snapshots, and promotions' shares."""
     ec2 = source.client("ec2")
-    if leftovers.instances:
-        with translate("terminating leftover builder instances"):
-            ec2.terminate_instances(InstanceIds=list(leftovers.instances))
-            ec2.get_waiter("instance_terminated").wait(
-                InstanceIds=list(leftovers.instances), WaiterConfig={"Delay": 5})
+    terminate_instances(ec2, leftovers.instances)
     for group_id in leftovers.security_groups:
         delete_security_group(ec2, group_id)
     for name in leftovers.key_pairs:

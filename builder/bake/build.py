@@ -12,6 +12,12 @@ is done, and builder retags it `baked` as the very last step; a failure or inter
 after Packer started deregisters every AMI of the run (found by run id, by name, and by
 the ids Packer printed: its temporary unencrypted image has neither) with its
 snapshots. One bake of a comp runs at a time (the bake lock).
+
+With `--keep-on-failure` Packer runs with `-on-error=abort` (it then cleans up nothing
+on a failure): a failed Ansible task or image check keeps the instance, its key pair and
+security group, tagged kept-until, and the private key in `.builder/kept/<run id>/`
+(builder.bake.keep); every other failure terminates the instance here, as Packer would
+have. The AMIs of the run go either way.
 """
 
 from __future__ import annotations
@@ -26,14 +32,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder import packer, private, process, scratch
 from builder.aws import credentials, images, temporary
 from builder.aws.calls import runs
-from builder.bake import packages
+from builder.bake import keep, packages
 from builder.bake.plan import Plan, plan, require_no_password
 from builder.batch import Failed, Ok, run_each
 from builder.config.models import Combo
@@ -152,6 +158,8 @@ class BakeOptions:
     lock_wait_s: float = 0  # how long to wait for another bake of the comp to end
     break_lock: bool = False
     ansible: AnsibleOptions = NO_OPTIONS
+    # Hours to keep the build host after a failed Ansible task or check; None: never.
+    keep_hours: float | None = None
 
 
 @runs("bake")
@@ -185,7 +193,7 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
             if existing is not None:
                 return _unchanged(the_plan, existing, progress, started)
         return _Build(project, the_plan, vault_password, progress, cancel, started,
-                      options.ansible).run()
+                      options.ansible, options.keep_hours).run()
 
 
 def _unchanged(the_plan: Plan, existing: images.Image, progress: ProgressFn,
@@ -242,8 +250,9 @@ class _Build:
 
     def __init__(self, project: Project, the_plan: Plan, vault_password: str | None,
                  progress: ProgressFn, cancel: Cancel, started: float,
-                 ansible_options: AnsibleOptions = NO_OPTIONS):
+                 ansible_options: AnsibleOptions = NO_OPTIONS, keep_hours: float | None = None):
         self.project = project
+        self.keep_hours = keep_hours
         self.ansible_options = ansible_options
         self.plan = the_plan
         self.vault_password = vault_password
@@ -268,6 +277,11 @@ class _Build:
         self.packer_started = False
         self.registered: set[str] = set()  # AMI ids Packer said it registered
         self.local_image: Path | None = None
+        self.address: tuple[str, int] | None = None  # where provisioning reached the instance
+        self.key_pair_id = ""
+        self.security_group_id = ""
+        self.host: BuildHost | None = None
+        self.kept: keep.KeptHost | None = None  # the build host kept after a failure
 
     # -- orchestration --------------------------------------------------------
     def run(self) -> BakeResult:
@@ -310,8 +324,8 @@ class _Build:
             listener = stack.enter_context(hook.listening(
                 socket_path, lambda host, port: self._provision(host, port, key_file),
                 name=f"provision-{self.run_id}"))
-            ami_id = self._packer(files.template, files.var_file,
-                                  self._packer_credentials(stack, temp))
+            ami_id = self._packer_or_keep(files.template, files.var_file,
+                                          self._packer_credentials(stack, temp), key_file)
             listener.join(timeout=5)
             image = self._check_image(ami_id)
             if host is not None:
@@ -418,7 +432,8 @@ class _Build:
     @contextmanager
     def _key_pair(self, public_key: str, run_values: dict[str, Any]) -> Iterator[None]:
         name = run_values["builder_ssh_keypair_name"]
-        temporary.import_key_pair(self.ec2, name, public_key, run_values["builder_run_tags"])
+        self.key_pair_id = temporary.import_key_pair(self.ec2, name, public_key,
+                                                     run_values["builder_run_tags"])
         with self._removing(f"key pair {name}", lambda: temporary.delete_key_pair(self.ec2, name)):
             yield
 
@@ -428,18 +443,21 @@ class _Build:
         group_id = temporary.create_security_group(
             self.ec2, f"builder-{self.run_id}", vpc_id,
             self.plan.resolved.settings.ssh_source_cidrs, run_values["builder_run_tags"])
-        run_values["builder_security_group_id"] = group_id
+        run_values["builder_security_group_id"] = self.security_group_id = group_id
         with self._removing(f"security group {group_id}",
                             lambda: temporary.delete_security_group(self.ec2, group_id)):
             yield
 
     @contextmanager
     def _removing(self, what: str, remove: Callable[[], None]) -> Iterator[None]:
-        """Remove a temporary resource when the block ends. When the block failed, its
-        error stays the one shown: a removal failing too is said and left to `builder reap`."""
+        """Remove a temporary resource when the block ends (unless a failure kept the build
+        host). When the block failed, its error stays the one shown: a removal failing too
+        is said and left to `builder reap`."""
         try:
             yield
         except BaseException:
+            if self.kept is not None:
+                raise
             try:
                 remove()
             except BuilderError as exc:
@@ -460,6 +478,7 @@ class _Build:
             authorized_key=public_key))
         run_values["builder_ssh_host"] = host.host
         run_values["builder_ssh_port"] = host.port
+        self.host = host
         return host
 
     def _provision(self, host: str, port: int, key_file: Path) -> dict[str, Any]:
@@ -467,6 +486,7 @@ class _Build:
         from builder.provision.ansible import SshTarget
 
         target = SshTarget(host, port, self.plan.resolved.settings.ssh_username, key_file)
+        self.address = (host, port)
         self.progress(self.subject, f"provisioning {target.user}@{host}:{port} with Ansible")
         try:
             self.provisioning = provision.provision(
@@ -512,6 +532,64 @@ class _Build:
         return {**dict.fromkeys(credentials.STATIC_KEYS, ""),
                 **credentials.packer_env(config, env_aws.region)}
 
+    def _packer_or_keep(self, template: Path, var_file: Path, aws_env: dict[str, str],
+                        key_file: Path) -> str:
+        """Packer's build; with keep_hours, a failed provisioning keeps the build host
+        (Packer aborted without cleaning up) and any other failure terminates the
+        instance Packer left."""
+        if self.keep_hours is None:
+            return self._packer(template, var_file, aws_env)
+        try:
+            return self._packer(template, var_file, aws_env)
+        except BaseException as exc:
+            if exc is self.provision_error and self.address is not None:
+                raise self._keep(self.provision_error, key_file,
+                                 *self.address) from None
+            self._terminate_instances()
+            raise
+
+    def _keep(self, error: BuilderError, key_file: Path, host: str, port: int) -> BuilderError:
+        """Keep the build host of a failed provisioning: tag it kept-until, save its key,
+        say how to reach it. The failure to return; if the host can't be kept, it is
+        terminated and the failure is the provisioning's own."""
+        assert self.keep_hours is not None
+        until = (datetime.now(UTC) + timedelta(hours=self.keep_hours)).isoformat(
+            timespec="seconds")
+        settings = self.plan.resolved.settings
+        kept: keep.KeptHost | None = None
+        try:
+            kept = keep.save(self.project.layout.state_dir, run_id=self.run_id,
+                             combo=self.subject, account=settings.aws_account_id,
+                             region=settings.aws_region, until=until, private_key=key_file,
+                             user=settings.ssh_username, host=host, port=port)
+            resources = [*temporary.run_instances(self.ec2, self.run_id), self.key_pair_id,
+                         self.security_group_id]
+            temporary.mark_kept(self.ec2, [r for r in resources if r], self.run_id, until)
+            if self.host is not None:
+                self.host.keep(self.run_id, until)
+        except (BuilderError, OSError) as exc:
+            if kept is not None:
+                keep.forget(kept)
+            reason = exc.message if isinstance(exc, BuilderError) else str(exc)
+            self.progress(self.subject, f"could not keep the build host ({reason})")
+            self._terminate_instances()
+            return error
+        self.kept = kept
+        self.progress(self.subject, f"build host kept for debugging until {until}: "
+                                    f"{kept.ssh_command}")
+        return ProvisionFailed(f"{error.message}; build host kept for debugging until {until}: "
+                           f"{kept.ssh_command} (`builder reap --run-id {self.run_id}` "
+                           "removes it)")
+
+    def _terminate_instances(self) -> None:
+        """What Packer's clean-up would have done for its instance (it aborted)."""
+        try:
+            temporary.terminate_instances(self.ec2,
+                                          temporary.run_instances(self.ec2, self.run_id))
+        except BuilderError as exc:
+            self.progress(self.subject, f"could not terminate the builder instance "
+                                        f"({exc.message}); `builder reap` will")
+
     def _packer(self, template: Path, var_file: Path, aws_env: dict[str, str]) -> str:
         env = {**aws_env, "PACKER_LOG": "1",
                "PACKER_LOG_PATH": str(self.artifacts / "packer.log"),
@@ -522,8 +600,9 @@ class _Build:
         # In the template's own folder: its relative paths resolve as for `packer build`.
         cwd = self.plan.rendered.source.parent
         # Its log, manifest and cache go in the build's folder: private, as builder's files.
-        child = process.start(packer.build_argv(template, var_file, cwd), cwd=cwd, env=env,
-                              umask=private.CHILD_UMASK)
+        on_error = "cleanup" if self.keep_hours is None else "abort"
+        child = process.start(packer.build_argv(template, var_file, cwd, on_error=on_error),
+                              cwd=cwd, env=env, umask=private.CHILD_UMASK)
         ami_id, errors = "", []
         phase, phase_started = "start", time.monotonic()
         try:

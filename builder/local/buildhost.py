@@ -6,6 +6,9 @@ upper dir then holds exactly what the bake changed (what the image "contains") â
 runs sshd inside it with `chroot` on a free 127.0.0.1 port, with per-bake host keys and
 the bake's user and key. Teardown kills everything running inside, unmounts and
 removes the copy; a registry entry per host lets `stop_all` clean up after a crash.
+A failed bake may keep its host for debugging (`bake --keep-on-failure`): the registry
+then says until when, sshd runs on after the bake, and `stop_orphans` (`builder reap`)
+leaves it until that time or until its run is named; `stop_all` (`local down`) stops it.
 
 Services are installed but never started here (policy-rc.d, no systemd as PID 1):
 roles enable units, the image starts them on its first boot.
@@ -28,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,7 @@ _HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 _DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
             ("urandom", 1, 9), ("tty", 5, 0))
 _REGISTRY_FILE = "host.json"
+_KEPT_FOR, _KEPT_UNTIL = "kept_for_debug", "kept_until"  # registry keys of a kept host
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,13 @@ class BuildHost:
     user: str
     rootfs: Path
     changes: Path
+    home: Path  # the host's folder, with its registry entry
+
+    def keep(self, run_id: str, until: str) -> None:
+        """Leave this host running after the bake (`build_host` then tears nothing down)
+        until `reap` finds `until` passed or is asked for `run_id`."""
+        _write_registry(self.home, _registry(self.home) | {_KEPT_FOR: run_id,
+                                                           _KEPT_UNTIL: until})
 
     def save_changes(self, dest: Path) -> Path:
         """Copy what the bake changed to `dest` (deleted files stay as overlay whiteouts),
@@ -167,11 +179,12 @@ def build_host(layout: Layout, *, user: str, authorized_key: str) -> Iterator[Bu
         _make_host_key(rootfs)
         sshd, port = _start_sshd(home, rootfs)
         _write_registry(home, owner | {"port": port, "user": user, "sshd_pid": sshd.pid})
-        yield BuildHost("127.0.0.1", port, user, rootfs, changes)
+        yield BuildHost("127.0.0.1", port, user, rootfs, changes, home)
     finally:
-        if sshd is not None:
-            process.stop(sshd)
-        _teardown(home)
+        if _KEPT_UNTIL not in _registry(home):
+            if sshd is not None:
+                process.stop(sshd)
+            _teardown(home)
 
 
 def stop_all(layout: Layout) -> int:
@@ -181,26 +194,48 @@ def stop_all(layout: Layout) -> int:
     return len(hosts)
 
 
-def stop_orphans(layout: Layout, *, dry_run: bool = False) -> list[str]:
+def kept_hosts(layout: Layout) -> list[str]:
+    """The runs whose failed bake kept its build host (running or not)."""
+    return [str(_registry(home).get(_KEPT_FOR, home.name))
+            for home in _where(layout, lambda info: _KEPT_UNTIL in info)]
+
+
+def stop_orphans(layout: Layout, *, now: datetime, release_run: str | None = None,
+                 dry_run: bool = False) -> list[str]:
     """Tear down the build hosts whose bake is gone (`builder reap`); running bakes
-    keep theirs. Their names (only listed with `dry_run`)."""
-    hosts = _where(layout, lambda info: not (isinstance(info.get("owner_pid"), int)
-                                           and process.alive(info["owner_pid"])))
+    keep theirs, and a kept host stays until its time is before `now` or its run is
+    `release_run`. Their names (only listed with `dry_run`)."""
+
+    def orphan(info: dict[str, Any]) -> bool:
+        if _KEPT_UNTIL in info:
+            return info.get(_KEPT_FOR) == release_run or _before(info[_KEPT_UNTIL], now)
+        return not (isinstance(info.get("owner_pid"), int) and process.alive(info["owner_pid"]))
+
+    hosts = _where(layout, orphan)
     if not dry_run:
         _tear_down_all(hosts)
     return [home.name for home in hosts]
 
 
+def _before(when: object, now: datetime) -> bool:
+    try:
+        return datetime.fromisoformat(str(when)) < now
+    except ValueError:  # an entry that can't be read keeps nothing
+        return True
+
+
 def _where(layout: Layout, wanted: Callable[[dict[str, Any]], bool]) -> list[Path]:
-    hosts = []
-    for registry in sorted(_hosts_dir(layout).glob(f"*/{_REGISTRY_FILE}")):
-        try:
-            info = json.loads(registry.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            info = {}
-        if wanted(info):
-            hosts.append(registry.parent)
-    return hosts
+    return [registry.parent
+            for registry in sorted(_hosts_dir(layout).glob(f"*/{_REGISTRY_FILE}"))
+            if wanted(_registry(registry.parent))]
+
+
+def _registry(home: Path) -> dict[str, Any]:
+    try:
+        info = json.loads((home / _REGISTRY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _tear_down_all(hosts: list[Path]) -> None:

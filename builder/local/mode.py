@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from contextlib import AbstractContextManager
+from datetime import datetime
 
 from builder.config.layout import Layout
 from builder.local import buildhost
@@ -25,8 +26,9 @@ class _LocalMode:
                    ) -> AbstractContextManager[buildhost.BuildHost]:
         return buildhost.build_host(layout, user=user, authorized_key=authorized_key)
 
-    def reap_build_hosts(self, layout: Layout, *, dry_run: bool = False) -> list[str]:
-        return buildhost.stop_orphans(layout, dry_run=dry_run)
+    def reap_build_hosts(self, layout: Layout, *, now: datetime, release_run: str | None = None,
+                         dry_run: bool = False) -> list[str]:
+        return buildhost.stop_orphans(layout, now=now, release_run=release_run, dry_run=dry_run)
 
 
 LOCAL = _LocalMode()

@@ -125,17 +125,27 @@ class LocalDown:
     stopped: bool
     pid: int | None
     build_hosts_stopped: int
+    # Runs whose failed bake had kept its build host: stopped too; their instance record
+    # and key stay until `builder reap` (their time, or --run-id).
+    kept_hosts_stopped: tuple[str, ...] = ()
 
     exit_code = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"stopped": self.stopped, "pid": self.pid,
-                "build_hosts_stopped": self.build_hosts_stopped}
+                "build_hosts_stopped": self.build_hosts_stopped,
+                "kept_hosts_stopped": list(self.kept_hosts_stopped)}
 
     def to_text(self) -> str:
         head = (f"local stack stopped (pid {self.pid})" if self.stopped
                 else "local stack was not running")
-        return f"{head}; build hosts stopped: {self.build_hosts_stopped}"
+        text = f"{head}; build hosts stopped: {self.build_hosts_stopped}"
+        if self.kept_hosts_stopped:
+            text += (f"\nof them kept for debugging, now stopped: "
+                     f"{', '.join(self.kept_hosts_stopped)} (their instance, key pair, "
+                     "security group and key file stay until `builder reap`: after their "
+                     "time, or at once with --run-id)")
+        return text
 
 
 @dataclass(frozen=True)
@@ -259,9 +269,9 @@ def _check_config(project: Project) -> None:
 
 
 def down(layout: Layout, *, force: bool = False) -> LocalDown:
-    """Stop the emulator and every build host of this root; not while a bake or release
-    of this root uses them, unless `force` (then that run fails, and cleans up what it
-    can)."""
+    """Stop the emulator and every build host of this root, those kept for debugging too
+    (said); not while a bake or release of this root uses them, unless `force` (then
+    that run fails, and cleans up what it can)."""
     running = running_commands(layout)
     if running and not force:
         raise RefusedError("the local stack is in use by " + "; ".join(running)
@@ -272,7 +282,8 @@ def down(layout: Layout, *, force: bool = False) -> LocalDown:
     if pid is not None and info is not None and _is_our_server(layout, pid, info):
         stopped = process.stop(pid, grace_s=STOP_TIMEOUT_SECONDS)
     (state_dir(layout) / SERVER_FILE).unlink(missing_ok=True)
-    return LocalDown(stopped, pid if stopped else None, buildhost.stop_all(layout))
+    kept = tuple(buildhost.kept_hosts(layout))
+    return LocalDown(stopped, pid if stopped else None, buildhost.stop_all(layout), kept)
 
 
 def reset(layout: Layout, *, force: bool = False) -> LocalReset:

@@ -51,3 +51,27 @@ def test_packer_is_held_to_the_policy_too(enforced_bake_root: Path) -> None:
         local_iam.enforce(project)
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert "ec2:CreateImage" in failed.stderr, failed.stderr[-3000:]
+
+
+def test_a_kept_host_and_its_reap_under_the_generated_policy(enforced_bake_root: Path) -> None:
+    """--keep-on-failure's calls (find, tag the run's resources kept) and reap --run-id's
+    are in the policies."""
+    playbook = enforced_bake_root / "playbooks/demo/packer-worker.yml"
+    original = playbook.read_text()
+    playbook.write_text(original + "  tasks:\n    - name: Break on purpose\n"
+                        "      ansible.builtin.command: /bin/false\n")
+    try:
+        failed = run_builder("--local", "bake", "demo", "dev", "worker", "--force",
+                             "--keep-on-failure", root=enforced_bake_root)
+    finally:
+        playbook.write_text(original)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "is not authorized to perform" not in failed.stderr, failed.stderr[-3000:]
+    last = failed.stderr.strip().splitlines()[-1]
+    assert "kept for debugging" in last, last
+    run_id = last.rsplit("--run-id ", 1)[1].split("`")[0]
+    reaped = run_builder("--local", "reap", "--run-id", run_id, "--json",
+                         root=enforced_bake_root)
+    assert reaped.returncode == 0, reaped.stderr[-3000:]
+    assert '"instances": [' in reaped.stdout and run_id not in str(
+        list((enforced_bake_root / ".builder" / "kept").glob("*")))

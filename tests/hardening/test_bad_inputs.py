@@ -213,6 +213,10 @@ CASES = [
     case("bake comp and --all", "bake", "demo", "dev", "app", "--all",
          says="give a COMP or --all"),
     case("bake -j 0", "bake", "demo", "dev", "--all", "-j", "0", says="Invalid value for"),
+    case("bake --keep-hours alone", "bake", "demo", "dev", "app", "--keep-hours", "2",
+         says="--keep-hours goes with --keep-on-failure"),
+    case("bake --keep-hours 0", "bake", "demo", "dev", "app", "--keep-on-failure",
+         "--keep-hours", "0", says="Invalid value for"),
     case("bake unknown app", "bake", "nope", "dev", "app", says="unknown app"),
     case("bake bad config", "bake", "demo", "dev", "app", "-e", "aws_region=mars",
          says="a region like"),
@@ -275,6 +279,7 @@ CASES = [
     case("reap fraction", "reap", "--older-than", "1.5h", says="expected a number and"),
     case("reap unicode digits", "reap", "--older-than", "٣h", says="expected a number and"),
     case("reap empty", "reap", "--older-than", "", says="expected a number and"),
+    case("reap --run-id path", "reap", "--run-id", "../../etc", says="expected a bake's run id"),
     # -- prune -------------------------------------------------------------------------
     case("prune --keep 0", "prune", "demo", "dev", "app", "--keep", "0",
          says="Invalid value for"),
