@@ -9,7 +9,8 @@ cannot drift from the code.
     step            what runs it                         includes
     bake            builder bake                         packer (Packer's own calls)
     release         builder release, bake --release      -
-    promote         builder promote                      release (in the target env)
+    promote         builder promote                      release (in the target env), bake
+                                                         (`promote_by: rebake` only)
     prune           builder prune                        -
     reap            builder reap                         -
     status          builder status                       -
@@ -290,7 +291,7 @@ STEPS: Mapping[str, tuple[Call, ...]] = {
     "local": _LOCAL,
 }
 INCLUDES: Mapping[str, tuple[str, ...]] = {
-    "bake": ("packer",), "promote": ("release",),
+    "bake": ("packer",), "promote": ("release", "bake"),
     "rebuild": ("bake", "release", "promote", "status"),
 }
 # What `builder iam-policy --for all` covers: every step a user runs against real AWS.

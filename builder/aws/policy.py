@@ -33,7 +33,7 @@ from builder.aws.images import TAG_APP, TAG_RUN_ID
 from builder.aws.locks import TABLE
 from builder.aws.partition import ARN_PARTITION, arn, partition_of
 from builder.config.layers import ResolvedVars
-from builder.config.models import Settings
+from builder.config.models import PromoteBy, Settings
 
 VERSION = "2012-10-17"
 # Describe/List/Get calls that AWS authorises only on "*".
@@ -142,7 +142,8 @@ def build(resolved: Sequence[ResolvedVars], every: Sequence[ResolvedVars], steps
         for r in members:
             source = by_env.get((r.combo.app, r.settings.promote_from or ""))
             for call in _rows(chosen, via_promote, promotes_from=source is not None,
-                              promoted_to=bool(sources.get((r.combo.app, r.combo.env)))):
+                              promoted_to=bool(sources.get((r.combo.app, r.combo.env))),
+                              rebakes=r.settings.promote_by == PromoteBy.REBAKE):
                 for grant in _grants(call, r, source, role):
                     grants.setdefault(grant)
                     why = reasons.setdefault(call.action, [])
@@ -168,12 +169,14 @@ def _default_role(settings: Settings) -> str:
 
 
 def _rows(steps: Sequence[str], via_promote: frozenset[str], *, promotes_from: bool,
-          promoted_to: bool) -> Iterable[Call]:
+          promoted_to: bool, rebakes: bool) -> Iterable[Call]:
     """The rows of the chosen steps that apply to an env: promote's target rows only
-    where the env has promote_from, its source rows only where another env takes from it;
-    local mode's rows never."""
+    where the env has promote_from (its bake only where it promotes by rebake), its
+    source rows only where another env takes from it; local mode's rows never."""
     for step in steps:
         if step == "local" or (step in via_promote and not promotes_from):
+            continue
+        if step in via_promote and step in calls.expand("bake") and not rebakes:
             continue
         for call in calls.STEPS[step]:
             if step == "promote" and not (promoted_to if call.side == "source"

@@ -117,22 +117,24 @@ ENV_VARS = frozenset({
     "source_ami", "instance_type", "ssh_source_cidrs", "ami_name", "encrypt_boot",
     "kms_key_id", "launch_template_name", "codedeploy_application",
     "codedeploy_deployment_group", "deploy_strategy", "promote_from", "promote_by",
-    "ami_keep", "rebuild_max_age_days", "vault_password_ssm_parameter", "subnet_id",
-    "subnet_filter", "vpc_filter", "iam_instance_profile", "associate_public_ip_address",
-    "ssh_interface", "spot_price", "spot_instance_types"})
+    "rebake_env_vars", "ami_keep", "rebuild_max_age_days", "vault_password_ssm_parameter",
+    "subnet_id", "subnet_filter", "vpc_filter", "iam_instance_profile",
+    "associate_public_ip_address", "ssh_interface", "spot_price", "spot_instance_types"})
 
 
 def build_inputs(layout: Layout, resolved: ResolvedVars, rendered: Rendered,
-                 fingerprint: Fingerprint) -> dict[str, Any]:
+                 fingerprint: Fingerprint, env_vars: Iterable[str] = ()) -> dict[str, Any]:
     """The inputs of a bake that make its image whatever env bakes it, to compare two
     envs' bakes part by part: the rendered template text, every file hashed (playbook,
     roles, builder's own), the app's common vault files, the Ansible options, and each
-    var but `ENV_VARS` (of `source_ami_filter`, the name pattern: image owners differ
-    between partitions). The base image id is left out: each region has its own."""
+    var but `ENV_VARS` and `env_vars` (the target's `rebake_env_vars`); of
+    `source_ami_filter`, the name pattern (image owners differ between partitions).
+    The base image id is left out: each region has its own."""
     common = _label(layout, layout.vars_dir / resolved.combo.app / "common") + "/"
     values = {name: (value.get("name") if name == "source_ami_filter"
                      and isinstance(value, Mapping) else value)
-              for name, value in resolved.values.items() if name not in ENV_VARS}
+              for name, value in resolved.values.items()
+              if name not in ENV_VARS and name not in set(env_vars)}
     return {
         "template": _digest(rendered.hcl),
         "files": dict(fingerprint.inputs["files"]),

@@ -233,6 +233,19 @@ def _promote_from(value: Any, check: Check) -> str | None:
     return source
 
 
+_VAR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _var_names(value: Any, check: Check) -> tuple[str, ...]:
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list) or not all(
+            isinstance(item, str) and _VAR_NAME_RE.fullmatch(item) for item in value):
+        check.fail(f"{value!r:.60} must be a list of var names")
+        return ()
+    return tuple(value)
+
+
 # -- the table -----------------------------------------------------------------
 
 _COMBO_NAME = "{{ app }}-{{ env }}-{{ comp }}"
@@ -277,6 +290,9 @@ KEYS: tuple[Key[Any], ...] = (
         "how `promote` brings it: copy (share and copy the AMI) or rebake (bake here from "
         "the same inputs; for another partition, or where sharing is forbidden)",
         PromoteBy.COPY.value),
+    Key("rebake_env_vars", _var_names,
+        "vars whose values are this env's own in a `promote_by: rebake` (e.g. an SSM "
+        "prefix): not compared with the source env's", []),
     Key("ami_keep", _whole(1), "AMIs `prune` keeps per comp", 5),
     Key("rebuild_max_age_days", _whole(1), "age in days after which `rebuild` bakes anyway", 30),
     Key("vault_password_ssm_parameter", _optional(),

@@ -71,6 +71,7 @@ class Settings:
     deploy_strategy: DeployStrategy
     promote_from: str | None
     promote_by: PromoteBy
+    rebake_env_vars: tuple[str, ...]
     ami_keep: int
     rebuild_max_age_days: int
     vault_password_ssm_parameter: str | None

@@ -10,7 +10,8 @@ of the source env's verified one, for envs that can't receive a copy (another pa
 2. the target env's inputs equal the source env's in every part that makes the image
    (`fingerprint.build_inputs`: the rendered template, every hashed file, the app's
    common vault files, the Ansible options and each var but where-and-how ones such as
-   the region, account, KMS key, networking). Anything else differing is named and
+   the region, account, KMS key, networking, and those the target lists in
+   `rebake_env_vars`). Anything else differing is named and
    refused (exit 2).
 
 The base image is resolved in the target by the same filter; its id (each region has
@@ -65,17 +66,18 @@ def check_same_inputs(project: Project, source: ResolvedVars, target: ResolvedVa
             + (f"commit {commit[:12]}, " if commit else "the commit it was baked from, ")
             + "then promote again")
     target_plan = plan(project, target.combo)
+    own = target.settings.rebake_env_vars
     differ = fingerprints.changed_parts(
-        fingerprints.build_inputs(project.layout, source, source_rendered, source_print),
+        fingerprints.build_inputs(project.layout, source, source_rendered, source_print, own),
         fingerprints.build_inputs(project.layout, target, target_plan.rendered,
-                                  target_plan.fingerprint))
+                                  target_plan.fingerprint, own))
     if differ:
         raise RefusedError(
             f"{target_env} can't rebake {source_env}'s {image.id}: its inputs differ from "
             f"{source_env}'s in {', '.join(differ)} (a rebake bakes from the same template, "
             f"files and vars; only where-and-how values such as the region, account, KMS key "
             f"and network may differ): make them the same in vars/{target.combo.app}/"
-            f"{target_env}/")
+            f"{target_env}/, or list a var that is {target_env}'s own in rebake_env_vars")
     base = target_plan.source
     note = "" if base.id == image.source_ami else (
         f"base image {base.id} ({base.name}) in {target.settings.aws_region}, not "
