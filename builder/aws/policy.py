@@ -141,9 +141,11 @@ def build(resolved: Sequence[ResolvedVars], every: Sequence[ResolvedVars], steps
         reasons: dict[str, list[str]] = {}
         for r in members:
             source = by_env.get((r.combo.app, r.settings.promote_from or ""))
-            for call in _rows(chosen, via_promote, promotes_from=source is not None,
+            rebakes = source is not None and r.settings.promote_by == PromoteBy.REBAKE
+            for call in _rows(chosen, via_promote,
+                              promotes_from=rebakes or _copies_from(r.settings, source),
                               promoted_to=bool(sources.get((r.combo.app, r.combo.env))),
-                              rebakes=r.settings.promote_by == PromoteBy.REBAKE):
+                              rebakes=rebakes):
                 for grant in _grants(call, r, source, role):
                     grants.setdefault(grant)
                     why = reasons.setdefault(call.action, [])
@@ -151,7 +153,8 @@ def build(resolved: Sequence[ResolvedVars], every: Sequence[ResolvedVars], steps
                         why.append(call.why)
         kms = tuple(_kms_statement(t, role_of(t.settings)) for r in members
                     for t in sources.get((r.combo.app, r.combo.env), ())
-                    if r.settings.kms_key_id and "promote" in chosen)
+                    if r.settings.kms_key_id and "promote" in chosen
+                    and _copies_from(t.settings, r.settings))
         accounts.append(AccountPolicy(
             account, role, tuple(sorted({r.settings.aws_region for r in members})),
             tuple(sorted({f"{r.combo.app}/{r.combo.env}" for r in members})),
@@ -161,6 +164,13 @@ def build(resolved: Sequence[ResolvedVars], every: Sequence[ResolvedVars], steps
     return PolicySet(tuple(steps), tuple(accounts),
                      ci_principal or "the env account's own principals (pass --ci-principal)",
                      terraform_format)
+
+
+def _copies_from(target: Settings, source: Settings | None) -> bool:
+    """Whether promote copies into `target` from `source`: by copy, within a partition
+    (promote refuses a copy across partitions)."""
+    return (source is not None and target.promote_by == PromoteBy.COPY
+            and partition_of(source.aws_region) == partition_of(target.aws_region))
 
 
 def _default_role(settings: Settings) -> str:
@@ -180,8 +190,8 @@ def _rows(steps: Sequence[str], via_promote: frozenset[str], *, promotes_from: b
             continue
         for call in calls.STEPS[step]:
             if step == "promote" and not (promoted_to if call.side == "source"
-                                          else promotes_from):
-                continue
+                                          else promotes_from and not rebakes):
+                continue  # a rebake's target copies nothing: it bakes
             yield call
 
 
