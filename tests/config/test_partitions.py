@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,7 @@ from typer.testing import CliRunner
 
 from builder.aws.partition import arn, of_arn, partition_of
 from builder.cli import app
-from tests.conftest import FIXTURES, copy_demo
-
-
-def partition_repo(dest: Path) -> Path:
-    """The demo repo with its envs in China and GovCloud (tests/fixtures/partitions)."""
-    root = copy_demo(dest)
-    shutil.copytree(FIXTURES / "partitions" / "vars", root / "vars", dirs_exist_ok=True)
-    return root
+from tests.conftest import partition_repo
 
 
 def _run(root: Path, *args: str) -> Any:
