@@ -6,7 +6,8 @@ of the source env's verified one, for envs that can't receive a copy (another pa
 
 1. this checkout's inputs for the source env give the verified AMI's fingerprint (its
    `builder:fingerprint` tag), pinned to the base image it was baked from: the repo
-   still holds what made it;
+   still holds what made it (for an AMI the source env got by a copy, the inputs of the
+   env up its `promote_from` chain that baked it);
 2. the target env's inputs equal the source env's in every part that makes the image
    (`fingerprint.build_inputs`: the rendered template, every hashed file, the app's
    common vault files, the Ansible options and each var but where-and-how ones such as
@@ -30,11 +31,13 @@ from builder.bake import fingerprint as fingerprints
 from builder.bake.build import BakeOptions, BakeResult, bake
 from builder.bake.plan import pin_source, plan
 from builder.config.layers import ResolvedVars
+from builder.config.models import PromoteBy
 from builder.errors import RefusedError
 from builder.interrupts import Cancel
 from builder.output import ProgressFn
 from builder.pipelines.diff import BuildRecord
 from builder.project import Project
+from builder.render.template import Rendered
 
 
 @dataclass(frozen=True)
@@ -53,28 +56,21 @@ def check_same_inputs(project: Project, source: ResolvedVars, target: ResolvedVa
     source_env, target_env = source.combo.env, target.combo.env
     base_of_source = amis.Image(image.source_ami, image.tags.get(amis.TAG_SOURCE_AMI_NAME, ""),
                                 "available", "", image.created)
-    _, source_rendered, source_print = pin_source(project, source, base_of_source)
-    if source_print.value != image.fingerprint:
-        recorded = _recorded_inputs(project, source, image)
-        what = fingerprints.changed_parts(recorded, source_print.inputs) if recorded else []
-        commit = image.tags.get(amis.TAG_GIT_COMMIT)
-        raise RefusedError(
-            f"this checkout does not hold the inputs {source_env}'s {image.id} was baked "
-            f"from (its fingerprint {image.fingerprint[:12] or 'unset'}, here "
-            f"{source_print.value[:12]}"
-            + (f"; changed: {', '.join(what)}" if what else "") + "): check out "
-            + (f"commit {commit[:12]}, " if commit else "the commit it was baked from, ")
-            + "then promote again")
+    baked_in, source_rendered, source_print = _baked_from(project, source, image,
+                                                          base_of_source)
+    baked_env = baked_in.combo.env
     target_plan = plan(project, target.combo)
     own = target.settings.rebake_env_vars
     differ = fingerprints.changed_parts(
-        fingerprints.build_inputs(project.layout, source, source_rendered, source_print, own),
+        fingerprints.build_inputs(project.layout, baked_in, source_rendered, source_print,
+                                  own),
         fingerprints.build_inputs(project.layout, target, target_plan.rendered,
                                   target_plan.fingerprint, own))
     if differ:
         raise RefusedError(
             f"{target_env} can't rebake {source_env}'s {image.id}: its inputs differ from "
-            f"{source_env}'s in {', '.join(differ)} (a rebake bakes from the same template, "
+            f"{baked_env}'s" + ("" if baked_env == source_env else " (which baked it)")
+            + f" in {', '.join(differ)} (a rebake bakes from the same template, "
             f"files and vars; only where-and-how values such as the region, account, KMS key "
             f"and network may differ): make them the same in vars/{target.combo.app}/"
             f"{target_env}/, or list a var that is {target_env}'s own in rebake_env_vars")
@@ -101,9 +97,41 @@ def rebake(project: Project, target: ResolvedVars, image: amis.Image, lineage: s
     return result
 
 
+def _baked_from(project: Project, source: ResolvedVars, image: amis.Image,
+                base: amis.Image) -> tuple[ResolvedVars, Rendered, fingerprints.Fingerprint]:
+    """The env whose inputs in this checkout give `image`'s fingerprint, with them: the
+    source env, or for a copy (promoted by copy, fingerprint and all) the env up its
+    `promote_from` chain of copies that baked it. None: refused, naming what changed."""
+    env, seen = source, {source.combo.env}
+    while True:
+        _, rendered, found = pin_source(project, env, base)
+        if found.value == image.fingerprint:
+            return env, rendered, found
+        earlier = env.settings.promote_from
+        copied = (amis.TAG_PROMOTED_FROM in image.tags
+                  and amis.TAG_SOURCE_FINGERPRINT not in image.tags)
+        if not (copied and earlier and env.settings.promote_by == PromoteBy.COPY
+                and earlier not in seen):
+            break
+        seen.add(earlier)
+        env = project.resolve(env.combo.app, earlier, env.combo.comp)
+    _, _, here = pin_source(project, source, base)
+    recorded = _recorded_inputs(project, source, image)
+    what = fingerprints.changed_parts(recorded, here.inputs) if recorded else []
+    commit = image.tags.get(amis.TAG_GIT_COMMIT)
+    raise RefusedError(
+        f"this checkout does not hold the inputs {source.combo.env}'s {image.id} was baked "
+        f"from (its fingerprint {image.fingerprint[:12] or 'unset'}, here {here.value[:12]}"
+        + (f"; changed: {', '.join(what)}" if what else "") + "): check out "
+        + (f"commit {commit[:12]}, " if commit else "the commit it was baked from, ")
+        + "then promote again")
+
+
 def _recorded_inputs(project: Project, source: ResolvedVars, image: amis.Image
                      ) -> Mapping[str, Any]:
     """The inputs the source AMI's bake saved, when it ran here (else empty)."""
     combo, build_id = source.combo, image.tags.get(amis.TAG_BUILD_ID, "")
-    folder = project.layout.state_dir / "builds" / combo.app / combo.env / combo.comp / build_id
-    return BuildRecord(image.id, folder).inputs() if build_id else {}
+    builds = project.layout.state_dir / "builds" / combo.app
+    # A copy's build ran in the env that baked it.
+    folder = next(iter(sorted(builds.glob(f"*/{combo.comp}/{build_id}"))), None)
+    return BuildRecord(image.id, folder).inputs() if build_id and folder else {}

@@ -5,6 +5,7 @@ AWS, shares and copies nothing across partitions."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from builder.aws import images as amis
 from builder.aws.calls import RUNNING
 from builder.config.models import Combo
 from builder.local.mode import LOCAL
+from builder.pipelines.rebake import check_same_inputs
 from builder.project import Project
 from builder.release.release import release
 from tests.conftest import partition_repo
@@ -126,3 +128,21 @@ def test_a_rebake_from_other_inputs_is_refused_naming_them(stack: Project, cli: 
     assert "changed: playbooks/roles/base/tasks/main.yml" in done.stderr
     with RUNNING.aside():
         assert builder_images(stack, "prod-cn") == []
+
+
+def test_an_ami_prod_got_by_a_copy_rebakes_from_the_inputs_of_staging_that_baked_it(
+        stack: Project, cli: Any) -> None:
+    source = verified_in_staging(stack)
+    copied = cli("--local", "promote", "demo", "app", "--to", "prod", "--json", root=stack.root)
+    assert copied.exit_code == 0, copied.output
+    with RUNNING.aside():
+        prod_ec2 = stack.env_aws(stack.resolve("demo", "prod", "app")).client("ec2")
+        [copy] = amis.describe(prod_ec2, image_ids=[json.loads(copied.stdout)["ami_id"]])
+    # prod's own inputs differ (instance type, its own vars): the copy carries staging's
+    # fingerprint, and staging's inputs are what prod-cn is compared with.
+    assert copy.fingerprint == source.fingerprint
+    prod, prod_cn = (stack.resolve("demo", env, "app") for env in ("prod", "prod-cn"))
+    with RUNNING.step("promote"):
+        same = check_same_inputs(stack, prod, prod_cn, copy)
+    assert same.base.id != copy.source_ami
+    assert f"not {copy.source_ami}" in same.base_note
