@@ -50,9 +50,9 @@ By = Literal["builder", "packer", "aws"]
 
 # Resource kinds (builder.aws.policy resolves them per env):
 ANY = "*"
-IMAGE = "image"                    # arn:aws:ec2:<region>::image/*
+IMAGE = "image"                    # arn:<partition>:ec2:<region>::image/*
 BUILDER_IMAGE = "builder-image"    # images tagged builder:app=<app>
-SNAPSHOT = "snapshot"              # arn:aws:ec2:<region>::snapshot/*
+SNAPSHOT = "snapshot"              # arn:<partition>:ec2:<region>::snapshot/*
 RUN_NEW = "run-new"                # created with the builder:run-id tag in the request
 RUN_TAGGED = "run-tagged"          # instances, volumes, key pairs, groups tagged builder:run-id
 RUN_LAUNCHED = "run-launched"      # tags given at launch (ec2:CreateAction RunInstances)
