@@ -6,8 +6,8 @@ Preflight first: envs in different partitions (builder.aws.partition) can't shar
 copy an AMI, so such a promotion is refused unless the target env sets `promote_by:
 rebake` (builder.pipelines.rebake: the target bakes from the same inputs, checked by
 fingerprint, and releases that). For a copy, nothing changes until every permission is
-known to be there or addable, then share → copy → wait (the tool's own deadline) → tag → unshare →
-release, all under the target comp's lock. The copy is `building` until it is
+known to be there or addable; then share → copy → wait (the tool's own deadline) → tag
+→ unshare → release, all under the target comp's lock. The copy is `building` until it is
 available and tagged. A copy already made from that AMI for that env is reused, so a
 re-run after any failure picks up where the last one stopped; a failed or abandoned copy
 is deregistered and the share removed, so nothing is left half-done. After a kill -9,
