@@ -136,7 +136,9 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
                           "the env whose verified AMIs it takes")
     source = project.resolve(app, source_env, comp)
     by = target.settings.promote_by
-    _same_partition_or_rebake(source, target)
+    refused = cross_partition_copy(source, target)
+    if refused:  # before any AWS call
+        raise RefusedError(refused)
     source_aws, target_aws = project.env_aws(source), project.env_aws(target)
     subject = str(target.combo)
     image = _verified_source(source_aws, source, ami_id)
@@ -173,19 +175,18 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
                          reused, shared, released, time.monotonic() - started)
 
 
-def _same_partition_or_rebake(source: ResolvedVars, target: ResolvedVars) -> None:
-    """AWS shares and copies AMIs only within a partition: a copy across is refused
-    before any AWS call, naming the fix."""
+def cross_partition_copy(source: ResolvedVars, target: ResolvedVars) -> str | None:
+    """Why `target` can't promote from `source`: a copy across partitions (AWS shares and
+    copies AMIs only within one), with the fix; None when it can."""
     regions = source.settings.aws_region, target.settings.aws_region
     partitions = partition_of(regions[0]), partition_of(regions[1])
     if partitions[0] == partitions[1] or target.settings.promote_by == PromoteBy.REBAKE:
-        return
+        return None
     app, source_env, target_env = target.combo.app, source.combo.env, target.combo.env
-    raise RefusedError(
-        f"can't promote from {source_env} ({regions[0]}, partition {partitions[0]}) to "
-        f"{target_env} ({regions[1]}, partition {partitions[1]}) by a copy: AWS never "
-        f"shares nor copies an AMI across partitions; set `promote_by: rebake` in "
-        f"vars/{app}/{target_env}/ to bake it there from the same inputs")
+    return (f"can't promote from {source_env} ({regions[0]}, partition {partitions[0]}) to "
+            f"{target_env} ({regions[1]}, partition {partitions[1]}) by a copy: AWS never "
+            f"shares nor copies an AMI across partitions; set `promote_by: rebake` in "
+            f"vars/{app}/{target_env}/ to bake it there from the same inputs")
 
 
 def _by_rebake(project: Project, source: ResolvedVars, target: ResolvedVars, image: Image, *,

@@ -82,3 +82,13 @@ def test_policies_of_an_env_use_its_partition(tmp_path: Path) -> None:
 
     assert {"ec2:ImportKeyPair", "ec2:RunInstances"} <= actions(rebakes)
     assert "ec2:ImportKeyPair" not in actions(copies)
+
+
+def test_validate_names_a_copy_across_partitions_at_its_promote_from(tmp_path: Path) -> None:
+    root = partition_repo(tmp_path / "infra")
+    done = _run(root, "validate", "demo", "--env", "prod-gov", "--offline")
+    assert done.exit_code == 2, done.output
+    assert "prod-gov/common.yml:7" in done.output
+    assert "can't promote from staging (eu-west-1, partition aws) to prod-gov" in done.output
+    rebakes = _run(root, "validate", "demo", "--env", "prod-cn", "--offline")
+    assert "partition" not in rebakes.output, rebakes.output
