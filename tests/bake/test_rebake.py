@@ -71,6 +71,15 @@ def test_promote_by_rebake_bakes_in_china_from_staging_inputs_and_releases(
         assert staging.describe_image_attribute(
             ImageId=source.id, Attribute="launchPermission")["LaunchPermissions"] == []
 
+    # status and rebuild know it for the rebake of staging's AMI: nothing due.
+    shown = run_builder("--local", "--json", "status", "demo", "--env", "prod-cn",
+                        root=Path(project.root))
+    assert shown.returncode == 0, shown.stderr
+    app = next(row for row in json.loads(shown.stdout)["combos"]
+               if (row["env"], row["comp"]) == ("prod-cn", "app"))
+    assert (app["rebuild_due"], app["reasons"]) == (
+        False, [f"runs {baked.id}, the rebake of staging's verified {source.id}"])
+
     again = run_builder("--local", "promote", "demo", "app", "--to", "prod-cn", "--json",
                         root=Path(project.root))
     assert again.returncode == 0, again.stderr
