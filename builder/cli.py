@@ -524,7 +524,8 @@ def promote_command(
         "--ami", metavar="ID", help="The source env's AMI (default: what its launch template "
         "launches); it must be verified there")] = None,
     no_deploy: Annotated[bool, typer.Option(
-        "--no-deploy", help="Copy and tag only; no release in the target env")] = False,
+        "--no-deploy", help="Copy (or rebake) and tag only; no release in the target "
+        "env")] = False,
     break_lock: Annotated[bool, typer.Option(
         "--break-lock", help="Take the target comp's lock even if another promotion or "
         "release holds it (when that one is gone)")] = False,
@@ -535,7 +536,9 @@ def promote_command(
     The AMI verified in the promote_from env of ENV is copied into ENV's account and
     region, re-encrypted and tagged with its lineage. Every permission is checked first
     and what is missing is named (exit 2); an AMI not verified in the source env is
-    refused (exit 2).
+    refused (exit 2). A copy into another partition (China, GovCloud) is refused (exit
+    2); with `promote_by: rebake` ENV bakes its own AMI from the same inputs instead,
+    checked by fingerprint.
     """
     from builder.interrupts import Cancel, handle_signals
     from builder.output import Progress

@@ -40,6 +40,13 @@ def copy_demo(dest: Path) -> Path:
     return dest
 
 
+def partition_repo(dest: Path) -> Path:
+    """The demo repo with envs in China and GovCloud laid over it (tests/fixtures/partitions)."""
+    root = copy_demo(dest)
+    shutil.copytree(FIXTURES / "partitions" / "vars", root / "vars", dirs_exist_ok=True)
+    return root
+
+
 def commit_all(root: Path) -> None:
     """Make `root` a git checkout with everything committed (bakes tag the commit)."""
     for argv in (["init", "-q"], ["add", "-A"],

@@ -9,7 +9,8 @@ cannot drift from the code.
     step            what runs it                         includes
     bake            builder bake                         packer (Packer's own calls)
     release         builder release, bake --release      -
-    promote         builder promote                      release (in the target env)
+    promote         builder promote                      release (in the target env), bake
+                                                         (`promote_by: rebake` only)
     prune           builder prune                        -
     reap            builder reap                         -
     status          builder status                       -
@@ -49,9 +50,9 @@ By = Literal["builder", "packer", "aws"]
 
 # Resource kinds (builder.aws.policy resolves them per env):
 ANY = "*"
-IMAGE = "image"                    # arn:aws:ec2:<region>::image/*
+IMAGE = "image"                    # arn:<partition>:ec2:<region>::image/*
 BUILDER_IMAGE = "builder-image"    # images tagged builder:app=<app>
-SNAPSHOT = "snapshot"              # arn:aws:ec2:<region>::snapshot/*
+SNAPSHOT = "snapshot"              # arn:<partition>:ec2:<region>::snapshot/*
 RUN_NEW = "run-new"                # created with the builder:run-id tag in the request
 RUN_TAGGED = "run-tagged"          # instances, volumes, key pairs, groups tagged builder:run-id
 RUN_LAUNCHED = "run-launched"      # tags given at launch (ec2:CreateAction RunInstances)
@@ -295,7 +296,7 @@ STEPS: Mapping[str, tuple[Call, ...]] = {
     "local": _LOCAL,
 }
 INCLUDES: Mapping[str, tuple[str, ...]] = {
-    "bake": ("packer",), "promote": ("release",),
+    "bake": ("packer",), "promote": ("release", "bake"),
     "rebuild": ("bake", "release", "promote", "status"),
 }
 # What `builder iam-policy --for all` covers: every step a user runs against real AWS.

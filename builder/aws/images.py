@@ -31,6 +31,9 @@ TAG_BUILT_AT = "builder:built-at"
 TAG_GIT_COMMIT = "builder:git-commit"
 TAG_STATUS = "builder:status"
 TAG_PROMOTED_FROM = "builder:promoted-from"
+# On an AMI that `promote_by: rebake` baked: the fingerprint of the verified source AMI
+# whose inputs it was baked from (its own fingerprint is the target env's).
+TAG_SOURCE_FINGERPRINT = "builder:source-fingerprint"
 TAG_BUILD_ID = "builder:build-id"
 TAG_RUN_ID = "builder:run-id"
 # sha256 of the bake's packages.json (the image's installed packages)

@@ -31,13 +31,15 @@ from builder.aws import calls
 from builder.aws.calls import Call
 from builder.aws.images import TAG_APP, TAG_RUN_ID
 from builder.aws.locks import TABLE
+from builder.aws.partition import ARN_PARTITION, arn, partition_of
 from builder.config.layers import ResolvedVars
-from builder.config.models import Settings
+from builder.config.models import PromoteBy, Settings
 
 VERSION = "2012-10-17"
 # Describe/List/Get calls that AWS authorises only on "*".
 _UNSCOPED = re.compile(r"^(ec2:Describe|autoscaling:Describe|kms:ListAliases$|"
                        r"sts:GetCallerIdentity$|ec2:CopyImage$)")
+_KEY_ARN = re.compile(rf"arn:{ARN_PARTITION}:kms:[\w-]+:\d{{12}}:key/.+")
 # What deletes or shares an AMI must find the app's tag on it.
 _TAG_GUARDED = frozenset({"ec2:DeregisterImage", "ec2:ModifyImageAttribute"})
 
@@ -139,8 +141,11 @@ def build(resolved: Sequence[ResolvedVars], every: Sequence[ResolvedVars], steps
         reasons: dict[str, list[str]] = {}
         for r in members:
             source = by_env.get((r.combo.app, r.settings.promote_from or ""))
-            for call in _rows(chosen, via_promote, promotes_from=source is not None,
-                              promoted_to=bool(sources.get((r.combo.app, r.combo.env)))):
+            rebakes = source is not None and r.settings.promote_by == PromoteBy.REBAKE
+            for call in _rows(chosen, via_promote,
+                              promotes_from=rebakes or _copies_from(r.settings, source),
+                              promoted_to=bool(sources.get((r.combo.app, r.combo.env))),
+                              rebakes=rebakes):
                 for grant in _grants(call, r, source, role):
                     grants.setdefault(grant)
                     why = reasons.setdefault(call.action, [])
@@ -148,33 +153,45 @@ def build(resolved: Sequence[ResolvedVars], every: Sequence[ResolvedVars], steps
                         why.append(call.why)
         kms = tuple(_kms_statement(t, role_of(t.settings)) for r in members
                     for t in sources.get((r.combo.app, r.combo.env), ())
-                    if r.settings.kms_key_id and "promote" in chosen)
+                    if r.settings.kms_key_id and "promote" in chosen
+                    and _copies_from(t.settings, r.settings))
         accounts.append(AccountPolicy(
             account, role, tuple(sorted({r.settings.aws_region for r in members})),
             tuple(sorted({f"{r.combo.app}/{r.combo.env}" for r in members})),
             tuple(grants), {a: tuple(w) for a, w in reasons.items()},
-            ci_principal or f"arn:aws:iam::{account}:root", tuple(_unique(kms))))
+            ci_principal or arn(members[0].settings.aws_region, "iam", account, "root",
+                                in_region=False), tuple(_unique(kms))))
     return PolicySet(tuple(steps), tuple(accounts),
                      ci_principal or "the env account's own principals (pass --ci-principal)",
                      terraform_format)
 
 
+def _copies_from(target: Settings, source: Settings | None) -> bool:
+    """Whether promote copies into `target` from `source`: by copy, within a partition
+    (promote refuses a copy across partitions)."""
+    return (source is not None and target.promote_by == PromoteBy.COPY
+            and partition_of(source.aws_region) == partition_of(target.aws_region))
+
+
 def _default_role(settings: Settings) -> str:
-    return settings.aws_role_arn or f"arn:aws:iam::{settings.aws_account_id}:role/builder"
+    return settings.aws_role_arn or arn(settings.aws_region, "iam", settings.aws_account_id,
+                                        "role/builder", in_region=False)
 
 
 def _rows(steps: Sequence[str], via_promote: frozenset[str], *, promotes_from: bool,
-          promoted_to: bool) -> Iterable[Call]:
+          promoted_to: bool, rebakes: bool) -> Iterable[Call]:
     """The rows of the chosen steps that apply to an env: promote's target rows only
-    where the env has promote_from, its source rows only where another env takes from it;
-    local mode's rows never."""
+    where the env has promote_from (its bake only where it promotes by rebake), its
+    source rows only where another env takes from it; local mode's rows never."""
     for step in steps:
         if step == "local" or (step in via_promote and not promotes_from):
             continue
+        if step in via_promote and step in calls.expand("bake") and not rebakes:
+            continue
         for call in calls.STEPS[step]:
             if step == "promote" and not (promoted_to if call.side == "source"
-                                          else promotes_from):
-                continue
+                                          else promotes_from and not rebakes):
+                continue  # a rebake's target copies nothing: it bakes
             yield call
 
 
@@ -190,10 +207,11 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> 
         return []
     s = r.settings
     region, account = s.aws_region, s.aws_account_id
+    partition = partition_of(region)
     action = call.action
     if _UNSCOPED.match(action) or call.on == calls.ANY:
         return [Grant(action, ("*",))]
-    ec2 = f"arn:aws:ec2:{region}"
+    ec2 = f"arn:{partition}:ec2:{region}"
     image, snapshot = f"{ec2}::image/*", f"{ec2}::snapshot/*"
     on = call.on
     if on == calls.IMAGE:
@@ -236,9 +254,9 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> 
             return [Grant(action, ("*",), (("ArnLike", "ec2:LaunchTemplate", (template,)),))]
         return [Grant(action, (template,))]
     if on == calls.ASG:
-        return [Grant(action, (f"arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:"
+        return [Grant(action, (f"arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:"
                                "autoScalingGroupName/*",))]
-    codedeploy = f"arn:aws:codedeploy:{region}:{account}"
+    codedeploy = f"arn:{partition}:codedeploy:{region}:{account}"
     if on == calls.DEPLOYMENT_GROUP:
         return [Grant(action, (f"{codedeploy}:deploymentgroup:{s.codedeploy_application}/"
                                f"{s.codedeploy_deployment_group}",))]
@@ -247,21 +265,21 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> 
     if on == calls.APPLICATION:
         return [Grant(action, (f"{codedeploy}:application:{s.codedeploy_application}",))]
     if on == calls.LOCK_TABLE:
-        return [Grant(action, (f"arn:aws:dynamodb:{region}:{account}:table/{TABLE}",))]
+        return [Grant(action, (f"arn:{partition}:dynamodb:{region}:{account}:table/{TABLE}",))]
     if on == calls.KMS_KEY:
         return _kms_grants(action, s, aws_made=call.by == "aws")
     if on == calls.SOURCE_KMS_KEY:
         return _kms_grants(action, source, aws_made=True) if source else []
     if on == calls.SSM_PARAMETER:
         name = s.vault_password_ssm_parameter
-        return [Grant(action, (f"arn:aws:ssm:{region}:{account}:parameter/"
+        return [Grant(action, (f"arn:{partition}:ssm:{region}:{account}:parameter/"
                                f"{name.lstrip('/')}",))] if name else []
     profile = r.values.get("iam_instance_profile")
     if on == calls.INSTANCE_PROFILE:
-        return [Grant(action, (f"arn:aws:iam::{account}:instance-profile/{profile}",))
+        return [Grant(action, (f"arn:{partition}:iam::{account}:instance-profile/{profile}",))
                 ] if profile else []
     if on == calls.PASS_ROLE:
-        return [Grant(action, (f"arn:aws:iam::{account}:role/*",), (
+        return [Grant(action, (f"arn:{partition}:iam::{account}:role/*",), (
             ("StringEquals", "iam:PassedToService", ("ec2.amazonaws.com",)),))] if profile else []
     if on == calls.SELF_ROLE:
         return [Grant(action, (role,))]
@@ -272,19 +290,20 @@ def _kms_grants(action: str, s: Settings, *, aws_made: bool) -> list[Grant]:
     """A key named by alias is matched by kms:ResourceAliases (key ARNs carry ids); the
     account's AWS-managed EBS key (no kms_key_id) needs no IAM permission."""
     key = s.kms_key_id
+    partition = partition_of(s.aws_region)
     if not key:
         return []
     condition: Condition = ()
     if action == "kms:CreateGrant" and aws_made:
         condition = (("Bool", "kms:GrantIsForAWSResource", ("true",)),)
-    if key.startswith("arn:aws:kms:") and ":key/" in key:
+    if _KEY_ARN.fullmatch(key):
         return [Grant(action, (key,), condition)]
     alias = key.split(":", 5)[-1] if key.startswith("arn:") else key
     if alias.startswith("alias/"):
-        return [Grant(action, (f"arn:aws:kms:{s.aws_region}:{s.aws_account_id}:key/*",),
+        return [Grant(action, (f"arn:{partition}:kms:{s.aws_region}:{s.aws_account_id}:key/*",),
                       (*condition, ("ForAnyValue:StringEquals", "kms:ResourceAliases",
                                     (alias,))))]
-    return [Grant(action, (f"arn:aws:kms:{s.aws_region}:{s.aws_account_id}:key/{key}",),
+    return [Grant(action, (f"arn:{partition}:kms:{s.aws_region}:{s.aws_account_id}:key/{key}",),
                   condition)]
 
 

@@ -35,6 +35,7 @@ from botocore.exceptions import (
 )
 
 from builder.aws.calls import RUNNING, checking
+from builder.aws.partition import arn
 from builder.config.models import Settings
 from builder.errors import AwsError, RefusedError
 from builder.redact import remember
@@ -120,7 +121,7 @@ class Aws:
         """The role assumed for an env; local mode always enters the env's account by one."""
         if target.role_arn or not self.is_local:
             return target.role_arn
-        return f"arn:aws:iam::{target.account_id}:role/builder"
+        return arn(target.region, "iam", target.account_id, "role/builder", in_region=False)
 
     def caller_identity(self, env_aws: EnvAws) -> GetCallerIdentityResponseTypeDef:
         """Who the env's credentials are (STS GetCallerIdentity), asked once per account,

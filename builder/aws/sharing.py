@@ -21,6 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from builder.aws.images import Image, owner
+from builder.aws.partition import ARN_PARTITION, arn
 from builder.aws.session import EnvAws, translate
 from builder.errors import AwsError
 
@@ -38,7 +39,8 @@ _AWS_MANAGED_ALIAS = "alias/aws/"
 # `<what was added: L launch, S snapshots, G grant> <grant name> <owner> <UTC start>`,
 # so a re-run of that promotion, or `builder reap`, removes a share a killed run left.
 SHARING_TAG_PREFIX = "builder:sharing:"
-_KEY_ARN = re.compile(r"arn:aws[\w-]*:kms:(?P<region>[\w-]+):(?P<account>\d{12}):key/.+")
+_KEY_ARN = re.compile(
+    rf"arn:{ARN_PARTITION}:kms:(?P<region>[\w-]+):(?P<account>\d{{12}}):key/.+")
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,8 @@ def shared(source: EnvAws, plan: SharePlan, *, name: str) -> Iterator[Shared]:
             kms = _kms(source, plan.grant_key)
             with translate(f"granting {plan.to_account} use of {plan.grant_key}"):
                 grant = kms.create_grant(
-                    KeyId=plan.grant_key, GranteePrincipal=_root(plan.to_account),
+                    KeyId=plan.grant_key,
+                    GranteePrincipal=_root(source.region, plan.to_account),
                     Operations=list(GRANT_OPERATIONS), Name=name)
             done.grant = (plan.grant_key, str(grant["GrantId"]))
         yield done
@@ -377,7 +380,7 @@ def _granted(kms: KMSClient, key: str, account: str) -> bool:
 
 def _names_account(principal: str, account: str) -> bool:
     return principal in ("*", account) or bool(
-        re.match(rf"arn:aws[\w-]*:(iam|sts)::{account}:", principal))
+        re.match(rf"arn:{ARN_PARTITION}:(iam|sts)::{account}:", principal))
 
 
 def _as_list(value: Any) -> Sequence[str]:
@@ -396,5 +399,6 @@ def _key_account(key: str) -> str:
     return match.group("account") if match else ""
 
 
-def _root(account: str) -> str:
-    return f"arn:aws:iam::{account}:root"
+def _root(region: str, account: str) -> str:
+    """The account as a principal, in the partition of `region`."""
+    return arn(region, "iam", account, "root", in_region=False)

@@ -29,7 +29,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -160,6 +160,8 @@ class BakeOptions:
     ansible: AnsibleOptions = NO_OPTIONS
     # Hours to keep the build host after a failed Ansible task or check; None: never.
     keep_hours: float | None = None
+    # More tags for the AMI from its first moment (promote's lineage of a rebake).
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 @runs("bake")
@@ -193,7 +195,7 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
             if existing is not None:
                 return _unchanged(the_plan, existing, progress, started)
         return _Build(project, the_plan, vault_password, progress, cancel, started,
-                      options.ansible, options.keep_hours).run()
+                      options.ansible, options.keep_hours, dict(options.tags)).run()
 
 
 def _unchanged(the_plan: Plan, existing: images.Image, progress: ProgressFn,
@@ -250,9 +252,11 @@ class _Build:
 
     def __init__(self, project: Project, the_plan: Plan, vault_password: str | None,
                  progress: ProgressFn, cancel: Cancel, started: float,
-                 ansible_options: AnsibleOptions = NO_OPTIONS, keep_hours: float | None = None):
+                 ansible_options: AnsibleOptions = NO_OPTIONS, keep_hours: float | None = None,
+                 tags: Mapping[str, str] | None = None):
         self.project = project
         self.keep_hours = keep_hours
+        self.tags = dict(tags or {})
         self.ansible_options = ansible_options
         self.plan = the_plan
         self.vault_password = vault_password
@@ -414,7 +418,7 @@ class _Build:
             images.TAG_SOURCE_AMI_NAME: self.plan.source.name[:255],
             images.TAG_BUILT_AT: self.built_at, images.TAG_STATUS: images.AmiStatus.BUILDING,
             images.TAG_BUILD_ID: self.build_id, images.TAG_RUN_ID: self.run_id,
-            images.TAG_OWNER: owner,
+            images.TAG_OWNER: owner, **self.tags,
         }
         commit = _git_commit(self.project.layout.root)
         if commit:

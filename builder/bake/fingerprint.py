@@ -109,10 +109,54 @@ def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_a
     return Fingerprint(value, inputs)
 
 
+# What says where an env is or how its bake runs, not what its image holds: builder's
+# keys of that kind and the bundled template's networking and spot variables. A bake in
+# another env from "the same inputs" (`promote_by: rebake`) compares every var but these.
+ENV_VARS = frozenset({
+    "env", "components", "aws_region", "aws_account_id", "aws_profile", "aws_role_arn",
+    "source_ami", "instance_type", "ssh_source_cidrs", "ami_name", "encrypt_boot",
+    "kms_key_id", "launch_template_name", "codedeploy_application",
+    "codedeploy_deployment_group", "deploy_strategy", "promote_from", "promote_by",
+    "rebake_env_vars", "ami_keep", "rebuild_max_age_days", "vault_password_ssm_parameter",
+    "subnet_id", "subnet_filter", "vpc_filter", "iam_instance_profile",
+    "associate_public_ip_address", "ssh_interface", "spot_price", "spot_instance_types"})
+
+
+def build_inputs(layout: Layout, resolved: ResolvedVars, rendered: Rendered,
+                 fingerprint: Fingerprint, env_vars: Iterable[str] = ()) -> dict[str, Any]:
+    """The inputs of a bake that make its image whatever env bakes it, to compare two
+    envs' bakes part by part: the rendered template text, every file hashed (playbook,
+    roles, builder's own), the app's common vault files, the Ansible options, and each
+    var but `ENV_VARS` and `env_vars` (the target's `rebake_env_vars`); of
+    `source_ami_filter`, the name pattern (image owners differ between partitions).
+    The base image id is left out: each region has its own."""
+    common = _label(layout, layout.vars_dir / resolved.combo.app / "common") + "/"
+    values = {name: (value.get("name") if name == "source_ami_filter"
+                     and isinstance(value, Mapping) else value)
+              for name, value in resolved.values.items()
+              if name not in ENV_VARS and name not in set(env_vars)}
+    return {
+        "template": _digest(rendered.hcl),
+        "files": dict(fingerprint.inputs["files"]),
+        "vault": {label: digest for label, digest in fingerprint.inputs["vault"].items()
+                  if label.startswith(common)},
+        "vars": {name: _digest(json.dumps(value, sort_keys=True, default=str))
+                 for name, value in sorted(values.items())},
+        "ansible": fingerprint.inputs.get("ansible"),
+    }
+
+
 def changed_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """What differs between two fingerprints' inputs, in words ("role base", "vars")."""
-    changes = [part for part in ("template", "vars", "source_ami", "ansible")
-               if old.get(part) != new.get(part)]
+    """What differs between two fingerprints' inputs, in words ("role base", "vars";
+    "var NAME" where the vars are given one by one, as in `build_inputs`)."""
+    changes: list[str] = []
+    for part in ("template", "vars", "source_ami", "ansible"):
+        before, after = old.get(part), new.get(part)
+        if part == "vars" and isinstance(before, dict) and isinstance(after, dict):
+            changes.extend(f"var {name}" for name in sorted(set(before) | set(after))
+                           if before.get(name) != after.get(name))
+        elif before != after:
+            changes.append(part)
     for part in ("files", "vault"):
         before, after = old.get(part, {}), new.get(part, {})
         changes.extend(name for name in sorted(set(before) | set(after))

@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from builder.aws.partition import ARN_PARTITION, of_arn, partition_of
 from builder.config.layout import NAME_RE, Layout
-from builder.config.models import Combo, DeployStrategy, Settings, SourceAmiFilter
+from builder.config.models import Combo, DeployStrategy, PromoteBy, Settings, SourceAmiFilter
 from builder.output import table
 
 T = TypeVar("T")
 
 _REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 _ACCOUNT_RE = re.compile(r"\d{12}")
-_ROLE_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
+_ROLE_RE = re.compile(rf"arn:{ARN_PARTITION}:iam::\d{{12}}:role/[\w+=,.@/-]+")
 AMI_ID_RE = re.compile(r"ami-[0-9a-f]{8,17}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]*")
 # EC2's rule for AMI names is 3-128 characters; a bake appends "-<yyyymmddHHMMSS>".
@@ -212,6 +213,14 @@ def _deploy_strategy(value: Any, check: Check) -> DeployStrategy:
         return DeployStrategy.BLUE_GREEN_COPY
 
 
+def _promote_by(value: Any, check: Check) -> PromoteBy:
+    try:
+        return PromoteBy(value)
+    except ValueError:
+        check.fail(f"{value!r:.40} is not one of " + ", ".join(way.value for way in PromoteBy))
+        return PromoteBy.COPY
+
+
 _env_name = _optional(NAME_RE, "an env name")
 
 
@@ -222,6 +231,19 @@ def _promote_from(value: Any, check: Check) -> str | None:
     elif source and source not in check.layout.envs(check.combo.app):
         check.fail(f"no env {source!r} in vars/{check.combo.app}/")
     return source
+
+
+_VAR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _var_names(value: Any, check: Check) -> tuple[str, ...]:
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list) or not all(
+            isinstance(item, str) and _VAR_NAME_RE.fullmatch(item) for item in value):
+        check.fail(f"{value!r:.60} must be a list of var names")
+        return ()
+    return tuple(value)
 
 
 # -- the table -----------------------------------------------------------------
@@ -264,6 +286,13 @@ KEYS: tuple[Key[Any], ...] = (
         "how `release` rolls the new launch-template version out (blue_green_copy, "
         "blue_green_existing, instance_refresh, none)", DeployStrategy.BLUE_GREEN_COPY.value),
     Key("promote_from", _promote_from, "env whose verified AMI `promote` brings to this env"),
+    Key("promote_by", _promote_by,
+        "how `promote` brings it: copy (share and copy the AMI) or rebake (bake here from "
+        "the same inputs; for another partition, or where sharing is forbidden)",
+        PromoteBy.COPY.value),
+    Key("rebake_env_vars", _var_names,
+        "vars whose values are this env's own in a `promote_by: rebake` (e.g. an SSM "
+        "prefix): not compared with the source env's", []),
     Key("ami_keep", _whole(1), "AMIs `prune` keeps per comp", 5),
     Key("rebuild_max_age_days", _whole(1), "age in days after which `rebuild` bakes anyway", 30),
     Key("vault_password_ssm_parameter", _optional(),
@@ -294,6 +323,17 @@ def _role_in_the_account(values: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _arns_in_the_partition(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """An ARN of another partition than the region's names nothing the env can use."""
+    partition = partition_of(values["aws_region"] or "")
+    for key in ("aws_role_arn", "kms_key_id"):
+        named = of_arn(values[key] or "")
+        if named is not None and named != partition:
+            return (key, f"is an ARN of partition {named}, but aws_region "
+                         f"{values['aws_region']} is in partition {partition}")
+    return None
+
+
 def _key_needs_encryption(values: Mapping[str, Any]) -> tuple[str, str] | None:
     if values["kms_key_id"] and not values["encrypt_boot"]:
         return "kms_key_id", "is set but encrypt_boot is false"
@@ -305,6 +345,7 @@ def _key_needs_encryption(values: Mapping[str, Any]) -> tuple[str, str] | None:
 RULES: tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...] = (
     _one_base_image,
     _role_in_the_account,
+    _arns_in_the_partition,
     _key_needs_encryption,
 )
 

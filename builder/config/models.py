@@ -27,6 +27,13 @@ class DeployStrategy(StrEnum):
     NONE = "none"  # the launch template only
 
 
+class PromoteBy(StrEnum):
+    """How `promote` brings a verified AMI into the target env."""
+
+    COPY = "copy"  # share the AMI with the target account and copy it there
+    REBAKE = "rebake"  # bake it in the target env from the same inputs (another partition)
+
+
 @dataclass(frozen=True)
 class SourceAmiFilter:
     """A base image chosen by owner and name pattern: the newest match wins."""
@@ -63,6 +70,8 @@ class Settings:
     codedeploy_deployment_group: str
     deploy_strategy: DeployStrategy
     promote_from: str | None
+    promote_by: PromoteBy
+    rebake_env_vars: tuple[str, ...]
     ami_keep: int
     rebuild_max_age_days: int
     vault_password_ssm_parameter: str | None

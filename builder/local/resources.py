@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from builder.aws import EnvAws, codedeploy, translate
 from builder.aws.calls import runs
 from builder.aws.images import Image, describe
+from builder.aws.partition import arn
 from builder.config.layers import ResolvedVars
 from builder.config.models import Settings
 from builder.errors import AwsError, BuilderError, InputError, Problem
@@ -561,7 +562,8 @@ def _group_spec(settings: Settings, application: str, group: str, asg: str) -> d
     roll back on failure."""
     return {
         "applicationName": application, "deploymentGroupName": group,
-        "serviceRoleArn": f"arn:aws:iam::{settings.aws_account_id}:role/codedeploy",
+        "serviceRoleArn": arn(settings.aws_region, "iam", settings.aws_account_id,
+                              "role/codedeploy", in_region=False),
         "autoScalingGroups": [asg], "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
         "deploymentStyle": {"deploymentType": "BLUE_GREEN",
                             "deploymentOption": "WITH_TRAFFIC_CONTROL"},

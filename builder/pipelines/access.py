@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder.aws import AwsTarget, EnvAws, calls, translate
 from builder.aws.calls import runs
+from builder.aws.partition import arn
 from builder.aws.policy import AccountPolicy, PolicySet, build, statements
 from builder.config.layers import ResolvedVars
 from builder.config.models import Settings
@@ -151,7 +152,8 @@ def doctor(project: Project, app: str | None = None, env: str | None = None) -> 
 def _role(project: Project, settings: Settings) -> str:
     """The role builder assumes in the env (the account itself when it assumes none)."""
     return (project.aws.role_for(AwsTarget.of(settings))
-            or f"arn:aws:iam::{settings.aws_account_id}:root")
+            or arn(settings.aws_region, "iam", settings.aws_account_id, "root",
+                   in_region=False))
 
 
 def _examine(env_aws: EnvAws, account: AccountPolicy) -> AccountDoctor:

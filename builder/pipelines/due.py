@@ -94,7 +94,8 @@ def promote_due(facts: ComboFacts, source: ComboFacts | None, source_env: str) -
     running = facts.running
     if running is not None and running.tags.get(amis.TAG_PROMOTED_FROM) == (
             f"{source_env}/{candidate.id}"):
-        return Due(Action.SKIP, (f"runs {running.id}, the copy of {source_env}'s verified "
+        how = "rebake" if amis.TAG_SOURCE_FINGERPRINT in running.tags else "copy"
+        return Due(Action.SKIP, (f"runs {running.id}, the {how} of {source_env}'s verified "
                           f"{candidate.id}",))
     if (running is not None and amis.combo_of(running) == facts.combo
             and amis.built_at(running) >= amis.built_at(candidate)):

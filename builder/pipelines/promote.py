@@ -2,9 +2,12 @@
 copied into the target env's account and region, re-encrypted with its key, tagged
 with its lineage, and released there.
 
-Preflight first (nothing changes until every permission is known to be there or
-addable), then share → copy → wait (the tool's own deadline) → tag → unshare →
-release, all under the target comp's lock. The copy is `building` until it is
+Preflight first: envs in different partitions (builder.aws.partition) can't share nor
+copy an AMI, so such a promotion is refused unless the target env sets `promote_by:
+rebake` (builder.pipelines.rebake: the target bakes from the same inputs, checked by
+fingerprint, and releases that). For a copy, nothing changes until every permission is
+known to be there or addable; then share → copy → wait (the tool's own deadline) → tag
+→ unshare → release, all under the target comp's lock. The copy is `building` until it is
 available and tagged. A copy already made from that AMI for that env is reused, so a
 re-run after any failure picks up where the last one stopped; a failed or abandoned copy
 is deregistered and the share removed, so nothing is left half-done. After a kill -9,
@@ -24,9 +27,10 @@ from builder.aws import EnvAws, fleet, sharing, temporary, translate
 from builder.aws import images as amis
 from builder.aws.calls import runs
 from builder.aws.images import Image
+from builder.aws.partition import partition_of
 from builder.config.keys import AMI_ID_RE
 from builder.config.layers import ResolvedVars
-from builder.config.models import Combo
+from builder.config.models import Combo, PromoteBy
 from builder.errors import (
     AwsError,
     ConfigError,
@@ -37,6 +41,7 @@ from builder.errors import (
 )
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent
+from builder.pipelines import rebake
 from builder.polling import Growing, poll_until
 from builder.project import Project
 from builder.release import lock
@@ -70,10 +75,12 @@ class PromoteResult:
     ami_id: str  # the copy in the target env
     account: str
     region: str
-    reused: bool  # the copy was made by an earlier run
+    reused: bool  # the copy (or the rebaked AMI) was made by an earlier run
     shared: bool  # a share (and maybe a KMS grant) was added, then removed
     released: ReleaseResult | None
     duration_s: float
+    promote_by: PromoteBy = PromoteBy.COPY
+    notes: tuple[str, ...] = ()  # a rebake's base image that is not the source's
 
     exit_code = 0
 
@@ -84,16 +91,20 @@ class PromoteResult:
             "source_account": self.source_account, "source_region": self.source_region,
             "ami_id": self.ami_id, "account": self.account, "region": self.region,
             "reused": self.reused, "shared": self.shared,
+            "promote_by": self.promote_by.value, "notes": list(self.notes),
             "promoted_from": f"{self.source_env}/{self.source_ami}",
             "release": self.released.to_json() if self.released is not None else None,
             "duration_s": round(self.duration_s, 2),
         }
 
     def to_text(self) -> str:
-        how = "reused the copy" if self.reused else "copied"
+        how = {(PromoteBy.COPY, False): "copied", (PromoteBy.COPY, True): "reused the copy",
+               (PromoteBy.REBAKE, False): "rebaked",
+               (PromoteBy.REBAKE, True): "reused the rebake"}[self.promote_by, self.reused]
         lines = [f"{self.combo}: {how} {self.ami_id} ({self.account} {self.region}) of "
                  f"{self.source_env}'s verified {self.source_ami} ({self.source_account} "
                  f"{self.source_region}) in {self.duration_s:.1f}s"]
+        lines.extend(f"  note: {note}" for note in self.notes)
         lines.append(self.released.to_text() if self.released is not None
                      else "  not released (--no-deploy): "
                           f"builder release {self.combo.app} {self.combo.env} "
@@ -124,10 +135,19 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
         raise ConfigError(f"{to_env} has no promote_from: set it in vars/{app}/{to_env}/ to "
                           "the env whose verified AMIs it takes")
     source = project.resolve(app, source_env, comp)
+    by = target.settings.promote_by
+    refused = cross_partition_copy(source, target)
+    if refused:  # before any AWS call
+        raise RefusedError(refused)
     source_aws, target_aws = project.env_aws(source), project.env_aws(target)
     subject = str(target.combo)
     image = _verified_source(source_aws, source, ami_id)
-    progress(subject, f"promoting {source_env}'s verified {image.id} ({image.name})")
+    progress(subject, f"promoting {source_env}'s verified {image.id} ({image.name})"
+             + (" by a rebake" if by == PromoteBy.REBAKE else ""))
+    if by == PromoteBy.REBAKE:
+        return _by_rebake(project, source, target, image, deploy=deploy, started=started,
+                          timeout_min=timeout_min, break_lock=break_lock,
+                          lock_wait_s=lock_wait_s, progress=progress, cancel=cancel)
     with lock.held(target_aws, target.combo, minutes=timeout_min + _LOCK_MARGIN_MIN,
                    break_lock=break_lock, progress=progress, wait_s=lock_wait_s,
                    cancel=cancel):
@@ -153,6 +173,49 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
     return PromoteResult(target.combo, source_env, image.id, source_aws.account_id,
                          source_aws.region, copy.id, target_aws.account_id, target_aws.region,
                          reused, shared, released, time.monotonic() - started)
+
+
+def cross_partition_copy(source: ResolvedVars, target: ResolvedVars) -> str | None:
+    """Why `target` can't promote from `source`: a copy across partitions (AWS shares and
+    copies AMIs only within one), with the fix; None when it can."""
+    regions = source.settings.aws_region, target.settings.aws_region
+    partitions = partition_of(regions[0]), partition_of(regions[1])
+    if partitions[0] == partitions[1] or target.settings.promote_by == PromoteBy.REBAKE:
+        return None
+    app, source_env, target_env = target.combo.app, source.combo.env, target.combo.env
+    return (f"can't promote from {source_env} ({regions[0]}, partition {partitions[0]}) to "
+            f"{target_env} ({regions[1]}, partition {partitions[1]}) by a copy: AWS never "
+            f"shares nor copies an AMI across partitions; set `promote_by: rebake` in "
+            f"vars/{app}/{target_env}/ to bake it there from the same inputs")
+
+
+def _by_rebake(project: Project, source: ResolvedVars, target: ResolvedVars, image: Image, *,
+               deploy: bool, started: float, timeout_min: float, break_lock: bool,
+               lock_wait_s: float, progress: ProgressFn, cancel: Cancel) -> PromoteResult:
+    """Check the inputs are the same (nothing written before), then under the target
+    comp's lock bake there from them and release the new AMI."""
+    subject = str(target.combo)
+    same = rebake.check_same_inputs(project, source, target, image)
+    notes = (same.base_note,) if same.base_note else ()
+    for note in notes:
+        progress(subject, note)
+    source_aws, target_aws = project.env_aws(source), project.env_aws(target)
+    with lock.held(target_aws, target.combo, minutes=timeout_min + _LOCK_MARGIN_MIN,
+                   break_lock=break_lock, progress=progress, wait_s=lock_wait_s,
+                   cancel=cancel):
+        baked = rebake.rebake(project, target, image, _lineage(source.combo.env, image),
+                              progress=progress, cancel=cancel)
+        cancel.raise_if_set()
+        released = None
+        if deploy:
+            from builder.release.release import release
+
+            released = release(project, target.combo, ami_id=baked.ami_id, progress=progress,
+                               cancel=cancel, lock_held=True)
+    return PromoteResult(target.combo, source.combo.env, image.id, source_aws.account_id,
+                         source_aws.region, baked.ami_id, target_aws.account_id,
+                         target_aws.region, baked.skipped, False, released,
+                         time.monotonic() - started, PromoteBy.REBAKE, notes)
 
 
 def _remove_left_shares(source_aws: EnvAws, image: Image, account: str,

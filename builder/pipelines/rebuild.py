@@ -22,7 +22,7 @@ from builder.aws.calls import runs
 from builder.bake.build import BakeOptions, bake
 from builder.batch import Ok, run_each
 from builder.config.layers import ResolvedVars
-from builder.config.models import Combo
+from builder.config.models import Combo, PromoteBy
 from builder.errors import BuilderError
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent, table
@@ -236,7 +236,8 @@ class _Runner:
         combo = entry.combo
         promoted = promote(self.project, combo.app, combo.comp, combo.env, deploy=self.release,
                            progress=self.progress, cancel=self.cancel)
-        detail = (f"{'reused' if promoted.reused else 'copied'} {promoted.source_env}/"
+        done = "rebaked" if promoted.promote_by == PromoteBy.REBAKE else "copied"
+        detail = (f"{'reused' if promoted.reused else done} {promoted.source_env}/"
                   f"{promoted.source_ami}")
         if promoted.released is not None:
             detail += f", release {promoted.released.outcome}"

@@ -18,6 +18,7 @@ from builder.errors import BuilderError, ConfigError, Problem, ValidationFailed,
 from builder.interrupts import Cancel
 from builder.output import silent
 from builder.pipelines import playbook_checks
+from builder.pipelines.promote import cross_partition_copy
 from builder.project import Project
 from builder.provision import ansible_cfg, vault
 from builder.provision.ansible import planned_settings
@@ -228,6 +229,9 @@ def _check_offline(project: Project, combo: Combo
     except BuilderError as exc:
         return [exc.problem], None, none, ()
     problems: list[Problem] = []
+    across = _promotes_across_partitions(project, resolved)
+    if across:
+        problems.append(resolved.problem("promote_from", across).problem)
     found_in_playbook: tuple[Problem, ...] = ()  # these leave the external checks to run
     settings = none
     encrypted: tuple[Path, ...] = ()
@@ -255,6 +259,19 @@ def _check_offline(project: Project, combo: Combo
         return [*problems, *found_in_playbook, exc.problem], None, settings, encrypted
     return ([*problems, *found_in_playbook], (rendered if not problems else None), settings,
             encrypted)
+
+
+def _promotes_across_partitions(project: Project, resolved: ResolvedVars) -> str | None:
+    """A promote_from env in another partition with no `promote_by: rebake`: promote
+    would refuse it."""
+    source_env, combo = resolved.settings.promote_from, resolved.combo
+    if not source_env:
+        return None
+    try:
+        source = project.resolve(combo.app, source_env, combo.comp, check_vault_files=False)
+    except BuilderError:  # that env's own problems are reported with it
+        return None
+    return cross_partition_copy(source, resolved)
 
 
 def _external_checks(layout: Layout, check: _Check) -> list[Problem]:

@@ -39,6 +39,7 @@ from moto.core.utils import utcnow
 from moto.s3.exceptions import MissingBucket
 from moto.s3.models import s3_backends
 
+from builder.aws.partition import arn
 from builder.local.emulator.codedeploy_state import (
     BLUE_EVENTS,
     FINAL_STATUSES,
@@ -394,7 +395,7 @@ def _targets(account: str, region: str, *, green: str, blue: str) -> dict[str, I
         for state in group.instance_states if group is not None else []:
             instance_id = state.instance.id
             targets[instance_id] = InstanceTarget(
-                instance_id, f"arn:aws:ec2:{region}:{account}:instance/{instance_id}", label,
+                instance_id, arn(region, "ec2", account, f"instance/{instance_id}"), label,
                 [LifecycleEvent(event) for event in events])
     return targets
 

@@ -6,7 +6,9 @@ images in the same region that are public or carry a launch permission for it
 read their snapshots (create-volume permission) and, for an encrypted snapshot, use its
 KMS key (a grant or the key policy). Only the owner may change or read an image's
 attributes. copy_image honours Encrypted/KmsKeyId and, like EC2, fails the copy (not
-the call) when it can't use the key.
+the call) when it can't use the key. Nothing crosses a partition (builder.aws.partition):
+no copy from another partition's region, no launch permission for an account that
+lives in another partition.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.utils import generic_filter, random_ami_id
 
+from builder.aws.partition import partition_of
 from builder.local.emulator.kms import is_default_ebs_key, may_use_key, usable_key_arn
 from builder.local.emulator.moto_internals import original
 
@@ -71,6 +74,14 @@ def describe_images(self: Any, ami_ids: list[str] | None = None,
     return generic_filter(filters, images) if filters else images
 
 
+def _other_partition(account_id: str, partition: str) -> bool:
+    """Whether the account lives in another partition: every region it has used here is
+    in one other than `partition` (an AWS account belongs to one partition)."""
+    regions = dict.get(ec2_backends, account_id)  # looking makes no backend
+    used = {partition_of(region) for region in dict.keys(regions)} if regions else set()
+    return bool(used) and partition not in used
+
+
 def _require_own_image(backend: Any, ami_id: str) -> None:
     """EC2's answer to a call only an image's owner may make: AuthFailure for another
     account's image this one may see, not-found for the rest (moto: KeyError, HTTP 500)."""
@@ -91,6 +102,15 @@ def modify_image_attribute(self: Any, ami_id: str, launch_permissions_to_add: li
     """Only the owner changes who may launch an image; an image encrypted with the
     account's AWS-managed key can't be shared (EC2 refuses it too)."""
     _require_own_image(self, ami_id)
+    partition = partition_of(self.region_name)
+    for permission in launch_permissions_to_add:
+        account = permission.get("UserId")
+        if account and _other_partition(account, partition):
+            # AWS's documented error code for an attribute value it rejects; its exact
+            # message for an account of another partition is not documented.
+            raise EC2ClientError("InvalidAMIAttributeItemValue",
+                                 f'Invalid attribute item value "{account}" for userId '
+                                 f"item type: not an account of partition {partition}.")
     snapshot = self.amis[ami_id].ebs_snapshot
     if launch_permissions_to_add and is_default_ebs_key(snapshot.kms_key_id, self.region_name,
                                                         self.account_id):
@@ -114,7 +134,16 @@ def copy_image(self: Any, source_image_id: str, source_region: str, name: str | 
     another account's without a grant): EC2 checks the key only after accepting the
     copy (API reference, CopyImage KmsKeyId: "if you specify an identifier that is not
     valid, the action can appear to complete, but eventually fails").
+
+    A SourceRegion of another partition is refused: EC2 copies only within a partition.
+    AWS documents no error for it; InvalidParameterValue (its code for a parameter value
+    it rejects) stands in.
     """
+    if partition_of(source_region) != partition_of(self.region_name):
+        raise EC2ClientError("InvalidParameterValue",
+                             f"Invalid value '{source_region}' for SourceRegion: images are "
+                             f"not copied from partition {partition_of(source_region)} to "
+                             f"{partition_of(self.region_name)}.")
     source = ec2_backends[self.account_id][source_region].describe_images(
         ami_ids=[source_image_id])[0]
     source_snapshot = source.ebs_snapshot

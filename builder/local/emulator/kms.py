@@ -13,6 +13,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.kms.exceptions import NotFoundException
 from moto.kms.models import KmsBackend, kms_backends
 
+from builder.aws.partition import ARN_PARTITION, arn
 from builder.local.emulator.moto_internals import original
 
 DEFAULT_EBS_KEY_ALIAS = "alias/aws/ebs"
@@ -41,7 +42,7 @@ def find_key(key_id: str, region: str, account: str) -> Any | None:
 
 
 def _key_home(key_id: str, region: str, account: str) -> tuple[str, str]:
-    match = re.fullmatch(r"arn:aws[\w-]*:kms:([\w-]+):(\d{12}):.*", key_id)
+    match = re.fullmatch(rf"arn:{ARN_PARTITION}:kms:([\w-]+):(\d{{12}}):.*", key_id)
     return (match.group(1), match.group(2)) if match else (region, account)
 
 
@@ -90,7 +91,7 @@ def any_id_to_key_id(self: KmsBackend, key_id: str) -> str:
     alias = self.get_alias_name(key_id)
     if alias.startswith("alias/") and self.get_key_id_from_alias(alias) is None:
         raise NotFoundException(
-            f"Alias arn:aws:kms:{self.region_name}:{self.account_id}:{alias} is not found.")
+            f"Alias {arn(self.region_name, 'kms', self.account_id, alias)} is not found.")
     raw_id: str = original(KmsBackend, "any_id_to_key_id")(self, key_id)
     return raw_id
 
@@ -116,7 +117,7 @@ def _allows(statement: dict[str, Any], account_id: str, action: str) -> bool:
 
 def _names_account(principal: str, account_id: str) -> bool:
     return principal in ("*", account_id) or bool(
-        re.match(rf"arn:aws[\w-]*:(iam|sts)::{account_id}:", principal))
+        re.match(rf"arn:{ARN_PARTITION}:(iam|sts)::{account_id}:", principal))
 
 
 def _as_list(value: Any) -> list[str]:
