@@ -14,12 +14,19 @@ from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo
 from moto.codedeploy.responses import CodeDeployResponse
 from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.instances import InstanceBackend
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.kms.models import KmsBackend
 
-from builder.local.emulator import codedeploy_state, ec2_images, kms, launch_templates
+from builder.local.emulator import (
+    codedeploy_state,
+    ec2_images,
+    image_lifecycle,
+    kms,
+    launch_templates,
+)
 from builder.local.emulator.moto_internals import Patch, install
 
 MOTO_VERSION = "5.2.5"
@@ -42,6 +49,25 @@ PATCHES: tuple[Patch, ...] = (
           "only the owner may read attributes (moto: HTTP 500 for others)"),
     Patch(Ami, "block_device_mappings", property(ec2_images.block_device_mappings),
           "moto leaves out the snapshot's Encrypted flag, which Packer and promote read"),
+    # EC2 images: protection, deprecation, last launch (image_lifecycle says what AWS does)
+    Patch(Ami, "deregistration_protection", "disabled",
+          "moto has no deregistration protection (DescribeImages' DeregistrationProtection)"),
+    Patch(Ami, "deprecation_time", None, "moto has no deprecation time"),
+    Patch(Ami, "last_launched_time", None, "moto doesn't note an image's last launch"),
+    Patch(AmiBackend, "deregister_image", image_lifecycle.deregister_image,
+          "EC2 refuses to deregister a protected image"),
+    Patch(AmisResponse, "enable_image_deregistration_protection",
+          image_lifecycle.enable_protection_response,
+          "moto has no EnableImageDeregistrationProtection"),
+    Patch(AmisResponse, "disable_image_deregistration_protection",
+          image_lifecycle.disable_protection_response,
+          "moto has no DisableImageDeregistrationProtection"),
+    Patch(AmisResponse, "enable_image_deprecation", image_lifecycle.enable_deprecation_response,
+          "moto has no EnableImageDeprecation"),
+    Patch(AmisResponse, "disable_image_deprecation",
+          image_lifecycle.disable_deprecation_response, "moto has no DisableImageDeprecation"),
+    Patch(InstanceBackend, "run_instances", image_lifecycle.run_instances,
+          "moto doesn't set an image's LastLaunchedTime when an instance launches from it"),
     # Launch templates
     Patch(LaunchTemplate, "get_version", launch_templates.get_version,
           "moto answers a version that doesn't exist with HTTP 500 (or, for 0, the latest) "
