@@ -68,7 +68,8 @@ def disable_protection_response(self: Any) -> ActionResult:
 def enable_deprecation_response(self: Any) -> ActionResult:
     self.error_on_dryrun()
     image = _own_image(self.ec2_backend, self._get_param("ImageId"))
-    at = default_timestamp_parser(self._get_param("DeprecateAt"))
+    at = self._get_param("DeprecateAt")  # moto parses the request's timestamps
+    at = at if isinstance(at, datetime) else default_timestamp_parser(str(at))
     at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
     image.deprecation_time = f"{at.replace(second=0, microsecond=0):%Y-%m-%dT%H:%M:%S}.000Z"
     return ActionResult({"Return": True})
