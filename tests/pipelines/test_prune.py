@@ -224,3 +224,29 @@ def test_protected_amis_in_use_survive_prune_and_unused_ones_are_unprotected_and
     left = {i.id: i for i in amis.images_of(ec2, app)}
     assert set(left) == {released.id, newest.id}
     assert left[released.id].protected
+
+
+def test_prune_reads_every_ssm_parameter_in_few_calls_and_launch_times_in_none(
+        local_stack: Project) -> None:
+    app = Combo("demo", "dev", "app")
+    resolved = local_stack.resolve("demo", "dev", "app")
+    ssm = local_stack.env_aws(resolved).client("ssm")
+    made = [bake_like(local_stack, app) for _ in range(3)]
+    names = [f"/bulk/{n:02d}" for n in range(23)]
+    for name in names:
+        ssm.put_parameter(Name=name, Value=made[0].id, Type="String")
+    fresh = Project.open(str(local_stack.root), local_mode=LOCAL)
+
+    report = prune(fresh, "demo", "dev", "app", keep=1)
+
+    counts = fresh.aws.call_log.counts
+    print(dict(counts))
+    # 23 parameters (and those other tests left): names 50 a page, values 10 a call.
+    assert counts["ssm.DescribeParameters"] == 1
+    assert counts["ssm.GetParameters"] == 3
+    # When an AMI was last launched comes with DescribeImages: no call per AMI for it.
+    assert counts["ec2.DescribeImages"] == 1
+    entry = next(e for e in report.entries if e.image.id == made[0].id)
+    assert f"SSM {names[0]}" in entry.reasons and len(entry.reasons) >= 23
+    for name in names:
+        ssm.delete_parameter(Name=name)

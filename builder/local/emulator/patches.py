@@ -4,8 +4,8 @@ process (`apply`, called by builder.local.emulator.server before it serves).
 They reach into moto 5.2.5's internals, which is why moto is pinned to that version in
 pyproject's `local` extra (`moto[server]==5.2.5`); a new pin means checking each entry
 below against the new moto. The replacements live with their service: ec2_images,
-launch_templates, kms and codedeploy_state. The deployments themselves are run by
-builder.local.emulator.codedeploy, which patches nothing.
+image_lifecycle, launch_templates, kms, ssm and codedeploy_state. The deployments
+themselves are run by builder.local.emulator.codedeploy, which patches nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.kms.models import KmsBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
 
 from builder.local.emulator import (
     codedeploy_state,
@@ -26,6 +27,7 @@ from builder.local.emulator import (
     image_lifecycle,
     kms,
     launch_templates,
+    ssm,
 )
 from builder.local.emulator.moto_internals import Patch, install
 
@@ -79,6 +81,9 @@ PATCHES: tuple[Patch, ...] = (
     Patch(KmsBackend, "any_id_to_key_id", kms.any_id_to_key_id,
           "moto answers an unknown alias with HTTP 500 in CreateGrant, ListGrants, "
           "RevokeGrant and others instead of NotFoundException"),
+    # SSM
+    Patch(SimpleSystemManagerResponse, "describe_parameters", ssm.describe_parameters_response,
+          "moto answers DescribeParameters 10 a page whatever MaxResults asks (AWS: up to 50)"),
     # CodeDeploy
     Patch(CodeDeployBackend, "create_deployment", codedeploy_state.create_deployment,
           "moto accepts a deployment without a revision and any number of active "
