@@ -50,6 +50,7 @@ def deregister_image(self: Any, ami_id: str) -> None:
 
 
 def enable_protection_response(self: Any) -> ActionResult:
+    """EnableImageDeregistrationProtection, with or without the cooldown."""
     self.error_on_dryrun()
     image = _own_image(self.ec2_backend, self._get_param("ImageId"))
     cooldown = bool(self._get_bool_param("WithCooldown", False))
@@ -59,6 +60,7 @@ def enable_protection_response(self: Any) -> ActionResult:
 
 
 def disable_protection_response(self: Any) -> ActionResult:
+    """DisableImageDeregistrationProtection: off at once (no cooldown modelled)."""
     self.error_on_dryrun()
     _own_image(self.ec2_backend, self._get_param("ImageId")).deregistration_protection = (
         "disabled")
@@ -66,6 +68,7 @@ def disable_protection_response(self: Any) -> ActionResult:
 
 
 def enable_deprecation_response(self: Any) -> ActionResult:
+    """EnableImageDeprecation: DeprecateAt, to the minute."""
     self.error_on_dryrun()
     image = _own_image(self.ec2_backend, self._get_param("ImageId"))
     at = self._get_param("DeprecateAt")  # moto parses the request's timestamps
@@ -76,6 +79,7 @@ def enable_deprecation_response(self: Any) -> ActionResult:
 
 
 def disable_deprecation_response(self: Any) -> ActionResult:
+    """DisableImageDeprecation: the deprecation time cleared."""
     self.error_on_dryrun()
     _own_image(self.ec2_backend, self._get_param("ImageId")).deprecation_time = None
     return ActionResult({"Return": True})

@@ -11,6 +11,7 @@ _DEFAULT_PAGE, _LARGEST_PAGE = 10, 50
 
 
 def describe_parameters_response(self: Any) -> ActionResult:
+    """DescribeParameters, MaxResults a page."""
     page_size = min(int(self._get_param("MaxResults") or _DEFAULT_PAGE), _LARGEST_PAGE)
     start = int(str(self._get_param("NextToken") or "0").strip() or "0")
     found = self.ssm_backend.describe_parameters(self._get_param("Filters"),
