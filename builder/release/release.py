@@ -387,6 +387,11 @@ class _Release:
                 fleet.set_default(self.target.ec2, new.template_id, self.previous)
                 self.progress(self.subject, f"no {rollout_.noun}: launch template default "
                                             f"back to version {self.previous}")
+            for done in publish.rolled_back(self.env_aws, self.settings, self.combo, image,
+                                            unprotect=self.protected,
+                                            template_id=new.template_id,
+                                            previous=self.previous):
+                self.progress(self.subject, f"no {rollout_.noun}: {done}")
             raise
 
     def _follow(self, rollout_: Rollout, image: images.Image, new: TemplateVersion,
