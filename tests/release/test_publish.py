@@ -77,11 +77,14 @@ def test_a_verified_release_publishes_and_protects_and_a_rollback_undoes_it(
     assert f"{first}: deregistration protection on" in verified.to_text()
 
     # A new AMI whose deployment fails: the parameter keeps the AMI the group runs, the
-    # failed AMI loses the protection the release gave it, the previous one keeps its.
+    # failed AMI loses the protection the release gave it, and the previous one (its
+    # protection taken off meanwhile, by hand) is protected again.
+    ec2.disable_image_deregistration_protection(ImageId=first)
     fail_next_deployment(project, "demo", "dev", "app")
     with pytest.raises(DeployFailed) as failed:
         release(project, DEV_APP, ami_id=second, progress=Lines())
     assert f"{second}'s deregistration protection removed" in failed.value.message
+    assert f"{first} (the default again) protected" in failed.value.message
     assert value(ssm, name) == first
     assert protection(ec2, second) == "disabled"
     assert protection(ec2, first) == "enabled-without-cooldown"
