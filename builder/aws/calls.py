@@ -67,6 +67,8 @@ LOCK_TABLE = "lock-table"
 KMS_KEY = "kms-key"                # the env's kms_key_id (by alias or ARN)
 SOURCE_KMS_KEY = "source-kms-key"  # promote: the source env's key, used by the target
 SSM_PARAMETER = "ssm-parameter"    # vault_password_ssm_parameter
+AMI_PARAMETER = "ami-parameter"    # ami_ssm_parameter
+ANY_PARAMETER = "any-parameter"    # every SSM parameter of the env's account and region
 INSTANCE_PROFILE = "instance-profile"  # iam_instance_profile, when set
 PASS_ROLE = "pass-role"  # noqa: S105 - a resource kind; the role behind iam_instance_profile, to EC2 only
 SELF_ROLE = "self-role"            # the env's own role (doctor simulates its policies)
@@ -133,6 +135,14 @@ _RELEASE = (
     *_calls(APPLICATION, "CreateDeployment registers and reads the revision",
             "codedeploy:GetApplicationRevision", "codedeploy:RegisterApplicationRevision",
             by="aws"),
+    *_calls(BUILDER_IMAGE, "protect the AMI the launch template's default launches; on "
+            "rollback unprotect it and protect the previous one",
+            "ec2:EnableImageDeregistrationProtection",
+            "ec2:DisableImageDeregistrationProtection", when="protect_released"),
+    *_calls(AMI_PARAMETER, "point ami_ssm_parameter at the verified AMI; on rollback put "
+            "its earlier value back (its history) or delete it", "ssm:GetParameter",
+            "ssm:PutParameter", "ssm:GetParameterHistory", "ssm:DeleteParameter",
+            when="ami_ssm_parameter"),
 )
 
 _PACKER = (
@@ -176,6 +186,8 @@ _BAKE = (
     *_calls(IMAGE, "resolve the base image and find an AMI with the same fingerprint",
             "ec2:DescribeImages"),
     *_calls(BUILDER_IMAGE, "tag the new AMI and its snapshots", "ec2:CreateTags"),
+    *_calls(BUILDER_IMAGE, "ami_deprecate_after_days: set the new AMI's deprecation time",
+            "ec2:EnableImageDeprecation", when="ami_deprecate_after_days"),
     *_calls(SSM_PARAMETER, "read the vault password", "ssm:GetParameter",
             when="vault_password_ssm_parameter"),
     *_calls(RUN_NEW, "the bake's own SSH key pair and security group, tagged with its run id",
@@ -218,6 +230,9 @@ _PROMOTE = (
     *_calls(ANY, "copy the shared AMI into this account and region", "ec2:CopyImage"),
     *_calls(BUILDER_IMAGE, "tag the copy with its lineage; remove a failed copy",
             "ec2:CreateTags", "ec2:DeregisterImage"),
+    *_calls(BUILDER_IMAGE, "ami_deprecate_after_days: set the copy's deprecation time "
+            "(EC2 doesn't copy it)", "ec2:EnableImageDeprecation",
+            when="ami_deprecate_after_days"),
     *_calls(SNAPSHOT, "remove a failed copy's snapshots", "ec2:DeleteSnapshot"),
     *_calls(ANY, "find a failed copy's snapshots", "ec2:DescribeSnapshots"),
     *_calls(KMS_KEY, "check the target's kms_key_id; re-encrypt the copy with it",
@@ -239,7 +254,10 @@ _PRUNE = (
             "autoscaling:DescribeLaunchConfigurations", "ec2:DescribeInstances"),
     *_calls(DEPLOYMENT_GROUP, "find deployments in progress", "codedeploy:ListDeployments",
             "codedeploy:GetDeploymentGroup"),
-    *_calls(BUILDER_IMAGE, "deregister the old AMIs", "ec2:DeregisterImage"),
+    *_calls(BUILDER_IMAGE, "deregister the old AMIs (their deregistration protection "
+            "off first)", "ec2:DeregisterImage", "ec2:DisableImageDeregistrationProtection"),
+    *_calls(ANY_PARAMETER, "find the AMIs any SSM parameter of the account names",
+            "ssm:DescribeParameters", "ssm:GetParameters"),
     *_calls(SNAPSHOT, "delete their snapshots", "ec2:DeleteSnapshot"),
     *_LOCK,
 )

@@ -8,7 +8,7 @@ import re
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -79,6 +79,10 @@ class Image:
     encrypted: bool = False
     kms_key_ids: tuple[str, ...] = ()
     description: str = ""
+    # EC2's deregistration protection: disabled, enabled-without-cooldown, ...
+    protection: str = "disabled"
+    deprecation_time: datetime | None = None
+    last_launched: datetime | None = None  # when an instance was last launched from it
 
     @classmethod
     def from_api(cls, raw: ImageTypeDef) -> Image:
@@ -94,11 +98,21 @@ class Image:
             encrypted=any(e.get("Encrypted") for e in ebs),
             kms_key_ids=tuple(e["KmsKeyId"] for e in ebs if e.get("KmsKeyId")),
             description=raw.get("Description", ""),
+            protection=raw.get("DeregistrationProtection") or "disabled",
+            deprecation_time=_parse_time(raw["DeprecationTime"])
+            if raw.get("DeprecationTime") else None,
+            last_launched=_parse_time(raw["LastLaunchedTime"])
+            if raw.get("LastLaunchedTime") else None,
         )
 
     @property
     def status(self) -> str:
         return self.tags.get(TAG_STATUS, "")
+
+    @property
+    def protected(self) -> bool:
+        """Whether EC2 refuses to deregister it (a cooldown after disabling counts)."""
+        return self.protection != "disabled"
 
     @property
     def fingerprint(self) -> str:
@@ -280,6 +294,30 @@ def deregister(ec2: EC2Client, image: Image) -> None:
     for snapshot in image.snapshot_ids:
         with translate(f"deleting {snapshot} of {image.id}"):
             ec2.delete_snapshot(SnapshotId=snapshot)
+
+
+def deprecate(ec2: EC2Client, image: Image, days: int) -> datetime | None:
+    """Have EC2 deprecate an AMI `days` from now (ami_deprecate_after_days; 0: not at
+    all). Every AMI builder makes or copies goes through here: EC2 doesn't carry a
+    deprecation time over to a copy."""
+    if not days:
+        return None
+    # EC2 keeps the time to the minute; the request says so itself.
+    at = (datetime.now(UTC) + timedelta(days=days)).replace(second=0, microsecond=0)
+    with translate(f"setting {image.id}'s deprecation time"):
+        ec2.enable_image_deprecation(ImageId=image.id, DeprecateAt=at)
+    return at
+
+
+def set_protection(ec2: EC2Client, image_id: str, protect: bool) -> None:
+    """Turn EC2's deregistration protection of an AMI on (without the 24-hour cooldown,
+    so builder can take it off when the AMI goes) or off."""
+    if protect:
+        with translate(f"protecting {image_id} from deregistration"):
+            ec2.enable_image_deregistration_protection(ImageId=image_id, WithCooldown=False)
+    else:
+        with translate(f"removing {image_id}'s deregistration protection"):
+            ec2.disable_image_deregistration_protection(ImageId=image_id)
 
 
 def images_of_run(ec2: EC2Client, run_id: str, names: Sequence[str] = ()) -> list[Image]:

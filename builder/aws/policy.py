@@ -38,10 +38,13 @@ from builder.config.models import PromoteBy, Settings
 VERSION = "2012-10-17"
 # Describe/List/Get calls that AWS authorises only on "*".
 _UNSCOPED = re.compile(r"^(ec2:Describe|autoscaling:Describe|kms:ListAliases$|"
-                       r"sts:GetCallerIdentity$|ec2:CopyImage$)")
+                       r"sts:GetCallerIdentity$|ec2:CopyImage$|ssm:DescribeParameters$)")
 _KEY_ARN = re.compile(rf"arn:{ARN_PARTITION}:kms:[\w-]+:\d{{12}}:key/.+")
-# What deletes or shares an AMI must find the app's tag on it.
-_TAG_GUARDED = frozenset({"ec2:DeregisterImage", "ec2:ModifyImageAttribute"})
+# What deletes, shares, protects or deprecates an AMI must find the app's tag on it.
+_TAG_GUARDED = frozenset({"ec2:DeregisterImage", "ec2:ModifyImageAttribute",
+                          "ec2:EnableImageDeregistrationProtection",
+                          "ec2:DisableImageDeregistrationProtection",
+                          "ec2:EnableImageDeprecation"})
 
 Condition = tuple[tuple[str, str, tuple[str, ...]], ...]  # (test, variable, values)
 
@@ -270,8 +273,8 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> 
         return _kms_grants(action, s, aws_made=call.by == "aws")
     if on == calls.SOURCE_KMS_KEY:
         return _kms_grants(action, source, aws_made=True) if source else []
-    if on == calls.SSM_PARAMETER:
-        name = s.vault_password_ssm_parameter
+    if on in _PARAMETER_OF:
+        name = _PARAMETER_OF[on](s)
         return [Grant(action, (f"arn:{partition}:ssm:{region}:{account}:parameter/"
                                f"{name.lstrip('/')}",))] if name else []
     profile = r.values.get("iam_instance_profile")
@@ -284,6 +287,14 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> 
     if on == calls.SELF_ROLE:
         return [Grant(action, (role,))]
     raise ValueError(f"calls table: unknown resource kind {on!r} for {action}")
+
+
+# The SSM parameter each kind names ("*": every one of the account and region).
+_PARAMETER_OF: Mapping[str, Callable[[Settings], str | None]] = {
+    calls.SSM_PARAMETER: lambda s: s.vault_password_ssm_parameter,
+    calls.AMI_PARAMETER: lambda s: s.ami_ssm_parameter,
+    calls.ANY_PARAMETER: lambda s: "*",
+}
 
 
 def _kms_grants(action: str, s: Settings, *, aws_made: bool) -> list[Grant]:

@@ -351,6 +351,10 @@ class _Build:
         if packages_sha256:
             final_tags[images.TAG_PACKAGES_SHA256] = packages_sha256
         self.cancel.raise_if_set()
+        deprecated_at = images.deprecate(self.ec2, image, settings.ami_deprecate_after_days)
+        if deprecated_at:
+            self.progress(self.subject, f"AMI {ami_id}: EC2 deprecates it at "
+                                        f"{deprecated_at:%Y-%m-%d %H:%M} UTC")
         # The very last step: only now may anything use the AMI.
         images.set_tags(self.ec2, image, final_tags)
         self.progress(self.subject, f"AMI {ami_id} is complete: tagged {images.AmiStatus.BAKED}")

@@ -32,6 +32,9 @@ AMI_ID_RE = re.compile(r"ami-[0-9a-f]{8,17}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]*")
 # EC2's rule for AMI names is 3-128 characters; a bake appends "-<yyyymmddHHMMSS>".
 _AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}")
+# SSM's parameter names: a bare name, or a path of at most 15 levels under /; SSM keeps
+# names beginning with aws or ssm (any case) for itself.
+_SSM_NAME_RE = re.compile(r"(?!/?(?i:aws|ssm))(?:[A-Za-z0-9_.-]{1,1011}|(/[A-Za-z0-9_.-]+){1,15})")
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,16 @@ KEYS: tuple[Key[Any], ...] = (
     Key("rebuild_max_age_days", _whole(1), "age in days after which `rebuild` bakes anyway", 30),
     Key("vault_password_ssm_parameter", _optional(),
         "SSM parameter that holds the Ansible vault password"),
+    Key("ami_ssm_parameter",
+        _optional(_SSM_NAME_RE, "an SSM parameter name (not beginning with aws or ssm)"),
+        "SSM String parameter each verified release sets to the AMI id (none: off)"),
+    Key("protect_released", _flag,
+        "deregistration protection on an AMI a release makes the launch template default",
+        True),
+    Key("ami_deprecate_after_days", _whole(0),
+        "days after a bake or promote's copy when EC2 deprecates the AMI (0: never)", 0),
+    Key("ami_keep_launched_days", _whole(0),
+        "`prune` keeps an AMI an instance was launched from within this many days", 14),
 )
 
 # The lowest config layer: every key that has a default (required keys have none).

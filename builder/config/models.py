@@ -75,3 +75,7 @@ class Settings:
     ami_keep: int
     rebuild_max_age_days: int
     vault_password_ssm_parameter: str | None
+    ami_ssm_parameter: str | None
+    protect_released: bool
+    ami_deprecate_after_days: int
+    ami_keep_launched_days: int

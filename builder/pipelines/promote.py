@@ -158,6 +158,8 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
             copy, shared = earlier, False
             progress(subject, f"reusing {copy.id}, copied by an earlier run")
             if copy.status == amis.AmiStatus.BUILDING:  # that run was stopped before tagging
+                amis.deprecate(target_aws.client("ec2"), copy,
+                               target.settings.ami_deprecate_after_days)
                 amis.set_tags(target_aws.client("ec2"), copy, _copy_tags(
                     target, image, _lineage(source_env, image), copy.name))
         else:
@@ -311,6 +313,7 @@ def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: 
                           f"{target_aws.region}")
         try:
             copy = _wait_available(ec2, copy_id, image, timeout_min, progress, subject, cancel)
+            amis.deprecate(ec2, copy, target.settings.ami_deprecate_after_days)
             amis.set_tags(ec2, copy, _copy_tags(target, image, lineage, copy.name))
         except BaseException:
             try:  # a stopped or failed copy is not left behind

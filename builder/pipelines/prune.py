@@ -5,8 +5,10 @@ Kept, each with the reasons shown: the newest `ami_keep` (or --keep) available o
 anything pending, and every AMI that any version of the comp's launch template
 launches, that the default or latest version of any launch template in the account
 launches, that an Auto Scaling group launches or an instance runs, that a deployment
-in progress involves, or that is shared with another account (a promotion may be
-copying it).
+in progress involves, that an SSM parameter of the account names, or that is shared
+with another account (a promotion may be copying it); and, when nothing else keeps
+it, one an instance was launched from within `ami_keep_launched_days`. An AMI prune
+deletes loses its deregistration protection first; one in use keeps it.
 A dry run unless `yes`.
 """
 
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from builder.aws import EnvAws, codedeploy, fleet, sharing
+from builder.aws import EnvAws, codedeploy, fleet, parameters, sharing
 from builder.aws import images as amis
 from builder.aws.calls import runs
 from builder.aws.images import Image
@@ -45,6 +48,7 @@ class PruneEntry:
     image: Image
     keep: bool
     reasons: tuple[str, ...]
+    why: str = ""  # the one reason the plan shows (empty: deleted)
     deleted: bool = False
     error: str = ""
 
@@ -60,8 +64,11 @@ class PruneEntry:
         return {"ami_id": self.image.id, "name": self.image.name, "state": self.image.state,
                 "status": self.image.status or None,
                 "created": self.image.created.isoformat(), "action": self.action,
-                "reasons": list(self.reasons), "snapshots": list(self.image.snapshot_ids),
-                "error": self.error or None}
+                "why": self.why or None, "reasons": list(self.reasons),
+                "protected": self.image.protected,
+                "last_launched": _iso(self.image.last_launched),
+                "deprecation_time": _iso(self.image.deprecation_time),
+                "snapshots": list(self.image.snapshot_ids), "error": self.error or None}
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,7 @@ class PruneReport:
             return f"{self.combo}: no AMIs in {self.account} {self.region}"
         rows = [(e.image.id, e.image.name, e.image.created.strftime("%Y-%m-%d %H:%M"),
                  e.image.status or e.image.state, e.action,
-                 e.error or "; ".join(e.reasons) or "-") for e in self.entries]
+                 e.error or _shown_why(e)) for e in self.entries]
         doomed = sum(1 for e in self.entries if not e.keep)
         if self.dry_run:
             tail = (f"dry run: {doomed} AMI(s) and their snapshots would go; --yes deletes them"
@@ -136,6 +143,7 @@ def _prune(env_aws: EnvAws, resolved: ResolvedVars, keep: int | None, *, yes: bo
     ec2 = env_aws.client("ec2")
     candidates = amis.images_of(ec2, resolved.combo, states=_STATES)
     reasons = _in_use(env_aws, resolved, candidates)
+    in_use = {image_id: list(found) for image_id, found in reasons.items()}
     # The newest that can launch: a copy or bake that ended failed, or one not complete
     # yet, takes no place of theirs.
     for image in [i for i in candidates if i.state == "available"
@@ -147,7 +155,15 @@ def _prune(env_aws: EnvAws, resolved: ResolvedVars, keep: int | None, *, yes: bo
         elif image.status == amis.AmiStatus.BUILDING:
             reasons.setdefault(image.id, []).append(
                 "incomplete (its bake or copy runs, or `builder reap` removes it)")
-    entries = [PruneEntry(i, bool(reasons.get(i.id)), tuple(reasons.get(i.id, ())))
+    now = datetime.now(UTC)
+    for image in candidates:
+        # A safety net for what builder can't see (a fleet elsewhere, a manual launch).
+        launched = image.last_launched
+        if (not reasons.get(image.id) and launched is not None
+                and now - launched < timedelta(days=settings.ami_keep_launched_days)):
+            reasons[image.id] = [_launched_text(now - launched)]
+    entries = [PruneEntry(i, bool(reasons.get(i.id)), tuple(reasons.get(i.id, ())),
+                          _why(i, in_use.get(i.id, []), reasons.get(i.id, [])))
                for i in candidates]
     if yes:
         entries = [e if e.keep else _delete(ec2, e) for e in entries]
@@ -155,9 +171,34 @@ def _prune(env_aws: EnvAws, resolved: ResolvedVars, keep: int | None, *, yes: bo
                        keep_newest, not yes, tuple(entries))
 
 
+def _why(image: Image, in_use: Sequence[str], reasons: Sequence[str]) -> str:
+    """The one reason shown: what uses the AMI first (saying when it is protected too),
+    else the first of the others."""
+    if in_use:
+        return f"protected and in use: {in_use[0]}" if image.protected else in_use[0]
+    return reasons[0] if reasons else ""
+
+
+def _shown_why(entry: PruneEntry) -> str:
+    more = len(entry.reasons) - 1
+    return (entry.why or "-") + (f" (+{more} more)" if more > 0 else "")
+
+
+def _launched_text(ago: timedelta) -> str:
+    days = ago.days
+    return ("launched today" if days == 0 else
+            f"launched {days} day{'s' if days > 1 else ''} ago")
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat(timespec="seconds") if when else None
+
+
 def _delete(ec2: EC2Client, entry: PruneEntry) -> PruneEntry:
     image = entry.image
     try:
+        if image.protected:  # nothing uses it any more: prune decided it goes
+            amis.set_protection(ec2, image.id, False)
         amis.deregister(ec2, image)
     except AwsError as exc:
         return PruneEntry(image, False, entry.reasons, error=exc.message)
@@ -194,6 +235,9 @@ def _in_use(env_aws: EnvAws, resolved: ResolvedVars, candidates: Sequence[Image]
         for asg_name in involved:
             for image_id in asg_images.get(asg_name, ()):
                 mark(image_id, f"deployment {deployment_id} in progress ({asg_name})")
+    for image_id, names in parameters.ami_references(env_aws.client("ssm")).items():
+        for parameter in names:
+            mark(image_id, f"SSM {parameter}")
     for image in candidates:
         accounts = _shared_with(ec2, image.id)
         if accounts:

@@ -30,6 +30,7 @@ from builder import private
 from builder.aws import codedeploy, fleet, images
 from builder.aws.calls import runs
 from builder.aws.fleet import AsgLaunch, TemplateVersion
+from builder.aws.parameters import Publication
 from builder.config.models import Combo, DeployStrategy
 from builder.errors import (
     AwsError,
@@ -42,7 +43,7 @@ from builder.errors import (
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent
 from builder.project import Project
-from builder.release import deploy, lock, rollout
+from builder.release import deploy, lock, publish, rollout
 from builder.release.rollout import DeployTarget, Rollout, Run
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class ReleaseResult:
     failed_lifecycle_event: Mapping[str, str] | None = None  # target, event, error_code, ...
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds since the start
     record: Path | None = None
+    protected: bool = False  # this release turned the AMI's deregistration protection on
+    publication: Publication | None = None  # ami_ssm_parameter, set on a verified release
 
     exit_code = 0
 
@@ -117,6 +120,8 @@ class ReleaseResult:
                                        if self.failed_lifecycle_event else None),
             "timings": dict(self.timings),
             "record": str(self.record) if self.record else None,
+            "protected": self.protected,
+            "ssm_parameter": self.publication.to_json() if self.publication else None,
         }
 
     def to_text(self) -> str:
@@ -144,6 +149,10 @@ class ReleaseResult:
                          "(new name)")
         elif self.asg_after or self.asg_before:
             lines.append(f"  Auto Scaling group: {self.asg_after or self.asg_before}")
+        if self.protected:
+            lines.append(f"  {self.ami_id}: deregistration protection on")
+        if self.publication:
+            lines.append(f"  {self.publication.to_text()}")
         if self.error:
             lines.append(f"  error: {self.error}")
         if self.timings:
@@ -239,6 +248,8 @@ class _Release:
         self.asg_before: str | None = None
         self.asg_after: str | None = None
         self.failed_event: codedeploy.FailedEvent | None = None
+        self.protected = False
+        self.publication: Publication | None = None
 
     def mark(self, name: str) -> None:
         self.timings[name] = round(time.monotonic() - self.started, 3)
@@ -343,6 +354,7 @@ class _Release:
             return default
         self.previous = default.number
         self.asg_version_before = asg.version if asg else None
+        self.protected = publish.protect(self.env_aws, self.settings, image)
         build = image.tags.get(images.TAG_BUILD_ID) or image.name
         description = f"builder: {image.id} ({build}); previous default {default.number}" + (
             f"; asg version {asg.version}" if asg else "")
@@ -375,6 +387,11 @@ class _Release:
                 fleet.set_default(self.target.ec2, new.template_id, self.previous)
                 self.progress(self.subject, f"no {rollout_.noun}: launch template default "
                                             f"back to version {self.previous}")
+            for done in publish.rolled_back(self.env_aws, self.settings, self.combo, image,
+                                            unprotect=self.protected,
+                                            template_id=new.template_id,
+                                            previous=self.previous):
+                self.progress(self.subject, f"no {rollout_.noun}: {done}")
             raise
 
     def _follow(self, rollout_: Rollout, image: images.Image, new: TemplateVersion,
@@ -427,6 +444,9 @@ class _Release:
         if self.previous is None:
             done.append(f"launch template default stays at version {self.new.number} (no "
                         "earlier builder version to go back to)")
+        done += publish.rolled_back(self.env_aws, self.settings, self.combo, self.image,
+                                    unprotect=self.protected, template_id=self.new.template_id,
+                                    previous=self.previous)
         images.set_tags(self.target.ec2, self.image, {images.TAG_STATUS: images.AmiStatus.FAILED})
         record = self._record(self._result(ReleaseOutcome.FAILED, error=reason))
         raise DeployFailed(f"{self.subject}: {reason}. Rolled back: "
@@ -450,9 +470,12 @@ class _Release:
             revision=self.rollout.revision if self.rollout else None,
             asg_before=self.asg_before, asg_after=self.asg_after, error=error,
             failed_lifecycle_event=self.failed_event.to_json() if self.failed_event else None,
-            timings=dict(self.timings))
+            timings=dict(self.timings), protected=self.protected, publication=self.publication)
 
     def _finish(self, outcome: ReleaseOutcome) -> ReleaseResult:
+        if outcome in (ReleaseOutcome.VERIFIED, ReleaseOutcome.UNCHANGED):
+            assert self.image is not None
+            self.publication = publish.verified(self.env_aws, self.settings, self.image)
         result = self._result(outcome)
         return replace(result, record=self._record(result))
 

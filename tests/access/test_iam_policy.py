@@ -79,9 +79,10 @@ def test_the_demo_policies_cover_every_row_of_the_table(tmp_path: Path) -> None:
     granted = {action for account in policies["accounts"]
                for statement in account["policy"]["Statement"]
                for action in statement["Action"]}
-    # The demo sets no iam_instance_profile, ami_users or vault parameter: their rows
-    # are left out, every other row is in.
-    unset = {"iam_instance_profile", "ami_users", "vault_password_ssm_parameter"}
+    # The demo sets no iam_instance_profile, ami_users, vault or AMI parameter nor
+    # deprecation: their rows are left out, every other row is in.
+    unset = {"iam_instance_profile", "ami_users", "vault_password_ssm_parameter",
+             "ami_ssm_parameter", "ami_deprecate_after_days"}
     wanted = {call.action for step in calls.POLICY_STEPS for call in calls.calls_of(step)
               if call.when not in unset}
     assert wanted - granted == set()

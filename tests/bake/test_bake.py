@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -81,12 +83,21 @@ def test_bake_tags_skip_and_force(bake_root: Path) -> None:
 
 
 def test_text_summary_shows_phases_and_slowest_tasks(bake_root: Path) -> None:
-    done = run_builder("--local", "bake", "demo", "dev", "worker", "--force", root=bake_root)
+    before = datetime.now(UTC)
+    done = run_builder("--local", "bake", "demo", "dev", "worker", "--force",
+                       "-e", "ami_deprecate_after_days=7", root=bake_root)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "baked ami-" in done.stdout
     assert "phases: " in done.stdout and "provision" in done.stdout
     assert "slowest tasks:" in done.stdout
     assert "task 1/" in done.stderr
+    # ami_deprecate_after_days: EC2 deprecates the new AMI a week on, to the minute.
+    ami_id = re.search(r"baked (ami-\w+)", done.stdout)[1]  # type: ignore[index]
+    image = images.describe(ec2(bake_root), image_ids=[ami_id])[0]
+    assert image.deprecation_time is not None
+    assert (before + timedelta(days=7, minutes=-1) <= image.deprecation_time
+            <= datetime.now(UTC) + timedelta(days=7))
+    assert f"AMI {ami_id}: EC2 deprecates it at" in done.stderr
 
 
 def test_a_role_change_bakes_again(bake_root: Path) -> None:

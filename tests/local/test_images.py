@@ -289,3 +289,45 @@ def test_an_image_may_be_dated_so_tests_order_images_without_waiting(
         control.call(endpoint, "images/creation-date", {
             "account": dev_aws.account_id, "region": dev_aws.region,
             "image_id": "ami-0123456789abcdef0", "creation_date": "2024-05-01T10:00:00Z"})
+
+
+def test_a_protected_image_cannot_be_deregistered_until_its_protection_is_off(
+        local_stack: Project) -> None:
+    ec2 = env_aws(local_stack, "staging").client("ec2")
+    image_id = baked_image(local_stack, "staging", "protected-image", "alias/demo-staging-ami")
+    assert image(ec2, image_id)["DeregistrationProtection"] == "disabled"
+
+    ec2.enable_image_deregistration_protection(ImageId=image_id, WithCooldown=False)
+    assert image(ec2, image_id)["DeregistrationProtection"] == "enabled-without-cooldown"
+    with pytest.raises(AwsError) as refused, translate("deregistering"):
+        ec2.deregister_image(ImageId=image_id)
+    assert refused.value.code == "OperationNotPermitted"
+    assert "deregistration protection enabled" in refused.value.message
+    assert image(ec2, image_id)["State"] == "available"
+
+    ec2.disable_image_deregistration_protection(ImageId=image_id)
+    assert image(ec2, image_id)["DeregistrationProtection"] == "disabled"
+    ec2.deregister_image(ImageId=image_id)
+    assert ec2.describe_images(Owners=["self"], Filters=[
+        {"Name": "name", "Values": ["protected-image"]}])["Images"] == []
+
+
+def test_deprecation_time_and_last_launch_show_in_describe_images(local_stack: Project
+                                                                   ) -> None:
+    ec2 = env_aws(local_stack, "staging").client("ec2")
+    image_id = baked_image(local_stack, "staging", "aging-image", "alias/demo-staging-ami")
+    assert "DeprecationTime" not in image(ec2, image_id)
+    assert "LastLaunchedTime" not in image(ec2, image_id)
+
+    ec2.enable_image_deprecation(ImageId=image_id,
+                                 DeprecateAt=datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC))
+    assert image(ec2, image_id)["DeprecationTime"] == "2031-05-04T03:02:00.000Z"
+    ec2.disable_image_deprecation(ImageId=image_id)
+    assert "DeprecationTime" not in image(ec2, image_id)
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    instance = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1,
+                                 InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+    ec2.terminate_instances(InstanceIds=[instance])
+    launched = datetime.fromisoformat(image(ec2, image_id)["LastLaunchedTime"])
+    assert before <= launched <= datetime.now(UTC)

@@ -5,6 +5,7 @@ preflight; nothing left shared or half-copied."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from builder.aws.calls import RUNNING
 from builder.aws.sharing import preflight
 from builder.config.models import Combo
 from builder.errors import PromotionFailed
+from builder.local.mode import LOCAL
 from builder.pipelines.promote import promote
 from builder.project import Project
 from builder.release.release import release
@@ -231,3 +233,19 @@ def test_a_copy_that_fails_is_removed_and_the_share_with_it(local_stack: Project
     assert any("policy of" in m and "allows 333333333333" in m for m in messages)
     assert copies_of(local_stack, source) == []  # the failed copy is gone
     assert shares_of(local_stack, source) == []
+
+
+def test_the_copy_gets_its_own_deprecation_time(local_stack: Project) -> None:
+    source = verified_in_staging(local_stack)
+    deprecating = Project.open(str(local_stack.root), local_mode=LOCAL,
+                               overrides={"ami_deprecate_after_days": "30"})
+    before = datetime.now(UTC)
+
+    done = promote(deprecating, "demo", "app", "prod", ami_id=source.id, deploy=False)
+
+    copy = amis.describe(env_aws(local_stack, "prod").client("ec2"), image_ids=[done.ami_id])[0]
+    assert copy.deprecation_time is not None
+    # Thirty days from the copy, to the minute (EC2's precision).
+    assert (before + timedelta(days=30) - timedelta(minutes=1) <= copy.deprecation_time
+            <= datetime.now(UTC) + timedelta(days=30))
+    assert source.deprecation_time is None  # the source was never given one

@@ -12,6 +12,7 @@ import pytest
 
 from builder.aws import images as amis
 from builder.config.models import Combo
+from builder.local.mode import LOCAL
 from builder.local.stack import hold_deployments
 from builder.pipelines.prune import prune
 from builder.project import Project
@@ -150,3 +151,102 @@ def test_an_ami_only_a_mixed_instances_override_launches_is_kept(local_stack: Pr
 
     reasons = {e.image.id: e.reasons for e in report.entries}
     assert "Auto Scaling group spot-fleet launches it" in reasons[old.id]
+
+
+def test_prune_keeps_amis_ssm_parameters_name_and_recently_launched_ones(
+        local_stack: Project, cli: Any) -> None:
+    worker = Combo("demo", "prod", "worker")
+    resolved = local_stack.resolve("demo", "prod", "worker")
+    ec2, ssm = ec2_of(local_stack, worker), local_stack.env_aws(resolved).client("ssm")
+    a_month_ago = datetime.now(UTC) - timedelta(days=30)
+    named, listed, launched, unused = [bake_like(local_stack, worker, created=a_month_ago)
+                                       for _ in range(4)]
+    newest = bake_like(local_stack, worker)
+    # Another team's parameters: a plain one, and a list among other values.
+    ssm.put_parameter(Name="/team/other/ami", Value=named.id, Type="String")
+    ssm.put_parameter(Name="fleet-amis", Type="StringList",
+                      Value=f"ami-0123456789abcdef0,{listed.id}")
+    ssm.put_parameter(Name="/team/other/note", Value="not an AMI", Type="String")
+    # Launched once, by someone builder can't see; the instance is gone since.
+    instance = ec2.run_instances(ImageId=launched.id, MinCount=1, MaxCount=1,
+                                 InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+    ec2.terminate_instances(InstanceIds=[instance])
+
+    planned = cli("--local", "prune", "demo", "prod", "worker", "--keep", "1", "--json",
+                  root=local_stack.root)
+    assert planned.exit_code == 0, planned.output
+    entries = {e["ami_id"]: e for e in json.loads(planned.stdout)["amis"]}
+    assert {i: (e["action"], e["why"]) for i, e in entries.items()} == {
+        newest.id: ("keep", "one of the newest 1"),
+        named.id: ("keep", "SSM /team/other/ami"),
+        listed.id: ("keep", "SSM fleet-amis"),
+        launched.id: ("keep", "launched today"),
+        unused.id: ("delete", None)}
+    assert entries[launched.id]["last_launched"] is not None
+    shown = cli("--local", "prune", "demo", "prod", "worker", "--keep", "1",
+                root=local_stack.root)
+    assert "SSM /team/other/ami" in shown.stdout and "launched today" in shown.stdout
+
+    # ami_keep_launched_days 0: a launch keeps nothing; what SSM names still stays.
+    no_grace = Project.open(str(local_stack.root), local_mode=LOCAL,
+                            overrides={"ami_keep_launched_days": "0"})
+    report = prune(no_grace, "demo", "prod", "worker", keep=1, yes=True)
+    assert {e.image.id: e.action for e in report.entries} == {
+        newest.id: "keep", named.id: "keep", listed.id: "keep", launched.id: "deleted",
+        unused.id: "deleted"}
+    for name in ("/team/other/ami", "fleet-amis", "/team/other/note"):
+        ssm.delete_parameter(Name=name)
+
+
+def test_protected_amis_in_use_survive_prune_and_unused_ones_are_unprotected_and_go(
+        local_stack: Project, cli: Any) -> None:
+    app = Combo("demo", "staging", "app")
+    ec2 = ec2_of(local_stack, app)
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    stale, released = [bake_like(local_stack, app, created=two_hours_ago) for _ in range(2)]
+    newest = bake_like(local_stack, app)
+    # A protected AMI nothing uses any more (its launch template version is gone).
+    ec2.enable_image_deregistration_protection(ImageId=stale.id, WithCooldown=False)
+    done = release(local_stack, app, ami_id=released.id)
+    assert done.outcome == "verified" and done.protected
+
+    pruned = cli("--local", "prune", "demo", "staging", "app", "--keep", "1", "--yes",
+                 "--json", root=local_stack.root)
+
+    assert pruned.exit_code == 0, pruned.output
+    entries = {e["ami_id"]: e for e in json.loads(pruned.stdout)["amis"]}
+    assert (entries[stale.id]["action"], entries[stale.id]["protected"]) == ("deleted", True)
+    kept = entries[released.id]
+    assert (kept["action"], kept["protected"]) == ("keep", True)
+    assert kept["why"] == (f"protected and in use: launch template demo-staging-app version "
+                           f"{done.new_version} (default)")
+    assert entries[newest.id]["why"] == "one of the newest 1"
+    left = {i.id: i for i in amis.images_of(ec2, app)}
+    assert set(left) == {released.id, newest.id}
+    assert left[released.id].protected
+
+
+def test_prune_reads_every_ssm_parameter_in_few_calls_and_launch_times_in_none(
+        local_stack: Project) -> None:
+    app = Combo("demo", "dev", "app")
+    resolved = local_stack.resolve("demo", "dev", "app")
+    ssm = local_stack.env_aws(resolved).client("ssm")
+    made = [bake_like(local_stack, app) for _ in range(3)]
+    names = [f"/bulk/{n:02d}" for n in range(23)]
+    for name in names:
+        ssm.put_parameter(Name=name, Value=made[0].id, Type="String")
+    fresh = Project.open(str(local_stack.root), local_mode=LOCAL)
+
+    report = prune(fresh, "demo", "dev", "app", keep=1)
+
+    counts = fresh.aws.call_log.counts
+    print(dict(counts))
+    # 23 parameters (and those other tests left): names 50 a page, values 10 a call.
+    assert counts["ssm.DescribeParameters"] == 1
+    assert counts["ssm.GetParameters"] == 3
+    # When an AMI was last launched comes with DescribeImages: no call per AMI for it.
+    assert counts["ec2.DescribeImages"] == 1
+    entry = next(e for e in report.entries if e.image.id == made[0].id)
+    assert f"SSM {names[0]}" in entry.reasons and len(entry.reasons) >= 23
+    for name in names:
+        ssm.delete_parameter(Name=name)

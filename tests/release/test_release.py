@@ -320,8 +320,9 @@ def test_one_release_makes_few_aws_calls(local_stack: Project) -> None:
     # Lifecycle events cost at most one more call per status poll.
     assert counts["codedeploy.ListDeploymentTargets"] + counts[
         "codedeploy.BatchGetDeploymentTargets"] <= counts["codedeploy.GetDeployment"]
-    # 15, and the two reads that check input before anything is written: the caller
-    # identity (once per account) and the launch template before the lock.
+    # 15 (turning on the AMI's deregistration protection among them), and the two reads
+    # that check input before anything is written: the caller identity (once per
+    # account) and the launch template before the lock.
     assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 17
     # Every non-poll call is made once (the launch template is read before the lock is
     # taken, to refuse a missing one without writing anything, and again under it).

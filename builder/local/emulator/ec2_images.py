@@ -32,7 +32,7 @@ from builder.local.emulator.moto_internals import original
 KEY_NOT_ACCESSIBLE = "Given key ID is not accessible"
 
 
-def _shared_images(backend: Any) -> Iterator[Any]:
+def shared_images(backend: Any) -> Iterator[Any]:
     """Other accounts' images in the backend's region that its account may launch."""
     me = backend.account_id
     for account_id, regions in list(ec2_backends.items()):
@@ -54,7 +54,7 @@ def describe_images(self: Any, ami_ids: list[str] | None = None,
     ExecutableUsers follows EC2: an account id (or `self`) selects images with an
     explicit launch permission for it, `all` the public ones.
     """
-    images = [*self.amis.values(), *_shared_images(self)]
+    images = [*self.amis.values(), *shared_images(self)]
     if ami_ids:
         malformed = [ami_id for ami_id in ami_ids if not ami_id.startswith("ami-")]
         if malformed:
@@ -86,7 +86,7 @@ def _require_own_image(backend: Any, ami_id: str) -> None:
     """EC2's answer to a call only an image's owner may make: AuthFailure for another
     account's image this one may see, not-found for the rest (moto: KeyError, HTTP 500)."""
     if ami_id not in backend.amis:
-        if any(image.id == ami_id for image in _shared_images(backend)):
+        if any(image.id == ami_id for image in shared_images(backend)):
             raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
         raise InvalidAMIIdError(ami_id)
 
@@ -207,7 +207,7 @@ def publish_image(owner: str, region: str, name: str, created: datetime, *,
     copyable by every account when public. Returns (image, made); an image of that
     name (or id) already there is returned as is."""
     backend = ec2_backends[owner][region]
-    for existing in [*backend.amis.values(), *_shared_images(backend)]:
+    for existing in [*backend.amis.values(), *shared_images(backend)]:
         if existing.name == name or existing.id == image_id:
             return existing, False
     image: Any = Ami(backend, image_id or random_ami_id(), name=name, owner_id=owner,

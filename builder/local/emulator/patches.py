@@ -4,8 +4,8 @@ process (`apply`, called by builder.local.emulator.server before it serves).
 They reach into moto 5.2.5's internals, which is why moto is pinned to that version in
 pyproject's `local` extra (`moto[server]==5.2.5`); a new pin means checking each entry
 below against the new moto. The replacements live with their service: ec2_images,
-launch_templates, kms and codedeploy_state. The deployments themselves are run by
-builder.local.emulator.codedeploy, which patches nothing.
+image_lifecycle, launch_templates, kms, ssm and codedeploy_state. The deployments
+themselves are run by builder.local.emulator.codedeploy, which patches nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +14,21 @@ from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo
 from moto.codedeploy.responses import CodeDeployResponse
 from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.instances import InstanceBackend
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.kms.models import KmsBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
 
-from builder.local.emulator import codedeploy_state, ec2_images, kms, launch_templates
+from builder.local.emulator import (
+    codedeploy_state,
+    ec2_images,
+    image_lifecycle,
+    kms,
+    launch_templates,
+    ssm,
+)
 from builder.local.emulator.moto_internals import Patch, install
 
 MOTO_VERSION = "5.2.5"
@@ -42,6 +51,25 @@ PATCHES: tuple[Patch, ...] = (
           "only the owner may read attributes (moto: HTTP 500 for others)"),
     Patch(Ami, "block_device_mappings", property(ec2_images.block_device_mappings),
           "moto leaves out the snapshot's Encrypted flag, which Packer and promote read"),
+    # EC2 images: protection, deprecation, last launch (image_lifecycle says what AWS does)
+    Patch(Ami, "deregistration_protection", "disabled",
+          "moto has no deregistration protection (DescribeImages' DeregistrationProtection)"),
+    Patch(Ami, "deprecation_time", None, "moto has no deprecation time"),
+    Patch(Ami, "last_launched_time", None, "moto doesn't note an image's last launch"),
+    Patch(AmiBackend, "deregister_image", image_lifecycle.deregister_image,
+          "EC2 refuses to deregister a protected image"),
+    Patch(AmisResponse, "enable_image_deregistration_protection",
+          image_lifecycle.enable_protection_response,
+          "moto has no EnableImageDeregistrationProtection"),
+    Patch(AmisResponse, "disable_image_deregistration_protection",
+          image_lifecycle.disable_protection_response,
+          "moto has no DisableImageDeregistrationProtection"),
+    Patch(AmisResponse, "enable_image_deprecation", image_lifecycle.enable_deprecation_response,
+          "moto has no EnableImageDeprecation"),
+    Patch(AmisResponse, "disable_image_deprecation",
+          image_lifecycle.disable_deprecation_response, "moto has no DisableImageDeprecation"),
+    Patch(InstanceBackend, "run_instances", image_lifecycle.run_instances,
+          "moto doesn't set an image's LastLaunchedTime when an instance launches from it"),
     # Launch templates
     Patch(LaunchTemplate, "get_version", launch_templates.get_version,
           "moto answers a version that doesn't exist with HTTP 500 (or, for 0, the latest) "
@@ -53,6 +81,9 @@ PATCHES: tuple[Patch, ...] = (
     Patch(KmsBackend, "any_id_to_key_id", kms.any_id_to_key_id,
           "moto answers an unknown alias with HTTP 500 in CreateGrant, ListGrants, "
           "RevokeGrant and others instead of NotFoundException"),
+    # SSM
+    Patch(SimpleSystemManagerResponse, "describe_parameters", ssm.describe_parameters_response,
+          "moto answers DescribeParameters 10 a page whatever MaxResults asks (AWS: up to 50)"),
     # CodeDeploy
     Patch(CodeDeployBackend, "create_deployment", codedeploy_state.create_deployment,
           "moto accepts a deployment without a revision and any number of active "
