@@ -252,10 +252,8 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> 
         return _kms_grants(action, s, aws_made=call.by == "aws")
     if on == calls.SOURCE_KMS_KEY:
         return _kms_grants(action, source, aws_made=True) if source else []
-    if on == calls.SSM_PARAMETER:
-        name = s.vault_password_ssm_parameter
-        return [Grant(action, (f"arn:aws:ssm:{region}:{account}:parameter/"
-                               f"{name.lstrip('/')}",))] if name else []
+    if on in (calls.SSM_PARAMETER, calls.RECORDS):
+        return _named_grants(action, on, r)
     profile = r.values.get("iam_instance_profile")
     if on == calls.INSTANCE_PROFILE:
         return [Grant(action, (f"arn:aws:iam::{account}:instance-profile/{profile}",))
@@ -266,6 +264,18 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> 
     if on == calls.SELF_ROLE:
         return [Grant(action, (role,))]
     raise ValueError(f"calls table: unknown resource kind {on!r} for {action}")
+
+
+def _named_grants(action: str, on: str, r: ResolvedVars) -> list[Grant]:
+    """The vault password's parameter; the records bucket's builder/<app>/ keys."""
+    s = r.settings
+    if on == calls.SSM_PARAMETER:
+        name = s.vault_password_ssm_parameter
+        return [Grant(action, (f"arn:aws:ssm:{s.aws_region}:{s.aws_account_id}:parameter/"
+                               f"{name.lstrip('/')}",))] if name else []
+    bucket = s.records_bucket
+    return [Grant(action, (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/builder/"
+                           f"{r.combo.app}/*"))] if bucket else []
 
 
 def _kms_grants(action: str, s: Settings, *, aws_made: bool) -> list[Grant]:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import packer, private, process, scratch
+from builder import packer, private, process, records, scratch
 from builder.aws import credentials, images, temporary
 from builder.aws.calls import runs
 from builder.bake import packages
@@ -333,8 +333,22 @@ class _Build:
         if packages_sha256:
             final_tags[images.TAG_PACKAGES_SHA256] = packages_sha256
         self.cancel.raise_if_set()
-        # The very last step: only now may anything use the AMI.
-        images.set_tags(self.ec2, image, final_tags)
+        uploaded: tuple[str, ...] = ()
+        bucket = settings.records_bucket
+        if bucket:
+            self.progress(self.subject, f"keeping the build record in s3://{bucket}")
+            final_tags[images.TAG_RECORD], uploaded = records.upload_build(
+                self.plan.env_aws, bucket, self.combo, ami_id, self.artifacts)
+        try:
+            # The very last step: only now may anything use the AMI.
+            images.set_tags(self.ec2, image, final_tags)
+        except BaseException:
+            try:  # the AMI goes (run() discards it): so does its record
+                records.remove(self.plan.env_aws, uploaded)
+            except BuilderError as exc:
+                self.progress(self.subject, f"could not remove the build record "
+                                            f"({exc.message})")
+            raise
         self.progress(self.subject, f"AMI {ami_id} is complete: tagged {images.AmiStatus.BAKED}")
         return result
 

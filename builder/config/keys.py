@@ -29,6 +29,7 @@ _ACCOUNT_RE = re.compile(r"\d{12}")
 _ROLE_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
 AMI_ID_RE = re.compile(r"ami-[0-9a-f]{8,17}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]*")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # EC2's rule for AMI names is 3-128 characters; a bake appends "-<yyyymmddHHMMSS>".
 _AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}")
 
@@ -268,6 +269,9 @@ KEYS: tuple[Key[Any], ...] = (
     Key("rebuild_max_age_days", _whole(1), "age in days after which `rebuild` bakes anyway", 30),
     Key("vault_password_ssm_parameter", _optional(),
         "SSM parameter that holds the Ansible vault password"),
+    Key("records_bucket", _optional(_BUCKET_RE, "an S3 bucket name"),
+        "S3 bucket of the env's account that keeps build and release records (none: "
+        "only on this machine)"),
 )
 
 # The lowest config layer: every key that has a default (required keys have none).

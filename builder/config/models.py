@@ -66,3 +66,4 @@ class Settings:
     ami_keep: int
     rebuild_max_age_days: int
     vault_password_ssm_parameter: str | None
+    records_bucket: str | None

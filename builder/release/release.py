@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from builder import private
+from builder import private, records
 from builder.aws import codedeploy, fleet, images
 from builder.aws.calls import runs
 from builder.aws.codedeploy import Deployment, DeploymentGroup
@@ -93,6 +93,7 @@ class ReleaseResult:
     failed_lifecycle_event: Mapping[str, str] | None = None  # target, event, error_code, ...
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds since the start
     record: Path | None = None
+    changes: records.Changes | None = None  # vs the AMI the launch template launched
 
     exit_code = 0
 
@@ -112,6 +113,7 @@ class ReleaseResult:
                                        if self.failed_lifecycle_event else None),
             "timings": dict(self.timings),
             "record": str(self.record) if self.record else None,
+            "changes": self.changes.to_json() if self.changes else None,
         }
 
     def to_text(self) -> str:
@@ -146,6 +148,8 @@ class ReleaseResult:
                 f"{name} {seconds:.1f}" for name, seconds in self.timings.items()))
         if self.record:
             lines.append(f"  record: {self.record}")
+        if self.changes:
+            lines.extend(f"  {line}" for line in self.changes.lines())
         return "\n".join(lines)
 
 
@@ -177,7 +181,8 @@ def release(project: Project, combo: Combo, *, ami_id: str | None = None,
     # The AMI and the launch template are accepted (or refused) before anything is
     # written, the lock included; run() reads the template's default again under it.
     run.image = run._choose_image()
-    run._default_version()
+    run.changes = records.against_running(project, run.env_aws,
+                                          run._default_version().image_id, run.image)
     if lock_held:
         return run.run()
     lease = timeout_min + LOCK_MARGIN_MIN if deploy and wait else LOCK_MARGIN_MIN
@@ -225,6 +230,7 @@ class _Release:
         self.asg_before: str | None = None
         self.asg_after: str | None = None
         self.failed_event: codedeploy.FailedEvent | None = None
+        self.changes: records.Changes | None = None
 
     def mark(self, name: str) -> None:
         self.timings[name] = round(time.monotonic() - self.started, 3)
@@ -463,7 +469,7 @@ class _Release:
             revision=codedeploy.revision_text(self.revision) if self.revision else None,
             asg_before=self.asg_before, asg_after=self.asg_after, error=error,
             failed_lifecycle_event=self.failed_event.to_json() if self.failed_event else None,
-            timings=dict(self.timings))
+            timings=dict(self.timings), changes=self.changes)
 
     def _finish(self, outcome: ReleaseOutcome) -> ReleaseResult:
         result = self._result(outcome)
@@ -477,7 +483,16 @@ class _Release:
         path = folder / (f"{self.started_at:%Y%m%dT%H%M%SZ}-"
                          f"{result.deployment_id or result.ami_id}.json")
         document = replace(result, record=path).to_json()
-        private.write_text(path, json.dumps(document, indent=2) + "\n")
+        text = json.dumps(document, indent=2) + "\n"
+        private.write_text(path, text)
+        bucket = self.settings.records_bucket
+        if bucket:
+            try:  # the local record is written; a failed copy must not hide the outcome
+                records.upload_release(self.env_aws, bucket, self.combo, result.ami_id,
+                                       path.name, text)
+            except BuilderError as exc:
+                self.progress(self.subject, f"release record not kept in s3://{bucket}: "
+                                            f"{exc.message}")
         return path
 
 
