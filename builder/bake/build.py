@@ -471,7 +471,7 @@ class _Build:
         self.progress(self.subject, "starting a fresh local build host")
         host = stack.enter_context(local_mode.build_host(
             self.project.layout, user=self.plan.resolved.settings.ssh_username,
-            authorized_key=public_key))
+            authorized_key=public_key, source_ami=self.plan.source.id))
         run_values["builder_ssh_host"] = host.host
         run_values["builder_ssh_port"] = host.port
         return host

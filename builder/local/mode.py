@@ -21,9 +21,10 @@ class _LocalMode:
     def endpoint(self, layout: Layout) -> str:
         return running_endpoint(layout)
 
-    def build_host(self, layout: Layout, *, user: str, authorized_key: str
-                   ) -> AbstractContextManager[buildhost.BuildHost]:
-        return buildhost.build_host(layout, user=user, authorized_key=authorized_key)
+    def build_host(self, layout: Layout, *, user: str, authorized_key: str,
+                   source_ami: str = "") -> AbstractContextManager[buildhost.BuildHost]:
+        return buildhost.build_host(layout, user=user, authorized_key=authorized_key,
+                                    source_ami=source_ami)
 
     def reap_build_hosts(self, layout: Layout, *, dry_run: bool = False) -> list[str]:
         return buildhost.stop_orphans(layout, dry_run=dry_run)
