@@ -16,7 +16,6 @@ import pytest
 
 from builder.aws import images
 from builder.bake.packages import load_manifest
-from builder.config.models import Combo
 from builder.local.mode import LOCAL
 from builder.pipelines.rebuild import rebuild
 from builder.project import Project
@@ -25,7 +24,6 @@ from tests.conftest import commit_all, copy_demo, require_root, stack_for_bakes
 pytestmark = [pytest.mark.slow, pytest.mark.local]
 
 ARGS = ("demo", "dev", "worker")
-COMBO = Combo(*ARGS)
 PACKAGE = "builder-demo-tool"
 BUCKET = "builder-records-111111111111"  # the demo's records_bucket for dev's account
 
@@ -57,7 +55,7 @@ def _publish(cli: Any, root: Path, version: str) -> str:
 
 
 def _version(found: list[Any]) -> str:
-    return next(p.version for p in found if p.name == PACKAGE)
+    return str(next(p.version for p in found if p.name == PACKAGE))
 
 
 def _objects(project: Project) -> list[str]:
