@@ -60,9 +60,9 @@ class PlanEntry:
         return "; ".join(self.reasons)
 
     def to_json(self) -> dict[str, Any]:
+        """A CI matrix entry (the plan's changes are in the text only: not a job's)."""
         return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
-                "action": self.action, "reason": self.reason, "command": self.command,
-                "changes": self.changes.to_json() if self.changes else None}
+                "action": self.action, "reason": self.reason, "command": self.command}
 
 
 @dataclass(frozen=True)
