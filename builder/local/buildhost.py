@@ -63,7 +63,7 @@ _HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 _DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
             ("urandom", 1, 9), ("tty", 5, 0))
 _REGISTRY_FILE = "host.json"
-_BASE_LAYERS = "base-images"
+BASE_LAYERS = "base-images"  # under the state folder: a layer per base image that has one
 _PACKAGE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _PACKAGE_VERSION_RE = re.compile(r"[0-9][A-Za-z0-9.+~-]*")
 
@@ -191,7 +191,7 @@ def build_host(layout: Layout, *, user: str, authorized_key: str,
 
 def base_layer(layout: Layout, ami_id: str) -> Path:
     """Where a base image's own layer is (it may not exist: the root alone)."""
-    return state_dir(layout) / _BASE_LAYERS / ami_id
+    return state_dir(layout) / BASE_LAYERS / ami_id
 
 
 def check_package(package: tuple[str, str]) -> None:
@@ -219,7 +219,7 @@ def new_base_layer(layout: Layout, *, previous: str | None,
         yield lambda _ami_id: False
         return
     image = ensure_image()
-    folder = state_dir(layout) / _BASE_LAYERS
+    folder = state_dir(layout) / BASE_LAYERS
     folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".pending-", dir=folder))
     upper, scratch_dir, root = work / "upper", work / "work", work / "root"
