@@ -34,7 +34,7 @@ from builder.bake.packages import (
     parse_manifest,
 )
 from builder.config.models import Combo
-from builder.errors import AwsError
+from builder.errors import AwsError, BuilderError
 from builder.project import Project
 
 FINGERPRINT = "fingerprint.json"
@@ -141,22 +141,23 @@ def find(project: Project, env_aws: EnvAws, image: amis.Image) -> BuildRecord | 
         return BuildRecord.from_folder(image.id, folder)
     where = image.tags.get(amis.TAG_RECORD, "")
     if where:
-        bucket, _ = storage.split_uri(where)
-        return BuildRecord.from_bucket(image.id, _bucket_reader(project, bucket, env_aws),
+        return BuildRecord.from_bucket(image.id, _bucket_reader(project, where, env_aws),
                                        where)
     return BuildRecord.from_folder(image.id, folder) if folder is not None else None
 
 
-def _bucket_reader(project: Project, bucket: str, fallback: EnvAws) -> EnvAws:
-    """The env whose records_bucket this is (a promoted copy's record is in its source
-    env's account), else `fallback`."""
-    for app in project.config.apps():
-        for env in project.config.envs(app):
-            comps = project.config.components(app, env)
-            if comps:
-                resolved = project.resolve(app, env, comps[0], check_vault_files=False)
-                if resolved.settings.records_bucket == bucket:
-                    return project.env_aws(resolved)
+def _bucket_reader(project: Project, where: str, fallback: EnvAws) -> EnvAws:
+    """The env whose records_bucket holds `where` (a promoted copy's record is in its
+    source env's account): the env the prefix names, else `fallback`."""
+    bucket, key = storage.split_uri(where)
+    parts = key.split("/")
+    if len(parts) >= 4 and parts[0] == "builder":
+        try:
+            resolved = project.resolve(parts[1], parts[2], parts[3], check_vault_files=False)
+        except BuilderError:  # an app, env or comp this root no longer has
+            return fallback
+        if resolved.settings.records_bucket == bucket:
+            return project.env_aws(resolved)
     return fallback
 
 

@@ -111,3 +111,28 @@ def test_a_bad_package_is_refused_before_anything_is_published(local_stack: Proj
     assert done.exit_code == 2
     assert "--with-package Bad_Name=1.0: expected NAME=VERSION" in done.output
     assert len(ec2.describe_images(Owners=["099720109477"])["Images"]) == len(before)
+
+
+def test_a_promoted_copy_points_at_its_originals_record(local_stack: Project) -> None:
+    from builder.pipelines.promote import promote
+
+    staging = Combo("demo", "staging", "app")
+    resolved = local_stack.resolve(staging.app, staging.env, staging.comp)
+    staging_aws = local_stack.env_aws(resolved)
+    source = _baked(local_stack, staging, [Package("jq", "amd64", "1.7-1", "jq")])
+    bucket = resolved.settings.records_bucket
+    assert bucket
+    where, _ = records.upload_build(staging_aws, bucket, staging, source.id,
+                                    _folder(local_stack, staging, source))
+    images.set_tags(staging_aws.client("ec2"), source, {images.TAG_RECORD: where})
+    assert release(local_stack, staging, ami_id=source.id).outcome == "verified"
+
+    promoted = promote(local_stack, "demo", "app", "prod", deploy=False)
+
+    prod_aws = local_stack.env_aws(local_stack.resolve("demo", "prod", "app"))
+    copy = images.images_by_id(prod_aws.client("ec2"), [promoted.ami_id])[promoted.ami_id]
+    assert copy.tags[images.TAG_RECORD] == where
+    shutil.rmtree(_folder(local_stack, staging, source))
+    record = records.find(local_stack, prod_aws, copy)
+    assert record is not None and record.where == where  # read with staging's role
+    assert record.packages == (Package("jq", "amd64", "1.7-1", "jq"),)
