@@ -281,7 +281,10 @@ class _Runner:
         """The new AMI against what the launch template launched when the plan was made."""
         resolved = self.project.resolve(entry.combo.app, entry.combo.env, entry.combo.comp)
         env_aws = self.project.env_aws(resolved)
-        new = amis.images_by_id(env_aws.client("ec2"), [ami_id]).get(ami_id)
-        if new is None:
+        try:
+            new = amis.images_by_id(env_aws.client("ec2"), [ami_id]).get(ami_id)
+            return records.against_running(self.project, env_aws, entry.running_id, new) \
+                if new is not None else None
+        except BuilderError as exc:  # the bake or promotion is done: not its failure
+            self.progress(str(entry.combo), f"changes vs what runs unknown: {exc.message}")
             return None
-        return records.against_running(self.project, env_aws, entry.running_id, new)
