@@ -18,6 +18,7 @@ from builder.bake.packages import Package, write_manifest
 from builder.config.models import Combo
 from builder.project import Project
 from builder.release.release import release
+from tests.conftest import require_root
 from tests.pipelines.conftest import bake_like
 
 pytestmark = pytest.mark.local
@@ -136,3 +137,12 @@ def test_a_promoted_copy_points_at_its_originals_record(local_stack: Project) ->
     record = records.find(local_stack, prod_aws, copy)
     assert record is not None and record.where == where  # read with staging's role
     assert record.packages == (Package("jq", "amd64", "1.7-1", "jq"),)
+
+
+def test_a_package_the_build_host_has_is_refused(local_stack: Project, cli: Any) -> None:
+    require_root()  # reads the build host's root (made once per machine)
+    done = cli("--local", "local", "publish-source-ami", "demo", "dev", "--with-package",
+               "sudo=99.0", root=local_stack.root)
+
+    assert done.exit_code == 2
+    assert "the build host's root has a package sudo" in done.output
