@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder import process
+from builder import private, process
 from builder.config.layout import Layout
 from builder.errors import InputError, OperationFailed, ProcessFailed, TimedOut, ToolMissing
 from builder.local.state import state_dir
@@ -220,7 +220,7 @@ def new_base_layer(layout: Layout, *, previous: str | None,
         return
     image = ensure_image()
     folder = state_dir(layout) / BASE_LAYERS
-    folder.mkdir(parents=True, exist_ok=True)
+    private.make_folders(folder)
     work = Path(tempfile.mkdtemp(prefix=".pending-", dir=folder))
     upper, scratch_dir, root = work / "upper", work / "work", work / "root"
     try:
