@@ -795,15 +795,30 @@ def local_fail_next_command(ctx: typer.Context, app_name: App, env: Env, comp: C
     _emit(ctx, fail_next_deployment(_g(ctx).project(), app_name, env, comp))
 
 
-@_command(local_app, "publish-source-ami", "builder local publish-source-ami demo dev")
-def local_publish_source_ami_command(ctx: typer.Context, app_name: App, env: Env) -> None:
+@_command(local_app, "publish-source-ami", "builder local publish-source-ami demo dev",
+          "builder local publish-source-ami demo dev --with-package demo-tool=1.1")
+def local_publish_source_ami_command(
+    ctx: typer.Context, app_name: App, env: Env,
+    with_package: Annotated[str | None, typer.Option(
+        "--with-package", metavar="NAME=VERSION",
+        help="Install a small package of this name and version in the new image (its "
+             "layer of the build host), as an OS update would; a later image with a "
+             "higher version upgrades it")] = None,
+) -> None:
     """Publish a newer base image (as OS updates do).
 
-    The image matches the env's source_ami_filter, so `rebuild` sees it as due.
+    The image matches the env's source_ami_filter, so `rebuild` sees it as due. It keeps
+    the packages the image it replaces was given; --with-package adds or upgrades one.
     """
     from builder.local.resources import publish_source_ami
 
-    _emit(ctx, publish_source_ami(_g(ctx).project(), app_name, env))
+    package = None
+    if with_package is not None:
+        name, equals, version = with_package.partition("=")
+        if not equals:
+            raise InputError(f"--with-package {with_package}: expected NAME=VERSION")
+        package = (name, version)
+    _emit(ctx, publish_source_ami(_g(ctx).project(), app_name, env, package))
 
 
 def main(argv: list[str] | None = None) -> None:

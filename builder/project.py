@@ -71,9 +71,10 @@ class LocalMode(Protocol):
         """The running emulator's endpoint (an InputError when it isn't running)."""
         ...
 
-    def build_host(self, layout: Layout, *, user: str, authorized_key: str
-                   ) -> AbstractContextManager[BuildHost]:
-        """A fresh build host for one bake, torn down when the block ends."""
+    def build_host(self, layout: Layout, *, user: str, authorized_key: str,
+                   source_ami: str = "") -> AbstractContextManager[BuildHost]:
+        """A fresh build host for one bake from base image `source_ami`, torn down when
+        the block ends."""
         ...
 
     def reap_build_hosts(self, layout: Layout, *, now: datetime, release_run: str | None = None,

@@ -72,6 +72,7 @@ ANY_PARAMETER = "any-parameter"    # every SSM parameter of the env's account an
 INSTANCE_PROFILE = "instance-profile"  # iam_instance_profile, when set
 PASS_ROLE = "pass-role"  # noqa: S105 - a resource kind; the role behind iam_instance_profile, to EC2 only
 SELF_ROLE = "self-role"            # the env's own role (doctor simulates its policies)
+RECORDS = "records"                # records_bucket: the bucket and its builder/<app>/ keys
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,10 @@ _RELEASE = (
             "its earlier value back (its history) or delete it", "ssm:GetParameter",
             "ssm:PutParameter", "ssm:GetParameterHistory", "ssm:DeleteParameter",
             when="ami_ssm_parameter"),
+    *_calls(RECORDS, "keep the release record in records_bucket", "s3:PutObject",
+            when="records_bucket"),
+    *_calls(RECORDS, "read the build records of what runs and of the AMI (changes vs what "
+            "runs)", "s3:GetObject", "s3:ListBucket", when="records_bucket"),
 )
 
 _PACKER = (
@@ -206,6 +211,9 @@ _BAKE = (
             "failure", "ec2:CreateTags", "ec2:TerminateInstances"),
     *_LOCK,
     *_DISCARD,
+    *_calls(RECORDS, "keep the build record (result, fingerprint inputs, packages.json) "
+            "in records_bucket; remove it when the AMI can't be completed",
+            "s3:PutObject", "s3:DeleteObject", when="records_bucket"),
 )
 
 _PROMOTE = (
@@ -283,6 +291,8 @@ _STATUS = (
     *_calls(DEPLOYMENT_GROUP, "the last deployment of every comp",
             "codedeploy:GetDeploymentGroup", "codedeploy:BatchGetDeploymentGroups",
             "codedeploy:ListDeployments", "codedeploy:GetDeployment"),
+    *_calls(RECORDS, "diff and rebuild: read the build records of AMIs baked elsewhere",
+            "s3:GetObject", "s3:ListBucket", when="records_bucket"),
 )
 
 _DOCTOR = (

@@ -38,6 +38,9 @@ TAG_BUILD_ID = "builder:build-id"
 TAG_RUN_ID = "builder:run-id"
 # sha256 of the bake's packages.json (the image's installed packages)
 TAG_PACKAGES_SHA256 = "builder:packages-sha256"
+# s3://<records_bucket>/builder/<app>/<env>/<comp>/<ami-id>/: where the bake's record is
+# kept (a promoted copy keeps its original's), readable from any machine
+TAG_RECORD = "builder:record"
 # `<host>/<pid>` of the builder process that made a temporary resource or a building AMI,
 # so `reap` knows at once when that process is gone.
 TAG_OWNER = "builder:owner"

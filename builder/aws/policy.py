@@ -273,10 +273,8 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> 
         return _kms_grants(action, s, aws_made=call.by == "aws")
     if on == calls.SOURCE_KMS_KEY:
         return _kms_grants(action, source, aws_made=True) if source else []
-    if on in _PARAMETER_OF:
-        name = _PARAMETER_OF[on](s)
-        return [Grant(action, (f"arn:{partition}:ssm:{region}:{account}:parameter/"
-                               f"{name.lstrip('/')}",))] if name else []
+    if on in _PARAMETER_OF or on == calls.RECORDS:
+        return _named_grants(action, on, r)
     profile = r.values.get("iam_instance_profile")
     if on == calls.INSTANCE_PROFILE:
         return [Grant(action, (f"arn:{partition}:iam::{account}:instance-profile/{profile}",))
@@ -287,6 +285,20 @@ def _grants(call: Call, r: ResolvedVars, source: Settings | None, role: str) -> 
     if on == calls.SELF_ROLE:
         return [Grant(action, (role,))]
     raise ValueError(f"calls table: unknown resource kind {on!r} for {action}")
+
+
+def _named_grants(action: str, on: str, r: ResolvedVars) -> list[Grant]:
+    """An SSM parameter a key names; the records bucket's builder/<app>/ keys."""
+    s = r.settings
+    partition = partition_of(s.aws_region)
+    if on == calls.RECORDS:
+        bucket = s.records_bucket
+        return [Grant(action, (f"arn:{partition}:s3:::{bucket}",
+                               f"arn:{partition}:s3:::{bucket}/builder/{r.combo.app}/*"))
+                ] if bucket else []
+    name = _PARAMETER_OF[on](s)
+    return [Grant(action, (f"arn:{partition}:ssm:{s.aws_region}:{s.aws_account_id}:"
+                           f"parameter/{name.lstrip('/')}",))] if name else []
 
 
 # The SSM parameter each kind names ("*": every one of the account and region).

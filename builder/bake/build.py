@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import packer, private, process, scratch
+from builder import packer, private, process, records, scratch
 from builder.aws import credentials, images, temporary
 from builder.aws.calls import runs
 from builder.bake import keep, packages
@@ -355,8 +355,22 @@ class _Build:
         if deprecated_at:
             self.progress(self.subject, f"AMI {ami_id}: EC2 deprecates it at "
                                         f"{deprecated_at:%Y-%m-%d %H:%M} UTC")
-        # The very last step: only now may anything use the AMI.
-        images.set_tags(self.ec2, image, final_tags)
+        uploaded: tuple[str, ...] = ()
+        bucket = settings.records_bucket
+        if bucket:
+            self.progress(self.subject, f"keeping the build record in s3://{bucket}")
+            final_tags[images.TAG_RECORD], uploaded = records.upload_build(
+                self.plan.env_aws, bucket, self.combo, ami_id, self.artifacts)
+        try:
+            # The very last step: only now may anything use the AMI.
+            images.set_tags(self.ec2, image, final_tags)
+        except BaseException:
+            try:  # the AMI goes (run() discards it): so does its record
+                records.remove(self.plan.env_aws, uploaded)
+            except BuilderError as exc:
+                self.progress(self.subject, f"could not remove the build record "
+                                            f"({exc.message})")
+            raise
         self.progress(self.subject, f"AMI {ami_id} is complete: tagged {images.AmiStatus.BAKED}")
         return result
 
@@ -483,7 +497,7 @@ class _Build:
         self.progress(self.subject, "starting a fresh local build host")
         host = stack.enter_context(local_mode.build_host(
             self.project.layout, user=self.plan.resolved.settings.ssh_username,
-            authorized_key=public_key))
+            authorized_key=public_key, source_ami=self.plan.source.id))
         run_values["builder_ssh_host"] = host.host
         run_values["builder_ssh_port"] = host.port
         self.host = host

@@ -57,7 +57,12 @@ def write_manifest(folder: Path, found: list[Package]) -> str:
 
 def load_manifest(path: Path) -> list[Package]:
     """A `packages.json` as written by `write_manifest`."""
-    raw: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return parse_manifest(path.read_text(encoding="utf-8"))
+
+
+def parse_manifest(text: str | bytes) -> list[Package]:
+    """The text of a `packages.json` (from a build folder or the records bucket)."""
+    raw: list[dict[str, Any]] = json.loads(text)
     return [Package(str(p["name"]), str(p["arch"]), str(p["version"]), str(p["source"]))
             for p in raw]
 
@@ -124,6 +129,8 @@ def compare_versions(a: str, b: str) -> int:
 
 # -- what changed ----------------------------------------------------------------------
 
+CHANGE_KINDS = ("added", "removed", "upgraded", "downgraded")
+
 @dataclass(frozen=True)
 class PackageChange:
     """One package that differs between two images (a version empty where it is absent)."""
@@ -159,3 +166,8 @@ def package_changes(before: list[Package], after: list[Package]) -> list[Package
             change = "upgraded" if order > 0 else "downgraded"
         changes.append(PackageChange(key[0], key[1], change, was, now))
     return changes
+
+
+def count_changes(changes: list[PackageChange] | tuple[PackageChange, ...]) -> dict[str, int]:
+    """Package changes per kind, every kind named (in CHANGE_KINDS order)."""
+    return {kind: sum(1 for c in changes if c.change == kind) for kind in CHANGE_KINDS}

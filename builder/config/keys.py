@@ -30,6 +30,7 @@ _ACCOUNT_RE = re.compile(r"\d{12}")
 _ROLE_RE = re.compile(rf"arn:{ARN_PARTITION}:iam::\d{{12}}:role/[\w+=,.@/-]+")
 AMI_ID_RE = re.compile(r"ami-[0-9a-f]{8,17}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]*")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # EC2's rule for AMI names is 3-128 characters; a bake appends "-<yyyymmddHHMMSS>".
 _AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,100}")
 # SSM's parameter names: a bare name, or a path of at most 15 levels under /; SSM keeps
@@ -310,6 +311,9 @@ KEYS: tuple[Key[Any], ...] = (
         "days after a bake or promote's copy when EC2 deprecates the AMI (0: never)", 0),
     Key("ami_keep_launched_days", _whole(0),
         "`prune` keeps an AMI an instance was launched from within this many days", 14),
+    Key("records_bucket", _optional(_BUCKET_RE, "an S3 bucket name"),
+        "S3 bucket of the env's account that keeps build and release records (none: "
+        "only on this machine)"),
 )
 
 # The lowest config layer: every key that has a default (required keys have none).

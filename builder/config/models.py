@@ -79,3 +79,4 @@ class Settings:
     protect_released: bool
     ami_deprecate_after_days: int
     ami_keep_launched_days: int
+    records_bucket: str | None

@@ -4,11 +4,19 @@ A minimal Debian/Ubuntu root (the machine's own release) is made once with deboo
 into a cache. Every bake mounts a fresh overlay over it — instant, and the overlay's
 upper dir then holds exactly what the bake changed (what the image "contains") — and
 runs sshd inside it with `chroot` on a free 127.0.0.1 port, with per-bake host keys and
-the bake's user and key. Teardown kills everything running inside, unmounts and
-removes the copy; a registry entry per host lets `stop_all` clean up after a crash.
-A failed bake may keep its host for debugging (`bake --keep-on-failure`): the registry
-then says until when, sshd runs on after the bake, and `stop_orphans` (`builder reap`)
-leaves it until that time or until its run is named; `stop_all` (`local down`) stops it.
+the bake's user and key.
+
+The cached root is every base image's; a base image that `local publish-source-ami`
+gave a package (`--with-package`) has a layer of its own, `.builder/local/base-images/
+<ami-id>/`: what installing that package changed, mounted between the root and the
+bake's overlay, so a bake from that image has it (and `dpkg-query` lists it). A newer
+base image's layer starts as a copy of the one it replaces: packages carry over.
+
+Teardown kills everything running inside, unmounts and removes the copy; a registry
+entry per host lets `stop_all` clean up after a crash. A failed bake may keep its host
+for debugging (`bake --keep-on-failure`): the registry then says until when, sshd runs
+on after the bake, and `stop_orphans` (`builder reap`) leaves it until that time or
+until its run is named; `stop_all` (`local down`) stops it.
 
 Services are installed but never started here (policy-rc.d, no systemd as PID 1):
 roles enable units, the image starts them on its first boot.
@@ -35,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from builder import process
+from builder import private, process
 from builder.config.layout import Layout
 from builder.errors import InputError, OperationFailed, ProcessFailed, TimedOut, ToolMissing
 from builder.local.state import state_dir
@@ -60,6 +68,9 @@ _DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
             ("urandom", 1, 9), ("tty", 5, 0))
 _REGISTRY_FILE = "host.json"
 _KEPT_FOR, _KEPT_UNTIL = "kept_for_debug", "kept_until"  # registry keys of a kept host
+BASE_LAYERS = "base-images"  # under the state folder: a layer per base image that has one
+_PACKAGE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_PACKAGE_VERSION_RE = re.compile(r"[0-9][A-Za-z0-9.+~-]*")
 
 
 @dataclass(frozen=True)
@@ -156,11 +167,15 @@ def _prepare_image(root: Path, distro: str, release: str) -> None:
 
 
 @contextlib.contextmanager
-def build_host(layout: Layout, *, user: str, authorized_key: str) -> Iterator[BuildHost]:
-    """A fresh build host for one bake, torn down on exit (also on error or interrupt)."""
+def build_host(layout: Layout, *, user: str, authorized_key: str,
+               source_ami: str = "") -> Iterator[BuildHost]:
+    """A fresh build host for one bake, torn down on exit (also on error or interrupt);
+    with the base image's layer when `source_ami` has one."""
     image = ensure_image()
     home = _hosts_dir(layout) / f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    _check_mountable(image, home)
+    layer = base_layer(layout, source_ami) if source_ami else None
+    lower = f"{layer}:{image}" if layer is not None and layer.is_dir() else str(image)
+    _check_mountable(image, home, *([layer] if layer is not None else []))
     rootfs, changes, work = home / "rootfs", home / "changes", home / "work"
     for folder in (rootfs, changes, work):
         folder.mkdir(parents=True)
@@ -170,7 +185,7 @@ def build_host(layout: Layout, *, user: str, authorized_key: str) -> Iterator[Bu
     try:
         process.run(
             ["mount", "-t", "overlay", "overlay", "-o",
-             f"lowerdir={image},upperdir={changes},workdir={work}", str(rootfs)],
+             f"lowerdir={lower},upperdir={changes},workdir={work}", str(rootfs)],
             what="mounting the build host root",
         )
         _mount_runtime(rootfs)
@@ -185,6 +200,93 @@ def build_host(layout: Layout, *, user: str, authorized_key: str) -> Iterator[Bu
             if sshd is not None:
                 process.stop(sshd)
             _teardown(home)
+
+
+def base_layer(layout: Layout, ami_id: str) -> Path:
+    """Where a base image's own layer is (it may not exist: the root alone)."""
+    return state_dir(layout) / BASE_LAYERS / ami_id
+
+
+def check_package(package: tuple[str, str]) -> None:
+    """A package `new_base_layer` can add: a valid name and version, not one of the
+    build host root's own (a stand-in would replace the real one)."""
+    name, version = package
+    if not (_PACKAGE_NAME_RE.fullmatch(name) and _PACKAGE_VERSION_RE.fullmatch(version)):
+        raise InputError(f"--with-package {name}={version}: expected NAME=VERSION, a "
+                         "Debian package name and a version starting with a digit")
+    if _installed_in(ensure_image(), name):
+        raise InputError(f"--with-package {name}: the build host's root has a package "
+                         f"{name}; a stand-in would replace it (pick a new name)")
+
+
+@contextlib.contextmanager
+def new_base_layer(layout: Layout, *, previous: str | None,
+                   package: tuple[str, str] | None) -> Iterator[Callable[[str], bool]]:
+    """The layer of a base image about to be published: a copy of `previous`'s layer,
+    with `package` (name, version; see check_package) built as a small .deb and
+    installed with dpkg. Yields `keep(ami_id)`, which puts it in place for the
+    published image (False when there is nothing to keep: no package, no earlier
+    layer); what is not kept is removed when the block ends."""
+    earlier = base_layer(layout, previous) if previous else None
+    if package is None and (earlier is None or not earlier.is_dir()):
+        yield lambda _ami_id: False
+        return
+    image = ensure_image()
+    folder = state_dir(layout) / BASE_LAYERS
+    private.make_folders(folder)
+    work = Path(tempfile.mkdtemp(prefix=".pending-", dir=folder))
+    upper, scratch_dir, root = work / "upper", work / "work", work / "root"
+    try:
+        if earlier is not None and earlier.is_dir():
+            process.run(["cp", "-a", str(earlier), str(upper)],
+                        what=f"copying the layer of {previous}")
+        else:
+            upper.mkdir(mode=0o755)
+        scratch_dir.mkdir()
+        root.mkdir()
+        _check_mountable(image, upper)
+        if package is not None:
+            name, version = package
+            deb = _build_deb(work, name, version)
+            process.run(["mount", "-t", "overlay", "overlay", "-o",
+                         f"lowerdir={image},upperdir={upper},workdir={scratch_dir}",
+                         str(root)], what="mounting the base image's layer")
+            with _chroot_mounts(root):  # unmounts the overlay too when it ends
+                shutil.copyfile(deb, root / "tmp" / deb.name)
+                process.run(["chroot", str(root), "dpkg", "-i", f"/tmp/{deb.name}"],
+                            what=f"installing {name} {version} in the base image's layer")
+                (root / "tmp" / deb.name).unlink()
+
+        def keep(ami_id: str) -> bool:
+            upper.rename(base_layer(layout, ami_id))
+            return True
+
+        yield keep
+    finally:
+        _discard(work, root)
+
+
+def _installed_in(image: Path, name: str) -> bool:
+    status = image / "var" / "lib" / "dpkg" / "status"
+    return f"Package: {name}\n" in status.read_text(encoding="utf-8", errors="replace")
+
+
+def _build_deb(folder: Path, name: str, version: str) -> Path:
+    """A package with one file (its version under /usr/share/doc), made by dpkg-deb."""
+    tree = folder / "deb"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: builder local mode <root@localhost>\n"
+        f"Description: a package a local base image carries ({version})\n", encoding="utf-8")
+    doc = tree / "usr" / "share" / "doc" / name
+    doc.mkdir(parents=True)
+    (doc / "version").write_text(version + "\n", encoding="utf-8")
+    deb = folder / f"{name}_{version}_all.deb"
+    dpkg_deb = process.require("dpkg-deb", "apt-get install dpkg")
+    process.run([dpkg_deb, "--root-owner-group", "--build", str(tree), str(deb)],
+                what=f"building the {name} package")
+    return deb
 
 
 def stop_all(layout: Layout) -> int:

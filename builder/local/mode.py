@@ -22,9 +22,10 @@ class _LocalMode:
     def endpoint(self, layout: Layout) -> str:
         return running_endpoint(layout)
 
-    def build_host(self, layout: Layout, *, user: str, authorized_key: str
-                   ) -> AbstractContextManager[buildhost.BuildHost]:
-        return buildhost.build_host(layout, user=user, authorized_key=authorized_key)
+    def build_host(self, layout: Layout, *, user: str, authorized_key: str,
+                   source_ami: str = "") -> AbstractContextManager[buildhost.BuildHost]:
+        return buildhost.build_host(layout, user=user, authorized_key=authorized_key,
+                                    source_ami=source_ami)
 
     def reap_build_hosts(self, layout: Layout, *, now: datetime, release_run: str | None = None,
                          dry_run: bool = False) -> list[str]:

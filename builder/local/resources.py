@@ -15,7 +15,7 @@ import io
 import os
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -27,7 +27,7 @@ from builder.aws.partition import arn
 from builder.config.layers import ResolvedVars
 from builder.config.models import Settings
 from builder.errors import AwsError, BuilderError, InputError, Problem
-from builder.local import control
+from builder.local import buildhost, control
 from builder.local.mode import local_project
 from builder.output import ProgressFn, silent, table
 from builder.polling import poll_until
@@ -94,11 +94,12 @@ class PublishedImage:
     region: str
     created: datetime
     previous: str | None  # the newest match before this one
+    package: str = ""  # NAME=VERSION installed in its build host layer (--with-package)
 
     def to_json(self) -> dict[str, Any]:
         return {"image_id": self.image_id, "name": self.name, "owner": self.owner,
                 "region": self.region, "creation_date": self.created.isoformat(),
-                "previous": self.previous}
+                "previous": self.previous, "package": self.package or None}
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,9 @@ class PublishedImages:
         return {"images": [image.to_json() for image in self.images]}
 
     def to_text(self) -> str:
-        return table(("image", "name", "owner", "region", "replaces"),
-                     [(i.image_id, i.name, i.owner, i.region, i.previous or "-")
-                      for i in self.images])
+        return table(("image", "name", "owner", "region", "replaces", "package"),
+                     [(i.image_id, i.name, i.owner, i.region, i.previous or "-",
+                       i.package or "-") for i in self.images])
 
 
 @runs("local")
@@ -136,10 +137,15 @@ def ensure_resources(project: Project, progress: ProgressFn = silent) -> Resourc
 
 
 @runs("local")
-def publish_source_ami(project: Project, app: str, env: str) -> PublishedImages:
+def publish_source_ami(project: Project, app: str, env: str,
+                       package: tuple[str, str] | None = None) -> PublishedImages:
     """A newer base image for every source_ami_filter of the env's comps, newer by name
-    and CreationDate than every image the filter matches today."""
+    and CreationDate than every image the filter matches today. Its build host layer
+    carries over the replaced image's and, with `package` (name, version), has that
+    package installed (buildhost.make_base_layer)."""
     project = local_project(project)
+    if package is not None:
+        buildhost.check_package(package)
     seen: set[tuple[str, str, str]] = set()
     published: list[PublishedImage] = []
     for comp in project.config.components(app, env):
@@ -151,7 +157,12 @@ def publish_source_ami(project: Project, app: str, env: str) -> PublishedImages:
         if base.key in seen:
             continue
         seen.add(base.key)
-        published.append(base.publish_newer(_endpoint(project)))
+        with buildhost.new_base_layer(project.layout, previous=base.newest_id(),
+                                      package=package) as keep_layer:
+            image = base.publish_newer(_endpoint(project))
+            if keep_layer(image.image_id) and package:
+                image = replace(image, package="=".join(package))
+        published.append(image)
     if not published:
         raise InputError(f"{app}/{env}: no comp uses source_ami_filter (a fixed source_ami "
                          "never gets newer)")
@@ -181,6 +192,11 @@ class _BaseImage:
     def matches(self) -> list[Image]:
         """Newest first, as `most_recent` picks them."""
         return describe(self.ec2, owners=self.owners, filters={"name": [self.pattern]})
+
+    def newest_id(self) -> str | None:
+        """The image the filter picks today."""
+        images = self.matches()
+        return images[0].id if images else None
 
     def ensure(self, endpoint: str) -> tuple[str, Resource]:
         images = self.matches()
@@ -268,6 +284,10 @@ class _Maker:
                    lambda: _ensure_launch_template(env_aws, settings, image_id))
         bucket = _bucket_name(resolved)
         self._once(env_aws, "bucket", bucket, lambda: _ensure_bucket(env_aws, bucket))
+        records_bucket = settings.records_bucket
+        if records_bucket:
+            self._once(env_aws, "bucket", records_bucket,
+                       lambda: _ensure_bucket(env_aws, records_bucket))
         key = f"{resolved.combo.comp}/initial.zip"
         self._once(env_aws, "revision", f"s3://{bucket}/{key}",
                    lambda: _ensure_revision(env_aws, bucket, key))

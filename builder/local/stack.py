@@ -236,18 +236,18 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
 
 
 def _remove_stale_images(layout: Layout, accounts: Mapping[str, Any]) -> tuple[str, ...]:
-    """Remove the local images (`.builder/local/images/<ami>`) of AMIs the emulator no
-    longer holds (reset, deregistered while the stack was down, a lost state)."""
-    folder = state_dir(layout) / IMAGES_DIR
-    if not folder.is_dir():
-        return ()
+    """Remove the local images (`.builder/local/images/<ami>`) and base image layers
+    (`.builder/local/base-images/<ami>`) of AMIs the emulator no longer holds (reset,
+    deregistered while the stack was down, a lost state)."""
     held = {image["id"] for regions in accounts.values() for held in regions.values()
             for image in held.get("images", [])}
     removed = []
-    for image in sorted(folder.iterdir()):
-        if image.name.startswith("ami-") and image.name not in held:
-            shutil.rmtree(image)
-            removed.append(image.name)
+    for kind in (IMAGES_DIR, buildhost.BASE_LAYERS):
+        folder = state_dir(layout) / kind
+        for image in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if image.name.startswith("ami-") and image.name not in held:
+                shutil.rmtree(image)
+                removed.append(image.name)
     return tuple(removed)
 
 
@@ -297,9 +297,10 @@ def reset(layout: Layout, *, force: bool = False) -> LocalReset:
         if path.exists():
             path.unlink()
             removed.append(name)
-    if (folder / IMAGES_DIR).exists():
-        shutil.rmtree(folder / IMAGES_DIR)
-        removed.append(IMAGES_DIR)
+    for kind in (IMAGES_DIR, buildhost.BASE_LAYERS):
+        if (folder / kind).exists():
+            shutil.rmtree(folder / kind)
+            removed.append(kind)
     return LocalReset(stopped, tuple(removed))
 
 

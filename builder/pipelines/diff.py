@@ -3,30 +3,29 @@ upgraded and downgraded (from each bake's packages.json), and the bake inputs th
 changed (from each bake's fingerprint.json): template, vars, files by path, vault files,
 base image.
 
-Each AMI's build folder is found by its `builder:build-id` tag under
+Each AMI's record is its build folder, found by its `builder:build-id` tag under
 `.builder/builds/<app>/*/<comp>/` (a promoted copy keeps its original's build id and
-its original was baked in another env). An AMI without a manifest there (baked on
-another machine, or before builder recorded packages) is an InputError (exit 2).
+its original was baked in another env), or, when this machine did not bake it, the
+records bucket its `builder:record` tag names (builder.records). An AMI without a
+manifest in either (baked on another machine without records_bucket, or before builder
+recorded packages) is an InputError (exit 2).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from builder.aws import fleet
 from builder.aws import images as amis
 from builder.aws.calls import runs
 from builder.aws.session import EnvAws
-from builder.bake.packages import MANIFEST, PackageChange, load_manifest, package_changes
+from builder.bake.packages import PackageChange, count_changes, package_changes
 from builder.errors import InputError
 from builder.output import table
 from builder.project import Project
-
-_CHANGE_ORDER = ("added", "removed", "upgraded", "downgraded")
+from builder.records import BuildRecord, find
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,7 @@ class DiffResult:
 
     def counts(self) -> dict[str, int]:
         """Package changes per kind, every kind named."""
-        return {kind: sum(1 for c in self.packages if c.change == kind)
-                for kind in _CHANGE_ORDER}
+        return count_changes(self.packages)
 
     def to_json(self) -> dict[str, Any]:
         return {"before": self.before, "after": self.after, "counts": self.counts(),
@@ -86,26 +84,6 @@ def _short(value: str) -> str:
     return value[:12] if len(value) == 64 else (value or "-")
 
 
-@dataclass(frozen=True)
-class BuildRecord:
-    """One AMI's build folder: its packages and fingerprint inputs."""
-
-    ami_id: str
-    folder: Path
-
-    def packages_path(self) -> Path:
-        return self.folder / MANIFEST
-
-    def inputs(self) -> Mapping[str, Any]:
-        """The fingerprint inputs the bake saved (empty when unreadable)."""
-        try:
-            saved = json.loads((self.folder / "fingerprint.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        inputs = saved.get("inputs") if isinstance(saved, dict) else None
-        return inputs if isinstance(inputs, dict) else {}
-
-
 @runs("status")
 def diff(project: Project, *, combo: tuple[str, str, str] | None = None,
          ami_ids: tuple[str, str] | None = None) -> DiffResult:
@@ -121,21 +99,20 @@ def diff(project: Project, *, combo: tuple[str, str, str] | None = None,
     else:
         raise InputError("builder diff: give two AMI ids, or APP ENV COMP")
     found = amis.images_by_id(env_aws.client("ec2"), [before_id, after_id])
-    records = [_record(project, found, ami_id) for ami_id in (before_id, after_id)]
+    records = [_record(project, env_aws, found, ami_id) for ami_id in (before_id, after_id)]
     return compare(records[0], records[1])
 
 
 def compare(before: BuildRecord, after: BuildRecord) -> DiffResult:
     """The packages and inputs that differ between two build records."""
     for record in (before, after):
-        if not record.packages_path().is_file():
-            raise InputError(f"{record.ami_id}: no package manifest in {record.folder} "
+        if record.packages is None:
+            raise InputError(f"{record.ami_id}: no package manifest in {record.where} "
                              "(baked before builder recorded packages); bake it again to "
                              "diff it")
-    changes = package_changes(load_manifest(before.packages_path()),
-                              load_manifest(after.packages_path()))
+    changes = package_changes(list(before.packages or ()), list(after.packages or ()))
     return DiffResult(before.ami_id, after.ami_id, tuple(changes),
-                      tuple(input_changes(before.inputs(), after.inputs())))
+                      tuple(input_changes(before.inputs, after.inputs)))
 
 
 def input_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[InputChange]:
@@ -187,7 +164,8 @@ def _env_holding(project: Project, ami_ids: tuple[str, str]) -> EnvAws:
                      "and region (both AMIs must be of the same env)")
 
 
-def _record(project: Project, found: Mapping[str, amis.Image], ami_id: str) -> BuildRecord:
+def _record(project: Project, env_aws: EnvAws, found: Mapping[str, amis.Image],
+            ami_id: str) -> BuildRecord:
     image = found.get(ami_id)
     if image is None:
         raise InputError(f"{ami_id}: no such AMI")
@@ -195,9 +173,10 @@ def _record(project: Project, found: Mapping[str, amis.Image], ami_id: str) -> B
     build_id = image.tags.get(amis.TAG_BUILD_ID, "")
     if combo is None or not build_id:
         raise InputError(f"{ami_id}: not made by builder (no builder:build-id tag)")
-    builds = project.layout.state_dir / "builds" / combo.app
-    folder = next(iter(sorted(builds.glob(f"*/{combo.comp}/{build_id}"))), None)
-    if folder is None:
-        raise InputError(f"{ami_id}: its build {build_id} is not in {builds} (baked on "
-                         "another machine?): no package manifest to diff")
-    return BuildRecord(ami_id, folder)
+    record = find(project, env_aws, image)
+    if record is None:
+        builds = project.layout.state_dir / "builds" / combo.app
+        raise InputError(f"{ami_id}: its build {build_id} is not in {builds} and it has no "
+                         f"{amis.TAG_RECORD} tag (baked on another machine without "
+                         "records_bucket?): no package manifest to diff")
+    return record

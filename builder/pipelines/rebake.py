@@ -35,8 +35,8 @@ from builder.config.models import PromoteBy
 from builder.errors import RefusedError
 from builder.interrupts import Cancel
 from builder.output import ProgressFn
-from builder.pipelines.diff import BuildRecord
 from builder.project import Project
+from builder.records import BuildRecord
 from builder.render.template import Rendered
 
 
@@ -134,4 +134,4 @@ def _recorded_inputs(project: Project, source: ResolvedVars, image: amis.Image
     builds = project.layout.state_dir / "builds" / combo.app
     # A copy's build ran in the env that baked it.
     folder = next(iter(sorted(builds.glob(f"*/{combo.comp}/{build_id}"))), None)
-    return BuildRecord(image.id, folder).inputs() if build_id and folder else {}
+    return BuildRecord.from_folder(image.id, folder).inputs if build_id and folder else {}

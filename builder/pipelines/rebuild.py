@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from builder import records
+from builder.aws import images as amis
 from builder.aws.calls import runs
 from builder.bake.build import BakeOptions, bake
 from builder.batch import Ok, run_each
@@ -50,12 +52,15 @@ class PlanEntry:
     command: str | None  # what one CI job runs for it
     force: bool = False
     promote_from: str | None = None
+    running_id: str = ""  # what the launch template launches
+    changes: records.Changes | None = None  # vs running_id, as far as the plan knows
 
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons)
 
     def to_json(self) -> dict[str, Any]:
+        """A CI matrix entry (the plan's changes are in the text only: not a job's)."""
         return {"app": self.combo.app, "env": self.combo.env, "comp": self.combo.comp,
                 "action": self.action, "reason": self.reason, "command": self.command}
 
@@ -68,12 +73,19 @@ class Outcome:
     result: Result
     ami_id: str = ""
     detail: str = ""
+    changes: records.Changes | None = None  # vs what ran, once baked or promoted
+
+    def shown_changes(self) -> records.Changes | None:
+        """What the run found, else what the plan knew."""
+        return self.changes or self.entry.changes
 
     def to_json(self, *, dry_run: bool) -> dict[str, Any]:
         document = self.entry.to_json()
         if not dry_run:
+            shown = self.shown_changes()
             document.update(result=self.result, ami_id=self.ami_id or None,
-                            detail=self.detail or None)
+                            detail=self.detail or None,
+                            changes=shown.to_json() if shown else None)
         return document
 
 
@@ -109,7 +121,10 @@ class RebuildReport:
             body = table(("combo", "action", "result", "AMI", "detail"), [
                 (str(o.entry.combo), o.entry.action, o.result, o.ami_id or "-",
                  o.detail or o.entry.reason) for o in self.outcomes])
-        return f"{body}\n\n{self.summary()}"
+        changes = [f"{o.entry.combo}: {line}" if n == 0 else line
+                   for o in self.outcomes if (shown := o.shown_changes()) is not None
+                   for n, line in enumerate(shown.lines())]
+        return "\n\n".join(filter(None, [body, "\n".join(changes), self.summary()]))
 
     def summary(self) -> str:
         counts: dict[str, int] = {}
@@ -139,14 +154,32 @@ def plan(project: Project, app: str | None = None, env: str | None = None, *,
             continue
         try:
             due = decide(project, facts, facts.facts[combo], now)
+            changes = _planned_changes(project, facts, facts.facts[combo], due)
         except BuilderError as exc:
             entries.append(PlanEntry(combo, Action.ERROR, (exc.format(project.root),), None))
             continue
-        entries.append(_entry(resolved, due, release))
+        entries.append(_entry(resolved, due, release, facts.facts[combo].running_id, changes))
     return sorted(entries, key=lambda e: e.combo)
 
 
-def _entry(resolved: ResolvedVars, due: Due, release: bool) -> PlanEntry:
+def _planned_changes(project: Project, facts: inventory.Inventory,
+                     combo_facts: inventory.ComboFacts, due: Due) -> records.Changes | None:
+    """Before the run: a bake's base image change (packages come with the bake); a
+    promotion's whole change (the source's AMI exists)."""
+    env_aws = project.env_aws(combo_facts.resolved)
+    if due.action == Action.BAKE:
+        return records.planned(env_aws, combo_facts.running, combo_facts.newest_base.id,
+                               combo_facts.bases)
+    source = inventory.promote_source(combo_facts.combo, combo_facts.settings)
+    if due.action != Action.PROMOTE or source is None or source not in facts.facts:
+        return None
+    candidate = facts.facts[source].running
+    return records.changes(project, env_aws, combo_facts.running, candidate) \
+        if candidate is not None else None
+
+
+def _entry(resolved: ResolvedVars, due: Due, release: bool, running_id: str = "",
+           changes: records.Changes | None = None) -> PlanEntry:
     combo = resolved.combo
     command: list[str] | None = None
     if due.action == Action.BAKE:
@@ -157,7 +190,7 @@ def _entry(resolved: ResolvedVars, due: Due, release: bool) -> PlanEntry:
         command = ["builder", "promote", combo.app, combo.comp, "--to", combo.env]
         command += [] if release else ["--no-deploy"]
     return PlanEntry(combo, due.action, due.reasons, shlex.join(command) if command else None,
-                     due.force, resolved.settings.promote_from)
+                     due.force, resolved.settings.promote_from, running_id, changes)
 
 
 @runs("rebuild")
@@ -222,13 +255,14 @@ class _Runner:
         baked = bake(self.project, combo, options=BakeOptions(force=entry.force),
                      progress=self.progress, cancel=self.cancel)
         detail = "unchanged" if baked.skipped else "baked"
+        changes = self._changes(entry, baked.ami_id)
         if self.release:
             from builder.release.release import release
 
             released = release(self.project, combo, ami_id=baked.ami_id,
                                progress=self.progress, cancel=self.cancel)
             detail += f", release {released.outcome}"
-        return Outcome(entry, Result.DONE, baked.ami_id, detail)
+        return Outcome(entry, Result.DONE, baked.ami_id, detail, changes)
 
     def _promote(self, entry: PlanEntry) -> Outcome:
         from builder.pipelines.promote import promote
@@ -241,4 +275,17 @@ class _Runner:
                   f"{promoted.source_ami}")
         if promoted.released is not None:
             detail += f", release {promoted.released.outcome}"
-        return Outcome(entry, Result.DONE, promoted.ami_id, detail)
+        return Outcome(entry, Result.DONE, promoted.ami_id, detail,
+                       self._changes(entry, promoted.ami_id))
+
+    def _changes(self, entry: PlanEntry, ami_id: str) -> records.Changes | None:
+        """The new AMI against what the launch template launched when the plan was made."""
+        resolved = self.project.resolve(entry.combo.app, entry.combo.env, entry.combo.comp)
+        env_aws = self.project.env_aws(resolved)
+        try:
+            new = amis.images_by_id(env_aws.client("ec2"), [ami_id]).get(ami_id)
+            return records.against_running(self.project, env_aws, entry.running_id, new) \
+                if new is not None else None
+        except BuilderError as exc:  # the bake or promotion is done: not its failure
+            self.progress(str(entry.combo), f"changes vs what runs unknown: {exc.message}")
+            return None

@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from builder import private
+from builder import private, records
 from builder.aws import codedeploy, fleet, images
 from builder.aws.calls import runs
 from builder.aws.fleet import AsgLaunch, TemplateVersion
@@ -101,6 +101,7 @@ class ReleaseResult:
     record: Path | None = None
     protected: bool = False  # this release turned the AMI's deregistration protection on
     publication: Publication | None = None  # ami_ssm_parameter, set on a verified release
+    changes: records.Changes | None = None  # vs the AMI the launch template launched
 
     exit_code = 0
 
@@ -122,6 +123,7 @@ class ReleaseResult:
             "record": str(self.record) if self.record else None,
             "protected": self.protected,
             "ssm_parameter": self.publication.to_json() if self.publication else None,
+            "changes": self.changes.to_json() if self.changes else None,
         }
 
     def to_text(self) -> str:
@@ -160,6 +162,8 @@ class ReleaseResult:
                 f"{name} {seconds:.1f}" for name, seconds in self.timings.items()))
         if self.record:
             lines.append(f"  record: {self.record}")
+        if self.changes:
+            lines.extend(f"  {line}" for line in self.changes.lines())
         return "\n".join(lines)
 
 
@@ -191,7 +195,8 @@ def release(project: Project, combo: Combo, *, ami_id: str | None = None,
     # The AMI and the launch template are accepted (or refused) before anything is
     # written, the lock included; run() reads the template's default again under it.
     run.image = run._choose_image()
-    run._default_version()
+    run.changes = records.against_running(project, run.env_aws,
+                                          run._default_version().image_id, run.image)
     if lock_held:
         return run.run()
     lease = timeout_min + LOCK_MARGIN_MIN if deploy and wait else LOCK_MARGIN_MIN
@@ -250,6 +255,7 @@ class _Release:
         self.failed_event: codedeploy.FailedEvent | None = None
         self.protected = False
         self.publication: Publication | None = None
+        self.changes: records.Changes | None = None
 
     def mark(self, name: str) -> None:
         self.timings[name] = round(time.monotonic() - self.started, 3)
@@ -470,7 +476,8 @@ class _Release:
             revision=self.rollout.revision if self.rollout else None,
             asg_before=self.asg_before, asg_after=self.asg_after, error=error,
             failed_lifecycle_event=self.failed_event.to_json() if self.failed_event else None,
-            timings=dict(self.timings), protected=self.protected, publication=self.publication)
+            timings=dict(self.timings), protected=self.protected, publication=self.publication,
+            changes=self.changes)
 
     def _finish(self, outcome: ReleaseOutcome) -> ReleaseResult:
         if outcome in (ReleaseOutcome.VERIFIED, ReleaseOutcome.UNCHANGED):
@@ -487,7 +494,16 @@ class _Release:
         path = folder / (f"{self.started_at:%Y%m%dT%H%M%SZ}-"
                          f"{result.deployment_id or result.ami_id}.json")
         document = replace(result, record=path).to_json()
-        private.write_text(path, json.dumps(document, indent=2) + "\n")
+        text = json.dumps(document, indent=2) + "\n"
+        private.write_text(path, text)
+        bucket = self.settings.records_bucket
+        if bucket:
+            try:  # the local record is written; a failed copy must not hide the outcome
+                records.upload_release(self.env_aws, bucket, self.combo, result.ami_id,
+                                       path.name, text)
+            except BuilderError as exc:
+                self.progress(self.subject, f"release record not kept in s3://{bucket}: "
+                                            f"{exc.message}")
         return path
 
 

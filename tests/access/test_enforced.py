@@ -74,6 +74,7 @@ def test_release_and_its_rollback_under_the_generated_policy(enforced: Project,
     done = _run(cli, enforced, "release", "demo", "dev", "app", "--ami", first.id, "--json")
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["outcome"] == "verified"
+    assert "release record not kept" not in done.stderr  # records_bucket's PutObject allowed
 
     second = bake_like(enforced, DEV_APP)
     stack.fail_next_deployment(enforced, "demo", "dev", "app")

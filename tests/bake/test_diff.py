@@ -9,7 +9,8 @@ import pytest
 
 from builder.bake.packages import Package, write_manifest
 from builder.errors import InputError
-from builder.pipelines.diff import BuildRecord, compare
+from builder.pipelines.diff import compare
+from builder.records import BuildRecord
 
 
 def _build(folder: Path, found: list[Package], inputs: dict[str, object]) -> Path:
@@ -33,7 +34,8 @@ def test_packages_and_inputs(tmp_path: Path) -> None:
                              "files": {"playbooks/demo/packer-app.yml": "c",
                                        "roles/base/x.yml": "b", "roles/base/y.yml": "d"}})
 
-    result = compare(BuildRecord("ami-1", before), BuildRecord("ami-2", after))
+    result = compare(BuildRecord.from_folder("ami-1", before),
+                     BuildRecord.from_folder("ami-2", after))
 
     assert [(c.name, c.change, c.before, c.after) for c in result.packages] == [
         ("bash", "upgraded", "5.2-1", "5.2-2"), ("tree", "added", "", "2.1.0-1")]
@@ -50,7 +52,8 @@ def test_packages_and_inputs(tmp_path: Path) -> None:
 
 def test_same_build_is_no_change(tmp_path: Path) -> None:
     folder = _build(tmp_path / "one", [Package("bash", "amd64", "5.2-1", "bash")], {"vars": "v"})
-    result = compare(BuildRecord("ami-1", folder), BuildRecord("ami-1", folder))
+    record = BuildRecord.from_folder("ami-1", folder)
+    result = compare(record, record)
     assert result.packages == () and result.inputs == ()
     assert "inputs: unchanged" in result.to_text()
 
@@ -60,6 +63,6 @@ def test_a_missing_manifest_is_exit_2(tmp_path: Path) -> None:
     old = tmp_path / "old"
     old.mkdir()
     with pytest.raises(InputError) as refused:
-        compare(BuildRecord("ami-old", old), BuildRecord("ami-1", folder))
+        compare(BuildRecord.from_folder("ami-old", old), BuildRecord.from_folder("ami-1", folder))
     assert refused.value.exit_code == 2
     assert "ami-old: no package manifest" in refused.value.message

@@ -322,13 +322,16 @@ def test_one_release_makes_few_aws_calls(local_stack: Project) -> None:
         "codedeploy.BatchGetDeploymentTargets"] <= counts["codedeploy.GetDeployment"]
     # 15 (turning on the AMI's deregistration protection among them), and the two reads
     # that check input before anything is written: the caller identity (once per
-    # account) and the launch template before the lock.
-    assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 17
+    # account) and the launch template before the lock; and two for the records: the AMI
+    # that ran (changes vs what runs) and the release record's upload to records_bucket.
+    assert counts["s3.PutObject"] == 1
+    assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 20
     # Every non-poll call is made once (the launch template is read before the lock is
-    # taken, to refuse a missing one without writing anything, and again under it).
+    # taken, to refuse a missing one without writing anything, and again under it; the
+    # AMI that runs is read besides the one released).
     assert {name: n for name, n in counts.items() if n > 1 and name not in STATUS_POLLS} == {
         "codedeploy.GetDeploymentGroup": 2, "autoscaling.DescribeAutoScalingGroups": 2,
-        "ec2.DescribeLaunchTemplateVersions": 2}
+        "ec2.DescribeLaunchTemplateVersions": 2, "ec2.DescribeImages": 2}
 
 
 def test_bake_release_reports_each_comp(local_stack: Project) -> None:
