@@ -119,7 +119,9 @@ ENV_VARS = frozenset({
     "codedeploy_deployment_group", "deploy_strategy", "promote_from", "promote_by",
     "rebake_env_vars", "ami_keep", "rebuild_max_age_days", "vault_password_ssm_parameter",
     "subnet_id", "subnet_filter", "vpc_filter", "iam_instance_profile",
-    "associate_public_ip_address", "ssh_interface", "spot_price", "spot_instance_types"})
+    "associate_public_ip_address", "ssh_interface", "spot_price", "spot_instance_types",
+    "ami_ssm_parameter", "protect_released", "ami_deprecate_after_days",
+    "ami_keep_launched_days", "records_bucket"})
 
 
 def build_inputs(layout: Layout, resolved: ResolvedVars, rendered: Rendered,

@@ -94,3 +94,14 @@ def test_a_comment_in_a_vars_file_the_playbook_loads_does_not_change_it(demo_roo
     after = fingerprint(demo_root)
     assert changed_parts(before.inputs, after.inputs) == []
     assert after.value == before.value
+
+
+def test_every_builder_key_is_either_an_image_input_or_an_env_value() -> None:
+    """What a rebake compares between envs: a new key must say which it is, or a
+    promote_by: rebake would refuse over (or, worse, ignore) it."""
+    from builder.bake.fingerprint import ENV_VARS
+    from builder.config.keys import KEYS
+
+    image_inputs = {"packer_template", "playbook", "source_ami_filter", "ssh_username"}
+    assert {key.name for key in KEYS} - image_inputs <= ENV_VARS
+    assert not image_inputs & ENV_VARS

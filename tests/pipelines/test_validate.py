@@ -90,7 +90,7 @@ def test_vars_json_shape(demo_root: Path, cli: Any) -> None:
     assert (doc["app"], doc["env"], doc["comp"]) == ("demo", "prod", "app")
     assert doc["vars"]["instance_type"] == "t3.small"
     assert doc["origins"]["instance_type"] == "vars/demo/prod/app.yml:1"
-    assert doc["origins"]["promote_from"] == "vars/demo/prod/common.yml:6"
+    assert doc["origins"]["promote_from"] == "vars/demo/prod/common.yml:7"
     assert set(doc["vars"]) == set(doc["origins"])
 
 
