@@ -11,6 +11,7 @@ another machine, or before builder recorded packages) is an InputError (exit 2).
 
 from __future__ import annotations
 
+import glob
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -195,9 +196,23 @@ def _record(project: Project, found: Mapping[str, amis.Image], ami_id: str) -> B
     build_id = image.tags.get(amis.TAG_BUILD_ID, "")
     if combo is None or not build_id:
         raise InputError(f"{ami_id}: not made by builder (no builder:build-id tag)")
-    builds = project.layout.state_dir / "builds" / combo.app
-    folder = next(iter(sorted(builds.glob(f"*/{combo.comp}/{build_id}"))), None)
+    folder = build_folder(project, image)
     if folder is None:
-        raise InputError(f"{ami_id}: its build {build_id} is not in {builds} (baked on "
+        raise InputError(f"{ami_id}: its build {build_id} is not in "
+                         f"{project.layout.state_dir / 'builds' / combo.app} (baked on "
                          "another machine?): no package manifest to diff")
     return BuildRecord(ami_id, folder)
+
+
+def build_folder(project: Project, image: amis.Image) -> Path | None:
+    """The folder of the bake that made `image` (or the original of a promoted copy,
+    baked in another env), when it ran from this root."""
+    combo = amis.combo_of(image)
+    build_id = image.tags.get(amis.TAG_BUILD_ID, "")
+    # Tag values are anyone's: each must be one plain folder name.
+    if combo is None or not all(part and "/" not in part and part not in (".", "..")
+                                for part in (combo.app, combo.comp, build_id)):
+        return None
+    builds = project.layout.state_dir / "builds" / combo.app
+    return next(iter(sorted(builds.glob(f"*/{glob.escape(combo.comp)}/{glob.escape(build_id)}"))),
+                None)
