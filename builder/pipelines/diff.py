@@ -211,8 +211,11 @@ def build_folder(project: Project, image: amis.Image) -> Path | None:
     build_id = image.tags.get(amis.TAG_BUILD_ID, "")
     # Tag values are anyone's: each must be one plain folder name.
     if combo is None or not all(part and "/" not in part and part not in (".", "..")
-                                for part in (combo.app, combo.comp, build_id)):
+                                for part in (combo.app, combo.env, combo.comp, build_id)):
         return None
     builds = project.layout.state_dir / "builds" / combo.app
+    baked_here = builds / combo.env / combo.comp / build_id
+    if baked_here.is_dir():
+        return baked_here
     return next(iter(sorted(builds.glob(f"*/{glob.escape(combo.comp)}/{glob.escape(build_id)}"))),
                 None)

@@ -149,6 +149,7 @@ def status(project: Project, app: str | None = None, env: str | None = None) -> 
     facts = inventory.gather(project, covered.resolved)
     deployments = _last_deployments(project, covered.resolved)
     copies = _copies(facts)
+    package_counts: dict[str, int] = {}
     rows = [ComboStatus(combo, "", "", error=problem)
             for combo, problem in covered.problems.items()]
     for resolved in covered.resolved:
@@ -161,7 +162,7 @@ def status(project: Project, app: str | None = None, env: str | None = None) -> 
             continue
         try:
             rows.append(_row(project, facts, facts.facts[combo], now,
-                             deployments.get(combo), copies))
+                             deployments.get(combo), copies, package_counts))
         except BuilderError as exc:
             rows.append(ComboStatus(combo, *where, error=exc.format(project.root)))
     return StatusReport(tuple(sorted(rows, key=lambda r: r.combo)), now)
@@ -169,7 +170,8 @@ def status(project: Project, app: str | None = None, env: str | None = None) -> 
 
 def _row(project: Project, facts: inventory.Inventory, combo_facts: ComboFacts,
          now: datetime, deployment: LastDeployment | None,
-         copies: Mapping[tuple[str, str, str], list[tuple[Combo, str]]]) -> ComboStatus:
+         copies: Mapping[tuple[str, str, str], list[tuple[Combo, str]]],
+         counts: dict[str, int]) -> ComboStatus:
     settings = combo_facts.settings
     running = combo_facts.running
     ours = running is not None and amis.combo_of(running) == combo_facts.combo
@@ -188,7 +190,8 @@ def _row(project: Project, facts: inventory.Inventory, combo_facts: ComboFacts,
         promoted_from=running.tags.get(amis.TAG_PROMOTED_FROM, "") if running else "",
         unreleased=newest.id if newest is not None and newest.id != combo_facts.running_id
         and newest.created > (running.created if running is not None else _EPOCH) else "",
-        packages=package_count(project, running) if running is not None and ours else None,
+        packages=package_count(project, running, counts) if running is not None and ours
+        else None,
         copies=tuple(copies.get(_lineage_key(combo_facts.combo, combo_facts.running_id), ())))
 
 
@@ -209,10 +212,13 @@ def _copies(facts: inventory.Inventory) -> dict[tuple[str, str, str], list[tuple
     return found
 
 
-def package_count(project: Project, image: amis.Image) -> int | None:
+def package_count(project: Project, image: amis.Image, known: dict[str, int]) -> int | None:
     """How many packages the image holds, from its bake's packages.json when that file is
-    here and is the one its `builder:packages-sha256` tag names; None otherwise."""
+    here and is the one its `builder:packages-sha256` tag names; None otherwise. `known`:
+    the counts already read, by digest (a promoted copy shares its source's)."""
     expected = image.tags.get(amis.TAG_PACKAGES_SHA256, "")
+    if expected in known:
+        return known[expected]
     folder = build_folder(project, image)
     if not expected or folder is None:
         return None
@@ -223,9 +229,10 @@ def package_count(project: Project, image: amis.Image) -> int | None:
     if hashlib.sha256(data).hexdigest() != expected:
         return None
     try:
-        return len(json.loads(data))
+        known[expected] = len(json.loads(data))
     except (ValueError, TypeError):
         return None
+    return known[expected]
 
 
 def _last_deployments(project: Project, resolved: Iterable[ResolvedVars]

@@ -4,7 +4,7 @@ process (`apply`, called by builder.local.emulator.server before it serves).
 They reach into moto 5.2.5's internals, which is why moto is pinned to that version in
 pyproject's `local` extra (`moto[server]==5.2.5`); a new pin means checking each entry
 below against the new moto. The replacements live with their service: ec2_images,
-launch_templates, kms and codedeploy_state. The deployments themselves are run by
+ec2_tags, launch_templates, kms and codedeploy_state. The deployments themselves are run by
 builder.local.emulator.codedeploy, which patches nothing.
 """
 
@@ -14,12 +14,13 @@ from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo
 from moto.codedeploy.responses import CodeDeployResponse
 from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.kms.models import KmsBackend
 
-from builder.local.emulator import codedeploy_state, ec2_images, kms, launch_templates
+from builder.local.emulator import codedeploy_state, ec2_images, ec2_tags, kms, launch_templates
 from builder.local.emulator.moto_internals import Patch, install
 
 MOTO_VERSION = "5.2.5"
@@ -42,6 +43,10 @@ PATCHES: tuple[Patch, ...] = (
           "only the owner may read attributes (moto: HTTP 500 for others)"),
     Patch(Ami, "block_device_mappings", property(ec2_images.block_device_mappings),
           "moto leaves out the snapshot's Encrypted flag, which Packer and promote read"),
+    Patch(TaggedEC2Resource, "get_tags", ec2_tags.get_tags,
+          "moto finds one resource's tags by scanning every tag of the region, so a "
+          "describe over hundreds of tagged images is quadratic (seconds, not EC2's "
+          "milliseconds)"),
     # Launch templates
     Patch(LaunchTemplate, "get_version", launch_templates.get_version,
           "moto answers a version that doesn't exist with HTTP 500 (or, for 0, the latest) "
