@@ -5,8 +5,10 @@ combo's launch template launches an AMI made through the emulator: a bake's (wit
 packages.json) in the first four envs, a promoted copy of it in the last.
 
 Prints JSON: the whole command's wall time (a fresh process, best of 3) of plain
-`status` and of `status --html`, their ratio, the AWS calls of one status run, the time
-to build the page from the report, and the time headless Chromium takes to draw it.
+`status` and of `status --html`, their ratio, the CPU seconds of the command and of the
+emulator serving it (what the wall time comes to on an idle machine), the AWS calls of
+one status run, the time to build the page from the report, and the time headless
+Chromium takes to draw it.
 The target: `status --html` over 400 combos within 3 seconds.
 
     .venv/bin/python -m tests.bench.bench_status
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -29,6 +32,7 @@ from builder.bake.packages import Package, write_manifest
 from builder.config.models import Combo
 from builder.local import stack
 from builder.local.mode import LOCAL
+from builder.local.state import live_server
 from builder.pipelines.diff import build_folder
 from builder.pipelines.status import status
 from builder.pipelines.status_page import render
@@ -104,16 +108,35 @@ def seed(project: Project) -> int:
     return made
 
 
-def command_seconds(root: Path, *args: str) -> float:
-    """The best wall time of RUNS fresh `python -m builder --local status ...` runs."""
-    argv = [sys.executable, "-m", "builder", "--local", "--root", str(root), "status", *args]
-    best = float("inf")
+def emulator_cpu(project: Project) -> float:
+    """CPU seconds the emulator process has used so far (Linux /proc)."""
+    info = live_server(project.layout)
+    assert info is not None
+    fields = Path(f"/proc/{info['pid']}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def command(project: Project, *args: str) -> dict[str, float]:
+    """The best wall time of RUNS fresh `python -m builder --local status ...` runs, and
+    the CPU seconds of that run's process and of the emulator serving it: on a busy
+    machine the wall time waits for the CPU; the sum of the two CPU times doesn't."""
+    argv = [sys.executable, "-m", "builder", "--local", "--root", str(project.root),
+            "status", *args]
+    best: dict[str, float] = {"seconds": float("inf")}
     for _ in range(RUNS):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        served = emulator_cpu(project)
         started = time.perf_counter()
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
-        best = min(best, time.perf_counter() - started)
-    return round(best, 2)
+        seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if seconds < best["seconds"]:
+            best = {"seconds": round(seconds, 2),
+                    "cpu_seconds": round(after.ru_utime + after.ru_stime
+                                         - before.ru_utime - before.ru_stime, 2),
+                    "emulator_cpu_seconds": round(emulator_cpu(project) - served, 2)}
+    return best
 
 
 def chromium_seconds(page: Path, folder: Path) -> float | None:
@@ -138,8 +161,8 @@ def main() -> int:
             seeded = seed(project)
             setup = time.perf_counter() - started
             page = Path(folder) / "status.html"
-            plain = command_seconds(root)
-            html = command_seconds(root, "--html", str(page))
+            plain = command(project)
+            html = command(project, "--html", str(page))
             counted = Project.open(str(root), local_mode=LOCAL)  # a fresh call count
             report = status(counted)
             rendering = time.perf_counter()
@@ -150,8 +173,9 @@ def main() -> int:
                 "benchmark": "status and status --html, local mode, whole command",
                 "combos": len(report.combos), "amis_seeded": seeded,
                 "account_region_pairs": len(PLACES), "setup_seconds": round(setup, 1),
-                "status_seconds": plain, "status_html_seconds": html,
-                "html_vs_status_ratio": round(html / plain, 2),
+                "status": plain, "status_html": html,
+                "html_vs_status_ratio": round(html["seconds"] / plain["seconds"], 2),
+                "load_average_1min": round(os.getloadavg()[0], 1),
                 "api_calls": counted.aws.call_log.total(),
                 "calls_by_operation": dict(counted.aws.call_log.counts),
                 "page_build_seconds": round(rendering, 3), "page_bytes": len(text),
@@ -161,7 +185,7 @@ def main() -> int:
             }
         finally:
             stack.down(project.layout)
-    met = (result["status_html_seconds"] <= TARGET_SECONDS and result["errors"] == 0
+    met = (result["status_html"]["seconds"] <= TARGET_SECONDS and result["errors"] == 0
            and result["combos"] == APPS * ENVS * COMPS)
     result["met"] = met
     print(json.dumps(result, indent=2))
