@@ -151,7 +151,8 @@ def chromium_seconds(page: Path, folder: Path) -> float | None:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="builder-bench-status-") as folder:
+    # Not named builder-*: `builder reap` (of any run on this host) removes old ones.
+    with tempfile.TemporaryDirectory(prefix="bench-status-") as folder:
         root = Path(folder) / "infra"
         generate_repo(root)
         project = Project.open(str(root), local_mode=LOCAL)
