@@ -612,8 +612,9 @@ def status_command(
     """
     from builder.pipelines.status import status
 
-    if html is not None and html.is_dir():
-        raise InputError(f"--html {html}: is a folder")
+    if html is not None and (html.is_dir() or not html.parent.is_dir()):
+        raise InputError(f"--html {html}: " + ("is a folder" if html.is_dir() else
+                                               f"no folder {html.parent}"))
     report = status(_g(ctx).project(), app_name, env)
     if html is None:
         _emit(ctx, report)

@@ -265,6 +265,7 @@ def _last_deployments(project: Project, resolved: Iterable[ResolvedVars]
 
 
 def age_text(days: float | None) -> str:
+    """An age as the table shows it: whole days, or hours under one day; "-" unknown."""
     if days is None:
         return "-"
     return f"{days:.0f}d" if days >= 1 else f"{days * 24:.0f}h"

@@ -173,3 +173,12 @@ def test_tag_values_are_shown_as_text(local_stack: Project, cli: Any, tmp_path: 
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in text
     assert "copy of &lt;b&gt;e: ami-&lt;script&gt;alert(3)" in text
+
+
+def test_a_page_nowhere_to_go_is_refused_before_reading_aws(local_stack: Project, cli: Any,
+                                                            tmp_path: Path) -> None:
+    nowhere = tmp_path / "missing" / "status.html"
+    done = cli("--local", "status", "--html", str(nowhere), root=local_stack.root)
+    assert done.exit_code == 2 and f"no folder {nowhere.parent}" in done.output
+    done = cli("--local", "status", "--html", str(tmp_path), root=local_stack.root)
+    assert done.exit_code == 2 and "is a folder" in done.output
