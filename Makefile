@@ -3,9 +3,10 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Programs builder runs, and the Debian packages that bring them.
-SYSTEM_TOOLS    := packer debootstrap ssh-keygen
-SYSTEM_PACKAGES := packer debootstrap openssh-client python3-venv
+# Programs builder runs (and chromium, that renders the lineage page in tests), and the
+# Debian packages that bring them.
+SYSTEM_TOOLS    := packer debootstrap ssh-keygen chromium
+SYSTEM_PACKAGES := packer debootstrap openssh-client python3-venv chromium
 
 .PHONY: setup system-deps demo test test-quick fuzz lint docs bench clean
 

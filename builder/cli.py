@@ -613,20 +613,35 @@ def prune_command(
 
 @_command(app, "status",
           "builder status",
-          "builder status demo --env prod --json")
+          "builder status demo --env prod --json",
+          "builder status --html status.html     # the lineage page")
 def status_command(
     ctx: typer.Context,
     app_name: AllApps = None,
     env: OnlyEnv = None,
+    html: Annotated[Path | None, typer.Option(
+        "--html", metavar="FILE", help="Write the lineage page (one self-contained HTML "
+        "file) to FILE instead of showing the table")] = None,
 ) -> None:
     """Show what each comp runs and whether a rebuild is due.
 
     Per comp: the AMI on the launch template's default, its age and status, its base
-    image and a newer one, what is due and why, and the last deployment.
+    image and a newer one, what is due and why, and the last deployment. With --html:
+    a page per app of env x comp with each AMI's chain (base image, bake, promoted
+    copies, linked row to row) and package counts.
     """
     from builder.pipelines.status import status
 
-    _emit(ctx, status(_g(ctx).project(), app_name, env))
+    if html is not None and (html.is_dir() or not html.parent.is_dir()):
+        raise InputError(f"--html {html}: " + ("is a folder" if html.is_dir() else
+                                               f"no folder {html.parent}"))
+    report = status(_g(ctx).project(), app_name, env)
+    if html is None:
+        _emit(ctx, report)
+        return
+    from builder.pipelines.status_page import write_page
+
+    _emit(ctx, write_page(report, html))
 
 
 @_command(app, "diff",

@@ -16,6 +16,7 @@ It uses the manifest comparison of `builder.bake.packages` (the same one `diff` 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -127,10 +128,16 @@ def build_folder(project: Project, image: amis.Image) -> Path | None:
     copy keeps its original's, baked in another env)."""
     combo = amis.combo_of(image)
     build_id = image.tags.get(amis.TAG_BUILD_ID, "")
-    if combo is None or not build_id:
+    # Tag values are anyone's: each must be one plain folder name.
+    if combo is None or not all(part and "/" not in part and part not in (".", "..")
+                                for part in (combo.app, combo.env, combo.comp, build_id)):
         return None
     builds = project.layout.state_dir / "builds" / combo.app
-    return next(iter(sorted(builds.glob(f"*/{combo.comp}/{build_id}"))), None)
+    baked_here = builds / combo.env / combo.comp / build_id
+    if baked_here.is_dir():
+        return baked_here
+    return next(iter(sorted(builds.glob(f"*/{glob.escape(combo.comp)}/"
+                                        f"{glob.escape(build_id)}"))), None)
 
 
 def find(project: Project, env_aws: EnvAws, image: amis.Image) -> BuildRecord | None:

@@ -67,6 +67,7 @@ class FileCache:
 
     walks: dict[Path, _Walk] = field(default_factory=dict)
     digests: dict[Path, str] = field(default_factory=dict)
+    labels: dict[tuple[Path, Path], str] = field(default_factory=dict)  # (root, path)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def playbook_files(self, layout: Layout, playbook: Path) -> _Walk:
@@ -80,6 +81,13 @@ class FileCache:
             if path not in self.digests:
                 self.digests[path] = _file_digest(path)
             return self.digests[path]
+
+    def label(self, layout: Layout, path: Path) -> str:
+        key = (layout.root, path)
+        with self._lock:
+            if key not in self.labels:
+                self.labels[key] = _label(layout, path)
+            return self.labels[key]
 
 
 def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_ami: str,
@@ -97,9 +105,9 @@ def compute(layout: Layout, resolved: ResolvedVars, rendered: Rendered, source_a
              - {layer.resolve() for layer in resolved.files})
     inputs = {
         "template": rendered.digest(),
-        "files": {_label(layout, path): cache.digest(path) for path in sorted(files)},
+        "files": {cache.label(layout, path): cache.digest(path) for path in sorted(files)},
         "vars": _digest(json.dumps(dict(resolved.values), sort_keys=True, default=str)),
-        "vault": {_label(layout, path): cache.digest(path)
+        "vault": {cache.label(layout, path): cache.digest(path)
                   for path in _vault_files(layout, resolved)},
         "source_ami": source_ami,
     }

@@ -8,6 +8,8 @@ each account and region for the last deployments.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from typing import Any
 from builder.aws import AwsTarget, codedeploy
 from builder.aws import images as amis
 from builder.aws.calls import runs
+from builder.bake.packages import MANIFEST
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
 from builder.errors import AwsError, BuilderError
@@ -24,6 +27,7 @@ from builder.pipelines import inventory
 from builder.pipelines.due import Action, Due, decide
 from builder.pipelines.inventory import ComboFacts
 from builder.project import Project
+from builder.records import build_folder
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -57,6 +61,11 @@ class ComboStatus:
     # The newest usable AMI of the comp, when it isn't the one running (not released yet).
     unreleased: str = ""
     error: str = ""
+    # For the lineage page (not in the text or JSON): the running AMI's package count
+    # when its bake's packages.json is here and matches its tag, and the promoted copies
+    # of it in other envs (combo, copy's id).
+    packages: int | None = None
+    copies: tuple[tuple[Combo, str], ...] = ()
 
     @property
     def rebuild_due(self) -> bool:
@@ -103,7 +112,7 @@ class ComboStatus:
         ami = self.ami_id or "-"
         if self.unreleased:
             ami += f" (not released: {self.unreleased})"
-        return (str(self.combo), ami, _age(age), self.status or "-", base, due, deployment,
+        return (str(self.combo), ami, age_text(age), self.status or "-", base, due, deployment,
                 self.promoted_from or "-")
 
 
@@ -139,6 +148,8 @@ def status(project: Project, app: str | None = None, env: str | None = None) -> 
     covered = inventory.scope(project, app, env)
     facts = inventory.gather(project, covered.resolved)
     deployments = _last_deployments(project, covered.resolved)
+    copies = _copies(facts)
+    package_counts: dict[str, int] = {}
     rows = [ComboStatus(combo, "", "", error=problem)
             for combo, problem in covered.problems.items()]
     for resolved in covered.resolved:
@@ -151,14 +162,16 @@ def status(project: Project, app: str | None = None, env: str | None = None) -> 
             continue
         try:
             rows.append(_row(project, facts, facts.facts[combo], now,
-                             deployments.get(combo)))
+                             deployments.get(combo), copies, package_counts))
         except BuilderError as exc:
             rows.append(ComboStatus(combo, *where, error=exc.format(project.root)))
     return StatusReport(tuple(sorted(rows, key=lambda r: r.combo)), now)
 
 
 def _row(project: Project, facts: inventory.Inventory, combo_facts: ComboFacts,
-         now: datetime, deployment: LastDeployment | None) -> ComboStatus:
+         now: datetime, deployment: LastDeployment | None,
+         copies: Mapping[tuple[str, str, str], list[tuple[Combo, str]]],
+         counts: dict[str, int]) -> ComboStatus:
     settings = combo_facts.settings
     running = combo_facts.running
     ours = running is not None and amis.combo_of(running) == combo_facts.combo
@@ -176,7 +189,50 @@ def _row(project: Project, facts: inventory.Inventory, combo_facts: ComboFacts,
         due=decide(project, facts, combo_facts, now), deployment=deployment,
         promoted_from=running.tags.get(amis.TAG_PROMOTED_FROM, "") if running else "",
         unreleased=newest.id if newest is not None and newest.id != combo_facts.running_id
-        and newest.created > (running.created if running is not None else _EPOCH) else "")
+        and newest.created > (running.created if running is not None else _EPOCH) else "",
+        packages=package_count(project, running, counts) if running is not None and ours
+        else None,
+        copies=tuple(copies.get(_lineage_key(combo_facts.combo, combo_facts.running_id), ())))
+
+
+def _lineage_key(combo: Combo, ami_id: str) -> tuple[str, str, str]:
+    """(app, comp, `builder:promoted-from` value) that copies of this combo's AMI carry."""
+    return combo.app, combo.comp, f"{combo.env}/{ami_id}"
+
+
+def _copies(facts: inventory.Inventory) -> dict[tuple[str, str, str], list[tuple[Combo, str]]]:
+    """The promoted copies among the gathered AMIs, by the AMI they were copied from."""
+    found: dict[tuple[str, str, str], list[tuple[Combo, str]]] = {}
+    for combo_facts in facts.facts.values():
+        combo = combo_facts.combo
+        for image in combo_facts.images:
+            source = image.tags.get(amis.TAG_PROMOTED_FROM, "")
+            if source:
+                found.setdefault((combo.app, combo.comp, source), []).append((combo, image.id))
+    return found
+
+
+def package_count(project: Project, image: amis.Image, known: dict[str, int]) -> int | None:
+    """How many packages the image holds, from its bake's packages.json when that file is
+    here and is the one its `builder:packages-sha256` tag names; None otherwise. `known`:
+    the counts already read, by digest (a promoted copy shares its source's)."""
+    expected = image.tags.get(amis.TAG_PACKAGES_SHA256, "")
+    if expected in known:
+        return known[expected]
+    folder = build_folder(project, image)
+    if not expected or folder is None:
+        return None
+    try:
+        data = (folder / MANIFEST).read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != expected:
+        return None
+    try:
+        known[expected] = len(json.loads(data))
+    except (ValueError, TypeError):
+        return None
+    return known[expected]
 
 
 def _last_deployments(project: Project, resolved: Iterable[ResolvedVars]
@@ -208,7 +264,8 @@ def _last_deployments(project: Project, resolved: Iterable[ResolvedVars]
     return found
 
 
-def _age(days: float | None) -> str:
+def age_text(days: float | None) -> str:
+    """An age as the table shows it: whole days, or hours under one day; "-" unknown."""
     if days is None:
         return "-"
     return f"{days:.0f}d" if days >= 1 else f"{days * 24:.0f}h"

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench [NAME ...]     (names: foundation provision bake
                                                     release rebuild access faults adopted
-                                                    templates local_state records;
+                                                    templates local_state records status;
                                                     default all)
 """
 
@@ -23,6 +23,7 @@ BENCHES = {
     "templates": [],
     "local_state": [],
     "records": [],
+    "status": [],
 }
 
 

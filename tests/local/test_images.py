@@ -331,3 +331,26 @@ def test_deprecation_time_and_last_launch_show_in_describe_images(local_stack: P
     ec2.terminate_instances(InstanceIds=[instance])
     launched = datetime.fromisoformat(image(ec2, image_id)["LastLaunchedTime"])
     assert before <= launched <= datetime.now(UTC)
+
+
+def test_tags_and_tag_filters_answer_per_resource(local_stack: Project) -> None:
+    """The emulator reads one resource's tags from the tag table (moto scanned them all):
+    each image and snapshot shows its own tags, and tag filters pick by them."""
+    ec2 = env_aws(local_stack, "staging").client("ec2")
+    made = [baked_image(local_stack, "staging", f"tags-{n}", None) for n in range(3)]
+    for n, image_id in enumerate(made):
+        found = image(ec2, image_id)
+        ec2.create_tags(Resources=[image_id, found["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]],
+                        Tags=[{"Key": "builder:app", "Value": f"tags{n % 2}"},
+                              {"Key": "n", "Value": str(n)}])
+    for n, image_id in enumerate(made):
+        found = image(ec2, image_id)
+        assert {t["Key"]: t["Value"] for t in found["Tags"]} == {"builder:app": f"tags{n % 2}",
+                                                                 "n": str(n)}
+        assert {t["Key"]: t["Value"] for t in snapshot(ec2, found)["Tags"]}["n"] == str(n)
+    picked = ec2.describe_images(Owners=["self"], Filters=[
+        {"Name": "tag:builder:app", "Values": ["tags0"]}])["Images"]
+    assert sorted(i["ImageId"] for i in picked) == sorted([made[0], made[2]])
+    keyed = ec2.describe_images(Owners=["self"], Filters=[
+        {"Name": "tag-key", "Values": ["n"]}, {"Name": "tag:n", "Values": ["1"]}])["Images"]
+    assert [i["ImageId"] for i in keyed] == [made[1]]

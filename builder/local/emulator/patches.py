@@ -4,8 +4,8 @@ process (`apply`, called by builder.local.emulator.server before it serves).
 They reach into moto 5.2.5's internals, which is why moto is pinned to that version in
 pyproject's `local` extra (`moto[server]==5.2.5`); a new pin means checking each entry
 below against the new moto. The replacements live with their service: ec2_images,
-image_lifecycle, launch_templates, kms, ssm and codedeploy_state. The deployments
-themselves are run by builder.local.emulator.codedeploy, which patches nothing.
+image_lifecycle, ec2_tags, launch_templates, kms, ssm and codedeploy_state. The
+deployments themselves are run by builder.local.emulator.codedeploy, which patches nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo
 from moto.codedeploy.responses import CodeDeployResponse
 from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.models.instances import InstanceBackend
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.responses.amis import AmisResponse
@@ -24,6 +25,7 @@ from moto.ssm.responses import SimpleSystemManagerResponse
 from builder.local.emulator import (
     codedeploy_state,
     ec2_images,
+    ec2_tags,
     image_lifecycle,
     kms,
     launch_templates,
@@ -70,6 +72,10 @@ PATCHES: tuple[Patch, ...] = (
           image_lifecycle.disable_deprecation_response, "moto has no DisableImageDeprecation"),
     Patch(InstanceBackend, "run_instances", image_lifecycle.run_instances,
           "moto doesn't set an image's LastLaunchedTime when an instance launches from it"),
+    Patch(TaggedEC2Resource, "get_tags", ec2_tags.get_tags,
+          "moto finds one resource's tags by scanning every tag of the region, so a "
+          "describe over hundreds of tagged images is quadratic (seconds, not EC2's "
+          "milliseconds)"),
     # Launch templates
     Patch(LaunchTemplate, "get_version", launch_templates.get_version,
           "moto answers a version that doesn't exist with HTTP 500 (or, for 0, the latest) "
