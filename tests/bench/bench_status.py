@@ -33,10 +33,10 @@ from builder.config.models import Combo
 from builder.local import stack
 from builder.local.mode import LOCAL
 from builder.local.state import live_server
-from builder.pipelines.diff import build_folder
 from builder.pipelines.status import status
 from builder.pipelines.status_page import render
 from builder.project import Project
+from builder.records import build_folder
 from tests.pipelines.conftest import bake_like, ec2_of
 
 APPS, ENVS, COMPS = 4, 5, 20  # 400 combos

@@ -18,9 +18,9 @@ import pytest
 from builder.aws import images
 from builder.bake.packages import Package, write_manifest
 from builder.config.models import Combo
-from builder.pipelines.diff import build_folder
 from builder.pipelines.promote import promote
 from builder.project import Project
+from builder.records import build_folder
 from builder.release.release import release
 from tests.pipelines.conftest import bake_like, ec2_of
 
