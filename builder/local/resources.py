@@ -253,9 +253,9 @@ class _Maker:
         settings = resolved.settings
         env_aws = self.project.env_aws(resolved)
         image_id = self._base_image(env_aws, settings)
-        if settings.kms_key_id.startswith("alias/"):
-            self._once(env_aws, "kms_alias", settings.kms_key_id,
-                       lambda: _ensure_kms_alias(env_aws, settings.kms_key_id))
+        if settings.kms_key.startswith("alias/"):
+            self._once(env_aws, "kms_alias", settings.kms_key,
+                       lambda: _ensure_kms_alias(env_aws, settings.kms_key))
         if settings.vault_password_ssm_parameter:
             self._vault_parameter(env_aws, settings.vault_password_ssm_parameter)
         self._network(env_aws, resolved)

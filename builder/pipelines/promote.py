@@ -229,7 +229,7 @@ def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: 
     subject = str(target.combo)
     ec2 = target_aws.client("ec2")
     plan = sharing.preflight(source_aws, target_aws, image,
-                             target_key=target.settings.kms_key_id,
+                             target_key=target.settings.kms_key,
                              source_env=source.combo.env, target_env=target.combo.env)
     if plan.missing:
         raise RefusedError(
@@ -272,9 +272,9 @@ def _start_copy(ec2: EC2Client, source_aws: EnvAws, target: ResolvedVars, image:
         # deregistered copy instead of making a new one.
         "ClientToken": f"builder-{run_id}",
         # An encrypted source stays encrypted; a key given means encryption with it.
-        "Encrypted": settings.encrypt_boot or image.encrypted or bool(settings.kms_key_id)}
-    if settings.kms_key_id:
-        request["KmsKeyId"] = settings.kms_key_id
+        "Encrypted": settings.encrypt_boot or image.encrypted or bool(settings.kms_key)}
+    if settings.kms_key:
+        request["KmsKeyId"] = settings.kms_key
     with translate(f"copying {image.id} into {settings.aws_account_id} "
                    f"{settings.aws_region}"):
         copy_id = str(ec2.copy_image(**request)["ImageId"])

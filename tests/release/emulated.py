@@ -64,7 +64,7 @@ def make_failed_copy(project: Project, combo: Combo, source_env: str) -> str:
     encrypted = source_ec2.copy_image(
         SourceImageId=plain, SourceRegion=source_resolved.settings.aws_region,
         Name=f"{plain}-encrypted", Encrypted=True,
-        KmsKeyId=source_resolved.settings.kms_key_id)["ImageId"]
+        KmsKeyId=source_resolved.settings.kms_key)["ImageId"]
     snapshot = images.describe(source_ec2, image_ids=[encrypted])[0].snapshot_ids[0]
     account = project.resolve(combo.app, combo.env, combo.comp).settings.aws_account_id
     source_ec2.modify_image_attribute(ImageId=encrypted,
