@@ -31,6 +31,8 @@ TAG_BUILT_AT = "builder:built-at"
 TAG_GIT_COMMIT = "builder:git-commit"
 TAG_STATUS = "builder:status"
 TAG_PROMOTED_FROM = "builder:promoted-from"
+# <bake region>/<ami-id>: a multi-region env's copy of its bake region's AMI
+TAG_COPIED_FROM = "builder:copied-from"
 TAG_BUILD_ID = "builder:build-id"
 TAG_RUN_ID = "builder:run-id"
 # sha256 of the bake's packages.json (the image's installed packages)

@@ -24,6 +24,8 @@ from builder.aws import EnvAws, fleet, sharing, temporary, translate
 from builder.aws import images as amis
 from builder.aws.calls import runs
 from builder.aws.images import Image
+from builder.bake import regions
+from builder.bake.regions import RegionCopy
 from builder.config.keys import AMI_ID_RE
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import CopyImageRequestTypeDef
 
+    from builder.release.regions import RegionsResult
     from builder.release.release import ReleaseResult
 
 COPY_TIMEOUT_MIN = 180.0
@@ -72,10 +75,13 @@ class PromoteResult:
     region: str
     reused: bool  # the copy was made by an earlier run
     shared: bool  # a share (and maybe a KMS grant) was added, then removed
-    released: ReleaseResult | None
+    released: ReleaseResult | RegionsResult | None
     duration_s: float
+    copies: tuple[RegionCopy, ...] = ()  # in the other regions of a multi-region target
 
-    exit_code = 0
+    @property
+    def exit_code(self) -> int:
+        return self.released.exit_code if self.released is not None else 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +91,7 @@ class PromoteResult:
             "ami_id": self.ami_id, "account": self.account, "region": self.region,
             "reused": self.reused, "shared": self.shared,
             "promoted_from": f"{self.source_env}/{self.source_ami}",
+            "copies": [copy.to_json() for copy in self.copies],
             "release": self.released.to_json() if self.released is not None else None,
             "duration_s": round(self.duration_s, 2),
         }
@@ -94,6 +101,8 @@ class PromoteResult:
         lines = [f"{self.combo}: {how} {self.ami_id} ({self.account} {self.region}) of "
                  f"{self.source_env}'s verified {self.source_ami} ({self.source_account} "
                  f"{self.source_region}) in {self.duration_s:.1f}s"]
+        lines.extend(f"  copy in {c.region}: {c.ami_id}" + ("" if c.made else " (found)")
+                     for c in self.copies)
         lines.append(self.released.to_text() if self.released is not None
                      else "  not released (--no-deploy): "
                           f"builder release {self.combo.app} {self.combo.env} "
@@ -104,7 +113,7 @@ class PromoteResult:
 @runs("promote")
 def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str | None = None,
             deploy: bool = True, timeout_min: float = COPY_TIMEOUT_MIN,
-            break_lock: bool = False, lock_wait_s: float = 0,
+            break_lock: bool = False, lock_wait_s: float = 0, region: str | None = None,
             progress: ProgressFn = silent, cancel: Cancel | None = None) -> PromoteResult:
     """Copy the AMI verified in the target env's promote_from env into the target and release it.
 
@@ -112,7 +121,9 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
     then works under the target combo's lock (the one its releases take): one promotion
     into an env at a time, so two never make two copies. Reuses a copy already made from
     the same AMI, and removes the share and any grant when done. A failed copy is
-    deregistered.
+    deregistered. A multi-region target: the copy is made in its bake region, copied from
+    there to the others as a bake's AMI is, and released in every region (`region`: that
+    one only).
     """
     if ami_id is not None and not AMI_ID_RE.fullmatch(ami_id):
         raise InputError(f"--ami {ami_id!r:.40}: not an AMI id (ami-0123456789abcdef0)")
@@ -143,16 +154,25 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
         else:
             copy, shared = _copy(source_aws, target_aws, source, target, image, earlier,
                                  timeout_min, progress, cancel)
+        copies = regions.copy_to_regions(project, target, copy, progress=progress,
+                                         cancel=cancel, timeout_min=timeout_min)
+        regions.retag(project, target, copies, {amis.TAG_STATUS: amis.AmiStatus.BAKED})
         cancel.raise_if_set()
         released = None
         if deploy:
-            from builder.release.release import release
+            from builder.release.regions import release
 
-            released = release(project, target.combo, ami_id=copy.id, progress=progress,
-                               cancel=cancel, lock_held=True)
+            released = release(project, target.combo, ami_id=_in_region(copy, copies, region),
+                               region=region, progress=progress, cancel=cancel,
+                               lock_held=True)
     return PromoteResult(target.combo, source_env, image.id, source_aws.account_id,
                          source_aws.region, copy.id, target_aws.account_id, target_aws.region,
-                         reused, shared, released, time.monotonic() - started)
+                         reused, shared, released, time.monotonic() - started, copies)
+
+
+def _in_region(copy: Image, copies: tuple[RegionCopy, ...], region: str | None) -> str:
+    """The promoted AMI in `region` (None: the bake region's)."""
+    return next((c.ami_id for c in copies if c.region == region), copy.id)
 
 
 def _remove_left_shares(source_aws: EnvAws, image: Image, account: str,

@@ -1,0 +1,192 @@
+"""Multi-region envs against the local stack: prod made to span three regions (one key
+per region). A bake's copies in the other regions, a release in every region at once
+(each with its lock), one region's failure rolled back while the others stay, --region,
+a promotion into the env, and `local up` making each region's fleet."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from builder.aws import images
+from builder.bake.regions import copy_to_regions, retag
+from builder.config.models import Combo
+from builder.errors import RefusedError
+from builder.interrupts import Cancel
+from builder.local import stack
+from builder.local.mode import LOCAL
+from builder.local.stack import fail_next_deployment
+from builder.project import Project
+from builder.release.regions import RegionsResult, release
+from tests.conftest import copy_demo
+from tests.release.emulated import Lines, make_ami
+
+pytestmark = pytest.mark.local
+
+PROD_APP = Combo("demo", "prod", "app")
+REGIONS = ("eu-central-1", "us-east-1", "us-west-2")
+KEYS = {"eu-central-1": "alias/demo-prod-ami", "us-east-1": "alias/demo-prod-ami-use1",
+        "us-west-2": "alias/demo-prod-ami-usw2"}
+
+
+def make_multi_region(root: Path) -> None:
+    """prod in three regions, a key in each."""
+    path = root / "vars/demo/prod/common.yml"
+    text = path.read_text().replace("aws_region: eu-central-1\n",
+                                    f"aws_regions: [{', '.join(REGIONS)}]\n")
+    text = text.replace('kms_key_id: "alias/demo-prod-ami"\n', "kms_key_id:\n" + "".join(
+        f"  {region}: {key}\n" for region, key in KEYS.items()))
+    path.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def regions_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    root = copy_demo(tmp_path_factory.mktemp("regions") / "infra")
+    make_multi_region(root)
+    project = Project.open(str(root), local_mode=LOCAL)
+    stack.up(project, build_host=False, deploy_step_seconds=0.2)
+    try:
+        yield project
+    finally:
+        stack.down(project.layout)
+
+
+def ec2_in(project: Project, combo: Combo, region: str) -> Any:
+    resolved = project.resolve(combo.app, combo.env, combo.comp).in_region(region)
+    return project.env_aws(resolved).client("ec2")
+
+
+def default_image(project: Project, combo: Combo, region: str) -> str:
+    name = project.resolve(combo.app, combo.env, combo.comp).settings.launch_template_name
+    versions = ec2_in(project, combo, region).describe_launch_template_versions(
+        LaunchTemplateName=name, Versions=["$Default"])["LaunchTemplateVersions"]
+    return str(versions[0]["LaunchTemplateData"]["ImageId"])
+
+
+def baked_everywhere(project: Project, combo: Combo = PROD_APP) -> dict[str, str]:
+    """An AMI of the bake region as a bake leaves it, copied to the other regions by the
+    bake's own copy step; its id in each region."""
+    ami = make_ami(project, combo, status=images.AmiStatus.BUILDING,
+                   tags={images.TAG_FINGERPRINT: uuid.uuid4().hex})
+    ec2 = ec2_in(project, combo, REGIONS[0])
+    image = images.describe(ec2, image_ids=[ami])[0]
+    resolved = project.resolve(combo.app, combo.env, combo.comp)
+    copies = copy_to_regions(project, resolved, image, progress=Lines(), cancel=Cancel())
+    done = {images.TAG_STATUS: images.AmiStatus.BAKED}
+    retag(project, resolved, copies, done)
+    images.set_tags(ec2, image, done)
+    return {REGIONS[0]: ami, **{copy.region: copy.ami_id for copy in copies}}
+
+
+def test_local_up_makes_the_fleet_in_every_region(regions_stack: Project) -> None:
+    for region in REGIONS:
+        assert default_image(regions_stack, PROD_APP, region).startswith("ami-")
+
+
+def test_bake_copies_are_tagged_and_encrypted_with_each_regions_key(
+        regions_stack: Project) -> None:
+    project = regions_stack
+    amis = baked_everywhere(project)
+
+    source = images.describe(ec2_in(project, PROD_APP, REGIONS[0]), image_ids=[amis[REGIONS[0]]])[0]
+    assert set(amis) == set(REGIONS) and len(set(amis.values())) == 3
+    for region in REGIONS[1:]:
+        copy = images.describe(ec2_in(project, PROD_APP, region), image_ids=[amis[region]])[0]
+        assert copy.state == "available" and copy.name == source.name
+        for tag in (images.TAG_FINGERPRINT, images.TAG_BUILD_ID, images.TAG_SOURCE_AMI,
+                    images.TAG_APP, images.TAG_ENV, images.TAG_COMP):
+            assert copy.tags[tag] == source.tags[tag], tag
+        assert copy.tags[images.TAG_STATUS] == images.AmiStatus.BAKED
+        assert copy.tags[images.TAG_COPIED_FROM] == f"{REGIONS[0]}/{source.id}"
+        assert copy.encrypted and all(f":{region}:" in key for key in copy.kms_key_ids)
+
+    # A second copy step finds the complete copies: nothing copied again.
+    resolved = project.resolve("demo", "prod", "app")
+    again = copy_to_regions(project, resolved, source, progress=Lines(), cancel=Cancel())
+    assert {(c.region, c.ami_id, c.made) for c in again} == {
+        (region, amis[region], False) for region in REGIONS[1:]}
+
+
+def test_release_in_every_region_at_once(regions_stack: Project) -> None:
+    project = regions_stack
+    amis = baked_everywhere(project)
+
+    result = release(project, PROD_APP, ami_id=amis[REGIONS[0]], progress=Lines())
+
+    assert isinstance(result, RegionsResult) and result.exit_code == 0
+    assert [part.region for part in result.regions] == list(REGIONS)
+    for part in result.regions:
+        assert part.result is not None and part.result.outcome == "verified"
+        assert part.result.region == part.region and part.ami_id == amis[part.region]
+        assert default_image(project, PROD_APP, part.region) == amis[part.region]
+    record = json.loads(Path(str(result.record)).read_text())
+    assert [(r["region"], r["outcome"]) for r in record["regions"]] == [
+        (region, "verified") for region in REGIONS]
+
+
+def test_a_failed_region_rolls_back_and_the_others_stay(regions_stack: Project,
+                                                        cli: Callable[..., Any]) -> None:
+    project = regions_stack
+    before = default_image(project, PROD_APP, "us-east-1")
+    amis = baked_everywhere(project)
+    fail_next_deployment(project, "demo", "prod", "app", "us-east-1")
+
+    done = cli("--local", "--json", "release", "demo", "prod", "app", "--ami",
+               amis[REGIONS[0]], root=project.root)
+
+    assert done.exit_code == 1, done.output
+    document = json.loads(done.stdout)
+    outcomes = {r["region"]: r["outcome"] for r in document["regions"]}
+    assert outcomes == {"eu-central-1": "verified", "us-east-1": "failed",
+                        "us-west-2": "verified"}
+    assert document["failed"] == ["us-east-1"]
+    failed = next(r for r in document["regions"] if r["region"] == "us-east-1")
+    assert "HEALTH_CONSTRAINTS" in failed["error"] and "Rolled back" in failed["error"]
+    assert default_image(project, PROD_APP, "us-east-1") == before  # rolled back
+    east = images.describe(ec2_in(project, PROD_APP, "us-east-1"), image_ids=[amis["us-east-1"]])
+    assert east[0].tags[images.TAG_STATUS] == images.AmiStatus.FAILED
+    for region in ("eu-central-1", "us-west-2"):  # they stay
+        assert default_image(project, PROD_APP, region) == amis[region]
+    record = json.loads(Path(document["record"]).read_text())
+    assert {r["region"]: r["outcome"] for r in record["regions"]} == outcomes
+
+    text = cli("--local", "release", "demo", "prod", "app", "--ami", amis[REGIONS[0]],
+               root=project.root)  # the failed region again; the others are unchanged
+    assert text.exit_code == 0, text.output
+    assert "[us-east-1] demo/prod/app: released" in text.stdout
+
+
+def test_region_option_releases_one_region(regions_stack: Project,
+                                           cli: Callable[..., Any]) -> None:
+    project = regions_stack
+    before = {region: default_image(project, PROD_APP, region) for region in REGIONS}
+    amis = baked_everywhere(project)
+
+    done = cli("--local", "--json", "release", "demo", "prod", "app", "--region", "us-west-2",
+               "--ami", amis["us-west-2"], root=project.root)
+
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["region"] == "us-west-2"
+    assert default_image(project, PROD_APP, "us-west-2") == amis["us-west-2"]
+    for region in REGIONS[:2]:
+        assert default_image(project, PROD_APP, region) == before[region]
+    wrong = cli("--local", "release", "demo", "prod", "app", "--region", "ap-south-1",
+                root=project.root)
+    assert wrong.exit_code == 2 and "ap-south-1: not a region of this env" in wrong.stderr
+
+
+def test_a_region_without_a_copy_is_refused_before_anything_changes(
+        regions_stack: Project) -> None:
+    project = regions_stack
+    before = {region: default_image(project, PROD_APP, region) for region in REGIONS}
+    lonely = make_ami(project, PROD_APP, tags={images.TAG_FINGERPRINT: uuid.uuid4().hex})
+
+    with pytest.raises(RefusedError, match=f"{lonely} has no complete copy in us-east-1"):
+        release(project, PROD_APP, ami_id=lonely)
+
+    assert {region: default_image(project, PROD_APP, region) for region in REGIONS} == before
