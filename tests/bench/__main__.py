@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench [NAME ...]     (names: foundation provision bake
                                                     release rebuild access faults adopted
-                                                    templates local_state;
+                                                    templates local_state regions;
                                                     default all)
 """
 
@@ -22,6 +22,7 @@ BENCHES = {
     "adopted": [],
     "templates": [],
     "local_state": [],
+    "regions": [],
 }
 
 

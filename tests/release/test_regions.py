@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from builder.aws import images
-from builder.bake.regions import copy_to_regions, retag
+from builder.bake.regions import copy_to_regions
 from builder.config.models import Combo
 from builder.errors import RefusedError
 from builder.interrupts import Cancel
@@ -24,26 +24,19 @@ from builder.local.stack import fail_next_deployment
 from builder.project import Project
 from builder.release.regions import RegionsResult, release
 from tests.conftest import copy_demo
-from tests.release.emulated import Lines, make_ami
+from tests.release.emulated import (
+    REGIONS,
+    Lines,
+    baked_everywhere,
+    default_image,
+    ec2_in,
+    make_ami,
+    make_multi_region,
+)
 
 pytestmark = pytest.mark.local
 
 PROD_APP = Combo("demo", "prod", "app")
-REGIONS = ("eu-central-1", "us-east-1", "us-west-2")
-KEYS = {"eu-central-1": "alias/demo-prod-ami", "us-east-1": "alias/demo-prod-ami-use1",
-        "us-west-2": "alias/demo-prod-ami-usw2"}
-
-
-def make_multi_region(root: Path) -> None:
-    """prod in three regions, a key in each."""
-    path = root / "vars/demo/prod/common.yml"
-    text = path.read_text().replace("aws_region: eu-central-1\n",
-                                    f"aws_regions: [{', '.join(REGIONS)}]\n")
-    text = text.replace('kms_key_id: "alias/demo-prod-ami"\n', "kms_key_id:\n" + "".join(
-        f"  {region}: {key}\n" for region, key in KEYS.items()))
-    path.write_text(text)
-
-
 @pytest.fixture(scope="module")
 def regions_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     root = copy_demo(tmp_path_factory.mktemp("regions") / "infra")
@@ -54,33 +47,6 @@ def regions_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]
         yield project
     finally:
         stack.down(project.layout)
-
-
-def ec2_in(project: Project, combo: Combo, region: str) -> Any:
-    resolved = project.resolve(combo.app, combo.env, combo.comp).in_region(region)
-    return project.env_aws(resolved).client("ec2")
-
-
-def default_image(project: Project, combo: Combo, region: str) -> str:
-    name = project.resolve(combo.app, combo.env, combo.comp).settings.launch_template_name
-    versions = ec2_in(project, combo, region).describe_launch_template_versions(
-        LaunchTemplateName=name, Versions=["$Default"])["LaunchTemplateVersions"]
-    return str(versions[0]["LaunchTemplateData"]["ImageId"])
-
-
-def baked_everywhere(project: Project, combo: Combo = PROD_APP) -> dict[str, str]:
-    """An AMI of the bake region as a bake leaves it, copied to the other regions by the
-    bake's own copy step; its id in each region."""
-    ami = make_ami(project, combo, status=images.AmiStatus.BUILDING,
-                   tags={images.TAG_FINGERPRINT: uuid.uuid4().hex})
-    ec2 = ec2_in(project, combo, REGIONS[0])
-    image = images.describe(ec2, image_ids=[ami])[0]
-    resolved = project.resolve(combo.app, combo.env, combo.comp)
-    copies = copy_to_regions(project, resolved, image, progress=Lines(), cancel=Cancel())
-    done = {images.TAG_STATUS: images.AmiStatus.BAKED}
-    retag(project, resolved, copies, done)
-    images.set_tags(ec2, image, done)
-    return {REGIONS[0]: ami, **{copy.region: copy.ami_id for copy in copies}}
 
 
 def test_local_up_makes_the_fleet_in_every_region(regions_stack: Project) -> None:
