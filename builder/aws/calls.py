@@ -186,6 +186,11 @@ _BAKE = (
             "ec2:DeleteSecurityGroup"),
     *_calls(ANY, "find the VPC for the security group", "ec2:DescribeVpcs",
             "ec2:DescribeSubnets"),
+    *_calls(ANY, "a multi-region env: copy the AMI to its other regions (each region's "
+            "kms_key_id re-encrypts the copy)", "ec2:CopyImage", when="other_regions"),
+    *_calls(KMS_KEY, "re-encrypt the copies with the region's kms_key_id", "kms:CreateGrant",
+            "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
+            "kms:ReEncryptTo", "kms:Decrypt", by="aws", when="other_regions"),
     *_LOCK,
     *_DISCARD,
 )

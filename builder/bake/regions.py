@@ -52,8 +52,7 @@ def copy_to_regions(project: Project, resolved: ResolvedVars, image: amis.Image,
     """Copy `image` (complete, in the bake region) to every other region of the env and
     wait for the copies; they are tagged like `image` (its status included: the caller
     retags them with it when the bake completes). Nothing for a one-region env."""
-    settings = resolved.settings
-    others = settings.aws_regions[1:]
+    others = resolved.settings.other_regions
     if not others:
         return ()
     clients = {region: project.env_aws(resolved.in_region(region)).client("ec2")

@@ -91,6 +91,11 @@ class Settings:
         return self.kms_key_id.for_region(self.aws_region)
 
     @property
+    def other_regions(self) -> tuple[str, ...]:
+        """The regions a bake copies its AMI to (the calls table's `when` reads this)."""
+        return self.aws_regions[1:]
+
+    @property
     def bake_region(self) -> str:
         """Where bakes run: the first region of the env."""
         return self.aws_regions[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,19 @@ import pytest
 
 from builder.aws import images
 from builder.bake.regions import copy_to_regions
-from builder.config.models import Combo
-from builder.errors import RefusedError
+from builder.config.models import Combo, KmsKeys
+from builder.errors import BakeFailed, RefusedError
 from builder.interrupts import Cancel
 from builder.local import stack
 from builder.local.mode import LOCAL
 from builder.local.stack import fail_next_deployment
 from builder.project import Project
 from builder.release.regions import RegionsResult, release
+from builder.release.release import release as single_release
 from tests.conftest import copy_demo
+from tests.pipelines.conftest import bake_like
 from tests.release.emulated import (
+    KEYS,
     REGIONS,
     Lines,
     baked_everywhere,
@@ -156,3 +160,102 @@ def test_a_region_without_a_copy_is_refused_before_anything_changes(
         release(project, PROD_APP, ami_id=lonely)
 
     assert {region: default_image(project, PROD_APP, region) for region in REGIONS} == before
+
+
+def test_a_failed_copy_fails_the_step_and_leaves_no_copy(regions_stack: Project) -> None:
+    project = regions_stack
+    resolved = project.resolve("demo", "prod", "app")
+    # us-west-2's key doesn't exist there: EC2 accepts the copy, then fails it.
+    keys = KmsKeys(by_region=(*((r, KEYS[r]) for r in REGIONS[:2]),
+                              ("us-west-2", "alias/demo-prod-missing")))
+    broken = replace(resolved, settings=replace(resolved.settings, kms_key_id=keys))
+    ami = make_ami(project, PROD_APP, status=images.AmiStatus.BUILDING,
+                   tags={images.TAG_FINGERPRINT: uuid.uuid4().hex})
+    image = images.describe(ec2_in(project, PROD_APP, REGIONS[0]), image_ids=[ami])[0]
+
+    with pytest.raises(BakeFailed, match=r"us-west-2: the copy ami-\w+ of .* ended failed"):
+        copy_to_regions(project, broken, image, progress=Lines(), cancel=Cancel())
+
+    for region in REGIONS[1:]:
+        ec2 = ec2_in(project, PROD_APP, region)
+        left = images.describe(ec2, owners=["self"], filters={
+            f"tag:{images.TAG_COPIED_FROM}": [f"{REGIONS[0]}/{ami}"],
+            "state": ["pending", "available", "failed"]})
+        assert left == [], region
+        snapshots = ec2.describe_snapshots(OwnerIds=["self"], Filters=[
+            {"Name": f"tag:{images.TAG_COPIED_FROM}", "Values": [f"{REGIONS[0]}/{ami}"]}])
+        assert snapshots["Snapshots"] == [], region
+
+
+def test_promote_into_a_multi_region_env(regions_stack: Project,
+                                         cli: Callable[..., Any]) -> None:
+    project = regions_stack
+    staging = Combo("demo", "staging", "app")
+    source = bake_like(project, staging)
+    assert single_release(project, staging, ami_id=source.id).outcome == "verified"
+
+    done = cli("--local", "--json", "promote", "demo", "app", "--to", "prod",
+               root=project.root)
+
+    assert done.exit_code == 0, done.output
+    promoted = json.loads(done.stdout)
+    copies = {c["region"]: c["ami_id"] for c in promoted["copies"]}
+    assert set(copies) == set(REGIONS[1:]) and promoted["region"] == REGIONS[0]
+    amis = {REGIONS[0]: promoted["ami_id"], **copies}
+    assert [(r["region"], r["outcome"]) for r in promoted["release"]["regions"]] == [
+        (region, "verified") for region in REGIONS]
+    for region, ami in amis.items():
+        assert default_image(project, PROD_APP, region) == ami
+        copy = images.describe(ec2_in(project, PROD_APP, region), image_ids=[ami])[0]
+        assert copy.fingerprint == source.fingerprint
+        assert copy.tags[images.TAG_PROMOTED_FROM] == f"staging/{source.id}"
+
+
+def test_status_shows_each_region(regions_stack: Project, cli: Callable[..., Any]) -> None:
+    project = regions_stack
+    done = cli("--local", "--json", "status", "demo", "--env", "prod", root=project.root)
+
+    assert done.exit_code == 0, done.output
+    rows = [r for r in json.loads(done.stdout)["combos"] if r["comp"] == "app"]
+    assert [r["region"] for r in rows] == sorted(REGIONS)
+    for row in rows:
+        assert row["ami_id"] == default_image(project, PROD_APP, row["region"])
+        assert row["error"] is None
+    # What is due is the bake region's, in every region.
+    assert len({(r["due"], tuple(r["reasons"])) for r in rows}) == 1
+    text = cli("--local", "status", "demo", "--env", "prod", root=project.root)
+    assert all(f"demo/prod/app {region}" in text.stdout for region in REGIONS)
+
+
+def test_prune_prunes_each_region_and_keeps_the_sources_of_kept_copies(
+        regions_stack: Project, cli: Callable[..., Any]) -> None:
+    project = regions_stack
+    west = baked_everywhere(project)  # released only in us-west-2
+    assert release(project, PROD_APP, region="us-west-2",
+                   ami_id=west["us-west-2"]).exit_code == 0
+    newest = baked_everywhere(project)
+
+    plan = cli("--local", "--json", "prune", "demo", "prod", "app", "--keep", "1",
+               root=project.root)
+
+    assert plan.exit_code == 0, plan.output
+    reports = {r["region"]: r for r in json.loads(plan.stdout)["regions"]}
+    assert set(reports) == set(REGIONS)
+    actions = {region: {a["ami_id"]: a for a in r["amis"]} for region, r in reports.items()}
+    for region in REGIONS:
+        assert actions[region][newest[region]]["action"] == "keep"
+    kept_source = actions[REGIONS[0]][west[REGIONS[0]]]
+    assert kept_source["action"] == "keep"
+    assert f"its copy {west['us-west-2']} stays in us-west-2" in kept_source["reasons"]
+    doomed = {region: [i for i, a in by_id.items() if a["action"] == "delete"]
+              for region, by_id in actions.items()}
+    assert all(doomed.values()), doomed  # each region has old AMIs to go
+
+    done = cli("--local", "--json", "prune", "demo", "prod", "app", "--keep", "1", "--yes",
+               root=project.root)
+
+    assert done.exit_code == 0, done.output
+    for region, gone in doomed.items():
+        ec2 = ec2_in(project, PROD_APP, region)
+        assert images.images_by_id(ec2, gone) == {}, region
+    assert images.images_by_id(ec2_in(project, PROD_APP, REGIONS[0]), [west[REGIONS[0]]])
