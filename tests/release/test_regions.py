@@ -6,6 +6,7 @@ a promotion into the env, and `local up` making each region's fleet."""
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -259,3 +260,24 @@ def test_prune_prunes_each_region_and_keeps_the_sources_of_kept_copies(
         ec2 = ec2_in(project, PROD_APP, region)
         assert images.images_by_id(ec2, gone) == {}, region
     assert images.images_by_id(ec2_in(project, PROD_APP, REGIONS[0]), [west[REGIONS[0]]])
+
+
+def test_reap_removes_a_killed_bakes_copy_in_another_region(
+        regions_stack: Project, cli: Callable[..., Any]) -> None:
+    project = regions_stack
+    ami = make_ami(project, PROD_APP)
+    west = ec2_in(project, PROD_APP, "us-west-2")
+    # What a bake killed while copying leaves: a `building` copy of its run and host.
+    copy = west.copy_image(SourceImageId=ami, SourceRegion=REGIONS[0],
+                           Name=f"copy-of-{ami}")["ImageId"]
+    images.set_tags(west, images.describe(west, image_ids=[copy])[0], {
+        images.TAG_APP: "demo", images.TAG_ENV: "prod", images.TAG_COMP: "app",
+        images.TAG_STATUS: images.AmiStatus.BUILDING, images.TAG_RUN_ID: uuid.uuid4().hex[:12],
+        images.TAG_OWNER: f"{socket.gethostname()}/{2**22 + 1}"})  # above pid_max: gone
+
+    done = cli("--local", "--json", "reap", root=project.root)
+
+    assert done.exit_code == 0, done.output
+    assert f"333333333333/us-west-2/{copy}" in json.loads(done.stdout)["by_kind"][
+        "building_amis"]
+    assert images.images_by_id(west, [copy]) == {}
