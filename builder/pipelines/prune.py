@@ -7,7 +7,8 @@ launches, that the default or latest version of any launch template in the accou
 launches, that an Auto Scaling group launches or an instance runs, that a deployment
 in progress involves, or that is shared with another account (a promotion may be
 copying it).
-A dry run unless `yes`.
+A dry run unless `yes`. A multi-region env is pruned region by region, the bake region
+last, where an AMI whose copy another region keeps stays too.
 """
 
 from __future__ import annotations

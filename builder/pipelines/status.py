@@ -3,7 +3,8 @@ it is and how it got there, its base image and whether a newer one is out, wheth
 rebuild (or promotion) is due and why, and the group's last deployment.
 
 Batched like `rebuild` (one Inventory), plus one CodeDeploy query per application in
-each account and region for the last deployments.
+each account and region for the last deployments. A multi-region env has a row per
+region, with what is due judged in its bake region.
 """
 
 from __future__ import annotations

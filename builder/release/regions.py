@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder import private
 from builder.aws import EnvAws
@@ -31,6 +31,9 @@ from builder.output import ProgressFn, silent
 from builder.project import Project
 from builder.release import release as single
 from builder.release.release import ReleaseOutcome, ReleaseResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,8 @@ def region_amis(envs: Mapping[str, EnvAws], by_region: Mapping[str, ResolvedVars
     return wanted
 
 
-def copy_in_region(ec2: Any, combo: Combo, image: amis.Image, region: str) -> amis.Image:
+def copy_in_region(ec2: EC2Client, combo: Combo, image: amis.Image, region: str
+                   ) -> amis.Image:
     """The complete copy of `image` (same fingerprint and build id) in another region;
     one a failed release tagged `failed` there too, as `--ami` may name a failed AMI."""
     fingerprint = image.tags.get(amis.TAG_FINGERPRINT)
