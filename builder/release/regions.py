@@ -1,7 +1,7 @@
 """Release in every region of a multi-region env: the single-region release once per
 region, in parallel threads, each under its own region's lock; one record lists them.
 
-    AMI in the bake region ─> its copy (same fingerprint and build) in each other region
+    AMI in the bake region ─> its copy (same fingerprint) in each other region
       ─> release.release(region=R) for every R at once ─> one result, one record
 
 The AMIs are found before anything changes: a region without a copy refuses the whole
@@ -167,7 +167,7 @@ def release(project: Project, combo: Combo, *, region: str | None = None,
 def region_amis(envs: Mapping[str, EnvAws], by_region: Mapping[str, ResolvedVars],
                 ami_id: str | None, progress: ProgressFn = silent) -> dict[str, str]:
     """The AMI each region releases: `ami_id` (else the newest usable AMI) of the bake
-    region, and in every other region its copy (the same fingerprint and build id).
+    region, and in every other region its copy (the same fingerprint).
     Refuses (nothing changed) when a region has none."""
     bake = next(iter(by_region.values()))
     combo, bake_region = bake.combo, bake.settings.bake_region
@@ -192,13 +192,15 @@ def region_amis(envs: Mapping[str, EnvAws], by_region: Mapping[str, ResolvedVars
 
 def copy_in_region(ec2: EC2Client, combo: Combo, image: amis.Image, region: str
                    ) -> amis.Image:
-    """The complete copy of `image` (same fingerprint and build id) in another region;
-    one a failed release tagged `failed` there too, as `--ami` may name a failed AMI."""
+    """The complete copy of `image` in another region: an AMI there with its fingerprint
+    (the same inputs: a bake found it instead of copying again), of its build when there
+    is one; one a failed release tagged `failed` counts too, as `--ami` may name a
+    failed AMI."""
     fingerprint = image.tags.get(amis.TAG_FINGERPRINT)
     build = image.tags.get(amis.TAG_BUILD_ID)
     copies = [i for i in amis.images_of(ec2, combo, fingerprint=fingerprint)
-              if i.status not in (amis.AmiStatus.BUILDING, "")
-              and i.tags.get(amis.TAG_BUILD_ID) == build] if fingerprint else []
+              if i.status not in (amis.AmiStatus.BUILDING, "")] if fingerprint else []
+    copies.sort(key=lambda i: i.tags.get(amis.TAG_BUILD_ID) != build)  # stable: newest next
     if not copies:
         raise RefusedError(f"{combo}: {image.id} has no complete copy in {region} (a bake "
                            "copies its AMI to every region of the env: bake again)")

@@ -281,3 +281,32 @@ def test_reap_removes_a_killed_bakes_copy_in_another_region(
     assert f"333333333333/us-west-2/{copy}" in json.loads(done.stdout)["by_kind"][
         "building_amis"]
     assert images.images_by_id(west, [copy]) == {}
+
+
+def test_promote_with_region_releases_that_region_only(regions_stack: Project,
+                                                       cli: Callable[..., Any]) -> None:
+    project = regions_stack
+    staging = Combo("demo", "staging", "app")
+    source = bake_like(project, staging, tags={images.TAG_FINGERPRINT: uuid.uuid4().hex})
+    assert single_release(project, staging, ami_id=source.id).outcome == "verified"
+    before = {region: default_image(project, PROD_APP, region) for region in REGIONS}
+    armed = cli("--local", "local", "fail-next-deployment", "demo", "prod", "app",
+                "--region", "us-west-2", root=project.root)
+    assert armed.exit_code == 0, armed.output
+
+    done = cli("--local", "--json", "promote", "demo", "app", "--to", "prod", "--region",
+               "us-west-2", root=project.root)
+
+    assert done.exit_code == 1, done.output  # the armed failure, in us-west-2 only
+    assert "HEALTH_CONSTRAINTS" in done.stderr
+    assert {region: default_image(project, PROD_APP, region) for region in REGIONS} == before
+    again = cli("--local", "--json", "promote", "demo", "app", "--to", "prod", "--region",
+                "us-west-2", root=project.root)
+    assert again.exit_code == 0, again.output
+    promoted = json.loads(again.stdout)
+    assert promoted["reused"] and promoted["release"]["region"] == "us-west-2"
+    west = {c["region"]: c["ami_id"] for c in promoted["copies"]}["us-west-2"]
+    assert promoted["release"]["ami_id"] == west
+    assert default_image(project, PROD_APP, "us-west-2") == west
+    assert {r: default_image(project, PROD_APP, r) for r in REGIONS[:2]} == {
+        r: before[r] for r in REGIONS[:2]}
