@@ -14,6 +14,7 @@ from builder.interrupts import Cancel
 from builder.output import ProgressFn
 
 R = TypeVar("R")
+T = TypeVar("T")
 DEFAULT_JOBS = 4  # combos at once without -j
 
 
@@ -59,8 +60,14 @@ def run_each(combos: Sequence[Combo], step: Callable[[Combo], R], *, jobs: int |
             progress(str(combo), f"{what} FAILED: {exc.message}")
             return Failed(combo, exc)
 
-    workers = max(1, min(jobs or DEFAULT_JOBS, len(combos)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=what) as pool:
-        outcomes = list(pool.map(one, combos))
+    outcomes = in_threads(combos, one, jobs=jobs or DEFAULT_JOBS, what=what)
     cancel.raise_if_set()
     return outcomes
+
+
+def in_threads(items: Sequence[T], step: Callable[[T], R], *, jobs: int, what: str) -> list[R]:
+    """`step` for every item, at most `jobs` at once, the results in the order of
+    `items`; an exception propagates once the running steps have ended."""
+    workers = max(1, min(jobs, len(items)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=what) as pool:
+        return list(pool.map(step, items))

@@ -265,6 +265,9 @@ OnlyEnv = Annotated[str | None, typer.Option("--env", metavar="ENV", help="Only 
 LockWait = Annotated[float, typer.Option(
     "--lock-wait", metavar="SECONDS", help="Wait this long for another run holding the "
     "comp's lock (default: fail at once, saying who holds it)")]
+Region = Annotated[str | None, typer.Option(
+    "--region", metavar="REGION", help="Only this region of a multi-region env (default: "
+    "every region)")]
 
 
 @_command(app, "vars",
@@ -463,25 +466,27 @@ def release_command(
         "--break-lock", help="Take the release lock even if another release holds it (when "
         "that one is gone)")] = False,
     lock_wait: LockWait = 0,
+    region: Region = None,
 ) -> None:
     """Put an AMI on a comp's fleet with a blue/green deployment.
 
     A new launch-template version becomes the default and CodeDeploy deploys it
     blue/green. Failed, stopped or timed out: the launch template and the Auto Scaling
-    group go back and the AMI is tagged failed.
+    group go back and the AMI is tagged failed. A multi-region env releases in each of
+    its regions at once (--ami names the bake region's AMI; the others release its copy).
     """
     from builder.config.models import Combo
     from builder.interrupts import Cancel, handle_signals
     from builder.output import Progress
-    from builder.release.release import release
+    from builder.release.regions import release
 
     bounded_number(timeout, "--timeout", maximum=7 * 24 * 60)
     project = _g(ctx).project()
     with handle_signals(Cancel()) as cancel, _using_stack(project, f"release {app_name} {env}"):
         _emit(ctx, release(project, Combo(app_name, env, comp), ami_id=ami, revision=revision,
                            deploy=not no_deploy, wait=not no_wait, timeout_min=timeout,
-                           break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress(),
-                           cancel=cancel))
+                           break_lock=break_lock, lock_wait_s=lock_wait, region=region,
+                           progress=Progress(), cancel=cancel))
 
 
 @_command(app, "reap",
@@ -530,6 +535,7 @@ def promote_command(
         "--break-lock", help="Take the target comp's lock even if another promotion or "
         "release holds it (when that one is gone)")] = False,
     lock_wait: LockWait = 0,
+    region: Region = None,
 ) -> None:
     """Copy the source env's verified AMI into an env and release it.
 
@@ -547,8 +553,8 @@ def promote_command(
     project = _g(ctx).project()
     with handle_signals(Cancel()) as cancel, _using_stack(project, f"promote {app_name}"):
         _emit(ctx, promote(project, app_name, comp, to_env, ami_id=ami, deploy=not no_deploy,
-                           break_lock=break_lock, lock_wait_s=lock_wait, progress=Progress(),
-                           cancel=cancel))
+                           break_lock=break_lock, lock_wait_s=lock_wait, region=region,
+                           progress=Progress(), cancel=cancel))
 
 
 @_command(app, "rebuild",
@@ -803,11 +809,12 @@ def local_status_command(ctx: typer.Context) -> None:
 
 
 @_command(local_app, "fail-next-deployment", "builder local fail-next-deployment demo dev app")
-def local_fail_next_command(ctx: typer.Context, app_name: App, env: Env, comp: Comp) -> None:
+def local_fail_next_command(ctx: typer.Context, app_name: App, env: Env, comp: Comp,
+                            region: Region = None) -> None:
     """Make the comp's next deployment fail (for tests)."""
     from builder.local.stack import fail_next_deployment
 
-    _emit(ctx, fail_next_deployment(_g(ctx).project(), app_name, env, comp))
+    _emit(ctx, fail_next_deployment(_g(ctx).project(), app_name, env, comp, region))
 
 
 @_command(local_app, "publish-source-ami", "builder local publish-source-ami demo dev",

@@ -209,6 +209,11 @@ _BAKE = (
     *_calls(RUN_TAGGED, "--keep-on-failure: tag the failed run's instance, key pair and "
             "security group kept-until, or terminate the instance Packer left on another "
             "failure", "ec2:CreateTags", "ec2:TerminateInstances"),
+    *_calls(ANY, "a multi-region env: copy the AMI to its other regions (each region's "
+            "kms_key_id re-encrypts the copy)", "ec2:CopyImage", when="other_regions"),
+    *_calls(KMS_KEY, "re-encrypt the copies with the region's kms_key_id", "kms:CreateGrant",
+            "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
+            "kms:ReEncryptTo", "kms:Decrypt", by="aws", when="other_regions"),
     *_LOCK,
     *_DISCARD,
     *_calls(RECORDS, "keep the build record (result, fingerprint inputs, packages.json) "

@@ -34,6 +34,8 @@ TAG_PROMOTED_FROM = "builder:promoted-from"
 # On an AMI that `promote_by: rebake` baked: the fingerprint of the verified source AMI
 # whose inputs it was baked from (its own fingerprint is the target env's).
 TAG_SOURCE_FINGERPRINT = "builder:source-fingerprint"
+# <bake region>/<ami-id>: a multi-region env's copy of its bake region's AMI
+TAG_COPIED_FROM = "builder:copied-from"
 TAG_BUILD_ID = "builder:build-id"
 TAG_RUN_ID = "builder:run-id"
 # sha256 of the bake's packages.json (the image's installed packages)

@@ -123,6 +123,8 @@ def build(resolved: Sequence[ResolvedVars], every: Sequence[ResolvedVars], steps
     """The policies for the combos in `resolved` (`every`: all combos of their apps, to
     know which env promotes from which); `role_for(settings)` names the env's role."""
     chosen = tuple(dict.fromkeys(name for step in steps for name in calls.expand(step)))
+    # A multi-region env is granted in each of its regions.
+    resolved = [r.in_region(region) for r in resolved for region in r.settings.aws_regions]
     # What only promote brings in (its release in the target env) applies only to envs
     # that promote from another.
     direct = {name for step in steps if step != "promote"
@@ -312,7 +314,7 @@ _PARAMETER_OF: Mapping[str, Callable[[Settings], str | None]] = {
 def _kms_grants(action: str, s: Settings, *, aws_made: bool) -> list[Grant]:
     """A key named by alias is matched by kms:ResourceAliases (key ARNs carry ids); the
     account's AWS-managed EBS key (no kms_key_id) needs no IAM permission."""
-    key = s.kms_key_id
+    key = s.kms_key
     partition = partition_of(s.aws_region)
     if not key:
         return []

@@ -73,6 +73,11 @@ class AwsTarget:
     profile: str | None = None
     role_arn: str | None = None
 
+    @property
+    def signed_in_as(self) -> tuple[str, str | None, str | None]:
+        """What the credentials depend on: the same in every region of the account."""
+        return self.account_id, self.profile, self.role_arn
+
     @classmethod
     def of(cls, settings: Settings) -> AwsTarget:
         return cls(settings.aws_account_id, settings.aws_region, settings.aws_profile,
@@ -114,7 +119,10 @@ class Aws:
     def env(self, target: AwsTarget) -> EnvAws:
         with self._lock:
             if target not in self._envs:
-                self._envs[target] = EnvAws(self, target)
+                # The regions of one account share its session (see EnvAws).
+                sibling = next((env for known, env in self._envs.items()
+                                if known.signed_in_as == target.signed_in_as), None)
+                self._envs[target] = EnvAws(self, target, sibling)
             return self._envs[target]
 
     def role_for(self, target: AwsTarget) -> str | None:
@@ -160,14 +168,24 @@ class Aws:
 
 class EnvAws:
     """Clients of one env, all on one session (boto3 sessions are not thread-safe: the
-    lock guards every use of the session; clients themselves are)."""
+    lock guards every use of the session; clients themselves are).
 
-    def __init__(self, aws: Aws, target: AwsTarget):
+    The regions of one account (a multi-region env) share the session, its lock, its
+    clients (by service and region) and its role credentials: botocore loads its service
+    models once per session, which makes a session per region slow."""
+
+    def __init__(self, aws: Aws, target: AwsTarget, sibling: EnvAws | None = None):
         self.aws = aws
         self.target = target
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
-        self._fetcher: AssumeRoleCredentialFetcher | None = None  # when a role is assumed
+        self._clients: dict[tuple[str, str], Any]
+        self._lock: threading.Lock
+        self._fetcher: AssumeRoleCredentialFetcher | None  # when a role is assumed
+        self._session: boto3.Session
+        if sibling is not None:
+            self._clients, self._lock = sibling._clients, sibling._lock
+            self._fetcher, self._session = sibling._fetcher, sibling._session
+            return
+        self._clients, self._lock, self._fetcher = {}, threading.Lock(), None
         self._session = self._make_session()
 
     @property

@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING, Any
 from builder import packer, private, process, records, scratch
 from builder.aws import credentials, images, temporary
 from builder.aws.calls import runs
-from builder.bake import keep, packages
+from builder.bake import keep, packages, regions
 from builder.bake.plan import Plan, plan, require_no_password
+from builder.bake.regions import RegionCopy
 from builder.batch import Failed, Ok, run_each
 from builder.config.models import Combo
 from builder.errors import (
@@ -93,6 +94,7 @@ class BakeResult:
     phases: dict[str, float] = field(default_factory=dict)
     slowest_tasks: tuple[TaskTime, ...] = ()
     notes: tuple[str, ...] = ()  # what went wrong without failing the bake
+    copies: tuple[RegionCopy, ...] = ()  # in the other regions of a multi-region env
 
     exit_code = 0
 
@@ -103,13 +105,15 @@ class BakeResult:
             "skipped": self.skipped, "fingerprint": self.fingerprint,
             "source_ami": self.source_ami, "duration_s": round(self.duration_s, 2),
             "artifacts": str(self.artifacts) if self.artifacts else None,
-            "notes": list(self.notes),
+            "notes": list(self.notes), "copies": [copy.to_json() for copy in self.copies],
         }
 
     def to_text(self) -> str:
         if self.skipped:
             return (f"{self.combo}: unchanged, using {self.ami_id} ({self.region}, "
-                    f"fingerprint {self.fingerprint[:12]}); --force bakes anyway")
+                    f"fingerprint {self.fingerprint[:12]}); --force bakes anyway") + "".join(
+                f"\n  copy in {c.region}: {c.ami_id}" + (" (made now)" if c.made else "")
+                for c in self.copies)
         lines = [f"{self.combo}: baked {self.ami_id} {self.ami_name} in {self.region} "
                  f"({self.duration_s:.1f}s)"]
         if self.phases:
@@ -117,6 +121,8 @@ class BakeResult:
         if self.slowest_tasks:
             lines.append("  slowest tasks:")
             lines.extend(f"    {t.seconds:6.1f}s  {t.name}" for t in self.slowest_tasks)
+        lines.extend(f"  copy in {c.region}: {c.ami_id}" + ("" if c.made else " (found)")
+                     for c in self.copies)
         if self.artifacts:
             lines.append(f"  artifacts: {self.artifacts}")
         lines.extend(f"  note: {note}" for note in self.notes)
@@ -178,33 +184,46 @@ def bake(project: Project, combo: Combo, *, options: BakeOptions = BakeOptions()
     subject = str(combo)
     progress(subject, "resolving config, base image and fingerprint")
     the_plan = plan(project, combo, options.ansible)
+    waited: list[bool] = []
+
+    def bake_lock() -> AbstractContextManager[object]:
+        return lock.held(the_plan.env_aws, combo, minutes=_BAKE_LOCK_MIN, purpose=lock.BAKE,
+                         wait_s=options.lock_wait_s, break_lock=options.break_lock,
+                         progress=progress, cancel=cancel, on_wait=lambda: waited.append(True))
+
     if the_plan.existing is not None and not options.force:
-        return _unchanged(the_plan, the_plan.existing, progress, started)
+        if len(the_plan.resolved.settings.aws_regions) == 1:
+            return _unchanged(project, the_plan, the_plan.existing, progress, cancel, started)
+        with bake_lock():  # it may copy to a region: never beside another bake's copies
+            return _unchanged(project, the_plan, the_plan.existing, progress, cancel, started)
     cancel.raise_if_set()
     vault_password = _vault_password(the_plan, options)
     if vault_password is None:
         require_no_password(project, the_plan.resolved)
-    waited: list[bool] = []
-    with lock.held(the_plan.env_aws, combo, minutes=_BAKE_LOCK_MIN, purpose=lock.BAKE,
-                   wait_s=options.lock_wait_s, break_lock=options.break_lock,
-                   progress=progress, cancel=cancel, on_wait=lambda: waited.append(True)):
+    with bake_lock():
         if waited and not options.force:  # the bake we waited for may have made it
             existing = next((i for i in images.images_of(
                 the_plan.env_aws.client("ec2"), combo, fingerprint=the_plan.fingerprint.value)
                 if i.status in images.USABLE_STATUSES), None)
             if existing is not None:
-                return _unchanged(the_plan, existing, progress, started)
+                return _unchanged(project, the_plan, existing, progress, cancel, started)
         return _Build(project, the_plan, vault_password, progress, cancel, started,
                       options.ansible, options.keep_hours, dict(options.tags)).run()
 
 
-def _unchanged(the_plan: Plan, existing: images.Image, progress: ProgressFn,
-               started: float) -> BakeResult:
+def _unchanged(project: Project, the_plan: Plan, existing: images.Image,
+               progress: ProgressFn, cancel: Cancel, started: float) -> BakeResult:
     settings = the_plan.resolved.settings
     progress(str(the_plan.resolved.combo), f"unchanged: {existing.id} has this fingerprint")
+    # A region without a copy (added to the env since, or its copy deleted) gets one.
+    copies = regions.copy_to_regions(project, the_plan.resolved, existing, progress=progress,
+                                     cancel=cancel)
+    regions.retag(project, the_plan.resolved, copies,
+                  {images.TAG_STATUS: images.AmiStatus.BAKED})
     return BakeResult(the_plan.resolved.combo, existing.id, settings.aws_region,
                       settings.aws_account_id, True, the_plan.fingerprint.value,
-                      the_plan.source.id, time.monotonic() - started, None, existing.name)
+                      the_plan.source.id, time.monotonic() - started, None, existing.name,
+                      copies=copies)
 
 
 def bake_all(project: Project, app: str, env: str, *, jobs: int | None = None,
@@ -340,10 +359,12 @@ class _Build:
             if manifest.exists():
                 private.write_text(self.artifacts / manifest.name,
                                    manifest.read_text(encoding="utf-8"))
+        copies = regions.copy_to_regions(self.project, self.plan.resolved, image,
+                                         progress=self.progress, cancel=self.cancel)
         result = BakeResult(
             self.combo, ami_id, settings.aws_region, settings.aws_account_id, False,
             self.plan.fingerprint.value, self.plan.source.id, time.monotonic() - self.started,
-            self.artifacts, image.name, dict(self.phases), self._slowest(), notes)
+            self.artifacts, image.name, dict(self.phases), self._slowest(), notes, copies)
         private.write_text(self.artifacts / "result.json",
                            json.dumps(result.to_json(), indent=2) + "\n")
         final_tags = {images.TAG_STATUS: str(images.AmiStatus.BAKED)}
@@ -362,7 +383,8 @@ class _Build:
             final_tags[images.TAG_RECORD], uploaded = records.upload_build(
                 self.plan.env_aws, bucket, self.combo, ami_id, self.artifacts)
         try:
-            # The very last step: only now may anything use the AMI.
+            # The very last step: only now may anything use the AMI (and its copies).
+            regions.retag(self.project, self.plan.resolved, copies, final_tags)
             images.set_tags(self.ec2, image, final_tags)
         except BaseException:
             try:  # the AMI goes (run() discards it): so does its record

@@ -20,7 +20,14 @@ from typing import Any, Generic, TypeVar
 
 from builder.aws.partition import ARN_PARTITION, of_arn, partition_of
 from builder.config.layout import NAME_RE, Layout
-from builder.config.models import Combo, DeployStrategy, PromoteBy, Settings, SourceAmiFilter
+from builder.config.models import (
+    Combo,
+    DeployStrategy,
+    KmsKeys,
+    PromoteBy,
+    Settings,
+    SourceAmiFilter,
+)
 from builder.output import table
 
 T = TypeVar("T")
@@ -190,6 +197,43 @@ def _cidrs(value: Any, check: Check) -> tuple[str, ...]:
     return tuple(str(item) for item in value)
 
 
+_region_text = _text(_REGION_RE, "a region like eu-west-1", allow_empty=True)
+
+
+def _region(value: Any, check: Check) -> str:
+    # Unset is allowed here: the rule _one_region_key asks for it or aws_regions.
+    return _region_text(value, check)
+
+
+def _regions(value: Any, check: Check) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if not isinstance(value, list) or not value:
+        check.fail("must be a non-empty list of regions (the first is where bakes run)")
+        return ()
+    if not all(isinstance(item, str) and _REGION_RE.fullmatch(item) for item in value):
+        check.fail(f"{value!r:.80} must list regions like eu-west-1")
+        return ()
+    if len(set(value)) != len(value):
+        check.fail(f"{value} names a region twice")
+        return ()
+    return tuple(value)
+
+
+_key_text = _text(allow_empty=True)
+
+
+def _kms_keys(value: Any, check: Check) -> KmsKeys:
+    if not isinstance(value, Mapping):
+        return KmsKeys(every_region=_key_text(value, check))
+    pairs = tuple((str(region), key) for region, key in value.items())
+    if not all(_REGION_RE.fullmatch(region) and isinstance(key, str) and key
+               for region, key in pairs):
+        check.fail("must be a key id, alias or ARN, or a mapping of region to one")
+        return KmsKeys()
+    return KmsKeys(by_region=pairs)
+
+
 def _flag(value: Any, check: Check) -> bool:
     if not isinstance(value, bool):
         check.fail(f"must be true or false, not {value!r}")
@@ -256,8 +300,9 @@ _COMBO_NAME = "{{ app }}-{{ env }}-{{ comp }}"
 
 KEYS: tuple[Key[Any], ...] = (
     Key("components", _components, "the comps of this env (a list)", required=True),
-    Key("aws_region", _text(_REGION_RE, "a region like eu-west-1"), "the env's region",
-        required=True),
+    Key("aws_region", _region, "the env's region (or aws_regions)"),
+    Key("aws_regions", _regions,
+        "the env's regions, a list instead of aws_region: bakes run in the first"),
     Key("aws_account_id", _account, "the env's 12-digit account id (quote it)", required=True),
     Key("aws_profile", _optional(), "named AWS profile for this env (none: the default chain)"),
     Key("aws_role_arn", _optional(_ROLE_RE, "an IAM role ARN"),
@@ -279,8 +324,9 @@ KEYS: tuple[Key[Any], ...] = (
     Key("ami_name", _text(_AMI_NAME_RE, "a valid AMI name (3-100 of letters, digits, ()[] ./'@_-)"),
         "name prefix of the new AMI; a UTC timestamp is appended", _COMBO_NAME),
     Key("encrypt_boot", _flag, "encrypt the AMI's EBS snapshots", True),
-    Key("kms_key_id", _text(allow_empty=True),
-        "KMS key for the snapshots (empty: the account's default EBS key)", ""),
+    Key("kms_key_id", _kms_keys,
+        "KMS key for the snapshots, or a mapping of region to key (empty: the account's "
+        "default EBS key)", ""),
     Key("launch_template_name", _text(), "launch template that gets a version per release",
         _COMBO_NAME),
     Key("codedeploy_application", _text(), "CodeDeploy application", "{{ app }}"),
@@ -357,9 +403,33 @@ def _key_needs_encryption(values: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _one_region_key(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    if values["aws_region"] and values["aws_regions"]:
+        return "aws_regions", "set one of aws_region and aws_regions, not both"
+    if not values["aws_region"] and not values["aws_regions"]:
+        return "aws_region", "required (or aws_regions, a list)"
+    return None
+
+
+def _key_per_region(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A mapping of keys names every region of the env, and no other."""
+    keys: KmsKeys = values["kms_key_id"]
+    if not keys.by_region:
+        return None
+    regions = values["aws_regions"] or (values["aws_region"],)
+    named = [region for region, _ in keys.by_region]
+    if missing := [region for region in regions if region and region not in named]:
+        return "kms_key_id", f"names no key for {', '.join(missing)}"
+    if extra := [region for region in named if region not in regions]:
+        return "kms_key_id", f"names {', '.join(extra)}, not a region of this env"
+    return None
+
+
 # Checks that read several keys, on the parsed values (a key that failed holds its
 # placeholder: unset, false or empty).
 RULES: tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...] = (
+    _one_region_key,
+    _key_per_region,
     _one_base_image,
     _role_in_the_account,
     _arns_in_the_partition,
@@ -381,7 +451,9 @@ def parse_settings(
     for rule in RULES:
         if problem := rule(parsed):
             report(*problem)
-    return Settings(**parsed)
+    # Either key gives both fields: aws_region is the bake region, the first of aws_regions.
+    regions = parsed["aws_regions"] or (parsed["aws_region"],)
+    return Settings(**{**parsed, "aws_region": regions[0], "aws_regions": regions})
 
 
 @dataclass(frozen=True)

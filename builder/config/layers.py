@@ -95,6 +95,10 @@ class ResolvedVars:
     def origin(self, key: str) -> str:
         return self.origins[key].show(self.root)
 
+    def in_region(self, region: str) -> ResolvedVars:
+        """This combo aimed at another region of its env (see `Settings.in_region`)."""
+        return replace(self, settings=self.settings.in_region(region))
+
     def problem(self, key: str, message: str) -> ConfigError:
         return _error_at(self.origins.get(key), f"{key}: {message}")
 

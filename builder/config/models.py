@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+
+from builder.errors import InputError
 
 
 @dataclass(frozen=True, order=True)
@@ -43,6 +45,21 @@ class SourceAmiFilter:
 
 
 @dataclass(frozen=True)
+class KmsKeys:
+    """`kms_key_id`: one key for every region of the env, or one per region."""
+
+    every_region: str = ""
+    by_region: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.every_region or self.by_region)
+
+    def for_region(self, region: str) -> str:
+        """The key of `region` ("": the account's default EBS key)."""
+        return dict(self.by_region).get(region, self.every_region)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The keys the tool itself reads, typed and validated.
 
@@ -51,7 +68,8 @@ class Settings:
     """
 
     components: tuple[str, ...]
-    aws_region: str
+    aws_region: str  # the bake region (of a multi-region env: the first of aws_regions)
+    aws_regions: tuple[str, ...]  # every region of the env, the bake region first
     aws_account_id: str
     aws_profile: str | None
     aws_role_arn: str | None
@@ -64,7 +82,7 @@ class Settings:
     ssh_username: str
     ami_name: str
     encrypt_boot: bool
-    kms_key_id: str
+    kms_key_id: KmsKeys
     launch_template_name: str
     codedeploy_application: str
     codedeploy_deployment_group: str
@@ -80,3 +98,25 @@ class Settings:
     ami_deprecate_after_days: int
     ami_keep_launched_days: int
     records_bucket: str | None
+
+    @property
+    def kms_key(self) -> str:
+        """The KMS key of `aws_region` ("": the account's default EBS key)."""
+        return self.kms_key_id.for_region(self.aws_region)
+
+    @property
+    def other_regions(self) -> tuple[str, ...]:
+        """The regions a bake copies its AMI to (the calls table's `when` reads this)."""
+        return self.aws_regions[1:]
+
+    @property
+    def bake_region(self) -> str:
+        """Where bakes run: the first region of the env."""
+        return self.aws_regions[0]
+
+    def in_region(self, region: str) -> Settings:
+        """These settings aimed at another region of the env (`aws_region` = `region`)."""
+        if region not in self.aws_regions:
+            raise InputError(f"--region {region}: not a region of this env "
+                             f"({', '.join(self.aws_regions)})")
+        return replace(self, aws_region=region)

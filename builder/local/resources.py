@@ -129,7 +129,9 @@ def ensure_resources(project: Project, progress: ProgressFn = silent) -> Resourc
             problems.append(combo.format(project.root))
             continue
         try:
-            maker.combo(project.resolve(combo.app, combo.env, combo.comp))
+            resolved = project.resolve(combo.app, combo.env, combo.comp)
+            for region in resolved.settings.aws_regions:  # a multi-region env: in each
+                maker.combo(resolved.in_region(region))
         except BuilderError as exc:
             problems.append(f"{combo}: {exc.format(project.root)}")
     problems += maker.wait_for_deployments()
@@ -270,9 +272,9 @@ class _Maker:
         settings = resolved.settings
         env_aws = self.project.env_aws(resolved)
         image_id = self._base_image(env_aws, settings)
-        if settings.kms_key_id.startswith("alias/"):
-            self._once(env_aws, "kms_alias", settings.kms_key_id,
-                       lambda: _ensure_kms_alias(env_aws, settings.kms_key_id))
+        if settings.kms_key.startswith("alias/"):
+            self._once(env_aws, "kms_alias", settings.kms_key,
+                       lambda: _ensure_kms_alias(env_aws, settings.kms_key))
         if settings.vault_password_ssm_parameter:
             self._vault_parameter(env_aws, settings.vault_password_ssm_parameter)
         self._network(env_aws, resolved)
@@ -295,7 +297,7 @@ class _Maker:
                    lambda: _ensure_application(env_aws, settings.codedeploy_application))
         self._once(env_aws, "deployment_group", settings.codedeploy_deployment_group,
                    lambda: self._ensure_group(env_aws, settings, bucket, key))
-        self.progress("local", f"{resolved.combo}: resources ready")
+        self.progress("local", f"{resolved.combo}: resources ready in {settings.aws_region}")
 
     def wait_for_deployments(self) -> list[str]:
         """Wait for the first deployments; a failed one is a problem of the report."""

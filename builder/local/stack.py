@@ -315,10 +315,13 @@ def status(layout: Layout) -> LocalStatus:
                        accounts=accounts)
 
 
-def fail_next_deployment(project: Project, app: str, env: str, comp: str) -> FailureArmed:
-    """Arm a failure for the next deployment of the comp's deployment group."""
+def fail_next_deployment(project: Project, app: str, env: str, comp: str,
+                         region: str | None = None) -> FailureArmed:
+    """Arm a failure for the next deployment of the comp's deployment group (in `region`
+    of a multi-region env; default: its bake region)."""
     project = local_project(project)
-    settings = project.resolve(app, env, comp).settings
+    resolved = project.resolve(app, env, comp)
+    settings = (resolved.in_region(region) if region else resolved).settings
     armed = FailureArmed(settings.aws_account_id, settings.aws_region,
                          settings.codedeploy_application, settings.codedeploy_deployment_group)
     endpoint = running_endpoint(project.layout)

@@ -12,10 +12,11 @@ from builder.batch import Failed, Ok, run_each
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent, table
 from builder.project import Project
-from builder.release.release import ReleaseResult, release
+from builder.release.regions import RegionsResult, release
+from builder.release.release import ReleaseResult
 
 Baked = BakeResult | Failed
-Released = ReleaseResult | Failed
+Released = ReleaseResult | RegionsResult | Failed
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class BakeAndRelease:
     @property
     def exit_code(self) -> int:
         """0 when every comp was baked and released, else the worst failure's code."""
-        return max((o.exit_code for pair in self.outcomes for o in pair if isinstance(o, Failed)),
-                   default=0)
+        return max((o.exit_code for pair in self.outcomes for o in pair
+                    if isinstance(o, Failed | RegionsResult)), default=0)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"bake": baked.to_json(), "release": released.to_json() if released else None}
@@ -44,11 +45,14 @@ class BakeAndRelease:
             elif isinstance(released, Failed):
                 rows.append((str(baked.combo), bake_text, baked.ami_id, "FAILED",
                              released.error.message))
+            elif isinstance(released, RegionsResult):
+                rows.append((str(baked.combo), bake_text, baked.ami_id, released.outcome,
+                             released.summary))
             elif released is not None:
                 rows.append((str(baked.combo), bake_text, baked.ami_id, released.outcome,
                              released.asg_after or released.asg_before or "-"))
         details = [released.to_text() for _, released in self.outcomes
-                   if isinstance(released, ReleaseResult)]
+                   if isinstance(released, ReleaseResult | RegionsResult)]
         return "\n\n".join([table(("combo", "bake", "AMI", "release",
                                    "Auto Scaling group / error"), rows), *details])
 

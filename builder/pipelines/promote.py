@@ -28,6 +28,8 @@ from builder.aws import images as amis
 from builder.aws.calls import runs
 from builder.aws.images import Image
 from builder.aws.partition import partition_of
+from builder.bake import regions
+from builder.bake.regions import RegionCopy
 from builder.config.keys import AMI_ID_RE
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo, PromoteBy
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import CopyImageRequestTypeDef
 
+    from builder.release.regions import RegionsResult
     from builder.release.release import ReleaseResult
 
 COPY_TIMEOUT_MIN = 180.0
@@ -77,12 +80,15 @@ class PromoteResult:
     region: str
     reused: bool  # the copy (or the rebaked AMI) was made by an earlier run
     shared: bool  # a share (and maybe a KMS grant) was added, then removed
-    released: ReleaseResult | None
+    released: ReleaseResult | RegionsResult | None
     duration_s: float
     promote_by: PromoteBy = PromoteBy.COPY
     notes: tuple[str, ...] = ()  # a rebake's base image that is not the source's
+    copies: tuple[RegionCopy, ...] = ()  # in the other regions of a multi-region target
 
-    exit_code = 0
+    @property
+    def exit_code(self) -> int:
+        return self.released.exit_code if self.released is not None else 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +99,7 @@ class PromoteResult:
             "reused": self.reused, "shared": self.shared,
             "promote_by": self.promote_by.value, "notes": list(self.notes),
             "promoted_from": f"{self.source_env}/{self.source_ami}",
+            "copies": [copy.to_json() for copy in self.copies],
             "release": self.released.to_json() if self.released is not None else None,
             "duration_s": round(self.duration_s, 2),
         }
@@ -104,6 +111,8 @@ class PromoteResult:
         lines = [f"{self.combo}: {how} {self.ami_id} ({self.account} {self.region}) of "
                  f"{self.source_env}'s verified {self.source_ami} ({self.source_account} "
                  f"{self.source_region}) in {self.duration_s:.1f}s"]
+        lines.extend(f"  copy in {c.region}: {c.ami_id}" + ("" if c.made else " (found)")
+                     for c in self.copies)
         lines.extend(f"  note: {note}" for note in self.notes)
         lines.append(self.released.to_text() if self.released is not None
                      else "  not released (--no-deploy): "
@@ -115,7 +124,7 @@ class PromoteResult:
 @runs("promote")
 def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str | None = None,
             deploy: bool = True, timeout_min: float = COPY_TIMEOUT_MIN,
-            break_lock: bool = False, lock_wait_s: float = 0,
+            break_lock: bool = False, lock_wait_s: float = 0, region: str | None = None,
             progress: ProgressFn = silent, cancel: Cancel | None = None) -> PromoteResult:
     """Copy the AMI verified in the target env's promote_from env into the target and release it.
 
@@ -123,7 +132,9 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
     then works under the target combo's lock (the one its releases take): one promotion
     into an env at a time, so two never make two copies. Reuses a copy already made from
     the same AMI, and removes the share and any grant when done. A failed copy is
-    deregistered.
+    deregistered. A multi-region target: the copy is made in its bake region, copied from
+    there to the others as a bake's AMI is, and released in every region (`region`: that
+    one only).
     """
     if ami_id is not None and not AMI_ID_RE.fullmatch(ami_id):
         raise InputError(f"--ami {ami_id!r:.40}: not an AMI id (ami-0123456789abcdef0)")
@@ -165,16 +176,25 @@ def promote(project: Project, app: str, comp: str, to_env: str, *, ami_id: str |
         else:
             copy, shared = _copy(source_aws, target_aws, source, target, image, earlier,
                                  timeout_min, progress, cancel)
+        copies = regions.copy_to_regions(project, target, copy, progress=progress,
+                                         cancel=cancel, timeout_min=timeout_min)
+        regions.retag(project, target, copies, {amis.TAG_STATUS: amis.AmiStatus.BAKED})
         cancel.raise_if_set()
         released = None
         if deploy:
-            from builder.release.release import release
+            from builder.release.regions import release
 
-            released = release(project, target.combo, ami_id=copy.id, progress=progress,
-                               cancel=cancel, lock_held=True)
+            released = release(project, target.combo, ami_id=_in_region(copy, copies, region),
+                               region=region, progress=progress, cancel=cancel,
+                               lock_held=True)
     return PromoteResult(target.combo, source_env, image.id, source_aws.account_id,
                          source_aws.region, copy.id, target_aws.account_id, target_aws.region,
-                         reused, shared, released, time.monotonic() - started)
+                         reused, shared, released, time.monotonic() - started, copies=copies)
+
+
+def _in_region(copy: Image, copies: tuple[RegionCopy, ...], region: str | None) -> str:
+    """The promoted AMI in `region` (None: the bake region's)."""
+    return next((c.ami_id for c in copies if c.region == region), copy.id)
 
 
 def cross_partition_copy(source: ResolvedVars, target: ResolvedVars) -> str | None:
@@ -210,7 +230,7 @@ def _by_rebake(project: Project, source: ResolvedVars, target: ResolvedVars, ima
         cancel.raise_if_set()
         released = None
         if deploy:
-            from builder.release.release import release
+            from builder.release.regions import release
 
             released = release(project, target.combo, ami_id=baked.ami_id, progress=progress,
                                cancel=cancel, lock_held=True)
@@ -294,7 +314,7 @@ def _copy(source_aws: EnvAws, target_aws: EnvAws, source: ResolvedVars, target: 
     subject = str(target.combo)
     ec2 = target_aws.client("ec2")
     plan = sharing.preflight(source_aws, target_aws, image,
-                             target_key=target.settings.kms_key_id,
+                             target_key=target.settings.kms_key,
                              source_env=source.combo.env, target_env=target.combo.env)
     if plan.missing:
         raise RefusedError(
@@ -338,9 +358,9 @@ def _start_copy(ec2: EC2Client, source_aws: EnvAws, target: ResolvedVars, image:
         # deregistered copy instead of making a new one.
         "ClientToken": f"builder-{run_id}",
         # An encrypted source stays encrypted; a key given means encryption with it.
-        "Encrypted": settings.encrypt_boot or image.encrypted or bool(settings.kms_key_id)}
-    if settings.kms_key_id:
-        request["KmsKeyId"] = settings.kms_key_id
+        "Encrypted": settings.encrypt_boot or image.encrypted or bool(settings.kms_key)}
+    if settings.kms_key:
+        request["KmsKeyId"] = settings.kms_key
     with translate(f"copying {image.id} into {settings.aws_account_id} "
                    f"{settings.aws_region}"):
         copy_id = str(ec2.copy_image(**request)["ImageId"])

@@ -9,7 +9,8 @@ in progress involves, that an SSM parameter of the account names, or that is sha
 with another account (a promotion may be copying it); and, when nothing else keeps
 it, one an instance was launched from within `ami_keep_launched_days`. An AMI prune
 deletes loses its deregistration protection first; one in use keeps it.
-A dry run unless `yes`.
+A dry run unless `yes`. A multi-region env is pruned region by region, the bake region
+last, where an AMI whose copy another region keeps stays too.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class PruneReport:
 @runs("prune")
 def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None = None,
           yes: bool = False, break_lock: bool = False, lock_wait_s: float = 0,
-          progress: ProgressFn = silent) -> PruneReport:
+          progress: ProgressFn = silent) -> PruneReport | PruneRegions:
     """Plan (and with `yes`, do) the removal of the comp's old AMIs and their snapshots.
 
     Keeps the newest `keep` (default ami_keep) and every AMI still in use. With `yes` it
@@ -128,22 +129,55 @@ def prune(project: Project, app: str, env: str, comp: str, *, keep: int | None =
     if keep is not None and keep < 1:
         raise InputError(f"--keep {keep}: keep at least 1 AMI")
     resolved = project.resolve(app, env, comp)
-    env_aws = project.env_aws(resolved)
-    if not yes:
-        return _prune(env_aws, resolved, keep, yes=False)
-    with lock.held(env_aws, resolved.combo, minutes=_LOCK_MIN, break_lock=break_lock,
-                   wait_s=lock_wait_s, progress=progress):
-        return _prune(env_aws, resolved, keep, yes=True)
+
+    def in_region(each: ResolvedVars, keep_also: Mapping[str, str]) -> PruneReport:
+        env_aws = project.env_aws(each)
+        if not yes:
+            return _prune(env_aws, each, keep, yes=False, keep_also=keep_also)
+        with lock.held(env_aws, each.combo, minutes=_LOCK_MIN, break_lock=break_lock,
+                       wait_s=lock_wait_s, progress=progress):
+            return _prune(env_aws, each, keep, yes=True, keep_also=keep_also)
+
+    # A multi-region env: each region of its own, the bake region last, keeping the
+    # AMIs whose copies stay elsewhere (a release there finds its copy through them).
+    others = [in_region(resolved.in_region(region), {})
+              for region in resolved.settings.other_regions]
+    sources = {source.partition("/")[2]: f"its copy {e.image.id} stays in {report.region}"
+               for report in others for e in report.entries
+               if e.keep and (source := e.image.tags.get(amis.TAG_COPIED_FROM))}
+    bake = in_region(resolved, sources)
+    return PruneRegions((bake, *others)) if others else bake
 
 
-def _prune(env_aws: EnvAws, resolved: ResolvedVars, keep: int | None, *, yes: bool
-           ) -> PruneReport:
+@dataclass(frozen=True)
+class PruneRegions:
+    """The prune of a multi-region env's comp: one report per region, the bake region's
+    first."""
+
+    reports: tuple[PruneReport, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return max(report.exit_code for report in self.reports)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"regions": [report.to_json() for report in self.reports]}
+
+    def to_text(self) -> str:
+        return "\n\n".join(report.to_text() for report in self.reports)
+
+
+def _prune(env_aws: EnvAws, resolved: ResolvedVars, keep: int | None, *, yes: bool,
+           keep_also: Mapping[str, str]) -> PruneReport:
     settings = resolved.settings
     keep_newest = keep if keep is not None else settings.ami_keep
     ec2 = env_aws.client("ec2")
     candidates = amis.images_of(ec2, resolved.combo, states=_STATES)
     reasons = _in_use(env_aws, resolved, candidates)
     in_use = {image_id: list(found) for image_id, found in reasons.items()}
+    for image in candidates:
+        if image.id in keep_also:
+            reasons.setdefault(image.id, []).append(keep_also[image.id])
     # The newest that can launch: a copy or bake that ended failed, or one not complete
     # yet, takes no place of theirs.
     for image in [i for i in candidates if i.state == "available"

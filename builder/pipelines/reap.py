@@ -204,7 +204,9 @@ def _targets(project: Project) -> tuple[list[AwsTarget], list[str], list[str]]:
                 continue
             for comp in comps:
                 try:
-                    targets[AwsTarget.of(project.resolve(app, env, comp).settings)] = None
+                    settings = project.resolve(app, env, comp).settings
+                    for region in settings.aws_regions:  # a bake's copies are in each
+                        targets[AwsTarget.of(settings.in_region(region))] = None
                 except BuilderError:
                     skipped.append(f"{app}/{env}/{comp}")
     return list(targets), apps, skipped

@@ -25,7 +25,7 @@ from builder.bake.build import BakeOptions, bake
 from builder.batch import Ok, run_each
 from builder.config.layers import ResolvedVars
 from builder.config.models import Combo, PromoteBy
-from builder.errors import BuilderError
+from builder.errors import BuilderError, DeployFailed
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent, table
 from builder.pipelines import inventory
@@ -257,10 +257,12 @@ class _Runner:
         detail = "unchanged" if baked.skipped else "baked"
         changes = self._changes(entry, baked.ami_id)
         if self.release:
-            from builder.release.release import release
+            from builder.release.regions import release
 
             released = release(self.project, combo, ami_id=baked.ami_id,
                                progress=self.progress, cancel=self.cancel)
+            if released.exit_code:  # some regions failed (and rolled back), others stay
+                raise DeployFailed(f"{combo}: release {released.to_text()}")
             detail += f", release {released.outcome}"
         return Outcome(entry, Result.DONE, baked.ami_id, detail, changes)
 
@@ -274,6 +276,8 @@ class _Runner:
         detail = (f"{'reused' if promoted.reused else done} {promoted.source_env}/"
                   f"{promoted.source_ami}")
         if promoted.released is not None:
+            if promoted.released.exit_code:
+                raise DeployFailed(f"{combo}: release {promoted.released.to_text()}")
             detail += f", release {promoted.released.outcome}"
         return Outcome(entry, Result.DONE, promoted.ami_id, detail,
                        self._changes(entry, promoted.ami_id))

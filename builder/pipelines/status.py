@@ -3,7 +3,8 @@ it is and how it got there, its base image and whether a newer one is out, wheth
 rebuild (or promotion) is due and why, and the group's last deployment.
 
 Batched like `rebuild` (one Inventory), plus one CodeDeploy query per application in
-each account and region for the last deployments.
+each account and region for the last deployments. A multi-region env has a row per
+region, with what is due judged in its bake region.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,7 @@ class ComboStatus:
     # The newest usable AMI of the comp, when it isn't the one running (not released yet).
     unreleased: str = ""
     error: str = ""
+    region_shown: bool = False  # one of several regions of its env: named in the text
     # For the lineage page (not in the text or JSON): the running AMI's package count
     # when its bake's packages.json is here and matches its tag, and the promoted copies
     # of it in other envs (combo, copy's id).
@@ -97,8 +99,9 @@ class ComboStatus:
 
     def row(self, now: datetime) -> tuple[str, ...]:
         age = self.age_days(now)
+        name = f"{self.combo} {self.region}" if self.region_shown else str(self.combo)
         if self.error:
-            return (str(self.combo), "-", "-", "-", "-", f"error: {self.error}", "-", "-")
+            return (name, "-", "-", "-", "-", f"error: {self.error}", "-", "-")
         base = self.base_ami or "-"
         if self.newer_base:
             base += f" (newer: {self.newer_base})"
@@ -112,7 +115,7 @@ class ComboStatus:
         ami = self.ami_id or "-"
         if self.unreleased:
             ami += f" (not released: {self.unreleased})"
-        return (str(self.combo), ami, age_text(age), self.status or "-", base, due, deployment,
+        return (name, ami, age_text(age), self.status or "-", base, due, deployment,
                 self.promoted_from or "-")
 
 
@@ -146,26 +149,49 @@ def status(project: Project, app: str | None = None, env: str | None = None) -> 
     """What each combo in scope runs and whether a rebuild or promotion is due."""
     now = datetime.now(UTC)
     covered = inventory.scope(project, app, env)
-    facts = inventory.gather(project, covered.resolved)
-    deployments = _last_deployments(project, covered.resolved)
-    copies = _copies(facts)
     package_counts: dict[str, int] = {}
     rows = [ComboStatus(combo, "", "", error=problem)
             for combo, problem in covered.problems.items()]
-    for resolved in covered.resolved:
+    # A multi-region env has a row per region: the inventory (keyed by combo) is taken
+    # once for the bake regions, once for the second regions, and so on. What is due is
+    # the bake region's in every region: a bake there (its base image named by the bake
+    # region's id) makes every region's AMI.
+    baked = _rows(project, list(covered.resolved), now, package_counts)
+    judged = {row.combo: row for row in baked}
+    rows += baked
+    deepest = max((len(r.settings.aws_regions) for r in covered.resolved), default=1)
+    for depth in range(1, deepest):
+        in_scope = [r.in_region(r.settings.aws_regions[depth]) for r in covered.resolved
+                    if depth < len(r.settings.aws_regions)]
+        rows += [replace(row, due=judged[row.combo].due, newer_base=judged[row.combo].newer_base)
+                 if row.combo in judged and not row.error else row
+                 for row in _rows(project, in_scope, now, package_counts)]
+    return StatusReport(tuple(sorted(rows, key=lambda r: (r.combo, r.region))), now)
+
+
+def _rows(project: Project, in_scope: list[ResolvedVars], now: datetime,
+          package_counts: dict[str, int]) -> list[ComboStatus]:
+    facts = inventory.gather(project, in_scope)
+    deployments = _last_deployments(project, in_scope)
+    copies = _copies(facts)
+    rows = []
+    for resolved in in_scope:
         settings = resolved.settings
         combo = resolved.combo
         where = (settings.aws_account_id, settings.aws_region)
+        shown = len(settings.aws_regions) > 1
         problem = facts.problems.get(combo)
         if problem is not None:
-            rows.append(ComboStatus(combo, *where, error=problem))
+            rows.append(ComboStatus(combo, *where, error=problem, region_shown=shown))
             continue
         try:
-            rows.append(_row(project, facts, facts.facts[combo], now,
-                             deployments.get(combo), copies, package_counts))
+            rows.append(replace(_row(project, facts, facts.facts[combo], now,
+                                     deployments.get(combo), copies, package_counts),
+                                region_shown=shown))
         except BuilderError as exc:
-            rows.append(ComboStatus(combo, *where, error=exc.format(project.root)))
-    return StatusReport(tuple(sorted(rows, key=lambda r: r.combo)), now)
+            rows.append(ComboStatus(combo, *where, error=exc.format(project.root),
+                                    region_shown=shown))
+    return rows
 
 
 def _row(project: Project, facts: inventory.Inventory, combo_facts: ComboFacts,

@@ -171,7 +171,7 @@ class ReleaseResult:
 def release(project: Project, combo: Combo, *, ami_id: str | None = None,
             revision: str | None = None, deploy: bool = True, wait: bool = True,
             timeout_min: float = 30.0, break_lock: bool = False, lock_wait_s: float = 0,
-            lock_held: bool = False, progress: ProgressFn = silent,
+            lock_held: bool = False, region: str | None = None, progress: ProgressFn = silent,
             cancel: Cancel | None = None) -> ReleaseResult:
     """Release `ami_id` (default: the newest baked, released or verified AMI of the combo
     in its env's account) and deploy it blue/green, under the combo's release lock.
@@ -180,6 +180,8 @@ def release(project: Project, combo: Combo, *, ami_id: str | None = None,
     deploy False: the launch template only (AMI tagged released). wait False: return once
     the deployment is created (the lock goes with it; a later release of the same AMI
     attaches and finishes). lock_held: the caller (promote) holds the combo's lock.
+    region: one region of a multi-region env (default: the bake region); the lock is that
+    region's (builder.release.regions releases in every region).
     Raises RefusedError (the AMI), LockedError, DeployFailed (rolled back), Interrupted
     (Ctrl-C while waiting: the deployment goes on).
     """
@@ -191,7 +193,7 @@ def release(project: Project, combo: Combo, *, ami_id: str | None = None,
     cancel = cancel or Cancel()
     cancel.raise_if_set()
     run = _Release(project, combo, _Options(ami_id, wanted_revision, deploy, wait,
-                                            timeout_min), progress, cancel)
+                                            timeout_min), progress, cancel, region)
     # The AMI and the launch template are accepted (or refused) before anything is
     # written, the lock included; run() reads the template's default again under it.
     run.image = run._choose_image()
@@ -219,14 +221,18 @@ class _Release:
     """One release; its fields fill in as it goes (what the record tells)."""
 
     def __init__(self, project: Project, combo: Combo, options: _Options, progress: ProgressFn,
-                 cancel: Cancel):
+                 cancel: Cancel, region: str | None = None):
         self.project = project
         self.combo = combo
         self.options = options
         self.progress = progress
         self.cancel = cancel
-        self.subject = str(combo)
         resolved = project.resolve(combo.app, combo.env, combo.comp)
+        if region is not None:
+            resolved = resolved.in_region(region)
+        self.subject = str(combo) + (f" {resolved.settings.aws_region}"
+                                     if len(resolved.settings.aws_regions) > 1
+                                     else "")
         self.settings = resolved.settings
         self.env_aws = project.env_aws(resolved)
         self.target = DeployTarget.of(project, resolved)

@@ -378,16 +378,21 @@ def _var_values(variables: tuple[Variable, ...], resolved: ResolvedVars, source:
     """
     values: dict[str, Any] = {}
     problems: list[Problem] = []
+    # The region keys as the bake sees them: a multi-region env bakes in its first region,
+    # with that region's key.
+    settings = resolved.settings
+    given = {**resolved.values, "aws_region": settings.aws_region,
+             "kms_key_id": settings.kms_key}
     for variable in variables:
         if variable.name.startswith("builder_"):
             continue
-        if variable.name not in resolved.values or resolved.values[variable.name] is None:
+        if variable.name not in given or given[variable.name] is None:
             if not variable.has_default:
                 problems.append(Problem(
                     f"variable {variable.name!r} of template {source.name} has no default and "
                     f"no value: set {variable.name} in the vars", source, variable.line))
             continue
-        value = resolved.values[variable.name]
+        value = given[variable.name]
         mismatch = type_mismatch(value, variable.type_expr) or _reserved_tags(variable, value)
         if mismatch:
             origin = resolved.origins[variable.name]

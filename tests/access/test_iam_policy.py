@@ -191,3 +191,19 @@ def test_bad_choices_exit_2(tmp_path: Path, args: list[str]) -> None:
     done = CliRunner().invoke(app, ["--root", str(copy_demo(tmp_path / "infra")),
                                     "iam-policy", "demo", *args])
     assert done.exit_code == 2 and "builder:" in done.stderr
+
+
+def test_a_multi_region_env_is_granted_in_each_region_with_its_key(tmp_path: Path) -> None:
+    from tests.release.emulated import KEYS, REGIONS, make_multi_region
+
+    root = copy_demo(tmp_path / "infra")
+    make_multi_region(root)
+    [prod] = _policies("demo", "--env", "prod", root=root)["accounts"]
+    statements = [s for policy in prod.values() if isinstance(policy, dict)
+                  for s in policy.get("Statement", [])]
+    text = json.dumps(statements)
+    for region in REGIONS:
+        assert f"arn:aws:ec2:{region}::image/*" in text, region
+        assert f'"kms:ResourceAliases": ["{KEYS[region]}"]' in text, region
+    copy = [s for s in statements if "ec2:CopyImage" in s["Action"]]
+    assert copy, "the bake's region copies"

@@ -34,7 +34,8 @@ def test_bake_tags_skip_and_force(bake_root: Path) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads(first.stdout)
     assert set(result) == {"app", "env", "comp", "ami_id", "region", "account", "skipped",
-                           "fingerprint", "source_ami", "duration_s", "artifacts", "notes"}
+                           "fingerprint", "source_ami", "duration_s", "artifacts", "notes",
+                           "copies"}
     assert result["skipped"] is False
     assert (result["region"], result["account"]) == ("eu-west-1", "111111111111")
 

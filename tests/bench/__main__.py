@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tests.bench [NAME ...]     (names: foundation provision bake
                                                     release rebuild access faults adopted
-                                                    templates local_state records status;
+                                                    templates local_state records status
+                                                    regions;
                                                     default all)
 """
 
@@ -24,6 +25,7 @@ BENCHES = {
     "local_state": [],
     "records": [],
     "status": [],
+    "regions": [],
 }
 
 

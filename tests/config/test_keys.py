@@ -20,7 +20,8 @@ def test_table_and_settings_agree_on_names_order_and_types() -> None:
 
 
 def test_defaults_cover_every_key_but_the_required_ones() -> None:
-    assert REQUIRED == ("components", "aws_region", "aws_account_id")
+    # aws_region is required unless aws_regions is set: a rule checks that (test_config).
+    assert REQUIRED == ("components", "aws_account_id")
     assert set(DEFAULTS) | set(REQUIRED) == {key.name for key in KEYS}
     assert not set(DEFAULTS) & set(REQUIRED)
     assert DEFAULTS["ami_name"] == "{{ app }}-{{ env }}-{{ comp }}"
@@ -37,7 +38,7 @@ def test_keys_command_lists_the_table(cli: Callable[..., Any]) -> None:
     lines = text.output.splitlines()
     assert lines[0].split() == ["key", "default", "meaning"]
     assert any(line.split()[:2] == ["ami_keep", "5"] for line in lines)
-    assert any(line.split()[:2] == ["aws_region", "required"] for line in lines)
+    assert any(line.split()[:2] == ["aws_account_id", "required"] for line in lines)
 
     listed = json.loads(cli("keys", "--json").output)
     assert [entry["name"] for entry in listed] == [key.name for key in KEYS]

@@ -44,7 +44,7 @@ def bake_like(project: Project, combo: Combo, *, base: Image | None = None,
     when = built_at or datetime.now(UTC)
     name = f"{settings.ami_name}-{when:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
     encryption: dict[str, Any] = {"Encrypted": True}
-    key = settings.kms_key_id if kms_key_id is None else kms_key_id
+    key = settings.kms_key if kms_key_id is None else kms_key_id
     if key:
         encryption["KmsKeyId"] = key
     ami = ec2.copy_image(SourceImageId=plain["ImageId"], SourceRegion=settings.aws_region,

@@ -10,10 +10,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from builder.aws import images
+from builder.bake.regions import copy_to_regions, retag
 from builder.config.models import Combo
+from builder.interrupts import Cancel
 from builder.local.stack import date_image
 from builder.project import Project
 
@@ -64,7 +67,7 @@ def make_failed_copy(project: Project, combo: Combo, source_env: str) -> str:
     encrypted = source_ec2.copy_image(
         SourceImageId=plain, SourceRegion=source_resolved.settings.aws_region,
         Name=f"{plain}-encrypted", Encrypted=True,
-        KmsKeyId=source_resolved.settings.kms_key_id)["ImageId"]
+        KmsKeyId=source_resolved.settings.kms_key)["ImageId"]
     snapshot = images.describe(source_ec2, image_ids=[encrypted])[0].snapshot_ids[0]
     account = project.resolve(combo.app, combo.env, combo.comp).settings.aws_account_id
     source_ec2.modify_image_attribute(ImageId=encrypted,
@@ -122,3 +125,50 @@ def fleet_state(project: Project, combo: Combo) -> FleetState:
 def image_tags(project: Project, combo: Combo, ami_id: str) -> dict[str, str]:
     ec2 = clients(project, combo)[0]
     return dict(images.describe(ec2, image_ids=[ami_id])[0].tags)
+
+
+# -- a multi-region env -------------------------------------------------------------
+
+MULTI_REGION_APP = Combo("demo", "prod", "app")
+REGIONS = ("eu-central-1", "us-east-1", "us-west-2")
+KEYS = {"eu-central-1": "alias/demo-prod-ami", "us-east-1": "alias/demo-prod-ami-use1",
+        "us-west-2": "alias/demo-prod-ami-usw2"}
+
+
+def make_multi_region(root: Path) -> None:
+    """prod in three regions, a key in each."""
+    path = root / "vars/demo/prod/common.yml"
+    text = path.read_text().replace("aws_region: eu-central-1\n",
+                                    f"aws_regions: [{', '.join(REGIONS)}]\n")
+    text = text.replace('kms_key_id: "alias/demo-prod-ami"\n', "kms_key_id:\n" + "".join(
+        f"  {region}: {key}\n" for region, key in KEYS.items()))
+    path.write_text(text)
+
+
+def ec2_in(project: Project, combo: Combo, region: str) -> Any:
+    resolved = project.resolve(combo.app, combo.env, combo.comp).in_region(region)
+    return project.env_aws(resolved).client("ec2")
+
+
+def default_image(project: Project, combo: Combo, region: str) -> str:
+    name = project.resolve(combo.app, combo.env, combo.comp).settings.launch_template_name
+    versions = ec2_in(project, combo, region).describe_launch_template_versions(
+        LaunchTemplateName=name, Versions=["$Default"])["LaunchTemplateVersions"]
+    return str(versions[0]["LaunchTemplateData"]["ImageId"])
+
+
+def baked_everywhere(project: Project, combo: Combo = MULTI_REGION_APP) -> dict[str, str]:
+    """An AMI of the bake region as a bake leaves it, copied to the other regions by the
+    bake's own copy step; its id in each region."""
+    ami = make_ami(project, combo, status=images.AmiStatus.BUILDING,
+                   tags={images.TAG_FINGERPRINT: uuid.uuid4().hex})
+    ec2 = ec2_in(project, combo, REGIONS[0])
+    image = images.describe(ec2, image_ids=[ami])[0]
+    resolved = project.resolve(combo.app, combo.env, combo.comp)
+    copies = copy_to_regions(project, resolved, image, progress=Lines(), cancel=Cancel())
+    done = {images.TAG_STATUS: images.AmiStatus.BAKED}
+    retag(project, resolved, copies, done)
+    images.set_tags(ec2, image, done)
+    return {REGIONS[0]: ami, **{copy.region: copy.ami_id for copy in copies}}
+
+
