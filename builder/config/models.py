@@ -62,6 +62,10 @@ class Settings:
     codedeploy_application: str
     codedeploy_deployment_group: str
     deploy_strategy: DeployStrategy
+    auto_scaling_group: str
+    refresh_min_healthy_percent: int
+    refresh_checkpoints: tuple[int, ...]
+    refresh_alarms: tuple[str, ...]
     promote_from: str | None
     ami_keep: int
     rebuild_max_age_days: int
