@@ -1,7 +1,7 @@
 """`builder release` by instance refresh (deploy_strategy: instance_refresh, demo prod
 app) against the local stack: the ASG's instances replaced in place, checkpoints, the
 record; a refresh that fails and rolls back by itself; a timeout; an interrupted release
-run again; the lock; the calls made.
+run again; the lock; refusals. The calls made: tests/release/test_release.py.
 
 Refreshes step every 0.2 s here (two instances: a batch each, a step's pause at the 50%
 checkpoint); tests that must catch one in progress hold it there."""
@@ -26,7 +26,6 @@ from builder.local.mode import LOCAL
 from builder.local.stack import fail_next_refresh, hold_refreshes
 from builder.polling import poll_until
 from builder.project import Project
-from builder.release.refresh import STATUS_POLLS
 from builder.release.release import release
 from tests.release.emulated import Lines, clients, fleet_state, image_tags, make_ami
 
@@ -220,21 +219,6 @@ def test_a_second_release_meets_the_lock_of_the_first(local_stack: Project) -> N
     assert getattr(first, "outcome", first) == "verified"
     assert fleet_now(project).instance_images == (ami, ami)
     assert image_tags(project, PROD_APP, other)[images.TAG_STATUS] == images.AmiStatus.BAKED
-
-
-def test_one_refresh_release_makes_few_aws_calls(local_stack: Project) -> None:
-    project = local_stack
-    ami = make_ami(project, PROD_APP)
-    fresh = Project.open(str(project.root), local_mode=LOCAL)  # own session: assume-role counted
-
-    result = release(fresh, PROD_APP, ami_id=ami, progress=Lines())
-
-    assert result.outcome == "verified"
-    counts = fresh.aws.call_log.counts
-    print(dict(counts))
-    assert counts["autoscaling.DescribeInstanceRefreshes"] >= 1
-    assert counts["autoscaling.StartInstanceRefresh"] == 1
-    assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 20
 
 
 def test_a_fleet_without_codedeploy_is_refreshed_by_its_auto_scaling_group(
