@@ -778,7 +778,10 @@ def local_fail_next_command(ctx: typer.Context, app_name: App, env: Env, comp: C
 @_command(local_app, "fail-next-refresh", "builder local fail-next-refresh demo prod app")
 def local_fail_next_refresh_command(ctx: typer.Context, app_name: App, env: Env,
                                     comp: Comp) -> None:
-    """Make the comp's next instance refresh fail and roll back (for tests)."""
+    """Make the comp's next instance refresh fail (tests).
+
+    It fails after its first batch and, with AutoRollback, puts the old instances back.
+    """
     from builder.local.stack import fail_next_refresh
 
     _emit(ctx, fail_next_refresh(_g(ctx).project(), app_name, env, comp))

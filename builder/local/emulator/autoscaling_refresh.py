@@ -145,6 +145,8 @@ STEP = {"seconds": 1.0}
 
 
 def start_instance_refresh(self: AutoScalingResponse) -> ActionResult:
+    """StartInstanceRefresh: one active refresh per group; AutoRollback needs versions by
+    number (the desired one and the group's)."""
     group = _group(self)
     if _active(group) is not None:
         raise RefreshError("InstanceRefreshInProgress",
@@ -183,6 +185,7 @@ def start_instance_refresh(self: AutoScalingResponse) -> ActionResult:
 
 
 def describe_instance_refreshes(self: AutoScalingResponse) -> ActionResult:
+    """DescribeInstanceRefreshes: the group's, newest first, or those asked for."""
     group = _group(self)
     wanted = set(self._get_param("InstanceRefreshIds") or [])
     found = [r.to_api() for r in _refreshes(group) if not wanted or r.id in wanted]
@@ -190,6 +193,7 @@ def describe_instance_refreshes(self: AutoScalingResponse) -> ActionResult:
 
 
 def cancel_instance_refresh(self: AutoScalingResponse) -> ActionResult:
+    """CancelInstanceRefresh: the refresh in progress stops where it is."""
     group = _group(self)
     refresh = _active(group)
     if refresh is None or refresh.status not in ("Pending", "InProgress"):
@@ -201,6 +205,7 @@ def cancel_instance_refresh(self: AutoScalingResponse) -> ActionResult:
 
 
 def rollback_instance_refresh(self: AutoScalingResponse) -> ActionResult:
+    """RollbackInstanceRefresh: the refresh in progress puts back what it replaced."""
     group = _group(self)
     refresh = _active(group)
     if refresh is None:
