@@ -348,15 +348,15 @@ def fail_next_refresh(project: Project, app: str, env: str, comp: str) -> Refres
     return armed
 
 
-def hold_refreshes(project: Project, app: str, env: str, comp: str, held: bool) -> None:
+def hold_refreshes(project: Project, app: str, env: str, comp: str, at: str | None) -> None:
     """Hold the instance refreshes of the comp's `auto_scaling_group` where they are
-    (until called again with False), so a test sees one in progress however slow the
-    machine is."""
+    ("Pending") or at their next checkpoint ("Checkpoint") until called again with None,
+    so a test sees one in that state however slow the machine is."""
     project = local_project(project)
     settings = project.resolve(app, env, comp).settings
     control.call(running_endpoint(project.layout), "autoscaling/hold-refreshes", {
         "account": settings.aws_account_id, "region": settings.aws_region,
-        "asg": settings.auto_scaling_group, "held": held})
+        "asg": settings.auto_scaling_group, "at": at})
 
 
 def hold_deployments(project: Project, app: str, env: str, comp: str,

@@ -239,26 +239,33 @@ class InstanceRefresh:
     def roll_back(self, new: TemplateVersion, back: str | None) -> tuple[str, list[str]]:
         """After AWS's own rollback (RollbackSuccessful) the instances and the group are
         as before; otherwise the group goes back to version `back` and, where the
-        refresh replaced instances, a refresh to `back` puts them back (not waited for)."""
+        refresh replaced instances, a refresh to the version it launches now puts them
+        back (not waited for)."""
         autoscaling, last, done = self.target.autoscaling, self._last, []
         if last is not None and last.status == fleet.REFRESH_ROLLED_BACK:
             done.append(f"Auto Scaling rolled instance refresh {last.id} back (its instances "
                         "are on the version before)")
         asg = fleet.asg_launch(autoscaling, self._asg)
+        settled = asg.version
         on_new = asg.template_id == new.template_id and asg.version in (
             str(new.number), *_PINNABLE)
         if back and on_new and back != asg.version:
             fleet.point_asg(autoscaling, asg.name, asg.template_id, back)
             done.append(f"Auto Scaling group {asg.name} back to version {back}")
-        replaced = last is not None and last.status != fleet.REFRESH_ROLLED_BACK and (
-            last.status == fleet.REFRESH_SUCCESSFUL or last.percent > 0)
-        if back and back.isdigit() and replaced:
+            settled = back
+        if last is None or last.status == fleet.REFRESH_ROLLED_BACK or (
+                last.status != fleet.REFRESH_SUCCESSFUL and last.percent == 0):
+            return asg.name, done  # no instance of `new` left behind
+        if settled.isdigit() and settled != str(new.number):
             settings = self.target.resolved.settings
             refresh_id = fleet.start_refresh(
-                autoscaling, asg.name, asg.template_id, int(back),
+                autoscaling, asg.name, asg.template_id, int(settled),
                 min_healthy_percent=settings.refresh_min_healthy_percent)
             done.append(f"instance refresh {refresh_id} started to put the replaced "
-                        f"instances back on version {back} (not waited for)")
+                        f"instances back on version {settled} (not waited for)")
+        else:
+            done.append(f"the instances instance refresh {last.id} replaced stay on version "
+                        f"{new.number} until replaced: start a refresh of {asg.name}")
         return asg.name, done
 
 

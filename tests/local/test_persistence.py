@@ -179,7 +179,7 @@ def test_an_instance_refresh_goes_on_after_down_and_up(project: Project) -> None
     too) is where it was after `down`/`up`, and a release again follows it to the end."""
     prod_app = Combo("demo", "prod", "app")
     ami = make_ami(project, prod_app)
-    stack.hold_refreshes(project, "demo", "prod", "app", True)
+    stack.hold_refreshes(project, "demo", "prod", "app", "Pending")
     started = release(project, prod_app, ami_id=ami, wait=False)
     assert started.outcome == "deploying" and started.deployment_id
     stack.down(project.layout)  # saves on the way out
@@ -188,7 +188,7 @@ def test_an_instance_refresh_goes_on_after_down_and_up(project: Project) -> None
     autoscaling = project.env_aws(project.resolve("demo", "prod", "app")).client("autoscaling")
     [kept] = fleet.refreshes(autoscaling, "demo-prod-app", (started.deployment_id,))
     assert not kept.done  # still held where it was
-    stack.hold_refreshes(project, "demo", "prod", "app", False)
+    stack.hold_refreshes(project, "demo", "prod", "app", None)
 
     followed = release(project, prod_app, ami_id=ami)
 

@@ -127,12 +127,12 @@ def test_a_refresh_past_the_timeout_is_rolled_back(local_stack: Project) -> None
     project = local_stack
     ami = make_ami(project, PROD_APP)
     before = fleet_now(project)
-    hold_refreshes(project, "demo", "prod", "app", True)  # never done in time
+    hold_refreshes(project, "demo", "prod", "app", "Pending")  # never done in time
     try:
         with pytest.raises(DeployFailed) as failed:
             release(project, PROD_APP, ami_id=ami, timeout_min=0.002, progress=Lines())
     finally:
-        hold_refreshes(project, "demo", "prod", "app", False)
+        hold_refreshes(project, "demo", "prod", "app", None)
 
     [latest, *_] = refreshes(project)
     assert "timed out after 0.002 min and was stopped (RollbackSuccessful" in (
@@ -159,7 +159,7 @@ def test_an_interrupted_release_follows_its_refresh_when_run_again(local_stack: 
     ami = make_ami(project, PROD_APP)
     before = fleet_now(project)
     # Held: still running when the test looks, however slow the machine.
-    hold_refreshes(project, "demo", "prod", "app", True)
+    hold_refreshes(project, "demo", "prod", "app", "Pending")
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "builder", "--root", str(project.root), "--local",
@@ -177,7 +177,7 @@ def test_an_interrupted_release_follows_its_refresh_when_run_again(local_stack: 
         assert lock_item(project) is None  # released on Ctrl-C
         [running] = [r for r in refreshes(project) if not r.done]
     finally:
-        hold_refreshes(project, "demo", "prod", "app", False)
+        hold_refreshes(project, "demo", "prod", "app", None)
     lines = Lines()
 
     again = release(project, PROD_APP, ami_id=ami, progress=lines)
@@ -202,7 +202,7 @@ def test_a_second_release_meets_the_lock_of_the_first(local_stack: Project) -> N
         except BaseException as exc:  # handed to the test thread
             outcome.append(exc)
 
-    hold_refreshes(project, "demo", "prod", "app", True)
+    hold_refreshes(project, "demo", "prod", "app", "Pending")
     worker = threading.Thread(target=run)
     try:
         worker.start()
@@ -212,7 +212,7 @@ def test_a_second_release_meets_the_lock_of_the_first(local_stack: Project) -> N
             release(Project.open(str(project.root), local_mode=LOCAL), PROD_APP,
                     ami_id=other, progress=Lines())
     finally:
-        hold_refreshes(project, "demo", "prod", "app", False)
+        hold_refreshes(project, "demo", "prod", "app", None)
         worker.join(60)
 
     [first] = outcome
@@ -276,3 +276,42 @@ def test_a_blue_green_group_or_another_template_is_refused_before_any_change(
     assert f"Auto Scaling group {app_asg} launches from lt-" in str(other_template.value)
     assert "not demo-dev-worker" in str(other_template.value)
     assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.BAKED
+
+
+def test_a_refresh_cancelled_half_way_is_put_back_by_another(local_stack: Project) -> None:
+    """Cancelled (here by someone else) after it replaced one instance of two: no
+    rollback of its own, so the release starts a refresh back to the version before."""
+    project = local_stack
+    settings = project.resolve("demo", "prod", "app").settings
+    autoscaling = clients(project, PROD_APP)[1]
+    ami = make_ami(project, PROD_APP)
+    before = fleet_now(project)
+    lines = Lines()
+
+    def progress(subject: str, message: str) -> None:
+        lines(subject, message)
+        if "(50% replaced" in message:  # half way, held at its checkpoint
+            fleet.cancel_refresh(autoscaling, settings.auto_scaling_group)
+            hold_refreshes(project, "demo", "prod", "app", None)
+
+    hold_refreshes(project, "demo", "prod", "app", "Checkpoint")
+    try:
+        with pytest.raises(DeployFailed) as failed:
+            release(project, PROD_APP, ami_id=ami, progress=progress)
+    finally:
+        hold_refreshes(project, "demo", "prod", "app", None)
+
+    cancelled, *_ = [r for r in refreshes(project) if r.status == "Cancelled"]
+    assert f"instance refresh {cancelled.id} Cancelled" in failed.value.message
+    [back] = [r for r in refreshes(project) if not r.done]
+    assert (f"instance refresh {back.id} started to put the replaced instances back on "
+            f"version {before.asg_version}") in failed.value.message
+    assert back.version == before.asg_version
+    poll_until(lambda: fleet.refresh(autoscaling, settings.auto_scaling_group,
+                                     back.id).done or None,
+               timeout_s=30, interval_s=0.1, what="the refresh back")
+    after = fleet_now(project)
+    assert (after.default_version, after.asg_version) == (before.default_version,
+                                                          before.asg_version)
+    assert after.instance_images == before.instance_images
+    assert image_tags(project, PROD_APP, ami)[images.TAG_STATUS] == images.AmiStatus.FAILED

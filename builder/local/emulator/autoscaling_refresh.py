@@ -18,8 +18,10 @@ AlarmSpecification is accepted and not watched.
 
 Refreshes (and the group's armed failure and hold) live on moto's group objects, with
 wall-clock times, so the saved state keeps them and a restarted emulator goes on. A
-group's refreshes may be held (`hold`): they go no further until the hold is lifted,
-except that a cancel or rollback still ends them.
+group's refreshes may be held (`hold`) where they are ("Pending": not started, or not
+moving) or at the next checkpoint they reach ("Checkpoint"): they go no further until
+the hold is lifted, except that a cancel or rollback still ends them. Tests use it to
+look at a refresh in a given state without racing the steps.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from builder.local.emulator.moto_internals import backends
 log = logging.getLogger("builder.local.emulator.autoscaling_refresh")
 
 ACTIVE = ("Pending", "InProgress", "Cancelling", "RollbackInProgress")
+# Where a group's refreshes may be held: where they are, or at their next checkpoint.
+HOLDS = ("Pending", "Checkpoint")
 _UNPINNED = ("$Default", "$Latest")
 FAILURE_REASON = "Instance refresh failed: replacement instances failed their health checks"
 
@@ -108,7 +112,7 @@ class RefreshControls:
     """What tests set on a group: its next refresh fails; its refreshes are held."""
 
     fail_next: bool = False
-    held: bool = False
+    held_at: str | None = None  # one of HOLDS
 
 
 def _refreshes(group: Any) -> list[EmulatedRefresh]:
@@ -257,7 +261,7 @@ def advance(now: float) -> bool:
             refresh = _active(group)
             if refresh is None or now < refresh.next_at:
                 continue
-            if _controls(group).held and refresh.status in ("Pending", "InProgress"):
+            if _held(_controls(group).held_at, refresh):
                 continue
             try:
                 _step(group, refresh)
@@ -268,6 +272,13 @@ def advance(now: float) -> bool:
             refresh.next_at = now + STEP["seconds"]
             moved = True
     return moved
+
+
+def _held(held_at: str | None, refresh: EmulatedRefresh) -> bool:
+    if refresh.status not in ("Pending", "InProgress"):
+        return False  # a cancel or rollback ends it anyway
+    return held_at == "Pending" or (held_at == "Checkpoint"
+                                    and refresh.reason.startswith("Checkpoint"))
 
 
 def _step(group: Any, refresh: EmulatedRefresh) -> None:
@@ -361,6 +372,9 @@ def arm_failure(account: str, region: str, name: str) -> None:
     _controls(_named_group(account, region, name)).fail_next = True
 
 
-def hold(account: str, region: str, name: str, held: bool) -> None:
-    """Hold the group's refreshes where they are, or let them go on."""
-    _controls(_named_group(account, region, name)).held = held
+def hold(account: str, region: str, name: str, at: str | None) -> None:
+    """Hold the group's refreshes `at` one of HOLDS, or let them go on (None);
+    KeyError: no such group."""
+    if at is not None and at not in HOLDS:
+        raise ValueError(f"refreshes are held at one of {', '.join(HOLDS)}, not {at!r}")
+    _controls(_named_group(account, region, name)).held_at = at

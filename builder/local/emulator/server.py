@@ -25,7 +25,8 @@ Control routes (JSON; moto serves every other path):
                                                 "deployment_group", "status"}
                                                status: "Created", "InProgress" or null
     POST /_builder/autoscaling/fail-next-refresh  {"account", "region", "asg"}
-    POST /_builder/autoscaling/hold-refreshes  {"account", "region", "asg", "held"}
+    POST /_builder/autoscaling/hold-refreshes  {"account", "region", "asg", "at"}
+                                               at: "Pending", "Checkpoint" or null
     GET  /_builder/iam                         {"enforced", "ci_user_arn"}
     POST /_builder/iam                         {"on", "roles"?, ...}: IAM enforcement
                                                (builder.local.emulator.iam)
@@ -324,13 +325,15 @@ def _fail_next_refresh(body: dict[str, Any]) -> dict[str, Any]:
 def _hold_refreshes(body: dict[str, Any]) -> dict[str, Any]:
     from builder.local.emulator import autoscaling_refresh
 
-    held = body.get("held") is True
+    at = body.get("at")
     try:
         autoscaling_refresh.hold(_field(body, "account"), _field(body, "region"),
-                                 _field(body, "asg"), held)
+                                 _field(body, "asg"), at)
     except KeyError as exc:
         raise ControlError(404, str(exc.args[0])) from exc
-    return {"held": held}
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from exc
+    return {"held_at": at}
 
 
 def _publish_image(body: dict[str, Any]) -> dict[str, Any]:
