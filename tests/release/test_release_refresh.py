@@ -21,7 +21,7 @@ import pytest
 from builder.aws import fleet, images
 from builder.aws import locks as lock_items
 from builder.config.models import Combo
-from builder.errors import ConfigError, DeployFailed, LockedError
+from builder.errors import ConfigError, DeployFailed, InputError, LockedError
 from builder.local.mode import LOCAL
 from builder.local.stack import fail_next_refresh, hold_refreshes
 from builder.polling import poll_until
@@ -237,6 +237,8 @@ def test_a_fleet_without_codedeploy_is_refreshed_by_its_auto_scaling_group(
 
     assert (result.outcome, result.revision, result.asg_after) == (
         "verified", None, "demo-prod-app")
+    with pytest.raises(InputError, match="--revision needs a CodeDeploy deployment"):
+        release(project, PROD_APP, ami_id=ami, revision="s3://bucket/app.zip")
     assert not any("installs" in line for line in lines.lines)
     assert fleet_now(project).instance_images == (ami, ami)
 
