@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Unpack
 
 from builder.aws.session import translate
@@ -149,7 +148,6 @@ class Refresh:
     """One instance refresh of an Auto Scaling group, as far as a release cares."""
 
     id: str
-    asg: str
     status: str
     reason: str
     percent: int  # of the instances replaced (of those put back, while rolling back)
@@ -157,7 +155,6 @@ class Refresh:
     template_id: str  # DesiredConfiguration's launch template ("": none given)
     version: str  # ... and version
     checkpoints: tuple[int, ...]  # the percentages it pauses at
-    started: datetime | None
 
     @property
     def done(self) -> bool:
@@ -172,8 +169,7 @@ class Refresh:
         if rollback.get("RollbackReason") and rollback["RollbackReason"] not in reason:
             reason = f"{reason}; rolled back: {rollback['RollbackReason']}".lstrip("; ")
         return cls(
-            id=raw.get("InstanceRefreshId", ""), asg=raw.get("AutoScalingGroupName", ""),
-            status=raw.get("Status", ""), reason=reason,
+            id=raw.get("InstanceRefreshId", ""), status=raw.get("Status", ""), reason=reason,
             percent=int((rollback.get("PercentageCompleteOnRollback") if rolling_back
                          else raw.get("PercentageComplete")) or 0),
             to_update=int((rollback.get("InstancesToUpdateOnRollback") if rolling_back
@@ -181,8 +177,7 @@ class Refresh:
             template_id=template.get("LaunchTemplateId", ""),
             version=str(template.get("Version", "")),
             checkpoints=tuple(int(p) for p in (raw.get("Preferences") or {}).get(
-                "CheckpointPercentages") or ()),
-            started=raw.get("StartTime"))
+                "CheckpointPercentages") or ()))
 
 
 def start_refresh(autoscaling: AutoScalingClient, name: str, template_id: str, number: int, *,

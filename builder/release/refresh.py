@@ -218,7 +218,7 @@ class InstanceRefresh:
             progress(self.target.subject, f"timed out: cancelling instance refresh {run_id}")
 
         def ended() -> Refresh | None:
-            state = self._last = fleet.refresh(autoscaling, self._asg, run_id)
+            state = fleet.refresh(autoscaling, self._asg, run_id)
             return state if state.done else None
 
         try:
@@ -256,16 +256,20 @@ class InstanceRefresh:
         if last is None or last.status == fleet.REFRESH_ROLLED_BACK or (
                 last.status != fleet.REFRESH_SUCCESSFUL and last.percent == 0):
             return asg.name, done  # no instance of `new` left behind
-        if settled.isdigit() and settled != str(new.number):
-            settings = self.target.resolved.settings
+        left = (f"the instances that instance refresh {last.id} replaced stay on version "
+                f"{new.number} until replaced: start a refresh of {asg.name}")
+        if not (settled.isdigit() and settled != str(new.number)):
+            done.append(left)
+            return asg.name, done
+        try:
             refresh_id = fleet.start_refresh(
                 autoscaling, asg.name, asg.template_id, int(settled),
-                min_healthy_percent=settings.refresh_min_healthy_percent)
+                min_healthy_percent=self.target.resolved.settings.refresh_min_healthy_percent)
+        except AwsError as exc:  # the rest of the rollback goes on; the message says
+            done.append(f"{left} ({exc})")
+        else:
             done.append(f"instance refresh {refresh_id} started to put the replaced "
                         f"instances back on version {settled} (not waited for)")
-        else:
-            done.append(f"the instances instance refresh {last.id} replaced stay on version "
-                        f"{new.number} until replaced: start a refresh of {asg.name}")
         return asg.name, done
 
 
