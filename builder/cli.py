@@ -817,6 +817,18 @@ def local_fail_next_command(ctx: typer.Context, app_name: App, env: Env, comp: C
     _emit(ctx, fail_next_deployment(_g(ctx).project(), app_name, env, comp, region))
 
 
+@_command(local_app, "fail-next-refresh", "builder local fail-next-refresh demo prod app")
+def local_fail_next_refresh_command(ctx: typer.Context, app_name: App, env: Env,
+                                    comp: Comp) -> None:
+    """Make the comp's next instance refresh fail (tests).
+
+    It fails after its first batch and, with AutoRollback, puts the old instances back.
+    """
+    from builder.local.stack import fail_next_refresh
+
+    _emit(ctx, fail_next_refresh(_g(ctx).project(), app_name, env, comp))
+
+
 @_command(local_app, "publish-source-ami", "builder local publish-source-ami demo dev",
           "builder local publish-source-ami demo dev --with-package demo-tool=1.1")
 def local_publish_source_ami_command(

@@ -122,6 +122,12 @@ _RELEASE = (
             "autoscaling:DescribeAutoScalingGroups"),
     *_calls(ASG, "point the group's ASG at the new version (and back on rollback)",
             "autoscaling:UpdateAutoScalingGroup"),
+    *_calls(ANY, "instance_refresh: follow the ASG's instance refresh, find one an earlier "
+            "run started (AWS allows no resource scope on Describe calls)",
+            "autoscaling:DescribeInstanceRefreshes"),
+    *_calls(ASG, "instance_refresh: start the ASG's instance refresh; roll it back (or "
+            "cancel it) on timeout", "autoscaling:StartInstanceRefresh",
+            "autoscaling:RollbackInstanceRefresh", "autoscaling:CancelInstanceRefresh"),
     *_calls(LAUNCH_TEMPLATE, "AWS checks that whoever points an ASG at a launch template "
             "may launch it", "ec2:RunInstances", by="aws"),
     *_calls(DEPLOYMENT_GROUP, "find the group, start, follow and stop the blue/green "

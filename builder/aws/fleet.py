@@ -4,7 +4,9 @@
 group and what it launches).
 
 The user's Terraform owns templates and groups; builder only adds launch-template
-versions, moves the default, and points the deployment group's current ASG at a version.
+versions, moves the default, points the deployment group's current ASG at a version,
+and (instance_refresh) starts, follows, cancels and rolls back the ASG's instance
+refreshes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from builder.errors import AwsError
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
-    from mypy_boto3_autoscaling.type_defs import LaunchTemplateSpecificationTypeDef
+    from mypy_boto3_autoscaling.type_defs import (
+        InstanceRefreshTypeDef,
+        LaunchTemplateSpecificationTypeDef,
+        RefreshPreferencesTypeDef,
+    )
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import (
         DescribeLaunchTemplateVersionsRequestPaginateTypeDef,
@@ -125,6 +131,120 @@ def point_asg(autoscaling: AutoScalingClient, name: str, template_id: str,
         autoscaling.update_auto_scaling_group(
             AutoScalingGroupName=name,
             LaunchTemplate={"LaunchTemplateId": template_id, "Version": version_spec})
+
+
+# -- instance refreshes (instance_refresh) ------------------------------------------------
+
+REFRESH_ACTIVE = ("Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking")
+REFRESH_SUCCESSFUL = "Successful"
+REFRESH_ROLLED_BACK = "RollbackSuccessful"
+# What Auto Scaling answers when there is no refresh to cancel or roll back, or the one
+# there can't be rolled back.
+_NO_REFRESH = ("ActiveInstanceRefreshNotFound", "IrreversibleInstanceRefresh")
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """One instance refresh of an Auto Scaling group, as far as a release cares."""
+
+    id: str
+    status: str
+    reason: str
+    percent: int  # of the instances replaced (of those put back, while rolling back)
+    to_update: int
+    template_id: str  # DesiredConfiguration's launch template ("": none given)
+    version: str  # ... and version
+    checkpoints: tuple[int, ...]  # the percentages it pauses at
+
+    @property
+    def done(self) -> bool:
+        return self.status not in REFRESH_ACTIVE
+
+    @classmethod
+    def from_api(cls, raw: InstanceRefreshTypeDef) -> Refresh:
+        template = (raw.get("DesiredConfiguration") or {}).get("LaunchTemplate") or {}
+        rollback = raw.get("RollbackDetails") or {}
+        rolling_back = raw.get("Status") in ("RollbackInProgress", REFRESH_ROLLED_BACK)
+        reason = raw.get("StatusReason", "")
+        if rollback.get("RollbackReason") and rollback["RollbackReason"] not in reason:
+            reason = f"{reason}; rolled back: {rollback['RollbackReason']}".lstrip("; ")
+        return cls(
+            id=raw.get("InstanceRefreshId", ""), status=raw.get("Status", ""), reason=reason,
+            percent=int((rollback.get("PercentageCompleteOnRollback") if rolling_back
+                         else raw.get("PercentageComplete")) or 0),
+            to_update=int((rollback.get("InstancesToUpdateOnRollback") if rolling_back
+                           else raw.get("InstancesToUpdate")) or 0),
+            template_id=template.get("LaunchTemplateId", ""),
+            version=str(template.get("Version", "")),
+            checkpoints=tuple(int(p) for p in (raw.get("Preferences") or {}).get(
+                "CheckpointPercentages") or ()))
+
+
+def start_refresh(autoscaling: AutoScalingClient, name: str, template_id: str, number: int, *,
+                  min_healthy_percent: int, checkpoints: tuple[int, ...] = (),
+                  alarms: tuple[str, ...] = ()) -> str:
+    """Start replacing the group's instances with ones of launch template version
+    `number` (the group launches that version once the refresh succeeds); a failure
+    (alarms included) rolls back to the group's configuration before it. Returns its id."""
+    preferences: RefreshPreferencesTypeDef = {
+        "MinHealthyPercentage": min_healthy_percent, "AutoRollback": True}
+    if checkpoints:
+        preferences["CheckpointPercentages"] = list(checkpoints)
+    if alarms:
+        preferences["AlarmSpecification"] = {"Alarms": list(alarms)}
+    with translate(f"starting an instance refresh of Auto Scaling group {name} to launch "
+                   f"template version {number}"):
+        refresh_id: str = autoscaling.start_instance_refresh(
+            AutoScalingGroupName=name, Strategy="Rolling", Preferences=preferences,
+            DesiredConfiguration={"LaunchTemplate": {
+                "LaunchTemplateId": template_id, "Version": str(number)}},
+        )["InstanceRefreshId"]
+    return refresh_id
+
+
+def refreshes(autoscaling: AutoScalingClient, name: str,
+              ids: tuple[str, ...] = ()) -> list[Refresh]:
+    """The group's instance refreshes, newest first (the last ones AWS keeps), or those
+    of `ids`."""
+    with translate(f"reading the instance refreshes of Auto Scaling group {name}"):
+        found = (autoscaling.describe_instance_refreshes(
+            AutoScalingGroupName=name, InstanceRefreshIds=list(ids)) if ids else
+            autoscaling.describe_instance_refreshes(AutoScalingGroupName=name))
+    return [Refresh.from_api(raw) for raw in found["InstanceRefreshes"]]
+
+
+def refresh(autoscaling: AutoScalingClient, name: str, refresh_id: str) -> Refresh:
+    """One instance refresh of the group."""
+    found = refreshes(autoscaling, name, (refresh_id,))
+    if not found:
+        raise AwsError(f"Auto Scaling group {name} has no instance refresh {refresh_id}",
+                       code="InstanceRefreshNotFound")
+    return found[0]
+
+
+def roll_back_refresh(autoscaling: AutoScalingClient, name: str) -> bool:
+    """Stop the group's refresh in progress and put back the instances it replaced;
+    False when there is none or it can't be rolled back."""
+    try:
+        with translate(f"rolling back the instance refresh of Auto Scaling group {name}"):
+            autoscaling.rollback_instance_refresh(AutoScalingGroupName=name)
+    except AwsError as exc:
+        if exc.code in _NO_REFRESH:
+            return False
+        raise
+    return True
+
+
+def cancel_refresh(autoscaling: AutoScalingClient, name: str) -> bool:
+    """Stop the group's refresh in progress where it is; False when there is none."""
+    try:
+        with translate(f"cancelling the instance refresh of Auto Scaling group {name}"):
+            autoscaling.cancel_instance_refresh(AutoScalingGroupName=name)
+    except AwsError as exc:
+        if exc.code in _NO_REFRESH:
+            return False
+        raise
+    return True
 
 
 # -- bulk reads (rebuild, status, prune) ------------------------------------------------

@@ -269,6 +269,35 @@ def _promote_by(value: Any, check: Check) -> PromoteBy:
         return PromoteBy.COPY
 
 
+def _percent(value: Any, check: Check) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        check.fail(f"must be a whole number from 0 to 100, not {value!r:.30}")
+        return 100
+    return value
+
+
+def _checkpoints(value: Any, check: Check) -> tuple[int, ...]:
+    """Percentages of an instance refresh to pause at: rising, each 1-100."""
+    if value is None or value == []:
+        return ()
+    if not (isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100 for v in value)
+            and value == sorted(set(value))):
+        check.fail(f"must be a rising list of whole percentages from 1 to 100, not "
+                   f"{value!r:.40}")
+        return ()
+    return tuple(value)
+
+
+def _names(value: Any, check: Check) -> tuple[str, ...]:
+    if value is None or value == []:
+        return ()
+    if not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
+        check.fail(f"must be a list of names, not {value!r:.40}")
+        return ()
+    return tuple(value)
+
+
 _env_name = _optional(NAME_RE, "an env name")
 
 
@@ -335,6 +364,16 @@ KEYS: tuple[Key[Any], ...] = (
     Key("deploy_strategy", _deploy_strategy,
         "how `release` rolls the new launch-template version out (blue_green_copy, "
         "blue_green_existing, instance_refresh, none)", DeployStrategy.BLUE_GREEN_COPY.value),
+    Key("auto_scaling_group", _text(),
+        "instance_refresh: the Auto Scaling group refreshed (an in-place deployment "
+        "group's own, when it has one)", _COMBO_NAME),
+    Key("refresh_min_healthy_percent", _percent,
+        "instance_refresh: share of the group kept in service while instances are replaced",
+        90),
+    Key("refresh_checkpoints", _checkpoints,
+        "instance_refresh: percentages replaced at which the refresh pauses (a list)", []),
+    Key("refresh_alarms", _names,
+        "instance_refresh: CloudWatch alarms that fail (and roll back) the refresh", []),
     Key("promote_from", _promote_from, "env whose verified AMI `promote` brings to this env"),
     Key("promote_by", _promote_by,
         "how `promote` brings it: copy (share and copy the AMI) or rebake (bake here from "

@@ -87,6 +87,10 @@ class Settings:
     codedeploy_application: str
     codedeploy_deployment_group: str
     deploy_strategy: DeployStrategy
+    auto_scaling_group: str
+    refresh_min_healthy_percent: int
+    refresh_checkpoints: tuple[int, ...]
+    refresh_alarms: tuple[str, ...]
     promote_from: str | None
     promote_by: PromoteBy
     rebake_env_vars: tuple[str, ...]

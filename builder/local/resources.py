@@ -25,7 +25,7 @@ from builder.aws.calls import runs
 from builder.aws.images import Image, describe
 from builder.aws.partition import arn
 from builder.config.layers import ResolvedVars
-from builder.config.models import Settings
+from builder.config.models import DeployStrategy, Settings
 from builder.errors import AwsError, BuilderError, InputError, Problem
 from builder.local import buildhost, control
 from builder.local.mode import local_project
@@ -370,7 +370,9 @@ class _Maker:
                         f"looking up deployment group {group_name}",
                         lambda: codedeploy.group(client, application, group_name))
         if group is None:
-            asg = _ensure_asg(env_aws, group_name, settings.launch_template_name)
+            in_place = settings.deploy_strategy == DeployStrategy.INSTANCE_REFRESH
+            asg = _ensure_asg(env_aws, settings.auto_scaling_group if in_place else group_name,
+                              settings.launch_template_name, size=2 if in_place else 1)
             with translate(f"making deployment group {group_name}"):
                 client.create_deployment_group(**_group_spec(
                     settings, application, group_name, asg))
@@ -514,7 +516,7 @@ def _ensure_launch_template(env_aws: EnvAws, settings: Settings, image_id: str) 
     return True
 
 
-def _ensure_asg(env_aws: EnvAws, name: str, launch_template: str) -> str:
+def _ensure_asg(env_aws: EnvAws, name: str, launch_template: str, *, size: int) -> str:
     autoscaling = env_aws.client("autoscaling")
     with translate(f"looking up Auto Scaling group {name}"):
         groups = autoscaling.describe_auto_scaling_groups(
@@ -525,7 +527,7 @@ def _ensure_asg(env_aws: EnvAws, name: str, launch_template: str) -> str:
             Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
     with translate(f"making Auto Scaling group {name}"):
         autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=name, MinSize=1, MaxSize=2, DesiredCapacity=1,
+            AutoScalingGroupName=name, MinSize=size, MaxSize=size + 1, DesiredCapacity=size,
             LaunchTemplate={"LaunchTemplateName": launch_template, "Version": "$Default"},
             VPCZoneIdentifier=",".join(sorted(s["SubnetId"] for s in subnets)))
     return name
@@ -580,8 +582,18 @@ def _ensure_application(env_aws: EnvAws, application: str) -> bool:
 
 
 def _group_spec(settings: Settings, application: str, group: str, asg: str) -> dict[str, Any]:
-    """A blue/green group as Terraform users set it up: copy the ASG, route traffic,
-    roll back on failure."""
+    """A group as Terraform users set it up for the comp's deploy_strategy: blue/green
+    copying the ASG, routing traffic, rolling back on failure; or (instance_refresh)
+    in place on the ASG, installing the revision on each instance it launches."""
+    if settings.deploy_strategy == DeployStrategy.INSTANCE_REFRESH:
+        return {
+            "applicationName": application, "deploymentGroupName": group,
+            "serviceRoleArn": f"arn:aws:iam::{settings.aws_account_id}:role/codedeploy",
+            "autoScalingGroups": [asg], "deploymentConfigName": "CodeDeployDefault.OneAtATime",
+            "deploymentStyle": {"deploymentType": "IN_PLACE",
+                                "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"},
+            "autoRollbackConfiguration": {"enabled": True, "events": ["DEPLOYMENT_FAILURE"]},
+        }
     return {
         "applicationName": application, "deploymentGroupName": group,
         "serviceRoleArn": arn(settings.aws_region, "iam", settings.aws_account_id,

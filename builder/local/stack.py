@@ -185,6 +185,25 @@ class FailureArmed:
                 f"({self.account} {self.region}) will fail")
 
 
+@dataclass(frozen=True)
+class RefreshFailureArmed:
+    """`builder local fail-next-refresh`: which Auto Scaling group's next instance
+    refresh fails (and rolls back)."""
+
+    account: str
+    region: str
+    asg: str
+
+    exit_code = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_text(self) -> str:
+        return (f"the next instance refresh of Auto Scaling group {self.asg} "
+                f"({self.account} {self.region}) will fail and roll back")
+
+
 def up(project: Project, port: int | None = None, *, progress: ProgressFn = silent,
        build_host: bool | None = None, deploy_step_seconds: float | None = None,
        enforce_iam: bool | None = None, keep_state: bool = True) -> LocalStatus:
@@ -192,7 +211,8 @@ def up(project: Project, port: int | None = None, *, progress: ProgressFn = sile
     build host image.
 
     build_host None: prepare it unless BUILDER_LOCAL_NO_BUILD_HOST=1.
-    deploy_step_seconds: seconds between deployment states when the stack starts here
+    deploy_step_seconds: seconds between deployment states (and instance refresh steps)
+    when the stack starts here
     (None: BUILDER_LOCAL_DEPLOY_STEP_SECONDS, else the server's 1 s).
     enforce_iam: attach the generated policies to the env roles and enforce IAM (None:
     BUILDER_LOCAL_ENFORCE_IAM=1); a stack already enforcing keeps enforcing.
@@ -329,6 +349,29 @@ def fail_next_deployment(project: Project, app: str, env: str, comp: str,
         "account": armed.account, "region": armed.region,
         "application": armed.application, "deployment_group": armed.deployment_group})
     return armed
+
+
+def fail_next_refresh(project: Project, app: str, env: str, comp: str) -> RefreshFailureArmed:
+    """Arm a failure for the next instance refresh of the comp's `auto_scaling_group`
+    (the one `local up` makes, also its in-place deployment group's)."""
+    project = local_project(project)
+    settings = project.resolve(app, env, comp).settings
+    armed = RefreshFailureArmed(settings.aws_account_id, settings.aws_region,
+                                settings.auto_scaling_group)
+    control.call(running_endpoint(project.layout), "autoscaling/fail-next-refresh", {
+        "account": armed.account, "region": armed.region, "asg": armed.asg})
+    return armed
+
+
+def hold_refreshes(project: Project, app: str, env: str, comp: str, at: str | None) -> None:
+    """Hold the instance refreshes of the comp's `auto_scaling_group` where they are
+    ("Pending") or at their next checkpoint ("Checkpoint") until called again with None,
+    so a test sees one in that state however slow the machine is."""
+    project = local_project(project)
+    settings = project.resolve(app, env, comp).settings
+    control.call(running_endpoint(project.layout), "autoscaling/hold-refreshes", {
+        "account": settings.aws_account_id, "region": settings.aws_region,
+        "asg": settings.auto_scaling_group, "at": at})
 
 
 def hold_deployments(project: Project, app: str, env: str, comp: str,

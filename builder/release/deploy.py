@@ -53,20 +53,34 @@ def deployment_group(target: DeployTarget, strategy: DeployStrategy) -> Deployme
     """The comp's deployment group as it is now; refused (exit 2, naming the strategy
     that fits) unless it is the kind `strategy` drives."""
     settings = target.resolved.settings
-    application, name = settings.codedeploy_application, settings.codedeploy_deployment_group
+    group = existing_group(target)
+    if group is None:
+        raise target.resolved.problem(
+            "codedeploy_deployment_group",
+            f"{settings.codedeploy_application}/{settings.codedeploy_deployment_group} not "
+            f"found in {target.where}")
+    return fitting(target, group, strategy)
+
+
+def existing_group(target: DeployTarget) -> DeploymentGroup | None:
+    """The comp's deployment group as it is now; None when there is none."""
     try:
-        group = _group(target)
+        return _group(target)
     except AwsError as exc:
         if exc.code in _MISSING_GROUP:
-            raise target.resolved.problem(
-                "codedeploy_deployment_group",
-                f"{application}/{name} not found in {target.where}") from exc
+            return None
         raise
+
+
+def fitting(target: DeployTarget, group: DeploymentGroup,
+            strategy: DeployStrategy) -> DeploymentGroup:
+    """`group`, refused (exit 2, naming the strategy that fits) unless it is the kind
+    `strategy` drives."""
     fits = fitting_strategy(group)
     if fits != strategy:
         raise target.resolved.problem(
             "deploy_strategy",
-            f"{strategy} needs {_NEEDS[strategy]}, but {application}/{name} is "
+            f"{strategy} needs {_NEEDS[strategy]}, but {group.application}/{group.name} is "
             f"{_KIND[fits]}: set deploy_strategy: {fits}")
     return group
 
@@ -222,7 +236,7 @@ def wait(target: DeployTarget, deployment_id: str, *, timeout_s: float, progress
     running. A deployment that didn't succeed comes with its failed lifecycle event."""
     lifecycle = _LifecycleWatch(target, deployment_id, progress)
     seen = ("", "", "")
-    interval = _intervals()
+    interval = intervals()
 
     def ended() -> Deployment | None:
         nonlocal seen
@@ -251,7 +265,7 @@ def wait(target: DeployTarget, deployment_id: str, *, timeout_s: float, progress
                  failed_event=_failed_event(target, state, progress))
 
 
-def _intervals() -> Growing:
+def intervals() -> Growing:
     """Polls of a deployment: soon after news, then further apart."""
     return Growing(POLL_FIRST_S, factor=1.5, longest_s=POLL_LONGEST_S)
 
@@ -324,7 +338,7 @@ def _stop(target: DeployTarget, deployment_id: str, progress: ProgressFn) -> Dep
         return state if state.done else None
 
     try:
-        return poll_until(ended, timeout_s=STOP_WAIT_S, interval_s=_intervals(),
+        return poll_until(ended, timeout_s=STOP_WAIT_S, interval_s=intervals(),
                           what=f"stopping deployment {deployment_id}")
     except TimedOut:  # the caller says how it stands
         return codedeploy.get(target.codedeploy, deployment_id)

@@ -17,7 +17,6 @@ waiting; the few calls from the new version to the started rollout run through.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -43,7 +42,7 @@ from builder.errors import (
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent
 from builder.project import Project
-from builder.release import deploy, lock, publish, rollout
+from builder.release import deploy, lock, publish, refresh, rollout
 from builder.release.rollout import DeployTarget, Rollout, Run
 
 if TYPE_CHECKING:
@@ -56,6 +55,7 @@ LOCK_MARGIN_MIN = 15.0
 STRATEGIES: dict[DeployStrategy, Callable[[DeployTarget, RevisionLocationTypeDef | None],
                                           Rollout]] = {
     DeployStrategy.BLUE_GREEN_COPY: deploy.CopyAsg,
+    DeployStrategy.INSTANCE_REFRESH: refresh.InstanceRefresh,
 }
 
 
@@ -68,9 +68,6 @@ class ReleaseOutcome(StrEnum):
     UNCHANGED = "unchanged"  # the group already runs this verified AMI
     FAILED = "failed"  # rolled back (records only: the caller gets DeployFailed)
     INTERRUPTED = "interrupted"  # Ctrl-C while waiting (records only)
-
-
-_REMEMBERED = re.compile(r"previous default (?P<previous>\d+)(?:; asg version (?P<asg>\S+))?")
 
 
 @dataclass(frozen=True)
@@ -97,6 +94,7 @@ class ReleaseResult:
     asg_after: str | None = None
     error: str = ""
     failed_lifecycle_event: Mapping[str, str] | None = None  # target, event, error_code, ...
+    checkpoints: tuple[int, ...] = ()  # an instance refresh's checkpoints reached (percent)
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds since the start
     record: Path | None = None
     protected: bool = False  # this release turned the AMI's deregistration protection on
@@ -119,6 +117,7 @@ class ReleaseResult:
             "asg_before": self.asg_before, "asg_after": self.asg_after, "error": self.error,
             "failed_lifecycle_event": (dict(self.failed_lifecycle_event)
                                        if self.failed_lifecycle_event else None),
+            "checkpoints": list(self.checkpoints),
             "timings": dict(self.timings),
             "record": str(self.record) if self.record else None,
             "protected": self.protected,
@@ -146,6 +145,8 @@ class ReleaseResult:
             lines.append(f"  deployment {self.deployment_id}: {self.deployment_status}"
                          + (" (attached to the earlier run's deployment)" if self.attached
                             else "") + (f", revision {self.revision}" if self.revision else ""))
+        if self.checkpoints:
+            lines.append("  checkpoints reached: " + ", ".join(f"{p}%" for p in self.checkpoints))
         if self.asg_after and self.asg_after != self.asg_before:
             lines.append(f"  Auto Scaling group: {self.asg_before} -> {self.asg_after} "
                          "(new name)")
@@ -355,7 +356,7 @@ class _Release:
                          asg: AsgLaunch | None) -> TemplateVersion:
         """A new default version with the AMI, unless the default already has it."""
         if default.image_id == image.id:
-            remembered = _REMEMBERED.search(default.description) if default.description \
+            remembered = rollout.REMEMBERED.search(default.description) if default.description \
                 .startswith(f"builder: {image.id} ") else None
             self.previous = int(remembered["previous"]) if remembered else None
             self.asg_version_before = (remembered["asg"] if remembered else None) or (
@@ -482,6 +483,7 @@ class _Release:
             revision=self.rollout.revision if self.rollout else None,
             asg_before=self.asg_before, asg_after=self.asg_after, error=error,
             failed_lifecycle_event=self.failed_event.to_json() if self.failed_event else None,
+            checkpoints=self.run_state.checkpoints if self.run_state else (),
             timings=dict(self.timings), protected=self.protected, publication=self.publication,
             changes=self.changes)
 

@@ -9,6 +9,7 @@ start one, wait for it, read back what the fleet launches, put the fleet back.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -62,6 +63,7 @@ class Run:
     done: bool = False
     succeeded: bool = False
     error: str = ""
+    checkpoints: tuple[int, ...] = ()  # an instance refresh's checkpoints reached (percent)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ class Rollout(Protocol):
         """The fleet off `new` (to version `back`) after a failure: the serving group's
         name and what was done."""
         ...
+
+
+# What a release's launch-template version description remembers (after the AMI):
+# the default before it and the version the ASG launched then.
+REMEMBERED = re.compile(r"previous default (?P<previous>\d+)(?:; asg version (?P<asg>\S+))?")
 
 
 def description(ami_id: str) -> str:

@@ -6,6 +6,9 @@ every 0.2 s):
   made with it) whose number depends on how long CodeDeploy takes. Target: at most 15.
 - the extra calls of the first release in an account (it makes the lock table).
 - seconds from "AMI available" to "deployment created".
+- the same for a release by instance refresh (demo prod app, deploy_strategy:
+  instance_refresh; polls: autoscaling.DescribeInstanceRefreshes). Target: at most 20;
+  its release time as a ratio to the blue/green copy's (same run, same step time).
 
     .venv/bin/python -m tests.bench.bench_release [--runs 3]
 """
@@ -25,17 +28,21 @@ from builder.config.models import Combo
 from builder.local import stack
 from builder.local.mode import LOCAL
 from builder.project import Project
+from builder.release import refresh
 from builder.release.deploy import STATUS_POLLS
 from builder.release.release import release
 from tests.conftest import copy_demo
 from tests.release.emulated import make_ami
 
 TARGET_CALLS = 15
+REFRESH_TARGET_CALLS = 20
 DEPLOY_STEP_SECONDS = 0.2
 
 
-def one_release(root: Path, setup: Project, combo: Combo) -> dict[str, Any]:
-    """Release a new AMI of `combo` with a fresh session; its calls and timings."""
+def one_release(root: Path, setup: Project, combo: Combo,
+                polls: tuple[str, ...] = STATUS_POLLS) -> dict[str, Any]:
+    """Release a new AMI of `combo` with a fresh session; its calls (`polls` counted
+    apart) and timings."""
     ami = make_ami(setup, combo)
     ec2 = setup.env_aws(setup.resolve(combo.app, combo.env, combo.comp)).client("ec2")
     while images.describe(ec2, image_ids=[ami])[0].state != "available":
@@ -44,7 +51,7 @@ def one_release(root: Path, setup: Project, combo: Combo) -> dict[str, Any]:
     created: list[float] = []
 
     def progress(_subject: str, message: str) -> None:
-        if message.startswith("created deployment"):
+        if message.startswith(("created deployment", "created instance refresh")):
             created.append(time.monotonic())
 
     project = Project.open(str(root), local_mode=LOCAL)
@@ -52,9 +59,9 @@ def one_release(root: Path, setup: Project, combo: Combo) -> dict[str, Any]:
     log = project.aws.call_log
     return {
         "outcome": result.outcome,
-        "calls_excluding_polls": log.total(excluding=STATUS_POLLS),
+        "calls_excluding_polls": log.total(excluding=polls),
         "calls": dict(sorted(log.counts.items())),
-        "polls": {name: log.counts[name] for name in STATUS_POLLS},
+        "polls": {name: log.counts[name] for name in polls},
         "ami_available_to_deployment_created_s": round(created[0] - available, 3),
         "release_s": result.timings["total"],
     }
@@ -72,6 +79,9 @@ def main() -> None:
             first = one_release(root, setup, Combo("demo", "dev", "worker"))
             runs = [one_release(root, setup, Combo("demo", "dev", "app"))
                     for _ in range(args.runs)]
+            refreshes = [one_release(root, setup, Combo("demo", "prod", "app"),
+                                     refresh.STATUS_POLLS) for _ in range(args.runs + 1)]
+            refreshes = refreshes[1:]  # the first in prod makes its lock table
         finally:
             stack.down(setup.layout)
     steady = runs[-1]
@@ -92,6 +102,20 @@ def main() -> None:
             "runs": [r["ami_available_to_deployment_created_s"] for r in runs]},
         "release_s": {"median": statistics.median(r["release_s"] for r in runs),
                       "runs": [r["release_s"] for r in runs]},
+    }
+    steady_refresh = refreshes[-1]
+    report["instance_refresh"] = {
+        "api_calls_excluding_polls": steady_refresh["calls_excluding_polls"],
+        "api_calls_target": REFRESH_TARGET_CALLS,
+        "within_target": all(r["calls_excluding_polls"] <= REFRESH_TARGET_CALLS
+                             for r in refreshes),
+        "excluded_polls": steady_refresh["polls"],
+        "calls": steady_refresh["calls"],
+        "release_s": {"median": statistics.median(r["release_s"] for r in refreshes),
+                      "runs": [r["release_s"] for r in refreshes]},
+        "release_s_ratio_to_blue_green_copy": round(
+            statistics.median(r["release_s"] for r in refreshes)
+            / statistics.median(r["release_s"] for r in runs), 2),
     }
     print(json.dumps(report, indent=2))
 

@@ -185,6 +185,11 @@ def test_a_vars_file_must_be_a_mapping(repo: Path) -> None:
         ("components: web", "components: must be a non-empty list"),
         ("components: [Web]", "components: 'Web' must match"),
         ("comp: other", "comp: is built in"),
+        ("refresh_min_healthy_percent: 120",
+         "refresh_min_healthy_percent: must be a whole number from 0 to 100"),
+        ("refresh_checkpoints: [50, 20]", "refresh_checkpoints: must be a rising list"),
+        ("refresh_checkpoints: 50", "refresh_checkpoints: must be a rising list"),
+        ("refresh_alarms: cpu-high", "refresh_alarms: must be a list of names"),
     ],
 )
 def test_validation_rules(repo: Path, text: str, expected: str) -> None:

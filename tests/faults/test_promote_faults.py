@@ -161,10 +161,11 @@ def test_a_re_run_keeps_the_verified_copy_and_removes_an_incomplete_twin(
 def test_two_promotions_at_once(local_stack: Project, tmp: Path) -> None:
     source = verified_in_staging(local_stack)
     before = state(local_stack, tmp, source)
-    # The first stops itself (SIGSTOP) once its deployment is created, lock held.
+    # The first stops itself (SIGSTOP) once its instance refresh (prod app's
+    # deploy_strategy) is created, lock held.
     first = start(local_stack.root, tmp, "promote", "demo", "app", "--to", "prod", "--json",
-                  signal_at="SIGSTOP@^created deployment")
-    read_until(first, r"created deployment")
+                  signal_at="SIGSTOP@^created instance refresh")
+    read_until(first, r"created instance refresh")
 
     code, stderr, _ = promote(local_stack.root, tmp)
     assert code == 1, stderr[-3000:]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from builder.aws import fleet
 from builder.aws import locks as lock_items
 from builder.config.models import Combo
 from builder.errors import LockedError
@@ -21,6 +22,7 @@ from builder.local.state import live_server, running_endpoint, server_info
 from builder.polling import poll_until
 from builder.project import Project
 from builder.release import lock
+from builder.release.release import release
 from tests.conftest import copy_demo
 from tests.release.emulated import make_ami
 
@@ -170,3 +172,25 @@ def test_iam_enforcement_is_kept(tmp_path: Path) -> None:
         assert control.call(running_endpoint(project.layout), "iam")["enforced"] is True
     finally:
         stack.down(project.layout, force=True)
+
+
+def test_an_instance_refresh_goes_on_after_down_and_up(project: Project) -> None:
+    """prod app releases by instance refresh: one held in progress (the hold is kept
+    too) is where it was after `down`/`up`, and a release again follows it to the end."""
+    prod_app = Combo("demo", "prod", "app")
+    ami = make_ami(project, prod_app)
+    stack.hold_refreshes(project, "demo", "prod", "app", "Pending")
+    started = release(project, prod_app, ami_id=ami, wait=False)
+    assert started.outcome == "deploying" and started.deployment_id
+    stack.down(project.layout)  # saves on the way out
+    project = _fresh(project)
+    stack.up(project, build_host=False, deploy_step_seconds=0.2)
+    autoscaling = project.env_aws(project.resolve("demo", "prod", "app")).client("autoscaling")
+    [kept] = fleet.refreshes(autoscaling, "demo-prod-app", (started.deployment_id,))
+    assert not kept.done  # still held where it was
+    stack.hold_refreshes(project, "demo", "prod", "app", None)
+
+    followed = release(project, prod_app, ami_id=ami)
+
+    assert followed.attached and followed.deployment_id == started.deployment_id
+    assert followed.outcome == "verified" and not followed.version_created

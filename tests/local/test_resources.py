@@ -51,21 +51,28 @@ def test_each_env_has_its_resources_in_its_account_and_region(
         assert data["ImageId"] == base[0]["ImageId"]
 
         group = group_info(aws, name)
-        assert group["deploymentStyle"] == {"deploymentType": "BLUE_GREEN",
-                                            "deploymentOption": "WITH_TRAFFIC_CONTROL"}
-        assert group["blueGreenDeploymentConfiguration"]["greenFleetProvisioningOption"] == {
-            "action": "COPY_AUTO_SCALING_GROUP"}
         assert group["autoRollbackConfiguration"] == {"enabled": True,
                                                       "events": ["DEPLOYMENT_FAILURE"]}
-        # The first deployment succeeded: the group has a target revision and its ASG is
-        # CodeDeploy's copy of the one Terraform made.
         assert group["lastSuccessfulDeployment"]["status"] == "Succeeded"
-        deployment_id = group["lastSuccessfulDeployment"]["deploymentId"]
-        asg_name = group["autoScalingGroups"][0]["name"]
-        assert asg_name == f"CodeDeploy_{name}_{deployment_id}"
+        if (env, comp) == ("prod", "app"):
+            # deploy_strategy: instance_refresh: in place on the ASG Terraform made,
+            # which keeps its name; two instances, so a refresh goes in two batches.
+            assert group["deploymentStyle"] == {"deploymentType": "IN_PLACE",
+                                                "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"}
+            asg_name, size = name, 2
+        else:
+            assert group["deploymentStyle"] == {"deploymentType": "BLUE_GREEN",
+                                                "deploymentOption": "WITH_TRAFFIC_CONTROL"}
+            assert group["blueGreenDeploymentConfiguration"][
+                "greenFleetProvisioningOption"] == {"action": "COPY_AUTO_SCALING_GROUP"}
+            # The first deployment succeeded: the group has a target revision and its
+            # ASG is CodeDeploy's copy of the one Terraform made.
+            deployment_id = group["lastSuccessfulDeployment"]["deploymentId"]
+            asg_name, size = f"CodeDeploy_{name}_{deployment_id}", 1
+        assert group["autoScalingGroups"][0]["name"] == asg_name
         asg = aws.client("autoscaling").describe_auto_scaling_groups(
             AutoScalingGroupNames=[asg_name])["AutoScalingGroups"][0]
-        assert asg["DesiredCapacity"] == 1
+        assert asg["DesiredCapacity"] == size
         assert asg["LaunchTemplate"]["LaunchTemplateName"] == name
         location = group["targetRevision"]["s3Location"]
         bundle = aws.client("s3").get_object(Bucket=location["bucket"], Key=location["key"])

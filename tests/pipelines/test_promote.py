@@ -93,11 +93,17 @@ def test_promotes_the_verified_staging_ami_to_prod_re_encrypted_and_verified(
     assert snapshot["KmsKeyId"] == prod_key["Arn"]
     assert {t["Key"]: t["Value"] for t in snapshot["Tags"]}[amis.TAG_PROMOTED_FROM] == (
         f"staging/{source.id}")
-    # On prod's launch template, through a deployment that succeeded.
+    # On prod's launch template, through an instance refresh (prod app's deploy_strategy)
+    # that succeeded: the ASG's instances run the copy.
     assert fleet.default_image(ec2, "demo-prod-app") == copy.id
-    deployment = prod.client("codedeploy").get_deployment(
-        deploymentId=promoted["release"]["deployment_id"])["deploymentInfo"]
-    assert deployment["status"] == "Succeeded"
+    assert promoted["release"]["strategy"] == "instance_refresh"
+    [refresh] = fleet.refreshes(prod.client("autoscaling"), "demo-prod-app",
+                                (promoted["release"]["deployment_id"],))
+    assert refresh.status == "Successful"
+    instances = prod.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=["demo-prod-app"])["AutoScalingGroups"][0]["Instances"]
+    running = ec2.describe_instances(InstanceIds=[i["InstanceId"] for i in instances])
+    assert {i["ImageId"] for r in running["Reservations"] for i in r["Instances"]} == {copy.id}
     # The share and the KMS grant were for the copy only.
     assert shares_of(local_stack, source) == []
     assert grants_for_prod(local_stack, staging_key) == []

@@ -29,6 +29,7 @@ from builder.pipelines.bake_release import release_baked
 from builder.project import Project
 from builder.release.deploy import STATUS_POLLS
 from builder.release.lock import held
+from builder.release.refresh import STATUS_POLLS as REFRESH_POLLS
 from builder.release.release import release
 from tests.release.emulated import (
     Lines,
@@ -306,12 +307,12 @@ def test_the_cli_exit_codes(local_stack: Project, cli: Callable[..., Any]) -> No
 
 def test_one_release_makes_few_aws_calls(local_stack: Project) -> None:
     project = local_stack
-    env_aws = project.env_aws(project.resolve("demo", "prod", "app"))
+    env_aws = project.env_aws(project.resolve("demo", "prod", "worker"))
     lock_items.create_table(env_aws.client("dynamodb"))  # made on first use; not counted here
-    ami = make_ami(project, PROD_APP)
+    ami = make_ami(project, PROD_WORKER)
     fresh = Project.open(str(project.root), local_mode=LOCAL)  # own session: assume-role counted
 
-    result = release(fresh, PROD_APP, ami_id=ami, progress=Lines())
+    result = release(fresh, PROD_WORKER, ami_id=ami, progress=Lines())
 
     assert result.outcome == "verified"
     counts = fresh.aws.call_log.counts
@@ -332,6 +333,29 @@ def test_one_release_makes_few_aws_calls(local_stack: Project) -> None:
     assert {name: n for name, n in counts.items() if n > 1 and name not in STATUS_POLLS} == {
         "codedeploy.GetDeploymentGroup": 2, "autoscaling.DescribeAutoScalingGroups": 2,
         "ec2.DescribeLaunchTemplateVersions": 2, "ec2.DescribeImages": 2}
+
+
+def test_one_refresh_release_makes_few_aws_calls(local_stack: Project) -> None:
+    """deploy_strategy: instance_refresh (demo prod app)."""
+    project = local_stack
+    env_aws = project.env_aws(project.resolve("demo", "prod", "app"))
+    lock_items.create_table(env_aws.client("dynamodb"))  # made on first use; not counted here
+    ami = make_ami(project, PROD_APP)
+    fresh = Project.open(str(project.root), local_mode=LOCAL)  # own session: assume-role counted
+
+    result = release(fresh, PROD_APP, ami_id=ami, progress=Lines())
+
+    assert (result.outcome, result.strategy) == ("verified", "instance_refresh")
+    counts = fresh.aws.call_log.counts
+    print(dict(counts))
+    assert counts["autoscaling.DescribeInstanceRefreshes"] >= 1
+    # 15 (the pin of an ASG on $Default among them, and the two reads that check input
+    # before anything is written).
+    assert fresh.aws.call_log.total(excluding=REFRESH_POLLS) <= 20
+    # Every non-poll call is made once but the ASG and launch template reads (checked
+    # before the lock and under it; the ASG read back after the refresh).
+    assert {name: n for name, n in counts.items() if n > 1 and name not in REFRESH_POLLS} == {
+        "autoscaling.DescribeAutoScalingGroups": 2, "ec2.DescribeLaunchTemplateVersions": 2}
 
 
 def test_bake_release_reports_each_comp(local_stack: Project) -> None:

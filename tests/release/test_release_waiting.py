@@ -188,7 +188,7 @@ def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Pro
 
 def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stack: Project
                                                                        ) -> None:
-    project, combo = local_stack, Combo("demo", "prod", "app")
+    project, combo = local_stack, Combo("demo", "dev", "app")
     ami = make_ami(project, combo)
     hold_deployments(project, combo.app, combo.env, combo.comp, "Created")
     try:
@@ -213,7 +213,7 @@ def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stac
 
 
 def test_following_a_deployment_shows_its_lifecycle_events(local_stack: Project) -> None:
-    project, combo = local_stack, Combo("demo", "prod", "app")
+    project, combo = local_stack, Combo("demo", "staging", "app")
     ami = make_ami(project, combo)
     hold_deployments(project, combo.app, combo.env, combo.comp, "InProgress")
     lines = Lines()

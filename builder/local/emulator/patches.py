@@ -4,12 +4,15 @@ process (`apply`, called by builder.local.emulator.server before it serves).
 They reach into moto 5.2.5's internals, which is why moto is pinned to that version in
 pyproject's `local` extra (`moto[server]==5.2.5`); a new pin means checking each entry
 below against the new moto. The replacements live with their service: ec2_images,
-image_lifecycle, ec2_tags, launch_templates, kms, ssm and codedeploy_state. The
-deployments themselves are run by builder.local.emulator.codedeploy, which patches nothing.
+image_lifecycle, ec2_tags, launch_templates, kms, ssm, codedeploy_state and
+autoscaling_refresh. The deployments themselves are run by
+builder.local.emulator.codedeploy, which patches nothing; the instance refreshes by
+autoscaling_refresh's thread.
 """
 
 from __future__ import annotations
 
+from moto.autoscaling.responses import AutoScalingResponse
 from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo
 from moto.codedeploy.responses import CodeDeployResponse
@@ -23,6 +26,7 @@ from moto.kms.models import KmsBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from builder.local.emulator import (
+    autoscaling_refresh,
     codedeploy_state,
     ec2_images,
     ec2_tags,
@@ -83,6 +87,15 @@ PATCHES: tuple[Patch, ...] = (
     Patch(LaunchTemplates, "create_launch_template_version",
           launch_templates.create_launch_template_version_response,
           "moto ignores SourceVersion: the new version loses the fields it doesn't give"),
+    # Auto Scaling instance refreshes
+    Patch(AutoScalingResponse, "start_instance_refresh", autoscaling_refresh.start_instance_refresh,
+          "moto has no StartInstanceRefresh"),
+    Patch(AutoScalingResponse, "describe_instance_refreshes",
+          autoscaling_refresh.describe_instance_refreshes, "moto has no DescribeInstanceRefreshes"),
+    Patch(AutoScalingResponse, "cancel_instance_refresh",
+          autoscaling_refresh.cancel_instance_refresh, "moto has no CancelInstanceRefresh"),
+    Patch(AutoScalingResponse, "rollback_instance_refresh",
+          autoscaling_refresh.rollback_instance_refresh, "moto has no RollbackInstanceRefresh"),
     # KMS
     Patch(KmsBackend, "any_id_to_key_id", kms.any_id_to_key_id,
           "moto answers an unknown alias with HTTP 500 in CreateGrant, ListGrants, "

@@ -24,6 +24,9 @@ Control routes (JSON; moto serves every other path):
     POST /_builder/codedeploy/hold             {"account", "region", "application",
                                                 "deployment_group", "status"}
                                                status: "Created", "InProgress" or null
+    POST /_builder/autoscaling/fail-next-refresh  {"account", "region", "asg"}
+    POST /_builder/autoscaling/hold-refreshes  {"account", "region", "asg", "at"}
+                                               at: "Pending", "Checkpoint" or null
     GET  /_builder/iam                         {"enforced", "ci_user_arn"}
     POST /_builder/iam                         {"on", "roles"?, ...}: IAM enforcement
                                                (builder.local.emulator.iam)
@@ -34,7 +37,7 @@ Control routes (JSON; moto serves every other path):
 The state is kept in `<state-dir>/state.pickle` (builder.local.emulator.persistence):
 loaded before the socket listens, saved within a second of a change and on shutdown.
 
-Every request (and the deployment emulator) holds one lock: moto's backends are not
+Every request (and the deployment and refresh emulators) holds one lock: moto's backends are not
 made for concurrent writers, and local traffic is small.
 """
 
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--deploy-step-seconds", type=float, default=None,
-                        help="time between deployment states (default 1)")
+                        help="time between deployment states and between instance "
+                        "refresh steps (default 1)")
     parser.add_argument("--no-keep-state", action="store_true",
                         help="neither restore nor save the state (benchmarks compare)")
     args = parser.parse_args(argv)
@@ -100,6 +104,7 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None, *,
     from werkzeug.serving import make_server
 
     from builder.local.emulator import iam, patches
+    from builder.local.emulator.autoscaling_refresh import RefreshEmulator
     from builder.local.emulator.codedeploy import DEFAULT_STEP_SECONDS, DeploymentEmulator
     from builder.local.emulator.persistence import StateKeeper
 
@@ -116,6 +121,7 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None, *,
                          state_dir / (STATE_FILE + UNREADABLE_SUFFIX), lock, builder_state,
                          enabled=keep_state)
     emulator = DeploymentEmulator(lock, step_seconds=step, on_change=keeper.changed)
+    refreshes = RefreshEmulator(lock, step_seconds=step, on_change=keeper.changed)
     saved = keeper.load()
     emulator.resume(saved.get("deployments") or {}, time.monotonic())
     if saved.get("iam_enforced"):
@@ -127,6 +133,7 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None, *,
     port = server.server_port
     os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs (S3, SQS) from it
     emulator.start()
+    refreshes.start()
     keeper.start()
 
     def shut_down(signum: int, _frame: Any) -> None:
@@ -145,6 +152,7 @@ def serve(state_dir: Path, port: int, deploy_step_seconds: float | None, *,
         server.serve_forever()
     finally:
         emulator.stop()
+        refreshes.stop()
         keeper.stop()
         server.server_close()
         server_file.unlink(missing_ok=True)
@@ -198,6 +206,8 @@ class EmulatorApp:
             ("POST", "images/creation-date"): _date_image,
             ("POST", "codedeploy/fail-next"): self._fail_next,
             ("POST", "codedeploy/hold"): self._hold,
+            ("POST", "autoscaling/fail-next-refresh"): _fail_next_refresh,
+            ("POST", "autoscaling/hold-refreshes"): _hold_refreshes,
             ("GET", "iam"): lambda _: _iam().enforced(),
             ("POST", "iam"): lambda body: _iam().set_enforcement(body),
             ("GET", "state"): lambda _: self._state(),
@@ -299,6 +309,31 @@ def _field(body: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise ControlError(400, f"missing {name!r}")
     return value
+
+
+def _fail_next_refresh(body: dict[str, Any]) -> dict[str, Any]:
+    from builder.local.emulator import autoscaling_refresh
+
+    try:
+        autoscaling_refresh.arm_failure(_field(body, "account"), _field(body, "region"),
+                                        _field(body, "asg"))
+    except KeyError as exc:
+        raise ControlError(404, str(exc.args[0])) from exc
+    return {"armed": True}
+
+
+def _hold_refreshes(body: dict[str, Any]) -> dict[str, Any]:
+    from builder.local.emulator import autoscaling_refresh
+
+    at = body.get("at")
+    try:
+        autoscaling_refresh.hold(_field(body, "account"), _field(body, "region"),
+                                 _field(body, "asg"), at)
+    except KeyError as exc:
+        raise ControlError(404, str(exc.args[0])) from exc
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from exc
+    return {"held_at": at}
 
 
 def _publish_image(body: dict[str, Any]) -> dict[str, Any]:
