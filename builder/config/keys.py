@@ -426,13 +426,18 @@ def _role_in_the_account(values: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def _arns_in_the_partition(values: Mapping[str, Any]) -> tuple[str, str] | None:
-    """An ARN of another partition than the region's names nothing the env can use."""
-    partition = partition_of(values["aws_region"] or "")
-    for key in ("aws_role_arn", "kms_key_id"):
-        named = of_arn(values[key] or "")
+    """An ARN of another partition than its region's names nothing the env can use (the
+    role: the bake region's; a key: its region's)."""
+    regions = values["aws_regions"] or (values["aws_region"] or "",)
+    keys = values["kms_key_id"]
+    named_in = [("aws_role_arn", values["aws_role_arn"] or "", regions[0])] + [
+        ("kms_key_id", keys.for_region(region), region)
+        for region in regions if isinstance(keys, KmsKeys)]
+    for key, text, region in named_in:
+        named, partition = of_arn(text), partition_of(region)
         if named is not None and named != partition:
-            return (key, f"is an ARN of partition {named}, but aws_region "
-                         f"{values['aws_region']} is in partition {partition}")
+            return (key, f"is an ARN of partition {named}, but region {region} is in "
+                         f"partition {partition}")
     return None
 
 

@@ -56,7 +56,7 @@ def test_an_arn_of_another_partition_than_the_region_is_refused_at_its_line(
     done = _run(root, "vars", "demo", "prod-cn", "app")
     assert done.exit_code == 2
     assert "prod-cn/common.yml:6" in done.stderr
-    assert ("aws_role_arn: is an ARN of partition aws, but aws_region cn-north-1 is in "
+    assert ("aws_role_arn: is an ARN of partition aws, but region cn-north-1 is in "
             "partition aws-cn") in done.stderr
 
 
