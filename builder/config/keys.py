@@ -212,6 +212,19 @@ def _deploy_strategy(value: Any, check: Check) -> DeployStrategy:
         return DeployStrategy.BLUE_GREEN_COPY
 
 
+def _asg_pair(value: Any, check: Check) -> tuple[str, str] | None:
+    if value is None or value == "":
+        return None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(name, str) and name for name in value)):
+        check.fail(f"must be a list of two Auto Scaling group names, not {value!r:.60}")
+        return None
+    if value[0] == value[1]:
+        check.fail(f"names {value[0]!r} twice: the pair is two Auto Scaling groups")
+        return None
+    return value[0], value[1]
+
+
 _env_name = _optional(NAME_RE, "an env name")
 
 
@@ -263,6 +276,9 @@ KEYS: tuple[Key[Any], ...] = (
     Key("deploy_strategy", _deploy_strategy,
         "how `release` rolls the new launch-template version out (blue_green_copy, "
         "blue_green_existing, instance_refresh, none)", DeployStrategy.BLUE_GREEN_COPY.value),
+    Key("asg_pair", _asg_pair,
+        "blue_green_existing: the comp's two Auto Scaling groups [A, B] (none: those "
+        "tagged builder:slot and the comp's builder:app/env/comp)"),
     Key("promote_from", _promote_from, "env whose verified AMI `promote` brings to this env"),
     Key("ami_keep", _whole(1), "AMIs `prune` keeps per comp", 5),
     Key("rebuild_max_age_days", _whole(1), "age in days after which `rebuild` bakes anyway", 30),
@@ -294,6 +310,14 @@ def _role_in_the_account(values: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _pair_needs_its_strategy(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    strategy = values["deploy_strategy"]
+    if values["asg_pair"] is not None and strategy != DeployStrategy.BLUE_GREEN_EXISTING:
+        return "asg_pair", (f"is set but deploy_strategy is {strategy}: only "
+                            f"{DeployStrategy.BLUE_GREEN_EXISTING} deploys to a pair")
+    return None
+
+
 def _key_needs_encryption(values: Mapping[str, Any]) -> tuple[str, str] | None:
     if values["kms_key_id"] and not values["encrypt_boot"]:
         return "kms_key_id", "is set but encrypt_boot is false"
@@ -306,6 +330,7 @@ RULES: tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...] = (
     _one_base_image,
     _role_in_the_account,
     _key_needs_encryption,
+    _pair_needs_its_strategy,
 )
 
 

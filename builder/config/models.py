@@ -62,6 +62,7 @@ class Settings:
     codedeploy_application: str
     codedeploy_deployment_group: str
     deploy_strategy: DeployStrategy
+    asg_pair: tuple[str, str] | None
     promote_from: str | None
     ami_keep: int
     rebuild_max_age_days: int

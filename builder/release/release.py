@@ -42,7 +42,7 @@ from builder.errors import (
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent
 from builder.project import Project
-from builder.release import deploy, lock, rollout
+from builder.release import deploy, existing, lock, rollout
 from builder.release.rollout import DeployTarget, Rollout, Run
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ LOCK_MARGIN_MIN = 15.0
 STRATEGIES: dict[DeployStrategy, Callable[[DeployTarget, RevisionLocationTypeDef | None],
                                           Rollout]] = {
     DeployStrategy.BLUE_GREEN_COPY: deploy.CopyAsg,
+    DeployStrategy.BLUE_GREEN_EXISTING: existing.ExistingPair,
 }
 
 
@@ -141,7 +142,8 @@ class ReleaseResult:
                             else "") + (f", revision {self.revision}" if self.revision else ""))
         if self.asg_after and self.asg_after != self.asg_before:
             lines.append(f"  Auto Scaling group: {self.asg_before} -> {self.asg_after} "
-                         "(new name)")
+                         + ("(new name)" if self.strategy == DeployStrategy.BLUE_GREEN_COPY
+                            else "(the other of the pair, serving now)"))
         elif self.asg_after or self.asg_before:
             lines.append(f"  Auto Scaling group: {self.asg_after or self.asg_before}")
         if self.error:
