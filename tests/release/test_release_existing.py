@@ -1,6 +1,6 @@
 """`deploy_strategy: blue_green_existing` against the local stack: a DISCOVER_EXISTING
 deployment group over two standing Auto Scaling groups (staging in the demo; the app's
-pair named by asg_pair, the worker's found by its builder:slot tags). Releases alternate
+pair found by its builder:slot tags, the worker's named by asg_pair). Releases alternate
 between the two, which keep their names; a failure leaves the traffic where it was;
 configurations that don't fit are refused before anything changes."""
 
@@ -63,6 +63,7 @@ def all_asg_names(project: Project, combo: Combo) -> set[str]:
 def test_two_releases_alternate_between_the_pair_and_keep_the_names(local_stack: Project
                                                                      ) -> None:
     project, combo = local_stack, STAGING_APP
+    assert project.resolve(*astuple(combo)).settings.asg_pair is None  # found by tags
     names_before = all_asg_names(project, combo)
     a, b = APP_PAIR
     assert pair_state(project, combo, APP_PAIR) == {
@@ -95,9 +96,9 @@ def test_two_releases_alternate_between_the_pair_and_keep_the_names(local_stack:
     assert again.outcome == "unchanged" and again.deployment_id is None
 
 
-def test_a_pair_is_found_by_its_slot_tags(local_stack: Project) -> None:
+def test_a_pair_is_named_by_asg_pair(local_stack: Project) -> None:
     project, combo = local_stack, STAGING_WORKER
-    assert project.resolve(*astuple(combo)).settings.asg_pair is None
+    assert project.resolve(*astuple(combo)).settings.asg_pair == WORKER_PAIR
     ami = make_ami(project, combo)
 
     result = release(project, combo, ami_id=ami, progress=Lines())
@@ -156,41 +157,41 @@ def _refused(project: Project, combo: Combo, layer: str, text: str) -> InputErro
     return refused.value
 
 
-@pytest.mark.parametrize(("layer", "text", "says"), [
-    ("app.yml", "asg_pair: [demo-staging-app-a, demo-staging-app-c]\n",
-     "asg_pair: no Auto Scaling group demo-staging-app-c in 222222222222 eu-west-1"),
-    ("app.yml", "asg_pair: [demo-staging-app-a, demo-staging-worker-b]\n",
-     "asg_pair: Auto Scaling group demo-staging-worker-b launches from lt-"),
-    ("app.yml", "asg_pair: [demo-staging-app-a]\n",
+@pytest.mark.parametrize(("text", "says"), [
+    ("asg_pair: [demo-staging-worker-a, demo-staging-worker-c]\n",
+     "asg_pair: no Auto Scaling group demo-staging-worker-c in 222222222222 eu-west-1"),
+    ("asg_pair: [demo-staging-worker-a, demo-staging-app-b]\n",
+     "asg_pair: Auto Scaling group demo-staging-app-b launches from lt-"),
+    ("asg_pair: [demo-staging-worker-a]\n",
      "asg_pair: must be a list of two Auto Scaling group names"),
-    ("app.yml", "asg_pair: [demo-staging-app-a, demo-staging-app-a]\n",
-     "asg_pair: names 'demo-staging-app-a' twice"),
-    ("app.yml", "codedeploy_deployment_group: demo-staging-worker\n",
-     "asg_pair: can't tell which of demo-staging-app-a and demo-staging-app-b serves"),
+    ("asg_pair: [demo-staging-worker-a, demo-staging-worker-a]\n",
+     "asg_pair: names 'demo-staging-worker-a' twice"),
+    ("codedeploy_deployment_group: demo-staging-app\n",
+     "asg_pair: can't tell which of demo-staging-worker-a and demo-staging-worker-b serves"),
 ])
 def test_a_pair_that_does_not_fit_is_refused_naming_asg_pair(
-        local_stack: Project, layer: str, text: str, says: str) -> None:
-    kept = (local_stack.root / "vars/demo/staging/app.yml").read_text()
-    if layer == "app.yml" and "asg_pair" not in text:
-        text = kept + text  # the pair stays; only the deployment group changes
-    refused = _refused(local_stack, STAGING_APP, layer, text)
+        local_stack: Project, text: str, says: str) -> None:
+    layer = local_stack.root / "vars/demo/staging/worker.yml"
+    if "asg_pair" not in text:
+        text = layer.read_text() + text  # the pair stays; only the deployment group changes
+    refused = _refused(local_stack, STAGING_WORKER, "worker.yml", text)
     assert says in str(refused)
-    assert "vars/demo/staging/app.yml:" in refused.format(local_stack.root)
+    assert "vars/demo/staging/worker.yml:" in refused.format(local_stack.root)
 
 
 def test_tags_that_find_no_pair_are_refused(local_stack: Project) -> None:
-    autoscaling = clients(local_stack, STAGING_WORKER)[1]
+    autoscaling = clients(local_stack, STAGING_APP)[1]
     autoscaling.delete_tags(Tags=[{
-        "ResourceId": WORKER_PAIR[1], "ResourceType": "auto-scaling-group",
+        "ResourceId": APP_PAIR[1], "ResourceType": "auto-scaling-group",
         "Key": images.TAG_SLOT}])
     try:
-        refused = _refused(local_stack, STAGING_WORKER, "worker.yml", "")
+        refused = _refused(local_stack, STAGING_APP, "app.yml", "")
     finally:
         autoscaling.create_or_update_tags(Tags=[{
-            "ResourceId": WORKER_PAIR[1], "ResourceType": "auto-scaling-group",
+            "ResourceId": APP_PAIR[1], "ResourceType": "auto-scaling-group",
             "Key": images.TAG_SLOT, "Value": "b", "PropagateAtLaunch": False}])
     assert "asg_pair: unset, and 1 Auto Scaling groups in 222222222222 eu-west-1 are " \
-           "tagged builder:slot for demo/staging/worker" in str(refused)
+           "tagged builder:slot for demo/staging/app" in str(refused)
 
 
 def test_a_group_that_copies_its_asg_is_refused_naming_the_strategy(local_stack: Project
