@@ -18,6 +18,7 @@ from builder.local.stack import fail_next_deployment
 from builder.project import Project
 from builder.release.release import release
 from tests.release.emulated import Lines, clients, fleet_state, image_tags, make_ami
+from tests.release.test_release_waiting import wait_for_status
 
 pytestmark = pytest.mark.local
 
@@ -107,6 +108,29 @@ def test_a_pair_is_named_by_asg_pair(local_stack: Project) -> None:
     state = pair_state(project, combo, WORKER_PAIR)
     assert state[WORKER_PAIR[1]].sizes == (1, 1, 2)
     assert state[WORKER_PAIR[0]] == Member("$Default", (0, 0, 2), 0)
+
+
+def test_a_deployment_that_ended_unseen_is_finished_by_a_release_again(
+        local_stack: Project) -> None:
+    """--no-wait: CodeDeploy terminates the old instances while nobody watches, and the
+    old group, still sized, launches others; the next release of the AMI follows the
+    deployment, verifies, and sizes the old group to 0."""
+    project, combo = local_stack, STAGING_WORKER
+    ami = make_ami(project, combo)
+    started = release(project, combo, ami_id=ami, wait=False, progress=Lines())
+    assert started.outcome == "deploying" and started.deployment_id
+    wait_for_status(project, combo, started.deployment_id, "Succeeded")
+    old = started.asg_before
+    assert old is not None
+    relaunched = pair_state(project, combo, WORKER_PAIR)[old]
+    assert relaunched.sizes[1] == relaunched.instances == 1
+
+    again = release(project, combo, ami_id=ami, progress=Lines())
+
+    assert again.attached and again.deployment_id == started.deployment_id
+    assert again.outcome == "verified" and again.asg_after != old
+    assert pair_state(project, combo, WORKER_PAIR)[old].sizes[:2] == (0, 0)
+    assert pair_state(project, combo, WORKER_PAIR)[old].instances == 0
 
 
 def test_a_failed_deployment_leaves_the_traffic_and_sizes_the_idle_group_back(
