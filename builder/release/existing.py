@@ -64,8 +64,10 @@ class ExistingPair(deploy.CopyAsg):
         try:
             deployment_id = deploy.start_deployment(self.target, group, self._revision,
                                                     description, onto_asgs=[idle.name])
-        except OperationFailed:
-            _retire(self.target, idle, idle.version)
+        except OperationFailed:  # as it was: idle, at its version
+            fleet.size_asg(self.target.autoscaling, idle.name, min_size=idle.min_size,
+                           desired=idle.desired, max_size=idle.max_size,
+                           template_id=idle.template_id, version_spec=idle.version)
             raise
         return Run(deployment_id, "Created")
 
@@ -89,7 +91,9 @@ class ExistingPair(deploy.CopyAsg):
         if _on(serving, new) and back and back != serving.version:
             fleet.point_asg(self.target.autoscaling, serving.name, serving.template_id, back)
             done.append(f"Auto Scaling group {serving.name} back to version {back}")
-        earlier = self._idle.version if self._idle and not _on(self._idle, new) else back
+        started = self._idle  # as this run found it, before it was sized and pointed
+        earlier = (started.version if started and started.name == other.name
+                   and not _on(started, new) else back)
         if not other.idle or other.min_size or _on(other, new):
             version = earlier if _on(other, new) and earlier else other.version
             _retire(self.target, other, version)

@@ -12,9 +12,9 @@ import pytest
 
 from builder.aws import images
 from builder.config.models import Combo
-from builder.errors import DeployFailed, InputError
+from builder.errors import DeployFailed, InputError, OperationFailed
 from builder.local.mode import LOCAL
-from builder.local.stack import fail_next_deployment
+from builder.local.stack import fail_next_deployment, hold_deployments
 from builder.project import Project
 from builder.release.release import release
 from tests.release.emulated import Lines, clients, fleet_state, image_tags, make_ami
@@ -155,6 +155,33 @@ def test_a_failed_deployment_leaves_the_traffic_and_sizes_the_idle_group_back(
                                                             before_fleet.default_image)
     assert pair_state(project, combo, APP_PAIR) == before_pair
     assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.FAILED
+
+
+def test_a_busy_group_leaves_the_pair_as_it_was(local_stack: Project) -> None:
+    """CodeDeploy refuses the deployment (another one is running): the idle group goes
+    back to its size and version, and the launch template's default too."""
+    project, combo = local_stack, STAGING_APP
+    before_fleet, before_pair = fleet_state(project, combo), pair_state(project, combo, APP_PAIR)
+    codedeploy = clients(project, combo)[2]
+    hold_deployments(project, combo.app, combo.env, combo.comp, "Created")
+    try:
+        other = codedeploy.create_deployment(
+            applicationName="demo", deploymentGroupName="demo-staging-app",
+            revision=codedeploy.get_deployment_group(
+                applicationName="demo", deploymentGroupName="demo-staging-app")[
+                "deploymentGroupInfo"]["targetRevision"],
+            targetInstances={"autoScalingGroups": [before_fleet.asg]})["deploymentId"]
+        with pytest.raises(OperationFailed) as busy:
+            release(project, combo, ami_id=make_ami(project, combo), progress=Lines())
+        assert "demo-staging-app is busy: " in busy.value.message
+        assert f"already has an active Deployment '{other}'" in busy.value.message
+        after = fleet_state(project, combo)
+        assert (after.asg, after.default_version) == (before_fleet.asg,
+                                                      before_fleet.default_version)
+        assert pair_state(project, combo, APP_PAIR) == before_pair
+    finally:
+        hold_deployments(project, combo.app, combo.env, combo.comp, None)
+    wait_for_status(project, combo, other, "Succeeded")
 
 
 def _refused(project: Project, combo: Combo, layer: str, text: str) -> InputError:
