@@ -237,14 +237,14 @@ class DeploymentEmulator:
                                             lifecycle_event=FAILING_EVENT)
         try:
             _check_revision(account, deployment.revision)
-            if _copies_asg(group):
+            if _green_fleet(group) == "COPY_AUTO_SCALING_GROUP":
                 run.original = _only_asg(group)
                 run.replacement = (
                     f"CodeDeploy_{group.deployment_group_name}_{deployment.deployment_id}")
                 _copy_asg(account, region, run.original, run.replacement)
                 deployment_extras(deployment).targets = _targets(
                     account, region, green=run.replacement, blue=run.original)
-            elif _discovers_asgs(group):
+            elif _green_fleet(group) == "DISCOVER_EXISTING":
                 run.existing = True
                 run.replacement = _target_asg(account, region, deployment)
                 others = [name for name in group.auto_scaling_groups
@@ -326,19 +326,14 @@ class DeploymentEmulator:
         self._runs.pop(deployment.deployment_id, None)
 
 
-def _copies_asg(group: DeploymentGroup) -> bool:
+def _green_fleet(group: DeploymentGroup) -> str:
+    """Where a blue/green group's replacement instances come from: COPY_AUTO_SCALING_GROUP
+    or DISCOVER_EXISTING ("" for an in-place group)."""
     style = group.deployment_style or {}
-    action = (group.blue_green_deployment_configuration
-              .get("greenFleetProvisioningOption", {}).get("action"))
-    return bool(style.get("deploymentType") == "BLUE_GREEN"
-                and action == "COPY_AUTO_SCALING_GROUP")
-
-
-def _discovers_asgs(group: DeploymentGroup) -> bool:
-    style = group.deployment_style or {}
-    action = (group.blue_green_deployment_configuration
-              .get("greenFleetProvisioningOption", {}).get("action"))
-    return bool(style.get("deploymentType") == "BLUE_GREEN" and action == "DISCOVER_EXISTING")
+    if style.get("deploymentType") != "BLUE_GREEN":
+        return ""
+    return str(group.blue_green_deployment_configuration
+               .get("greenFleetProvisioningOption", {}).get("action", ""))
 
 
 def _target_asg(account: str, region: str, deployment: DeploymentInfo) -> str:
