@@ -118,10 +118,12 @@ _RELEASE = (
     *_calls(LAUNCH_TEMPLATE, "add the version with the new AMI, make it the default, "
             "and put the previous one back on rollback",
             "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate"),
-    *_calls(ANY, "read the deployment group's Auto Scaling group",
+    *_calls(ANY, "read the deployment group's Auto Scaling group (blue_green_existing: "
+            "the pair, by name or by its builder:slot tags)",
             "autoscaling:DescribeAutoScalingGroups"),
-    *_calls(ASG, "point the group's ASG at the new version (and back on rollback)",
-            "autoscaling:UpdateAutoScalingGroup"),
+    *_calls(ASG, "point the group's ASG at the new version (and back on rollback); "
+            "blue_green_existing: size the idle ASG of the pair like the serving one, and "
+            "the old one to 0", "autoscaling:UpdateAutoScalingGroup"),
     *_calls(ANY, "instance_refresh: follow the ASG's instance refresh, find one an earlier "
             "run started (AWS allows no resource scope on Describe calls)",
             "autoscaling:DescribeInstanceRefreshes"),

@@ -213,10 +213,19 @@ def groups(codedeploy: CodeDeployClient, application: str, names: Sequence[str]
 
 
 def create(codedeploy: CodeDeployClient, deployment_group: DeploymentGroup,
-           revision: RevisionLocationTypeDef, description: str) -> str:
-    """Start a deployment of `revision` to the group; returns its id."""
+           revision: RevisionLocationTypeDef, description: str,
+           onto_asgs: Sequence[str] = ()) -> str:
+    """Start a deployment of `revision` to the group; returns its id. `onto_asgs`: the
+    replacement Auto Scaling groups of a blue/green group that discovers them
+    (DISCOVER_EXISTING)."""
     with translate(f"creating a deployment of {deployment_group.application}/"
                    f"{deployment_group.name}"):
+        if onto_asgs:
+            return str(codedeploy.create_deployment(
+                applicationName=deployment_group.application,
+                deploymentGroupName=deployment_group.name, revision=revision,
+                description=description,
+                targetInstances={"autoScalingGroups": list(onto_asgs)})["deploymentId"])
         return str(codedeploy.create_deployment(
             applicationName=deployment_group.application,
             deploymentGroupName=deployment_group.name, revision=revision,

@@ -6,12 +6,12 @@ group and what it launches).
 The user's Terraform owns templates and groups; builder only adds launch-template
 versions, moves the default, points the deployment group's current ASG at a version,
 and (instance_refresh) starts, follows, cancels and rolls back the ASG's instance
-refreshes.
+refreshes, and (blue_green_existing) sizes the two standing groups of a pair.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Unpack
 
@@ -21,6 +21,8 @@ from builder.errors import AwsError
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_autoscaling.type_defs import (
+        AutoScalingGroupTypeDef,
+        FilterTypeDef,
         InstanceRefreshTypeDef,
         LaunchTemplateSpecificationTypeDef,
         RefreshPreferencesTypeDef,
@@ -72,6 +74,23 @@ class AsgLaunch:
     name: str
     template_id: str
     version: str  # a number, "$Default" or "$Latest", as the group names it
+    min_size: int = 0
+    desired: int = 0
+    max_size: int = 0
+    instances: int = 0  # in service or on their way, as the group lists them
+
+    @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing is asked to."""
+        return self.desired == 0 and self.instances == 0
+
+    @classmethod
+    def from_api(cls, raw: AutoScalingGroupTypeDef) -> AsgLaunch:
+        spec = raw.get("LaunchTemplate") or {}
+        return cls(raw["AutoScalingGroupName"], spec.get("LaunchTemplateId", ""),
+                   str(spec.get("Version", "")), min_size=raw["MinSize"],
+                   desired=raw["DesiredCapacity"], max_size=raw["MaxSize"],
+                   instances=len(raw.get("Instances", [])))
 
 
 def version(ec2: EC2Client, *, template_name: str = "", template_id: str = "",
@@ -118,8 +137,38 @@ def asg_launch(autoscaling: AutoScalingClient, name: str) -> AsgLaunch:
             AutoScalingGroupNames=[name])["AutoScalingGroups"]
     if not groups:
         raise AwsError(f"Auto Scaling group {name} does not exist", code="AsgNotFound")
-    spec = groups[0].get("LaunchTemplate") or {}
-    return AsgLaunch(name, spec.get("LaunchTemplateId", ""), str(spec.get("Version", "")))
+    return AsgLaunch.from_api(groups[0])
+
+
+def asgs(autoscaling: AutoScalingClient, names: Sequence[str] = (),
+         tags: Mapping[str, str] | None = None, tag_keys: Sequence[str] = ()
+         ) -> list[AsgLaunch]:
+    """The Auto Scaling groups of these names (those that exist), or those carrying these
+    tags (values) and tag keys, in one call (a pair is far below a page)."""
+    filters: list[FilterTypeDef] = [{"Name": f"tag:{key}", "Values": [value]}
+                                    for key, value in (tags or {}).items()]
+    filters += [{"Name": "tag-key", "Values": [key]} for key in tag_keys]
+    with translate("reading Auto Scaling groups " + (", ".join(names) or "by tag")):
+        found = (autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=list(names))
+                 if names else autoscaling.describe_auto_scaling_groups(Filters=filters))
+    return [AsgLaunch.from_api(raw) for raw in found["AutoScalingGroups"]]
+
+
+def size_asg(autoscaling: AutoScalingClient, name: str, *, min_size: int, desired: int,
+             max_size: int, template_id: str = "", version_spec: str = "") -> None:
+    """Set the group's sizes, and its launch template version when given, in one call
+    (instances it launches for the new size start from that version)."""
+    with translate(f"sizing Auto Scaling group {name} to {desired} ({min_size}-{max_size})"
+                   + (f" at launch template version {version_spec}" if version_spec else "")):
+        if template_id:
+            autoscaling.update_auto_scaling_group(
+                AutoScalingGroupName=name, MinSize=min_size, DesiredCapacity=desired,
+                MaxSize=max_size,
+                LaunchTemplate={"LaunchTemplateId": template_id, "Version": version_spec})
+        else:
+            autoscaling.update_auto_scaling_group(
+                AutoScalingGroupName=name, MinSize=min_size, DesiredCapacity=desired,
+                MaxSize=max_size)
 
 
 def point_asg(autoscaling: AutoScalingClient, name: str, template_id: str,

@@ -52,6 +52,9 @@ TAG_KEPT_FOR_DEBUG = "builder:kept-for-debug"
 TAG_KEPT_UNTIL = "builder:kept-until"
 # builder:verified-<env>: when a release verified the AMI on that env's new fleet
 TAG_VERIFIED_PREFIX = "builder:verified-"
+# On an Auto Scaling group (with builder:app/env/comp): one of the comp's two standing
+# groups that blue_green_existing alternates between, when asg_pair doesn't name them.
+TAG_SLOT = "builder:slot"
 
 
 

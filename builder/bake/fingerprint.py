@@ -130,7 +130,7 @@ ENV_VARS = frozenset({
     "associate_public_ip_address", "ssh_interface", "spot_price", "spot_instance_types",
     "ami_ssm_parameter", "protect_released", "ami_deprecate_after_days",
     "ami_keep_launched_days", "records_bucket", "aws_regions", "auto_scaling_group",
-    "refresh_min_healthy_percent", "refresh_checkpoints", "refresh_alarms"})
+    "refresh_min_healthy_percent", "refresh_checkpoints", "refresh_alarms", "asg_pair"})
 
 
 def build_inputs(layout: Layout, resolved: ResolvedVars, rendered: Rendered,

@@ -298,6 +298,19 @@ def _names(value: Any, check: Check) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _asg_pair(value: Any, check: Check) -> tuple[str, str] | None:
+    if value is None or value == "":
+        return None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(name, str) and name for name in value)):
+        check.fail(f"must be a list of two Auto Scaling group names, not {value!r:.60}")
+        return None
+    if value[0] == value[1]:
+        check.fail(f"names {value[0]!r} twice: the pair is two Auto Scaling groups")
+        return None
+    return value[0], value[1]
+
+
 _env_name = _optional(NAME_RE, "an env name")
 
 
@@ -374,6 +387,9 @@ KEYS: tuple[Key[Any], ...] = (
         "instance_refresh: percentages replaced at which the refresh pauses (a list)", []),
     Key("refresh_alarms", _names,
         "instance_refresh: CloudWatch alarms that fail (and roll back) the refresh", []),
+    Key("asg_pair", _asg_pair,
+        "blue_green_existing: the comp's two Auto Scaling groups [A, B] (none: those "
+        "tagged builder:slot and the comp's builder:app/env/comp)"),
     Key("promote_from", _promote_from, "env whose verified AMI `promote` brings to this env"),
     Key("promote_by", _promote_by,
         "how `promote` brings it: copy (share and copy the AMI) or rebake (bake here from "
@@ -441,6 +457,14 @@ def _arns_in_the_partition(values: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _pair_needs_its_strategy(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    strategy = values["deploy_strategy"]
+    if values["asg_pair"] is not None and strategy != DeployStrategy.BLUE_GREEN_EXISTING:
+        return "asg_pair", (f"is set but deploy_strategy is {strategy}: only "
+                            f"{DeployStrategy.BLUE_GREEN_EXISTING} deploys to a pair")
+    return None
+
+
 def _key_needs_encryption(values: Mapping[str, Any]) -> tuple[str, str] | None:
     if values["kms_key_id"] and not values["encrypt_boot"]:
         return "kms_key_id", "is set but encrypt_boot is false"
@@ -478,6 +502,7 @@ RULES: tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...] = (
     _role_in_the_account,
     _arns_in_the_partition,
     _key_needs_encryption,
+    _pair_needs_its_strategy,
 )
 
 

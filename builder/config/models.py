@@ -91,6 +91,7 @@ class Settings:
     refresh_min_healthy_percent: int
     refresh_checkpoints: tuple[int, ...]
     refresh_alarms: tuple[str, ...]
+    asg_pair: tuple[str, str] | None
     promote_from: str | None
     promote_by: PromoteBy
     rebake_env_vars: tuple[str, ...]

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from builder.aws import EnvAws, codedeploy, translate
+from builder.aws import EnvAws, codedeploy, images, translate
 from builder.aws.calls import runs
 from builder.aws.images import Image, describe
 from builder.aws.partition import arn
@@ -296,7 +296,7 @@ class _Maker:
         self._once(env_aws, "codedeploy_application", settings.codedeploy_application,
                    lambda: _ensure_application(env_aws, settings.codedeploy_application))
         self._once(env_aws, "deployment_group", settings.codedeploy_deployment_group,
-                   lambda: self._ensure_group(env_aws, settings, bucket, key))
+                   lambda: self._ensure_group(env_aws, resolved, bucket, key))
         self.progress("local", f"{resolved.combo}: resources ready in {settings.aws_region}")
 
     def wait_for_deployments(self) -> list[str]:
@@ -361,33 +361,50 @@ class _Maker:
         self._once(env_aws, "ssm_parameter", name,
                    lambda: _ensure_secure_parameter(env_aws, name, Path(password_file)))
 
-    def _ensure_group(self, env_aws: EnvAws, settings: Settings, bucket: str,
+    def _ensure_group(self, env_aws: EnvAws, resolved: ResolvedVars, bucket: str,
                       key: str) -> bool:
+        """The deployment group over the fleet its deploy_strategy needs: one ASG it
+        copies, or (blue_green_existing) a pair it discovers, the first one serving."""
+        settings = resolved.settings
         client = env_aws.client("codedeploy")
         application = settings.codedeploy_application
         group_name = settings.codedeploy_deployment_group
+        existing = settings.deploy_strategy == DeployStrategy.BLUE_GREEN_EXISTING
         group = _absent(("DeploymentGroupDoesNotExistException",),
                         f"looking up deployment group {group_name}",
                         lambda: codedeploy.group(client, application, group_name))
         if group is None:
-            in_place = settings.deploy_strategy == DeployStrategy.INSTANCE_REFRESH
-            asg = _ensure_asg(env_aws, settings.auto_scaling_group if in_place else group_name,
-                              settings.launch_template_name, size=2 if in_place else 1)
+            template = settings.launch_template_name
+            if existing:
+                serving, idle = settings.asg_pair or (f"{group_name}-a", f"{group_name}-b")
+                for slot, name, size in (("a", serving, 1), ("b", idle, 0)):
+                    _ensure_asg(env_aws, name, template, size=size,
+                                tags=_slot_tags(resolved, slot))
+                asgs = (serving,)
+            elif settings.deploy_strategy == DeployStrategy.INSTANCE_REFRESH:
+                # two instances, so a refresh goes in two batches
+                asgs = (_ensure_asg(env_aws, settings.auto_scaling_group, template, size=2),)
+            else:
+                asgs = (_ensure_asg(env_aws, group_name, template),)
             with translate(f"making deployment group {group_name}"):
                 client.create_deployment_group(**_group_spec(
-                    settings, application, group_name, asg))
+                    settings, application, group_name, asgs[0], existing=existing))
         elif group.target_revision:
             return False
+        else:
+            asgs = group.asg_names
         active = codedeploy.active(client, application, group_name)
         if active:
             deployment_id = active[0]
         else:
             with translate(f"deploying the first revision to {group_name}"):
-                deployment_id = client.create_deployment(
-                    applicationName=application, deploymentGroupName=group_name,
-                    revision=codedeploy.s3_revision(f"s3://{bucket}/{key}"),
-                    description="the revision Terraform's first apply deployed",
-                )["deploymentId"]
+                request: dict[str, Any] = {
+                    "applicationName": application, "deploymentGroupName": group_name,
+                    "revision": codedeploy.s3_revision(f"s3://{bucket}/{key}"),
+                    "description": "the revision Terraform's first apply deployed"}
+                if existing:  # onto the serving group itself: there is no other yet
+                    request["targetInstances"] = {"autoScalingGroups": list(asgs[:1])}
+                deployment_id = client.create_deployment(**request)["deploymentId"]
         self.deployments.append((env_aws, deployment_id, group_name))
         return group is None
 
@@ -516,7 +533,15 @@ def _ensure_launch_template(env_aws: EnvAws, settings: Settings, image_id: str) 
     return True
 
 
-def _ensure_asg(env_aws: EnvAws, name: str, launch_template: str, *, size: int) -> str:
+def _slot_tags(resolved: ResolvedVars, slot: str) -> dict[str, str]:
+    """The tags that let blue_green_existing find the pair without asg_pair."""
+    combo = resolved.combo
+    return {images.TAG_APP: combo.app, images.TAG_ENV: combo.env,
+            images.TAG_COMP: combo.comp, images.TAG_SLOT: slot}
+
+
+def _ensure_asg(env_aws: EnvAws, name: str, launch_template: str, *, size: int = 1,
+                tags: dict[str, str] | None = None) -> str:
     autoscaling = env_aws.client("autoscaling")
     with translate(f"looking up Auto Scaling group {name}"):
         groups = autoscaling.describe_auto_scaling_groups(
@@ -527,9 +552,13 @@ def _ensure_asg(env_aws: EnvAws, name: str, launch_template: str, *, size: int) 
             Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
     with translate(f"making Auto Scaling group {name}"):
         autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=name, MinSize=size, MaxSize=size + 1, DesiredCapacity=size,
+            AutoScalingGroupName=name, MinSize=size, MaxSize=max(size + 1, 2),
+            DesiredCapacity=size,
             LaunchTemplate={"LaunchTemplateName": launch_template, "Version": "$Default"},
-            VPCZoneIdentifier=",".join(sorted(s["SubnetId"] for s in subnets)))
+            VPCZoneIdentifier=",".join(sorted(s["SubnetId"] for s in subnets)),
+            Tags=[{"Key": key, "Value": value, "PropagateAtLaunch": False,
+                   "ResourceId": name, "ResourceType": "auto-scaling-group"}
+                  for key, value in (tags or {}).items()])
     return name
 
 
@@ -581,14 +610,18 @@ def _ensure_application(env_aws: EnvAws, application: str) -> bool:
     return True
 
 
-def _group_spec(settings: Settings, application: str, group: str, asg: str) -> dict[str, Any]:
+def _group_spec(settings: Settings, application: str, group: str, asg: str, *,
+                existing: bool = False) -> dict[str, Any]:
     """A group as Terraform users set it up for the comp's deploy_strategy: blue/green
-    copying the ASG, routing traffic, rolling back on failure; or (instance_refresh)
-    in place on the ASG, installing the revision on each instance it launches."""
+    copying the ASG (or, `existing`, deploying onto the other standing one), routing
+    traffic, rolling back on failure; or (instance_refresh) in place on the ASG,
+    installing the revision on each instance it launches."""
+    role = arn(settings.aws_region, "iam", settings.aws_account_id, "role/codedeploy",
+               in_region=False)
     if settings.deploy_strategy == DeployStrategy.INSTANCE_REFRESH:
         return {
             "applicationName": application, "deploymentGroupName": group,
-            "serviceRoleArn": f"arn:aws:iam::{settings.aws_account_id}:role/codedeploy",
+            "serviceRoleArn": role,
             "autoScalingGroups": [asg], "deploymentConfigName": "CodeDeployDefault.OneAtATime",
             "deploymentStyle": {"deploymentType": "IN_PLACE",
                                 "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"},
@@ -596,8 +629,7 @@ def _group_spec(settings: Settings, application: str, group: str, asg: str) -> d
         }
     return {
         "applicationName": application, "deploymentGroupName": group,
-        "serviceRoleArn": arn(settings.aws_region, "iam", settings.aws_account_id,
-                              "role/codedeploy", in_region=False),
+        "serviceRoleArn": role,
         "autoScalingGroups": [asg], "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
         "deploymentStyle": {"deploymentType": "BLUE_GREEN",
                             "deploymentOption": "WITH_TRAFFIC_CONTROL"},
@@ -605,7 +637,8 @@ def _group_spec(settings: Settings, application: str, group: str, asg: str) -> d
             "terminateBlueInstancesOnDeploymentSuccess": {
                 "action": "TERMINATE", "terminationWaitTimeInMinutes": 0},
             "deploymentReadyOption": {"actionOnTimeout": "CONTINUE_DEPLOYMENT"},
-            "greenFleetProvisioningOption": {"action": "COPY_AUTO_SCALING_GROUP"}},
+            "greenFleetProvisioningOption": {
+                "action": "DISCOVER_EXISTING" if existing else "COPY_AUTO_SCALING_GROUP"}},
         "loadBalancerInfo": {"targetGroupInfoList": [{"name": group}]},
         "autoRollbackConfiguration": {"enabled": True, "events": ["DEPLOYMENT_FAILURE"]},
     }

@@ -42,7 +42,7 @@ STATUS_POLLS = ("codedeploy.GetDeployment", "codedeploy.ListDeploymentTargets",
                 "codedeploy.BatchGetDeploymentTargets")
 
 
-def _group(target: DeployTarget) -> DeploymentGroup:
+def current_group(target: DeployTarget) -> DeploymentGroup:
     """The comp's deployment group as it is now."""
     settings = target.resolved.settings
     return codedeploy.group(target.codedeploy, settings.codedeploy_application,
@@ -65,7 +65,7 @@ def deployment_group(target: DeployTarget, strategy: DeployStrategy) -> Deployme
 def existing_group(target: DeployTarget) -> DeploymentGroup | None:
     """The comp's deployment group as it is now; None when there is none."""
     try:
-        return _group(target)
+        return current_group(target)
     except AwsError as exc:
         if exc.code in _MISSING_GROUP:
             return None
@@ -138,16 +138,22 @@ class CopyAsg:
         return codedeploy.revision_text(self._revision) if self._revision else None
 
     def prepare(self, default: TemplateVersion) -> AsgLaunch:
-        group = self._group = deployment_group(self.target, self.strategy)
+        group = self._read_group()
         if len(group.asg_names) != 1:
             raise RefusedError(f"{group.application}/{group.name} names "
                                f"{len(group.asg_names)} Auto Scaling groups; a blue/green "
                                "copy needs exactly one")
+        return _asg_of(self.target, group.asg_names[0], default)
+
+    def _read_group(self) -> DeploymentGroup:
+        """The group (refused unless it is the strategy's kind) and the revision to
+        deploy: --revision, else the group's current one."""
+        group = self._group = deployment_group(self.target, self.strategy)
         self._revision = self._wanted or group.target_revision
         if self._revision is None:
             raise RefusedError(f"{self.target.subject}: {group.name} has never deployed a "
                                "revision; give --revision s3://BUCKET/KEY")
-        return _asg_of(self.target, group.asg_names[0], default)
+        return group
 
     def earlier(self, image: Image) -> Run | None:
         assert self._group is not None
@@ -219,10 +225,21 @@ def create(target: DeployTarget, group: DeploymentGroup, asg: AsgLaunch, new: Te
     if moved:
         fleet.point_asg(target.autoscaling, asg.name, new.template_id, str(new.number))
     try:
-        return codedeploy.create(target.codedeploy, group, revision, description)
-    except AwsError as exc:
+        return start_deployment(target, group, revision, description)
+    except OperationFailed:
         if moved:
             fleet.point_asg(target.autoscaling, asg.name, asg.template_id, asg.version)
+        raise
+
+
+def start_deployment(target: DeployTarget, group: DeploymentGroup,
+                     revision: RevisionLocationTypeDef, description: str,
+                     onto_asgs: Sequence[str] = ()) -> str:
+    """Create the group's deployment (onto these ASGs, for DISCOVER_EXISTING); a group
+    busy with another one is said so."""
+    try:
+        return codedeploy.create(target.codedeploy, group, revision, description, onto_asgs)
+    except AwsError as exc:
         if exc.code == "DeploymentLimitExceededException":
             raise OperationFailed(f"{target.subject}: {group.name} is busy: {exc.message}; "
                                   "release again when it ends") from exc
@@ -346,17 +363,21 @@ def _stop(target: DeployTarget, deployment_id: str, progress: ProgressFn) -> Dep
 
 def replacement(target: DeployTarget, new: TemplateVersion) -> tuple[str, str]:
     """After a successful deployment: the group's (new) ASG and the AMI it launches."""
-    group = _group(target)
+    group = current_group(target)
     if len(group.asg_names) != 1:
         return ", ".join(group.asg_names), ""
     asg = fleet.asg_launch(target.autoscaling, group.asg_names[0])
+    return asg.name, launched_image(target, asg, new)
+
+
+def launched_image(target: DeployTarget, asg: AsgLaunch, new: TemplateVersion) -> str:
+    """The AMI `asg` launches ("" when it launches from another template)."""
     if asg.template_id != new.template_id:
-        return asg.name, ""
+        return ""
     if asg.version == str(new.number):
-        return asg.name, new.image_id
+        return new.image_id
     # "$Default", "$Latest" or another number: ask what it stands for now.
-    launched = fleet.version(target.ec2, template_id=asg.template_id, number=asg.version)
-    return asg.name, launched.image_id
+    return fleet.version(target.ec2, template_id=asg.template_id, number=asg.version).image_id
 
 
 def roll_back(target: DeployTarget, new: TemplateVersion,
@@ -364,7 +385,7 @@ def roll_back(target: DeployTarget, new: TemplateVersion,
     """The group's current ASG (the original, after a failed blue/green deployment) off
     `new`, to version `back`. Returns the group's ASG and what was done."""
     done = []
-    group = _group(target)
+    group = current_group(target)
     for name in group.asg_names:
         asg = fleet.asg_launch(target.autoscaling, name)
         on_new = asg.template_id == new.template_id and asg.version == str(new.number)

@@ -42,7 +42,7 @@ from builder.errors import (
 from builder.interrupts import Cancel
 from builder.output import ProgressFn, silent
 from builder.project import Project
-from builder.release import deploy, lock, publish, refresh, rollout
+from builder.release import deploy, existing, lock, publish, refresh, rollout
 from builder.release.rollout import DeployTarget, Rollout, Run
 
 if TYPE_CHECKING:
@@ -51,10 +51,12 @@ if TYPE_CHECKING:
 # The lock outlives the longest wait by this much; without a wait it is held this long.
 LOCK_MARGIN_MIN = 15.0
 
-# How each deploy_strategy reaches the fleet (none: the launch template only).
+# How each deploy_strategy reaches the fleet (none has no Rollout: the launch template
+# only).
 STRATEGIES: dict[DeployStrategy, Callable[[DeployTarget, RevisionLocationTypeDef | None],
                                           Rollout]] = {
     DeployStrategy.BLUE_GREEN_COPY: deploy.CopyAsg,
+    DeployStrategy.BLUE_GREEN_EXISTING: existing.ExistingPair,
     DeployStrategy.INSTANCE_REFRESH: refresh.InstanceRefresh,
 }
 
@@ -149,7 +151,8 @@ class ReleaseResult:
             lines.append("  checkpoints reached: " + ", ".join(f"{p}%" for p in self.checkpoints))
         if self.asg_after and self.asg_after != self.asg_before:
             lines.append(f"  Auto Scaling group: {self.asg_before} -> {self.asg_after} "
-                         "(new name)")
+                         + ("(new name)" if self.strategy == DeployStrategy.BLUE_GREEN_COPY
+                            else "(the other of the pair, serving now)"))
         elif self.asg_after or self.asg_before:
             lines.append(f"  Auto Scaling group: {self.asg_after or self.asg_before}")
         if self.protected:
@@ -240,9 +243,6 @@ class _Release:
         self.strategy = self.settings.deploy_strategy
         self.rollout: Rollout | None = None
         if options.deploy and self.strategy != DeployStrategy.NONE:
-            if self.strategy not in STRATEGIES:
-                raise resolved.problem("deploy_strategy", f"{self.strategy} is not "
-                                       "available in this version of builder")
             self.rollout = STRATEGIES[self.strategy](self.target, options.revision)
         elif options.revision is not None:
             raise InputError(f"--revision needs a rollout, but deploy_strategy is "

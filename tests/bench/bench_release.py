@@ -5,6 +5,9 @@ every 0.2 s):
   there), excluding the status polls (codedeploy.GetDeployment and the lifecycle reads
   made with it) whose number depends on how long CodeDeploy takes. Target: at most 15.
 - the extra calls of the first release in an account (it makes the lock table).
+- the same for deploy_strategy blue_green_existing (staging: a pair of standing ASGs,
+  releases alternating between them). Target: at most 20; and as a ratio to the
+  blue_green_copy release of the same run.
 - seconds from "AMI available" to "deployment created".
 - the same for a release by instance refresh (demo prod app, deploy_strategy:
   instance_refresh; polls: autoscaling.DescribeInstanceRefreshes). Target: at most 20;
@@ -36,6 +39,7 @@ from tests.release.emulated import make_ami
 
 TARGET_CALLS = 15
 REFRESH_TARGET_CALLS = 20
+TARGET_CALLS_EXISTING = 20
 DEPLOY_STEP_SECONDS = 0.2
 
 
@@ -82,9 +86,12 @@ def main() -> None:
             refreshes = [one_release(root, setup, Combo("demo", "prod", "app"),
                                      refresh.STATUS_POLLS) for _ in range(args.runs + 1)]
             refreshes = refreshes[1:]  # the first in prod makes its lock table
+            one_release(root, setup, Combo("demo", "staging", "worker"))  # the lock table
+            pair_runs = [one_release(root, setup, Combo("demo", "staging", "app"))
+                         for _ in range(args.runs)]
         finally:
             stack.down(setup.layout)
-    steady = runs[-1]
+    steady, pair = runs[-1], pair_runs[-1]
     report = {
         "deploy_step_seconds": DEPLOY_STEP_SECONDS,
         "api_calls_excluding_polls": steady["calls_excluding_polls"],
@@ -102,6 +109,18 @@ def main() -> None:
             "runs": [r["ami_available_to_deployment_created_s"] for r in runs]},
         "release_s": {"median": statistics.median(r["release_s"] for r in runs),
                       "runs": [r["release_s"] for r in runs]},
+        "blue_green_existing": {
+            "api_calls_excluding_polls": pair["calls_excluding_polls"],
+            "api_calls_target": TARGET_CALLS_EXISTING,
+            "within_target": all(r["calls_excluding_polls"] <= TARGET_CALLS_EXISTING
+                                 for r in pair_runs),
+            "calls_ratio_to_blue_green_copy": round(
+                pair["calls_excluding_polls"] / steady["calls_excluding_polls"], 3),
+            "calls": pair["calls"],
+            "release_s_ratio_to_blue_green_copy": round(
+                statistics.median(r["release_s"] for r in pair_runs)
+                / statistics.median(r["release_s"] for r in runs), 3),
+            "outcomes": [r["outcome"] for r in pair_runs]},
     }
     steady_refresh = refreshes[-1]
     report["instance_refresh"] = {

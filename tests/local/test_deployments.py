@@ -271,3 +271,104 @@ def test_codedeploy_refuses_what_aws_refuses(dev: EnvAws, hold: Hold) -> None:
 def test_deployments_are_held_only_before_they_end(hold: Hold) -> None:
     with pytest.raises(InputError, match="held at one of Created, InProgress, not 'Succeeded'"):
         hold("Succeeded")
+
+
+# A DISCOVER_EXISTING group over two standing ASGs (staging: deploy_strategy
+# blue_green_existing); the deployment names its replacement in targetInstances.
+PAIR_GROUP = "demo-staging-app"
+PAIR = ("demo-staging-app-a", "demo-staging-app-b")
+
+
+@pytest.fixture(scope="module")
+def staging(local_stack: Project) -> EnvAws:
+    return local_stack.env_aws(local_stack.resolve("demo", "staging", "app"))
+
+
+@pytest.fixture
+def hold_pair(local_stack: Project) -> Iterator[Hold]:
+    def at(status: str | None) -> None:
+        hold_deployments(local_stack, "demo", "staging", "app", status)
+
+    yield at
+    at(None)
+
+
+def deploy_onto(staging: EnvAws, asgs: list[str]) -> str:
+    client = staging.client("codedeploy")
+    revision = client.get_deployment_group(
+        applicationName="demo", deploymentGroupName=PAIR_GROUP)["deploymentGroupInfo"][
+        "targetRevision"]
+    deployment_id: str = client.create_deployment(
+        applicationName="demo", deploymentGroupName=PAIR_GROUP, revision=revision,
+        targetInstances={"autoScalingGroups": asgs})["deploymentId"]
+    return deployment_id
+
+
+def pair_group(staging: EnvAws) -> list[str]:
+    info = staging.client("codedeploy").get_deployment_group(
+        applicationName="demo", deploymentGroupName=PAIR_GROUP)["deploymentGroupInfo"]
+    return [asg["name"] for asg in info["autoScalingGroups"]]
+
+
+def test_a_deployment_onto_an_existing_asg_moves_the_traffic_there(
+        staging: EnvAws, hold_pair: Hold) -> None:
+    serving, idle = PAIR
+    assert pair_group(staging) == [serving]
+    autoscaling = staging.client("autoscaling")
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName=idle, MinSize=1,
+                                          DesiredCapacity=1)
+    old_instances = instance_ids(staging, serving)
+
+    hold_pair("InProgress")
+    deployment_id = deploy_onto(staging, [idle])
+    wait(staging, deployment_id, "InProgress")
+    running = targets(staging, deployment_id)
+    assert sorted(i for i, t in running.items() if t["instanceLabel"] == "Green") == (
+        instance_ids(staging, idle))
+    assert sorted(i for i, t in running.items() if t["instanceLabel"] == "Blue") == (
+        old_instances)
+    hold_pair(None)
+    info = wait(staging, deployment_id, "Succeeded", "Failed", "Stopped")
+
+    assert info["status"] == "Succeeded"
+    assert info["targetInstances"] == {"autoScalingGroups": [idle]}
+    assert pair_group(staging) == [idle]  # the group serves the other of the pair now
+    # CodeDeploy terminated the old instances; the ASG, still sized 1, launched another.
+    states = staging.client("ec2").describe_instances(InstanceIds=old_instances)
+    assert {i["State"]["Name"] for r in states["Reservations"] for i in r["Instances"]} == {
+        "terminated"}
+    relaunched = instance_ids(staging, serving)
+    assert len(relaunched) == 1 and relaunched != old_instances
+    names = {g["AutoScalingGroupName"] for g in autoscaling.describe_auto_scaling_groups()[
+        "AutoScalingGroups"] if g["AutoScalingGroupName"].startswith(PAIR_GROUP)}
+    assert names == set(PAIR)  # nothing copied, nothing deleted
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName=serving, MinSize=0,
+                                          DesiredCapacity=0)
+
+
+def test_a_failed_deployment_onto_an_existing_asg_leaves_the_traffic(
+        local_stack: Project, staging: EnvAws) -> None:
+    serving = pair_group(staging)[0]
+    [idle] = [name for name in PAIR if name != serving]
+    staging.client("autoscaling").update_auto_scaling_group(
+        AutoScalingGroupName=idle, MinSize=1, DesiredCapacity=1)
+    fail_next_deployment(local_stack, "demo", "staging", "app")
+
+    info = wait(staging, deploy_onto(staging, [idle]), "Succeeded", "Failed", "Stopped")
+
+    assert info["status"] == "Failed"
+    assert info["rollbackInfo"]["rollbackMessage"] == (
+        f"Automatic rollback: the original instances keep serving ({serving}).")
+    assert pair_group(staging) == [serving]
+    assert len(instance_ids(staging, serving)) == 1  # untouched
+    assert len(instance_ids(staging, idle)) == 1  # left for the caller to size down
+    failed = codedeploy.failed_event(staging.client("codedeploy"), info["deploymentId"])
+    assert failed is not None and failed.event == "ValidateService" and failed.label == "Green"
+    staging.client("autoscaling").update_auto_scaling_group(
+        AutoScalingGroupName=idle, MinSize=0, DesiredCapacity=0)
+
+
+def test_a_deployment_onto_existing_asgs_needs_exactly_one(staging: EnvAws) -> None:
+    info = wait(staging, deploy_onto(staging, list(PAIR)), "Succeeded", "Failed", "Stopped")
+    assert info["status"] == "Failed"
+    assert info["errorInformation"]["code"] == "AUTO_SCALING_CONFIGURATION"

@@ -26,13 +26,13 @@ def group_info(aws: EnvAws, group: str) -> dict[str, Any]:
     return info
 
 
-@pytest.mark.parametrize(("env", "account", "region"), [
-    ("dev", "111111111111", "eu-west-1"),
-    ("staging", "222222222222", "eu-west-1"),
-    ("prod", "333333333333", "eu-central-1"),
+@pytest.mark.parametrize(("env", "account", "region", "green_fleet"), [
+    ("dev", "111111111111", "eu-west-1", "COPY_AUTO_SCALING_GROUP"),
+    ("staging", "222222222222", "eu-west-1", "DISCOVER_EXISTING"),  # blue_green_existing
+    ("prod", "333333333333", "eu-central-1", "COPY_AUTO_SCALING_GROUP"),
 ])
 def test_each_env_has_its_resources_in_its_account_and_region(
-        local_stack: Project, env: str, account: str, region: str) -> None:
+        local_stack: Project, env: str, account: str, region: str, green_fleet: str) -> None:
     aws = env_aws(local_stack, env)
     assert aws.client("sts").get_caller_identity()["Account"] == account
     ec2 = aws.client("ec2")
@@ -59,21 +59,36 @@ def test_each_env_has_its_resources_in_its_account_and_region(
             # which keeps its name; two instances, so a refresh goes in two batches.
             assert group["deploymentStyle"] == {"deploymentType": "IN_PLACE",
                                                 "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"}
-            asg_name, size = name, 2
+            [asg_name] = [asg["name"] for asg in group["autoScalingGroups"]]
+            assert asg_name == name
+            asg = aws.client("autoscaling").describe_auto_scaling_groups(
+                AutoScalingGroupNames=[asg_name])["AutoScalingGroups"][0]
+            assert asg["DesiredCapacity"] == 2
+            assert asg["LaunchTemplate"]["LaunchTemplateName"] == name
         else:
             assert group["deploymentStyle"] == {"deploymentType": "BLUE_GREEN",
                                                 "deploymentOption": "WITH_TRAFFIC_CONTROL"}
-            assert group["blueGreenDeploymentConfiguration"][
-                "greenFleetProvisioningOption"] == {"action": "COPY_AUTO_SCALING_GROUP"}
-            # The first deployment succeeded: the group has a target revision and its
-            # ASG is CodeDeploy's copy of the one Terraform made.
+            assert group["blueGreenDeploymentConfiguration"]["greenFleetProvisioningOption"] == {
+                "action": green_fleet}
+            # The first deployment succeeded: the group has a target revision and its ASG is
+            # CodeDeploy's copy of the one Terraform made, or the first of the pair.
             deployment_id = group["lastSuccessfulDeployment"]["deploymentId"]
-            asg_name, size = f"CodeDeploy_{name}_{deployment_id}", 1
-        assert group["autoScalingGroups"][0]["name"] == asg_name
-        asg = aws.client("autoscaling").describe_auto_scaling_groups(
-            AutoScalingGroupNames=[asg_name])["AutoScalingGroups"][0]
-        assert asg["DesiredCapacity"] == size
-        assert asg["LaunchTemplate"]["LaunchTemplateName"] == name
+            [asg_name] = [asg["name"] for asg in group["autoScalingGroups"]]
+            pair = (f"{name}-a", f"{name}-b")
+            assert asg_name == (pair[0] if green_fleet == "DISCOVER_EXISTING"
+                                else f"CodeDeploy_{name}_{deployment_id}")
+            asgs = {asg["AutoScalingGroupName"]: asg for asg in aws.client("autoscaling")
+                    .describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name, *pair])[
+                        "AutoScalingGroups"]}
+            assert asgs[asg_name]["DesiredCapacity"] == 1
+            assert asgs[asg_name]["LaunchTemplate"]["LaunchTemplateName"] == name
+            if green_fleet == "DISCOVER_EXISTING":  # the other of the pair idles at 0
+                assert asgs[pair[1]]["DesiredCapacity"] == asgs[pair[1]]["MinSize"] == 0
+                assert {(asg["AutoScalingGroupName"], tag["Value"]) for asg in asgs.values()
+                        for tag in asg["Tags"] if tag["Key"] == "builder:slot"} == {
+                    (pair[0], "a"), (pair[1], "b")}
+            else:
+                assert set(asgs) == {asg_name}  # the one Terraform made was replaced
         location = group["targetRevision"]["s3Location"]
         bundle = aws.client("s3").get_object(Bucket=location["bucket"], Key=location["key"])
         assert bundle["Body"].read().startswith(b"PK")  # a zip

@@ -21,8 +21,9 @@ from tests.pipelines.conftest import bake_like, ec2_of
 
 pytestmark = pytest.mark.local
 
-# staging: its AMIs are under a customer-managed key, so they can be shared.
-WORKER = Combo("demo", "staging", "worker")
+# prod: its AMIs are under a customer-managed key, so they can be shared; its groups
+# copy their ASG (blue_green_copy).
+WORKER = Combo("demo", "prod", "worker")
 
 
 def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
@@ -33,14 +34,14 @@ def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
      deploying) = [bake_like(local_stack, WORKER, created=an_hour_ago) for _ in range(8)]
     newest = bake_like(local_stack, WORKER, created=an_hour_ago + timedelta(minutes=1))
     template = ec2.describe_launch_templates(
-        LaunchTemplateNames=["demo-staging-worker"])["LaunchTemplates"][0]["LaunchTemplateId"]
+        LaunchTemplateNames=["demo-prod-worker"])["LaunchTemplates"][0]["LaunchTemplateId"]
     # An older version of the comp's template (not the default) launches one.
     ec2.create_launch_template_version(LaunchTemplateId=template, SourceVersion="$Default",
                                        LaunchTemplateData={"ImageId": in_template.id})
     # A release: the template's default and the group's new ASG (and its instances).
     assert release(local_stack, WORKER, ami_id=in_asg.id).outcome == "verified"
     ec2.modify_image_attribute(ImageId=shared.id,
-                               LaunchPermission={"Add": [{"UserId": "333333333333"}]})
+                               LaunchPermission={"Add": [{"UserId": "222222222222"}]})
     instance = ec2.run_instances(ImageId=on_instance.id, MinCount=1, MaxCount=1,
                                  InstanceType="t3.micro")["Instances"][0]["InstanceId"]
     ec2.create_launch_template(LaunchTemplateName="batch-jobs",
@@ -50,7 +51,7 @@ def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
     running = release(local_stack, WORKER, ami_id=deploying.id, wait=False)
     assert running.outcome == "deploying"
 
-    planned = cli("--local", "prune", "demo", "staging", "worker", "--keep", "1", "--json",
+    planned = cli("--local", "prune", "demo", "prod", "worker", "--keep", "1", "--json",
                   root=local_stack.root)
     assert planned.exit_code == 0, planned.output
     shown = json.loads(planned.stdout)
@@ -65,10 +66,10 @@ def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
         return "; ".join(entry["reasons"])
 
     assert why(newest) == "one of the newest 1"
-    assert "launch template demo-staging-worker version 2" in why(in_template)
-    assert "Auto Scaling group CodeDeploy_demo-staging-worker_" in why(in_asg)
+    assert "launch template demo-prod-worker version 2" in why(in_template)
+    assert "Auto Scaling group CodeDeploy_demo-prod-worker_" in why(in_asg)
     assert "instance i-" in why(in_asg)  # the new group's instances run it
-    assert why(shared) == "shared with 333333333333"
+    assert why(shared) == "shared with 222222222222"
     assert why(on_instance) == f"instance {instance} runs it"
     assert why(other_template) == "launch template batch-jobs version 1 (default)"
     assert f"deployment {running.deployment_id} in progress" in why(deploying)
@@ -76,7 +77,7 @@ def test_prune_keeps_every_ami_in_use_and_deletes_the_rest(local_stack: Project,
     # A dry run: still there.
     assert len(amis.describe(ec2, image_ids=list(entries))) == 9
 
-    done = cli("--local", "prune", "demo", "staging", "worker", "--keep", "1", "--yes", "--json",
+    done = cli("--local", "prune", "demo", "prod", "worker", "--keep", "1", "--yes", "--json",
                root=local_stack.root)
     assert done.exit_code == 0, done.output
     actions = {e["ami_id"]: e["action"] for e in json.loads(done.stdout)["amis"]}

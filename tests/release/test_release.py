@@ -358,6 +358,29 @@ def test_one_refresh_release_makes_few_aws_calls(local_stack: Project) -> None:
         "autoscaling.DescribeAutoScalingGroups": 2, "ec2.DescribeLaunchTemplateVersions": 2}
 
 
+def test_a_release_onto_a_pair_makes_few_aws_calls(local_stack: Project) -> None:
+    """blue_green_existing (staging): the pair is read in one call; the idle group is
+    sized and pointed in one, and the old one sized to 0 in one."""
+    project = local_stack
+    env_aws = project.env_aws(project.resolve("demo", "staging", "app"))
+    lock_items.create_table(env_aws.client("dynamodb"))  # made on first use; not counted here
+    ami = make_ami(project, STAGING_APP)
+    fresh = Project.open(str(project.root), local_mode=LOCAL)
+
+    result = release(fresh, STAGING_APP, ami_id=ami, progress=Lines())
+
+    assert (result.outcome, result.strategy) == ("verified", "blue_green_existing")
+    counts = fresh.aws.call_log.counts
+    print(dict(counts))
+    # One more than a copy's release (the old group sized to 0), with the same two
+    # reads before anything is written.
+    assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 17
+    assert counts["autoscaling.UpdateAutoScalingGroup"] == 2  # the idle one up, the old down
+    assert {name: n for name, n in counts.items() if n > 1 and name not in STATUS_POLLS} == {
+        "codedeploy.GetDeploymentGroup": 2, "autoscaling.DescribeAutoScalingGroups": 2,
+        "ec2.DescribeLaunchTemplateVersions": 2, "autoscaling.UpdateAutoScalingGroup": 2}
+
+
 def test_bake_release_reports_each_comp(local_stack: Project) -> None:
     project = local_stack
     ami = make_ami(project, DEV_APP)

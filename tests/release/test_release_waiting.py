@@ -120,9 +120,16 @@ def test_a_deployment_past_the_timeout_is_stopped_and_rolled_back(local_stack: P
     assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.FAILED
 
 
-def test_of_two_concurrent_releases_exactly_one_proceeds(local_stack: Project) -> None:
+# prod's groups copy their ASG (blue_green_copy); staging's deploy onto a pair of
+# standing ones (blue_green_existing).
+BOTH_STRATEGIES = pytest.mark.parametrize("combo", [
+    Combo("demo", "prod", "worker"), Combo("demo", "staging", "app")], ids=str)
+
+
+@BOTH_STRATEGIES
+def test_of_two_concurrent_releases_exactly_one_proceeds(local_stack: Project,
+                                                         combo: Combo) -> None:
     """Two releases at once, each with its own session as on two machines."""
-    combo = Combo("demo", "staging", "app")
     ami = make_ami(local_stack, combo)
     before = fleet_state(local_stack, combo)
     start = threading.Barrier(2)
@@ -145,7 +152,7 @@ def test_of_two_concurrent_releases_exactly_one_proceeds(local_stack: Project) -
     locked = [o for o in outcomes if isinstance(o, LockedError)]
     done = [o for o in outcomes if isinstance(o, ReleaseResult)]
     assert len(locked) == 1 and len(done) == 1, outcomes
-    assert "demo/staging/app: locked by " in locked[0].message
+    assert f"{combo}: locked by " in locked[0].message
     assert locked[0].exit_code == 1
     assert done[0].outcome == "verified"
     after = fleet_state(local_stack, combo)
@@ -153,8 +160,10 @@ def test_of_two_concurrent_releases_exactly_one_proceeds(local_stack: Project) -
     assert after.last_attempted == done[0].deployment_id
 
 
-def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Project) -> None:
-    project, combo = local_stack, Combo("demo", "staging", "worker")
+@BOTH_STRATEGIES
+def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Project,
+                                                                combo: Combo) -> None:
+    project = local_stack
     ami = make_ami(project, combo)
     before = fleet_state(project, combo)
 
@@ -173,7 +182,7 @@ def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Pro
         hold_deployments(project, combo.app, combo.env, combo.comp, None)
     middle = fleet_state(project, combo)
     assert middle.default_image == ami and middle.versions == before.versions + 1
-    interrupted = sorted((project.root / ".builder/releases/demo/staging/worker").glob("*.json"))
+    interrupted = sorted((project.root / f".builder/releases/{combo}").glob("*.json"))
     assert json.loads(interrupted[-1].read_text())["outcome"] == "interrupted"
 
     again = release(project, combo, ami_id=ami, progress=Lines())
@@ -184,6 +193,13 @@ def test_an_interrupted_release_is_finished_by_running_it_again(local_stack: Pro
     after = fleet_state(project, combo)
     assert after.versions == middle.versions and after.asg == again.asg_after != before.asg
     assert image_tags(project, combo, ami)[images.TAG_STATUS] == images.AmiStatus.VERIFIED
+    # The group that served before: CodeDeploy removed it, or (a pair) it idles at 0.
+    left = [(g["MinSize"], g["DesiredCapacity"], len(g["Instances"]))
+            for g in clients(project, combo)[1].describe_auto_scaling_groups(
+                AutoScalingGroupNames=[before.asg])["AutoScalingGroups"]]
+    pair = project.resolve(combo.app, combo.env, combo.comp).settings.deploy_strategy == (
+        "blue_green_existing")
+    assert left == ([(0, 0, 0)] if pair else [])
 
 
 def test_no_wait_returns_once_deployed_and_a_release_again_follows_it(local_stack: Project

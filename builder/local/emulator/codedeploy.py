@@ -10,6 +10,13 @@ deployment group names the copy from then on. A failure (armed by `builder local
 fail-next-deployment`, or a missing S3 revision) or a stop removes the copy when
 rollback applies and leaves the original in place.
 
+A blue/green deployment whose green fleet is DISCOVER_EXISTING deploys onto the one
+standing ASG its targetInstances name: on success the deployment group names that ASG
+from then on and the original's instances are terminated (unless the blue fleet is
+kept alive) the way CodeDeploy terminates them, one by one without lowering the ASG's
+sizes, so an ASG that isn't sized down launches replacements. A failure or a stop
+leaves the traffic and the group on the original; both ASGs stay as they are.
+
 The instances of a blue/green deployment are its targets: the copy's (Green) go through
 the lifecycle events from ApplicationStop to AfterAllowTraffic, then the original's
 (Blue) through BeforeBlockTraffic to AfterBlockTraffic, spread over the InProgress
@@ -92,6 +99,7 @@ class _Run:
     original: str | None = None
     replacement: str | None = None
     failure: DeploymentFailure | None = None
+    existing: bool = False  # the replacement is a standing ASG (DISCOVER_EXISTING), no copy
 
 
 class DeploymentEmulator:
@@ -147,6 +155,7 @@ class DeploymentEmulator:
             "seen_age": now - run.seen_at,
             "started_age": None if run.started_at is None else now - run.started_at,
             "original": run.original, "replacement": run.replacement,
+            "existing": run.existing,
             "failure": None if run.failure is None else {
                 "code": run.failure.code, "message": run.failure.message,
                 "lifecycle_event": run.failure.lifecycle_event}}
@@ -162,6 +171,7 @@ class DeploymentEmulator:
                 seen_at=now - run["seen_age"],
                 started_at=None if started_age is None else now - started_age,
                 original=run["original"], replacement=run["replacement"],
+                existing=run.get("existing", False),
                 failure=None if failure is None else DeploymentFailure(
                     failure["code"], failure["message"],
                     lifecycle_event=failure["lifecycle_event"]))
@@ -228,11 +238,19 @@ class DeploymentEmulator:
                                             lifecycle_event=FAILING_EVENT)
         try:
             _check_revision(account, deployment.revision)
-            if _copies_asg(group):
+            if _green_fleet(group) == "COPY_AUTO_SCALING_GROUP":
                 run.original = _only_asg(group)
                 run.replacement = (
                     f"CodeDeploy_{group.deployment_group_name}_{deployment.deployment_id}")
                 _copy_asg(account, region, run.original, run.replacement)
+                deployment_extras(deployment).targets = _targets(
+                    account, region, green=run.replacement, blue=run.original)
+            elif _green_fleet(group) == "DISCOVER_EXISTING":
+                run.existing = True
+                run.replacement = _target_asg(account, region, deployment)
+                others = [name for name in group.auto_scaling_groups
+                          if name != run.replacement]
+                run.original = others[0] if others else None
                 deployment_extras(deployment).targets = _targets(
                     account, region, green=run.replacement, blue=run.original)
         except DeploymentFailure as failure:
@@ -247,7 +265,10 @@ class DeploymentEmulator:
             action = (group.blue_green_deployment_configuration
                       .get("terminateBlueInstancesOnDeploymentSuccess", {}).get("action"))
             if action != "KEEP_ALIVE" and run.original is not None:
-                _delete_asg(account, region, run.original)
+                if run.existing:
+                    _terminate_instances(account, region, run.original)
+                else:
+                    _delete_asg(account, region, run.original)
             group.auto_scaling_groups = [run.replacement]
         _end_lifecycle(deployment_extras(deployment).targets.values(), failure=None)
         deployment.status = "Succeeded"
@@ -291,12 +312,13 @@ class DeploymentEmulator:
         CodeDeploy reports this in rollbackInfo; it makes no separate rollback
         deployment here since there is nothing to redeploy on the original fleet.
         """
-        if run.replacement is not None:
+        if run.replacement is not None and not run.existing:
             _delete_asg(account, region, run.replacement)
+        removed = (f"; the replacement {run.replacement} was removed"
+                   if run.replacement and not run.existing else "")
         deployment_extras(deployment).rollback_info = {
             "rollbackMessage": "Automatic rollback: the original instances keep serving "
-            + (f"({run.original}); the replacement {run.replacement} was removed."
-               if run.replacement else "traffic.")}
+            + (f"({run.original}){removed}." if run.original else "traffic.")}
 
     def _close(self, deployment: DeploymentInfo) -> None:
         deployment.complete_time = utcnow()
@@ -305,12 +327,28 @@ class DeploymentEmulator:
         self._runs.pop(deployment.deployment_id, None)
 
 
-def _copies_asg(group: DeploymentGroup) -> bool:
+def _green_fleet(group: DeploymentGroup) -> str:
+    """Where a blue/green group's replacement instances come from: COPY_AUTO_SCALING_GROUP
+    or DISCOVER_EXISTING ("" for an in-place group)."""
     style = group.deployment_style or {}
-    action = (group.blue_green_deployment_configuration
-              .get("greenFleetProvisioningOption", {}).get("action"))
-    return bool(style.get("deploymentType") == "BLUE_GREEN"
-                and action == "COPY_AUTO_SCALING_GROUP")
+    if style.get("deploymentType") != "BLUE_GREEN":
+        return ""
+    return str(group.blue_green_deployment_configuration
+               .get("greenFleetProvisioningOption", {}).get("action", ""))
+
+
+def _target_asg(account: str, region: str, deployment: DeploymentInfo) -> str:
+    """The one standing ASG a DISCOVER_EXISTING deployment goes onto."""
+    names = list((deployment.target_instances or {}).get("autoScalingGroups") or [])
+    if len(names) != 1:
+        raise DeploymentFailure(
+            "AUTO_SCALING_CONFIGURATION",
+            "A blue/green deployment onto existing instances needs the replacement Auto "
+            f"Scaling group in targetInstances (here: one), not {len(names)}")
+    if names[0] not in autoscaling_backends[account][region].autoscaling_groups:
+        raise DeploymentFailure("AUTO_SCALING_CONFIGURATION",
+                                f"Auto Scaling group {names[0]} does not exist")
+    return str(names[0])
 
 
 def _only_asg(group: DeploymentGroup) -> str:
@@ -381,17 +419,27 @@ def _delete_asg(account: str, region: str, name: str) -> None:
         backend.delete_auto_scaling_group(name)
 
 
+def _terminate_instances(account: str, region: str, name: str) -> None:
+    """Terminate the group's instances as CodeDeploy does, without lowering its sizes."""
+    backend: Any = autoscaling_backends[account][region]
+    group = backend.autoscaling_groups.get(name)
+    for state in list(group.instance_states) if group is not None else []:
+        backend.terminate_instance(state.instance.id, should_decrement=False)
+
+
 def _fleet_size(account: str, region: str, name: str | None) -> int:
     group = autoscaling_backends[account][region].autoscaling_groups.get(name or "")
     return int(group.desired_capacity or 0) if group is not None else 0
 
 
-def _targets(account: str, region: str, *, green: str, blue: str) -> dict[str, InstanceTarget]:
-    """A blue/green deployment's targets: the copy's instances, then the original's."""
+def _targets(account: str, region: str, *, green: str, blue: str | None
+             ) -> dict[str, InstanceTarget]:
+    """A blue/green deployment's targets: the replacement's instances, then the
+    original's (none: a first deployment onto the group's own ASG)."""
     groups = autoscaling_backends[account][region].autoscaling_groups
     targets = {}
     for label, name, events in (("Green", green, GREEN_EVENTS), ("Blue", blue, BLUE_EVENTS)):
-        group = groups.get(name)
+        group = groups.get(name or "")
         for state in group.instance_states if group is not None else []:
             instance_id = state.instance.id
             targets[instance_id] = InstanceTarget(
