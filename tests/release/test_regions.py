@@ -41,7 +41,8 @@ from tests.release.emulated import (
 
 pytestmark = pytest.mark.local
 
-PROD_APP = Combo("demo", "prod", "app")
+PROD_APP = Combo("demo", "prod", "app")  # instance_refresh
+PROD_WORKER = Combo("demo", "prod", "worker")  # blue_green_copy: fail_next_deployment
 @pytest.fixture(scope="module")
 def regions_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     root = copy_demo(tmp_path_factory.mktemp("regions") / "infra")
@@ -103,11 +104,11 @@ def test_release_in_every_region_at_once(regions_stack: Project) -> None:
 def test_a_failed_region_rolls_back_and_the_others_stay(regions_stack: Project,
                                                         cli: Callable[..., Any]) -> None:
     project = regions_stack
-    before = default_image(project, PROD_APP, "us-east-1")
-    amis = baked_everywhere(project)
-    fail_next_deployment(project, "demo", "prod", "app", "us-east-1")
+    before = default_image(project, PROD_WORKER, "us-east-1")
+    amis = baked_everywhere(project, PROD_WORKER)
+    fail_next_deployment(project, "demo", "prod", "worker", "us-east-1")
 
-    done = cli("--local", "--json", "release", "demo", "prod", "app", "--ami",
+    done = cli("--local", "--json", "release", "demo", "prod", "worker", "--ami",
                amis[REGIONS[0]], root=project.root)
 
     assert done.exit_code == 1, done.output
@@ -118,18 +119,18 @@ def test_a_failed_region_rolls_back_and_the_others_stay(regions_stack: Project,
     assert document["failed"] == ["us-east-1"]
     failed = next(r for r in document["regions"] if r["region"] == "us-east-1")
     assert "HEALTH_CONSTRAINTS" in failed["error"] and "Rolled back" in failed["error"]
-    assert default_image(project, PROD_APP, "us-east-1") == before  # rolled back
-    east = images.describe(ec2_in(project, PROD_APP, "us-east-1"), image_ids=[amis["us-east-1"]])
+    assert default_image(project, PROD_WORKER, "us-east-1") == before  # rolled back
+    east = images.describe(ec2_in(project, PROD_WORKER, "us-east-1"), image_ids=[amis["us-east-1"]])
     assert east[0].tags[images.TAG_STATUS] == images.AmiStatus.FAILED
     for region in ("eu-central-1", "us-west-2"):  # they stay
-        assert default_image(project, PROD_APP, region) == amis[region]
+        assert default_image(project, PROD_WORKER, region) == amis[region]
     record = json.loads(Path(document["record"]).read_text())
     assert {r["region"]: r["outcome"] for r in record["regions"]} == outcomes
 
-    text = cli("--local", "release", "demo", "prod", "app", "--ami", amis[REGIONS[0]],
+    text = cli("--local", "release", "demo", "prod", "worker", "--ami", amis[REGIONS[0]],
                root=project.root)  # the failed region again; the others are unchanged
     assert text.exit_code == 0, text.output
-    assert "[us-east-1] demo/prod/app: released" in text.stdout
+    assert "[us-east-1] demo/prod/worker: released" in text.stdout
 
 
 def test_region_option_releases_one_region(regions_stack: Project,
@@ -286,27 +287,27 @@ def test_reap_removes_a_killed_bakes_copy_in_another_region(
 def test_promote_with_region_releases_that_region_only(regions_stack: Project,
                                                        cli: Callable[..., Any]) -> None:
     project = regions_stack
-    staging = Combo("demo", "staging", "app")
+    staging = Combo("demo", "staging", "worker")
     source = bake_like(project, staging, tags={images.TAG_FINGERPRINT: uuid.uuid4().hex})
     assert single_release(project, staging, ami_id=source.id).outcome == "verified"
-    before = {region: default_image(project, PROD_APP, region) for region in REGIONS}
-    armed = cli("--local", "local", "fail-next-deployment", "demo", "prod", "app",
+    before = {region: default_image(project, PROD_WORKER, region) for region in REGIONS}
+    armed = cli("--local", "local", "fail-next-deployment", "demo", "prod", "worker",
                 "--region", "us-west-2", root=project.root)
     assert armed.exit_code == 0, armed.output
 
-    done = cli("--local", "--json", "promote", "demo", "app", "--to", "prod", "--region",
+    done = cli("--local", "--json", "promote", "demo", "worker", "--to", "prod", "--region",
                "us-west-2", root=project.root)
 
     assert done.exit_code == 1, done.output  # the armed failure, in us-west-2 only
     assert "HEALTH_CONSTRAINTS" in done.stderr
-    assert {region: default_image(project, PROD_APP, region) for region in REGIONS} == before
-    again = cli("--local", "--json", "promote", "demo", "app", "--to", "prod", "--region",
+    assert {region: default_image(project, PROD_WORKER, region) for region in REGIONS} == before
+    again = cli("--local", "--json", "promote", "demo", "worker", "--to", "prod", "--region",
                 "us-west-2", root=project.root)
     assert again.exit_code == 0, again.output
     promoted = json.loads(again.stdout)
     assert promoted["reused"] and promoted["release"]["region"] == "us-west-2"
     west = {c["region"]: c["ami_id"] for c in promoted["copies"]}["us-west-2"]
     assert promoted["release"]["ami_id"] == west
-    assert default_image(project, PROD_APP, "us-west-2") == west
-    assert {r: default_image(project, PROD_APP, r) for r in REGIONS[:2]} == {
+    assert default_image(project, PROD_WORKER, "us-west-2") == west
+    assert {r: default_image(project, PROD_WORKER, r) for r in REGIONS[:2]} == {
         r: before[r] for r in REGIONS[:2]}

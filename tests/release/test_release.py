@@ -355,7 +355,8 @@ def test_one_refresh_release_makes_few_aws_calls(local_stack: Project) -> None:
     # Every non-poll call is made once but the ASG and launch template reads (checked
     # before the lock and under it; the ASG read back after the refresh).
     assert {name: n for name, n in counts.items() if n > 1 and name not in REFRESH_POLLS} == {
-        "autoscaling.DescribeAutoScalingGroups": 2, "ec2.DescribeLaunchTemplateVersions": 2}
+        "autoscaling.DescribeAutoScalingGroups": 2, "ec2.DescribeLaunchTemplateVersions": 2,
+        "ec2.DescribeImages": 2}
 
 
 def test_a_release_onto_a_pair_makes_few_aws_calls(local_stack: Project) -> None:
@@ -373,12 +374,13 @@ def test_a_release_onto_a_pair_makes_few_aws_calls(local_stack: Project) -> None
     counts = fresh.aws.call_log.counts
     print(dict(counts))
     # One more than a copy's release (the old group sized to 0), with the same two
-    # reads before anything is written.
-    assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 17
+    # reads before anything is written, the AMI's protection and the two records calls.
+    assert fresh.aws.call_log.total(excluding=STATUS_POLLS) <= 20
     assert counts["autoscaling.UpdateAutoScalingGroup"] == 2  # the idle one up, the old down
     assert {name: n for name, n in counts.items() if n > 1 and name not in STATUS_POLLS} == {
         "codedeploy.GetDeploymentGroup": 2, "autoscaling.DescribeAutoScalingGroups": 2,
-        "ec2.DescribeLaunchTemplateVersions": 2, "autoscaling.UpdateAutoScalingGroup": 2}
+        "ec2.DescribeLaunchTemplateVersions": 2, "autoscaling.UpdateAutoScalingGroup": 2,
+        "ec2.DescribeImages": 2}
 
 
 def test_bake_release_reports_each_comp(local_stack: Project) -> None:
