@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -171,8 +172,20 @@ def status(project: Project, app: str | None = None, env: str | None = None) -> 
 
 def _rows(project: Project, in_scope: list[ResolvedVars], now: datetime,
           package_counts: dict[str, int]) -> list[ComboStatus]:
-    facts = inventory.gather(project, in_scope)
-    deployments = _last_deployments(project, in_scope)
+    # The deployments are read while the inventory is gathered and what is due is
+    # worked out (CPU here, waiting on AWS there).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deployments") as pool:
+        reading = pool.submit(_last_deployments, project, in_scope)
+        facts = inventory.gather(project, in_scope)
+        rows = _judged(project, in_scope, facts, now, package_counts)
+        deployments = reading.result()
+    return [replace(row, deployment=deployments.get(row.combo)) if not row.error else row
+            for row in rows]
+
+
+def _judged(project: Project, in_scope: list[ResolvedVars], facts: inventory.Inventory,
+            now: datetime, package_counts: dict[str, int]) -> list[ComboStatus]:
+    """Every combo's row but its last deployment."""
     copies = _copies(facts)
     rows = []
     for resolved in in_scope:
@@ -185,9 +198,8 @@ def _rows(project: Project, in_scope: list[ResolvedVars], now: datetime,
             rows.append(ComboStatus(combo, *where, error=problem, region_shown=shown))
             continue
         try:
-            rows.append(replace(_row(project, facts, facts.facts[combo], now,
-                                     deployments.get(combo), copies, package_counts),
-                                region_shown=shown))
+            rows.append(replace(_row(project, facts, facts.facts[combo], now, copies,
+                                     package_counts), region_shown=shown))
         except BuilderError as exc:
             rows.append(ComboStatus(combo, *where, error=exc.format(project.root),
                                     region_shown=shown))
@@ -195,8 +207,7 @@ def _rows(project: Project, in_scope: list[ResolvedVars], now: datetime,
 
 
 def _row(project: Project, facts: inventory.Inventory, combo_facts: ComboFacts,
-         now: datetime, deployment: LastDeployment | None,
-         copies: Mapping[tuple[str, str, str], list[tuple[Combo, str]]],
+         now: datetime, copies: Mapping[tuple[str, str, str], list[tuple[Combo, str]]],
          counts: dict[str, int]) -> ComboStatus:
     settings = combo_facts.settings
     running = combo_facts.running
@@ -212,7 +223,7 @@ def _row(project: Project, facts: inventory.Inventory, combo_facts: ComboFacts,
         base_ami=base_ami,
         base_name=running.tags.get(amis.TAG_SOURCE_AMI_NAME, "") if running and ours else "",
         newer_base=newest_base.id if base_ami and base_ami != newest_base.id else "",
-        due=decide(project, facts, combo_facts, now), deployment=deployment,
+        due=decide(project, facts, combo_facts, now),
         promoted_from=running.tags.get(amis.TAG_PROMOTED_FROM, "") if running else "",
         unreleased=newest.id if newest is not None and newest.id != combo_facts.running_id
         and newest.created > (running.created if running is not None else _EPOCH) else "",
