@@ -30,6 +30,7 @@ from builder.pipelines.due import Action, Due, decide
 from builder.pipelines.inventory import ComboFacts
 from builder.project import Project
 from builder.records import build_folder
+from builder.render.template import load_parser
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -173,8 +174,10 @@ def status(project: Project, app: str | None = None, env: str | None = None) -> 
 def _rows(project: Project, in_scope: list[ResolvedVars], now: datetime,
           package_counts: dict[str, int]) -> list[ComboStatus]:
     # The deployments are read while the inventory is gathered and what is due is
-    # worked out (CPU here, waiting on AWS there).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deployments") as pool:
+    # worked out (CPU here, waiting on AWS there); the template parser is built while
+    # the inventory is gathered.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="status") as pool:
+        pool.submit(load_parser)
         reading = pool.submit(_last_deployments, project, in_scope)
         facts = inventory.gather(project, in_scope)
         rows = _judged(project, in_scope, facts, now, package_counts)

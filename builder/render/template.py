@@ -276,6 +276,14 @@ def write(rendered: Rendered, out_dir: Path, run_values: Mapping[str, Any] | Non
 # -- HCL ---------------------------------------------------------------------
 
 
+def load_parser() -> None:
+    """Import python-hcl2 and build its parser (a few tenths of a second, once per
+    process): a command can have that done while it waits for AWS."""
+    import hcl2
+
+    hcl2.loads("")
+
+
 def _parse_variables(hcl: str, source: Path) -> tuple[Variable, ...]:
     import hcl2  # slow to import; only rendering needs it
 
