@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.local]
 LINEAGE_TAGS = {"Name", "builder:app", "builder:env", "builder:comp", "builder:fingerprint",
                 "builder:source-ami", "builder:source-ami-name", "builder:built-at",
                 "builder:git-commit", "builder:status", "builder:build-id", "builder:run-id",
-                "builder:owner", "builder:packages-sha256"}
+                "builder:owner", "builder:packages-sha256",
+                "builder:record"}  # the demo sets records_bucket
 
 
 def bake(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
