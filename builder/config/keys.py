@@ -441,6 +441,16 @@ def _role_in_the_account(values: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _regions_in_one_partition(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """An env is one account, and an account lives in one partition."""
+    regions = values["aws_regions"] or ()
+    partitions = {partition_of(region) for region in regions}
+    if len(partitions) > 1:
+        return "aws_regions", (f"mixes partitions ({', '.join(sorted(partitions))}): an env "
+                               "is one account, in one partition; make an env per partition")
+    return None
+
+
 def _arns_in_the_partition(values: Mapping[str, Any]) -> tuple[str, str] | None:
     """An ARN of another partition than its region's names nothing the env can use (the
     role: the bake region's; a key: its region's)."""
@@ -500,6 +510,7 @@ RULES: tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...] = (
     _key_per_region,
     _one_base_image,
     _role_in_the_account,
+    _regions_in_one_partition,
     _arns_in_the_partition,
     _key_needs_encryption,
     _pair_needs_its_strategy,

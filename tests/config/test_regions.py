@@ -59,6 +59,15 @@ def test_a_string_key_serves_every_region(repo: Path) -> None:
     ("aws_regions: [eu-west-1, eu-west-1]\n",
      "aws_regions: ['eu-west-1', 'eu-west-1'] names a region twice", 1),
     ("aws_regions: []\n", "aws_regions: must be a non-empty list of regions", 1),
+    # An env is one account: its regions are in one partition, and each region's key
+    # is an ARN of that partition.
+    ("aws_regions: [eu-central-1, cn-north-1]\n",
+     "aws_regions: mixes partitions (aws, aws-cn)", 1),
+    ("aws_regions: [cn-north-1, cn-northwest-1]\nkms_key_id:\n"
+     "  cn-north-1: arn:aws-cn:kms:cn-north-1:111111111111:key/a\n"
+     "  cn-northwest-1: arn:aws:kms:cn-northwest-1:111111111111:key/b\n",
+     "kms_key_id: is an ARN of partition aws, but region cn-northwest-1 is in partition "
+     "aws-cn", 2),
 ])
 def test_region_mistakes_are_refused_at_their_line(repo: Path, text: str, expected: str,
                                                    line: int) -> None:
