@@ -11,7 +11,7 @@ refreshes, and (blue_green_existing) sizes the two standing groups of a pair.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Unpack
 
@@ -274,21 +274,20 @@ def refresh(autoscaling: AutoScalingClient, name: str, refresh_id: str) -> Refre
 def roll_back_refresh(autoscaling: AutoScalingClient, name: str) -> bool:
     """Stop the group's refresh in progress and put back the instances it replaced;
     False when there is none or it can't be rolled back."""
-    try:
-        with translate(f"rolling back the instance refresh of Auto Scaling group {name}"):
-            autoscaling.rollback_instance_refresh(AutoScalingGroupName=name)
-    except AwsError as exc:
-        if exc.code in _NO_REFRESH:
-            return False
-        raise
-    return True
+    return _stop_refresh(f"rolling back the instance refresh of Auto Scaling group {name}",
+                         lambda: autoscaling.rollback_instance_refresh(AutoScalingGroupName=name))
 
 
 def cancel_refresh(autoscaling: AutoScalingClient, name: str) -> bool:
     """Stop the group's refresh in progress where it is; False when there is none."""
+    return _stop_refresh(f"cancelling the instance refresh of Auto Scaling group {name}",
+                         lambda: autoscaling.cancel_instance_refresh(AutoScalingGroupName=name))
+
+
+def _stop_refresh(doing: str, call: Callable[[], object]) -> bool:
     try:
-        with translate(f"cancelling the instance refresh of Auto Scaling group {name}"):
-            autoscaling.cancel_instance_refresh(AutoScalingGroupName=name)
+        with translate(doing):
+            call()
     except AwsError as exc:
         if exc.code in _NO_REFRESH:
             return False

@@ -42,6 +42,7 @@ from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult
 
 from builder.local.emulator.moto_internals import backends
+from builder.local.emulator.stepping import Stepper
 
 log = logging.getLogger("builder.local.emulator.autoscaling_refresh")
 
@@ -226,31 +227,19 @@ def rollback_instance_refresh(self: AutoScalingResponse) -> ActionResult:
 # -- the thread -------------------------------------------------------------------------
 
 
-class RefreshEmulator:
+class RefreshEmulator(Stepper):
     """The thread that moves every emulated instance refresh on, a step at a time."""
 
     def __init__(self, lock: threading.RLock, *, step_seconds: float,
                  on_change: Callable[[], None] = lambda: None):
-        self._lock = lock
+        super().__init__(lock, "refresh-emulator", on_change)
         STEP["seconds"] = step_seconds
-        self._on_change = on_change
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="refresh-emulator",
-                                        daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    def step_seconds_now(self) -> float:
+        return STEP["seconds"]
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        tick = min(0.25, max(0.02, STEP["seconds"] / 4))
-        while not self._stopping.wait(tick):
-            with self._lock:
-                if advance(time.time()):
-                    self._on_change()
+    def step(self) -> bool:
+        return advance(time.time())
 
 
 def advance(now: float) -> bool:

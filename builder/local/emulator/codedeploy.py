@@ -59,6 +59,7 @@ from builder.local.emulator.codedeploy_state import (
     last_deployment_info,
 )
 from builder.local.emulator.moto_internals import backends
+from builder.local.emulator.stepping import Stepper
 
 log = logging.getLogger("builder.local.emulator.codedeploy")
 
@@ -102,25 +103,20 @@ class _Run:
     existing: bool = False  # the replacement is a standing ASG (DISCOVER_EXISTING), no copy
 
 
-class DeploymentEmulator:
+class DeploymentEmulator(Stepper):
     """The thread that moves every emulated deployment through its states and lifecycle events."""
 
     def __init__(self, lock: threading.RLock, *, step_seconds: float = DEFAULT_STEP_SECONDS,
                  on_change: Callable[[], None] = lambda: None):
-        self._lock = lock
+        super().__init__(lock, "codedeploy-emulator", on_change)
         self.step_seconds = step_seconds
-        self._on_change = on_change
         self._runs: dict[str, _Run] = {}
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="codedeploy-emulator",
-                                        daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    def step_seconds_now(self) -> float:
+        return self.step_seconds
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
+    def step(self) -> bool:
+        return self.advance(time.monotonic())
 
     def arm_failure(self, account: str, region: str, application: str, group_name: str,
                     *, code: str = "HEALTH_CONSTRAINTS", message: str = "") -> None:
@@ -175,13 +171,6 @@ class DeploymentEmulator:
                 failure=None if failure is None else DeploymentFailure(
                     failure["code"], failure["message"],
                     lifecycle_event=failure["lifecycle_event"]))
-
-    def _loop(self) -> None:
-        tick = min(0.25, max(0.02, self.step_seconds / 4))
-        while not self._stopping.wait(tick):
-            with self._lock:
-                if self.advance(time.monotonic()):
-                    self._on_change()
 
     def advance(self, now: float) -> bool:
         """One pass over every active deployment of every account and region; whether
