@@ -142,14 +142,7 @@ def _row(row: ComboStatus, shown: set[Combo], report: StatusReport) -> str:
 
 
 def _ami(row: ComboStatus) -> str:
-    if not row.ami_id:
-        return _NONE
-    text = f"<code>{_e(row.ami_id)}</code>"
-    if row.ami_name:
-        text += f"<br><small>{_e(row.ami_name)}</small>"
-    if row.unreleased:
-        text += f"<br><small>not released: <code>{_e(row.unreleased)}</code></small>"
-    return text
+    return _image_cell(row.ami_id, row.ami_name, "not released", row.unreleased)
 
 
 def _status(status: str) -> str:
@@ -160,13 +153,18 @@ def _status(status: str) -> str:
 
 
 def _base(row: ComboStatus) -> str:
-    if not row.base_ami:
+    return _image_cell(row.base_ami, row.base_name, "newer", row.newer_base)
+
+
+def _image_cell(image_id: str, name: str, label: str, other: str) -> str:
+    """An AMI's id and name, and another AMI that matters beside it (`label`: its id)."""
+    if not image_id:
         return _NONE
-    text = f"<code>{_e(row.base_ami)}</code>"
-    if row.base_name:
-        text += f"<br><small>{_e(row.base_name)}</small>"
-    if row.newer_base:
-        text += f"<br><small>newer: <code>{_e(row.newer_base)}</code></small>"
+    text = f"<code>{_e(image_id)}</code>"
+    if name:
+        text += f"<br><small>{_e(name)}</small>"
+    if other:
+        text += f"<br><small>{label}: <code>{_e(other)}</code></small>"
     return text
 
 
